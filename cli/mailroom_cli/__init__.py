@@ -1,0 +1,1 @@
+"""The `mailroom` command. It composes the services; no service imports it."""

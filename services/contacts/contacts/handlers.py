@@ -1,0 +1,119 @@
+"""Use cases of the contacts service. They take a SQLAlchemy session (the unit of work) and an
+outbox; nameko adapters in service.py call them inside one transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from contacts import domain
+from contacts.models import Contact, ContactEmail, MessageConversation, OwnAddress, TimelineEntry
+from mailroom_shared.addresses import try_normalise_email
+from mailroom_shared.messaging.outbox import Outbox
+
+
+@dataclass(frozen=True)
+class Settings:
+    create_for_automated_senders: bool = False
+
+
+def find_contact_by_email(session: Session, email: str) -> Contact | None:
+    return session.execute(
+        select(Contact).join(ContactEmail).where(ContactEmail.email == email)
+    ).scalar_one_or_none()
+
+
+def resolve_or_create(session: Session, outbox: Outbox, email: str, name: str | None,
+                      created_from: str) -> tuple[Contact, bool]:
+    """The contact for a normalised address, created if none. Race-safe: the unique address
+    row decides; the loser of a race rolls back its savepoint and reads the winner's contact."""
+    existing = find_contact_by_email(session, email)
+    if existing:
+        if name and not existing.name:
+            existing.name = name
+        return existing, False
+    contact = Contact(id=str(uuid.uuid4()), name=name, created_from=created_from,
+                      created_at=dt.datetime.now(dt.timezone.utc))
+    try:
+        with session.begin_nested():
+            session.add(contact)
+            session.add(ContactEmail(contact_id=contact.id, email=email))
+            session.flush()
+    except IntegrityError:
+        winner = find_contact_by_email(session, email)
+        if winner is None:  # pragma: no cover - the unique row must exist after the conflict
+            raise
+        return winner, False
+    outbox.record(session, "contact_created", contact.id, {
+        "contact_id": contact.id, "name": name, "emails": [email], "created_from": created_from,
+    })
+    return contact, True
+
+
+def record_inbound_message(session: Session, outbox: Outbox, data: dict, event_id: str,
+                           settings: Settings) -> TimelineEntry | None:
+    own = {row for row in session.execute(select(OwnAddress.email)).scalars()}
+    flags = data.get("flags") or {}
+    decision = domain.decide_contact(
+        data.get("attributed_to"), own_addresses=own, spam=bool(flags.get("spam")),
+        loop=bool(flags.get("loop")), create_for_automated=settings.create_for_automated_senders,
+    )
+    if decision.email is None:
+        return None
+    contact, _ = resolve_or_create(session, outbox, decision.email, decision.name, created_from=event_id)
+    entry = session.execute(select(TimelineEntry).where(
+        TimelineEntry.contact_id == contact.id, TimelineEntry.direction == "in",
+        TimelineEntry.rfc_message_id == data["message_id"])).scalar_one_or_none()
+    if entry:  # the same email again (e.g. re-ingested through another path)
+        return entry
+    forward = data.get("forward")
+    entry = TimelineEntry(
+        id=str(uuid.uuid4()), contact_id=contact.id, direction="in", rfc_message_id=data["message_id"],
+        intake_id=data.get("intake_id"), channel_address=data.get("channel_address"),
+        subject=data.get("subject") or "", snippet=domain.snippet(data.get("text"), data.get("html")),
+        attachments=[{k: a.get(k) for k in ("filename", "content_type", "size", "sha256", "url")}
+                     for a in data.get("attachments") or []],
+        forwarded_by=(forward or {}).get("forwarded_by") if forward and forward.get("trusted") else None,
+        occurred_at=_parse_time(data.get("received_at")),
+    )
+    session.add(entry)
+    outbox.record(session, "timeline_entry_added", contact.id, {
+        "entry_id": entry.id, "contact_id": contact.id, "direction": "in",
+        "message_id": data["message_id"], "subject": entry.subject, "conversation_id": None,
+    })
+    return entry
+
+
+def link_conversation(session: Session, intake_id: str | None, conversation_id: str) -> None:
+    if not intake_id:
+        return
+    existing = session.get(MessageConversation, intake_id)
+    if existing is None:
+        session.add(MessageConversation(intake_id=intake_id, conversation_id=conversation_id))
+    else:
+        existing.conversation_id = conversation_id  # a move or re-thread: latest wins
+
+
+def replace_own_addresses(session: Session, inbox_id: str, addresses: list[str]) -> None:
+    session.query(OwnAddress).filter(OwnAddress.inbox_id == inbox_id).delete()
+    for address in {a for a in (try_normalise_email(x) for x in addresses) if a}:
+        session.merge(OwnAddress(email=address, inbox_id=inbox_id))
+
+
+def _parse_time(value: str | None) -> dt.datetime:
+    if value:
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+        except ValueError:
+            pass
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def add_email(session: Session, contact: Contact, email: str) -> None:
+    session.add(ContactEmail(contact_id=contact.id, email=email))

@@ -1,0 +1,78 @@
+"""The contacts service's own tables (its own database)."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from mailroom_shared.db import new_metadata, utcnow
+from mailroom_shared.messaging.idempotency import processed_events_table
+from mailroom_shared.messaging.outbox import outbox_table
+
+
+class Base(DeclarativeBase):
+    metadata = new_metadata()
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    created_from: Mapped[str] = mapped_column(String(64), nullable=False)
+    emails: Mapped[list[ContactEmail]] = relationship(back_populates="contact", order_by="ContactEmail.id",
+                                                      lazy="selectin")
+
+
+class ContactEmail(Base):
+    __tablename__ = "contact_emails"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    contact_id: Mapped[str] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False,
+                                            index=True)
+    # normalised (mailroom_shared.addresses.normalise_email); unique = one contact per address
+    email: Mapped[str] = mapped_column(String(320), nullable=False, unique=True)
+    contact: Mapped[Contact] = relationship(back_populates="emails")
+
+
+class TimelineEntry(Base):
+    __tablename__ = "timeline_entries"
+    __table_args__ = (
+        UniqueConstraint("contact_id", "direction", "rfc_message_id"),
+        Index("ix_timeline_entries_contact_time", "contact_id", "occurred_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    contact_id: Mapped[str] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False)
+    direction: Mapped[str] = mapped_column(String(8), nullable=False)  # "in" | "out"
+    rfc_message_id: Mapped[str] = mapped_column(String(998), nullable=False)
+    intake_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    channel_address: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(Text, nullable=False)
+    snippet: Mapped[str] = mapped_column(Text, nullable=False)
+    attachments: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    forwarded_by: Mapped[dict | None] = mapped_column(JSON)
+    occurred_at: Mapped[object] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class MessageConversation(Base):
+    """intake id → conversation id, learnt from conversations' message_added (arrives in any order)."""
+
+    __tablename__ = "message_conversations"
+
+    intake_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(36), nullable=False)
+
+
+class OwnAddress(Base):
+    """Inbox channel addresses (from conversations' inbox_updated): never made into contacts."""
+
+    __tablename__ = "own_addresses"
+
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    inbox_id: Mapped[str] = mapped_column(String(36), nullable=False)
+
+
+outbox = outbox_table(Base.metadata)
+processed_events = processed_events_table(Base.metadata)

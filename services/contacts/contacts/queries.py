@@ -1,0 +1,61 @@
+"""Read side of the contacts HTTP API."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from contacts.models import Contact, ContactEmail, MessageConversation, TimelineEntry
+from contacts.schemas import ContactSchema, TimelineEntrySchema
+from mailroom_shared.http import HttpError, encode_cursor
+
+
+def contact_view(contact: Contact) -> dict:
+    return ContactSchema().dump({
+        "id": contact.id, "name": contact.name, "emails": [e.email for e in contact.emails],
+        "created_at": contact.created_at,
+    })
+
+
+def search_contacts(session: Session, query: str, limit: int) -> list[dict]:
+    """By name or email, case-insensitively (for recipient pickers)."""
+    pattern = f"%{query.lower()}%"
+    ids = session.execute(
+        select(Contact.id).outerjoin(ContactEmail)
+        .where(or_(ContactEmail.email.like(pattern), Contact.name.ilike(pattern)))
+        .group_by(Contact.id).order_by(Contact.id).limit(limit)
+    ).scalars().all()
+    contacts = session.execute(select(Contact).where(Contact.id.in_(ids))).scalars().all()
+    return [contact_view(c) for c in sorted(contacts, key=lambda c: (c.name or "", c.id))]
+
+
+def timeline_page(session: Session, contact_id: str, cursor: dict | None, limit: int) -> dict:
+    """Newest first; the cursor is the (occurred_at, id) of the last item returned."""
+    query = (select(TimelineEntry, MessageConversation.conversation_id)
+             .outerjoin(MessageConversation, MessageConversation.intake_id == TimelineEntry.intake_id)
+             .where(TimelineEntry.contact_id == contact_id))
+    if cursor:
+        at, last_id = _cursor_time(cursor.get("at")), str(cursor.get("id"))
+        query = query.where(or_(TimelineEntry.occurred_at < at,
+                                and_(TimelineEntry.occurred_at == at, TimelineEntry.id < last_id)))
+    rows = session.execute(query.order_by(TimelineEntry.occurred_at.desc(), TimelineEntry.id.desc())
+                           .limit(limit + 1)).all()
+    items = []
+    for entry, conversation_id in rows[:limit]:
+        item = TimelineEntrySchema().dump(entry)
+        item["conversation_id"] = conversation_id
+        items.append(item)
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1][0]
+        next_cursor = encode_cursor({"at": last.occurred_at.isoformat(), "id": last.id})
+    return {"items": items, "next_cursor": next_cursor}
+
+
+def _cursor_time(value) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise HttpError("invalid cursor") from exc

@@ -1,0 +1,46 @@
+"""marshmallow schemas of the contacts HTTP API (the OpenAPI document is generated from them)."""
+
+from marshmallow import Schema, fields, validate
+
+
+class ContactSchema(Schema):
+    id = fields.String()
+    name = fields.String(allow_none=True)
+    emails = fields.List(fields.String())
+    created_at = fields.DateTime()
+
+
+class ContactCreateSchema(Schema):
+    name = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=320))
+    emails = fields.List(fields.String(), required=True, validate=validate.Length(min=1, max=20))
+
+
+class TimelineAttachmentSchema(Schema):
+    filename = fields.String()
+    content_type = fields.String()
+    size = fields.Integer()
+    sha256 = fields.String()
+    url = fields.String(allow_none=True)
+
+
+class TimelineEntrySchema(Schema):
+    id = fields.String()
+    direction = fields.String()
+    message_id = fields.String(attribute="rfc_message_id")
+    subject = fields.String()
+    snippet = fields.String()
+    channel_address = fields.String(allow_none=True)
+    conversation_id = fields.String(allow_none=True)
+    attachments = fields.List(fields.Nested(TimelineAttachmentSchema))
+    forwarded_by = fields.Dict(allow_none=True)
+    occurred_at = fields.DateTime()
+
+
+class ContactPageSchema(Schema):
+    items = fields.List(fields.Nested(ContactSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class TimelinePageSchema(Schema):
+    items = fields.List(fields.Nested(TimelineEntrySchema))
+    next_cursor = fields.String(allow_none=True)

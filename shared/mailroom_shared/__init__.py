@@ -1,0 +1,1 @@
+"""mailroom's common library. Holds no business logic of any service."""

@@ -1,0 +1,40 @@
+"""Email address normalisation, shared so that every service compares addresses the same way.
+
+flanker does the RFC 5322 parsing; we only decide what "the same address" means:
+local part kept as written except for case, domain lower-cased and IDNA-decoded to Unicode.
+"""
+
+from __future__ import annotations
+
+import idna
+from flanker.addresslib import address as flanker_address
+
+
+class InvalidAddress(ValueError):
+    pass
+
+
+def normalise_email(raw: str) -> str:
+    """Return the canonical form of one address: `" <Foo@Bücher.DE> "` → `foo@bücher.de`.
+
+    Raises InvalidAddress for anything that is not a single valid mailbox.
+    """
+    candidate = (raw or "").strip().strip("<>").strip()
+    parsed = flanker_address.parse(candidate, addr_spec_only=True)
+    if parsed is None or not getattr(parsed, "mailbox", None):
+        raise InvalidAddress(f"not a valid email address: {raw!r}")
+    local, _, domain = parsed.address.rpartition("@")
+    try:
+        domain = idna.decode(domain) if domain.startswith("xn--") or ".xn--" in domain else domain
+    except idna.IDNAError as exc:
+        raise InvalidAddress(f"invalid internationalised domain in {raw!r}: {exc}") from exc
+    return f"{local.lower()}@{domain.lower()}"
+
+
+def try_normalise_email(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    try:
+        return normalise_email(raw)
+    except InvalidAddress:
+        return None

@@ -1,0 +1,62 @@
+"""The one source of truth for every event mailroom publishes.
+
+Producers validate against these schemas before publishing; consumers read tolerantly.
+docs/events.asyncapi.yaml is generated from this module (`make docs`).
+A breaking change to a schema is a new version: add `FooV2` and a new entry, keep V1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from marshmallow import Schema
+
+from mailroom_shared.events import contacts, conversations, ingest
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    name: str  # routing key, snake_case past tense
+    producer: str  # service name; the exchange is `<producer>.events`
+    version: int
+    schema: type[Schema]
+    summary: str
+
+    @property
+    def exchange(self) -> str:
+        return f"{self.producer}.events"
+
+    @property
+    def cloudevents_type(self) -> str:
+        return f"mailroom.{self.name}.v{self.version}"
+
+
+_SPECS = [
+    EventSpec("message_received", "ingest", 1, ingest.MessageReceivedV1,
+              "A message for an inbox channel was stored, parsed and classified."),
+    EventSpec("message_quarantined", "ingest", 1, ingest.MessageQuarantinedV1,
+              "A message was stored raw but could not be processed; the reason is for an operator."),
+    EventSpec("mailbox_unreachable", "ingest", 1, ingest.MailboxUnreachableV1,
+              "A connected IMAP mailbox stopped answering."),
+    EventSpec("contact_created", "contacts", 1, contacts.ContactCreatedV1,
+              "A contact was created (for an unknown sender, or through the API)."),
+    EventSpec("timeline_entry_added", "contacts", 1, contacts.TimelineEntryAddedV1,
+              "An email in or out was logged on a contact's timeline."),
+    EventSpec("inbox_updated", "conversations", 1, conversations.InboxUpdatedV1,
+              "An inbox was created or its channels or members changed."),
+    EventSpec("conversation_created", "conversations", 1, conversations.ConversationCreatedV1,
+              "A new conversation started."),
+    EventSpec("message_added", "conversations", 1, conversations.MessageAddedV1,
+              "A message was stored in a conversation."),
+    EventSpec("conversation_reopened", "conversations", 1, conversations.ConversationReopenedV1,
+              "A closed conversation was reopened (e.g. by a customer's reply)."),
+]
+
+CATALOGUE: dict[str, EventSpec] = {spec.name: spec for spec in _SPECS}
+
+
+def spec_for(name: str) -> EventSpec:
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        raise KeyError(f"unknown event type {name!r}: add it to mailroom_shared.events.catalogue") from None

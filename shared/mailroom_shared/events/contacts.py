@@ -1,0 +1,19 @@
+"""Events published by the contacts service (exchange `contacts.events`)."""
+
+from marshmallow import Schema, fields
+
+
+class ContactCreatedV1(Schema):
+    contact_id = fields.String(required=True)
+    name = fields.String(allow_none=True, load_default=None)
+    emails = fields.List(fields.String(), required=True)
+    created_from = fields.String(required=True, metadata={"description": "event id that created it, or 'api'"})
+
+
+class TimelineEntryAddedV1(Schema):
+    entry_id = fields.String(required=True)
+    contact_id = fields.String(required=True)
+    direction = fields.String(required=True)
+    message_id = fields.String(required=True)
+    subject = fields.String(required=True)
+    conversation_id = fields.String(allow_none=True, load_default=None)

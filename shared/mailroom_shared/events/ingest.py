@@ -1,0 +1,70 @@
+"""Events published by the ingest service (exchange `ingest.events`)."""
+
+from marshmallow import Schema, fields, validate
+
+from mailroom_shared.events.common import AddressSchema, AttachmentRefSchema
+
+
+class FlagsSchema(Schema):
+    auto_submitted = fields.Boolean(required=True)
+    bounce = fields.Boolean(required=True)
+    spam = fields.Boolean(required=True)
+    loop = fields.Boolean(required=True)
+    reasons = fields.List(fields.String(), load_default=list)
+
+
+class ForwardSchema(Schema):
+    original_sender = fields.Nested(AddressSchema, required=True)
+    original_subject = fields.String(allow_none=True, load_default=None)
+    original_date = fields.String(allow_none=True, load_default=None)
+    detected_by = fields.String(required=True)
+    forwarded_by = fields.Nested(AddressSchema, required=True)
+    trusted = fields.Boolean(required=True, metadata={"description": "forwarder is an inbox member/internal"})
+
+
+class MessageReceivedV1(Schema):
+    """A message arrived for one inbox channel, was stored raw, parsed and classified."""
+
+    intake_id = fields.String(required=True)
+    channel_address = fields.String(required=True, metadata={"description": "the team address it came in on"})
+    via = fields.String(required=True, validate=validate.OneOf(["smtp", "imap", "http"]))
+    message_id = fields.String(required=True, metadata={"description": "Message-ID, or a stable generated one"})
+    subject = fields.String(required=True)
+    date = fields.String(allow_none=True, load_default=None)
+    sender = fields.Nested(AddressSchema, allow_none=True, load_default=None)
+    attributed_to = fields.Nested(AddressSchema, required=True,
+                                  metadata={"description": "who the message belongs to (original sender of a "
+                                                           "trusted forward, else the sender)"})
+    reply_to = fields.List(fields.Nested(AddressSchema), load_default=list)
+    to = fields.List(fields.Nested(AddressSchema), load_default=list)
+    cc = fields.List(fields.Nested(AddressSchema), load_default=list)
+    in_reply_to = fields.List(fields.String(), load_default=list)
+    references = fields.List(fields.String(), load_default=list)
+    reply_token = fields.String(allow_none=True, load_default=None)
+    text = fields.String(allow_none=True, load_default=None)
+    html = fields.String(allow_none=True, load_default=None, metadata={"description": "sanitised preview"})
+    html_truncated = fields.Boolean(load_default=False)
+    remote_images_blocked = fields.Integer(load_default=0)
+    size = fields.Integer(required=True)
+    raw_url = fields.String(required=True)
+    attachments = fields.List(fields.Nested(AttachmentRefSchema), load_default=list)
+    flags = fields.Nested(FlagsSchema, required=True)
+    forward = fields.Nested(ForwardSchema, allow_none=True, load_default=None)
+    received_at = fields.String(required=True)
+
+
+class MessageQuarantinedV1(Schema):
+    """Stored raw but not delivered to an inbox: the reason is for an operator."""
+
+    intake_id = fields.String(required=True)
+    channel_address = fields.String(required=True)
+    via = fields.String(required=True)
+    reason = fields.String(required=True)
+    size = fields.Integer(required=True)
+    raw_url = fields.String(required=True)
+
+
+class MailboxUnreachableV1(Schema):
+    mailbox_id = fields.String(required=True)
+    error = fields.String(required=True)
+    consecutive_failures = fields.Integer(required=True)

@@ -1,0 +1,1 @@
+"""Reliable messaging on RabbitMQ: topology, transactional outbox, dead-lettering event handlers."""

@@ -1,0 +1,214 @@
+"""nameko adapters shared by the services: database and outbox-relay dependency providers, the
+topology declaration, and an event handler that retries with backoff and dead-letters.
+
+Domain code never imports this module; services' `service.py` files do.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from functools import partial
+
+import eventlet
+from eventlet.event import Event
+from kombu import Connection
+from marshmallow import ValidationError
+from nameko.amqp.publish import Publisher, get_producer
+from nameko.events import EventHandler
+from nameko.messaging import QueueConsumer
+from nameko.extensions import DependencyProvider
+
+from mailroom_shared import config
+from mailroom_shared.db import Database
+from mailroom_shared.messaging import topology
+from mailroom_shared.messaging.outbox import OutboxRelay
+
+log = logging.getLogger(__name__)
+
+ATTEMPT_HEADER = "x-mailroom-attempt"
+ERROR_HEADER = "x-mailroom-error"
+
+
+class PoisonMessage(Exception):
+    """Raised by a handler for a message that can never succeed: dead-lettered at once."""
+
+
+def _amqp_uri(container) -> str:
+    return container.config.get("AMQP_URI") or config.amqp_uri()
+
+
+class DatabaseProvider(DependencyProvider):
+    """Injects the service's Database (engine + transaction())."""
+
+    def __init__(self, service: str):
+        self.service = service
+        self.database: Database | None = None
+
+    def setup(self):
+        url = self.container.config.get("DATABASE_URLS", {}).get(self.service) or config.database_url(self.service)
+        self.database = Database(url)
+
+    def stop(self):
+        if self.database:
+            self.database.dispose()
+
+    def get_dependency(self, worker_ctx):
+        return self.database
+
+
+class TopologyProvider(DependencyProvider):
+    """Declares the whole messaging topology when the service starts, before anything publishes."""
+
+    def setup(self):
+        with Connection(_amqp_uri(self.container)) as connection:
+            connection.ensure_connection(max_retries=5)
+            topology.declare_topology(connection)
+
+
+class OutboxRelayHandle:
+    def __init__(self, wake_event: Event):
+        self._wake_event = wake_event
+
+    def wake(self) -> None:
+        """Publish now rather than at the next poll (call after committing an event)."""
+        if not self._wake_event.ready():
+            self._wake_event.send(True)
+
+
+class OutboxRelayProvider(DependencyProvider):
+    """Runs the outbox relay in a managed green thread: polls, or wakes when told to."""
+
+    def __init__(self, service: str, table_getter, poll_interval: float | None = None):
+        self.service = service
+        self.table_getter = table_getter  # callable returning the service's outbox Table
+        self.poll_interval = poll_interval
+        self._stopping = False
+        self._wake = Event()
+
+    def setup(self):
+        url = self.container.config.get("DATABASE_URLS", {}).get(self.service) or config.database_url(self.service)
+        self.database = Database(url)
+        self.publisher = Publisher(_amqp_uri(self.container), use_confirms=True, mandatory=True,
+                                   serializer="json")
+        self.relay = OutboxRelay(self.database, self.table_getter(), self._publish)
+        if self.poll_interval is None:
+            self.poll_interval = config.env_float("OUTBOX_POLL_SECONDS", 0.2)
+
+    def _publish(self, envelope: dict, exchange: str, routing_key: str) -> None:
+        self.publisher.publish(
+            envelope, exchange=topology.events_exchange(exchange.split(".")[0]), routing_key=routing_key,
+            message_id=envelope["id"], type=envelope["type"], app_id=envelope["source"],
+        )
+
+    def start(self):
+        self.container.spawn_managed_thread(self._run, identifier=f"{self.service}.outbox_relay")
+
+    def _run(self):
+        backoff = 0.0
+        while not self._stopping:
+            try:
+                while self.relay.relay_once():
+                    pass
+                failed = self.relay.last_failed
+            except Exception:  # database briefly unavailable: log and keep going
+                log.exception("outbox relay of %s failed; retrying", self.service)
+                failed = True
+            # Back off while the broker or database is failing, up to 10 s; no hot loop.
+            backoff = min(max(backoff * 2, 0.5), 10.0) if failed else 0.0
+            if backoff:
+                eventlet.sleep(backoff)
+                continue
+            with eventlet.Timeout(self.poll_interval, False):
+                self._wake.wait()
+            if self._wake.ready():
+                self._wake.reset()
+
+    def stop(self):
+        # Graceful: one last pass publishes what committed before SIGTERM.
+        self._stopping = True
+        try:
+            self.relay.relay_once()
+        except Exception:
+            log.exception("final outbox relay pass of %s failed; rows stay pending", self.service)
+        self.database.dispose()
+
+    def kill(self):
+        self._stopping = True
+
+    def get_dependency(self, worker_ctx):
+        return OutboxRelayHandle(self._wake)
+
+
+def _publish_to_queue(container, queue, body, headers, properties) -> None:
+    with get_producer(_amqp_uri(container), confirms=True) as producer:
+        producer.publish(body, exchange="", routing_key=queue.name, headers=headers, declare=[queue],
+                         delivery_mode=2, retry=True, **properties)
+
+
+class DeadLetteringQueueConsumer(QueueConsumer):
+    """kombu acks (and so loses) a message whose body cannot be decoded: park it in the queue's
+    dead-letter queue instead, with the decoding error."""
+
+    def get_consumers(self, consumer_cls, channel):
+        consumers = super().get_consumers(consumer_cls, channel)
+        for provider, consumer in self._consumers.items():
+            consumer.on_decode_error = partial(self._dead_letter_undecodable, provider)
+        return consumers
+
+    def _dead_letter_undecodable(self, provider, message, exc):
+        queue = topology.dead_letter_queue(provider.queue.name)
+        log.error("undecodable message on %s parked in %s: %s", provider.queue.name, queue.name, exc)
+        headers = dict(message.headers or {})
+        headers[ERROR_HEADER] = f"undecodable body: {exc}"[:1000]
+        _publish_to_queue(self.container, queue, message.body, headers,
+                          {"content_type": message.content_type, "content_encoding": message.content_encoding})
+        message.ack()
+
+
+class RetryingEventHandler(EventHandler):
+    """nameko's EventHandler acks a failed message (lost) or requeues it in a hot loop. This one
+    republishes a failed message to a delay queue (then back to its own queue) a bounded number of
+    times, then parks it in `<queue>.dlq` with the error, and acks the original only after the
+    broker confirmed the republish. Permanent errors (invalid payload, PoisonMessage) go straight
+    to the dead-letter queue."""
+
+    permanent_errors = (ValidationError, PoisonMessage)
+    queue_consumer = DeadLetteringQueueConsumer()
+
+    def handle_message_processed(self, message, result=None, exc_info=None):
+        if exc_info is None:
+            self.queue_consumer.ack_message(message)
+            return
+        try:
+            self._reroute_failed(message, exc_info)
+        except Exception:
+            # Could not republish (broker trouble): requeue so nothing is lost.
+            log.exception("could not reroute failed message on %s; requeueing", self.queue.name)
+            self.queue_consumer.requeue_message(message)
+            eventlet.sleep(1)  # avoid a hot loop while the broker is unhealthy
+            return
+        self.queue_consumer.ack_message(message)
+
+    def _reroute_failed(self, message, exc_info) -> None:
+        exc_type, exc, tb = exc_info
+        headers = dict(message.headers or {})
+        attempt = int(headers.get(ATTEMPT_HEADER, 0)) + 1
+        error = "".join(traceback.format_exception_only(exc_type, exc)).strip()[:1000]
+        headers[ATTEMPT_HEADER] = attempt
+        headers[ERROR_HEADER] = error
+        queue_name = self.queue.name
+        permanent = isinstance(exc, self.permanent_errors)
+        if permanent or attempt > len(topology.RETRY_DELAYS_MS):
+            target = topology.dead_letter_queue(queue_name)
+            log.error("dead-lettering message from %s after %d attempt(s): %s", queue_name, attempt, error)
+        else:
+            target = topology.retry_queues(queue_name)[attempt - 1]
+            log.warning("retrying message from %s (attempt %d): %s", queue_name, attempt, error)
+        _publish_to_queue(self.container, target, message.body, headers, {
+            "content_type": message.content_type, "content_encoding": message.content_encoding,
+            "message_id": message.properties.get("message_id"), "type": message.properties.get("type"),
+        })
+
+
+reliable_event_handler = RetryingEventHandler.decorator

@@ -1,0 +1,104 @@
+"""Transactional outbox: an event is written in the same transaction as the state change it
+describes, and a relay publishes it afterwards with publisher confirms and mandatory routing,
+marking it published only after the broker confirmed it. A crash between the two republishes
+(at-least-once); consumers de-duplicate on the envelope's `source` + `id`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+from sqlalchemy import (
+    JSON, BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text, Index, select, update,
+)
+from sqlalchemy.orm import Session
+
+from mailroom_shared.db import Database, is_postgres, utcnow
+from mailroom_shared.events.catalogue import spec_for
+from mailroom_shared.events.envelope import build_envelope
+
+log = logging.getLogger(__name__)
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    table = Table(
+        "outbox", metadata,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column("event_id", String(36), nullable=False, unique=True),
+        Column("event_type", String(64), nullable=False),
+        Column("envelope", JSON, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
+        Column("published_at", DateTime(timezone=True), nullable=True),
+        Column("attempts", Integer, nullable=False, default=0),
+        Column("last_error", Text, nullable=True),
+    )
+    Index("ix_outbox_pending", table.c.published_at, table.c.id)
+    return table
+
+
+class Outbox:
+    """Records events inside the caller's transaction."""
+
+    def __init__(self, table: Table):
+        self.table = table
+
+    def record(self, session: Session, event_type: str, subject: str, data: dict) -> dict:
+        envelope = build_envelope(event_type, subject, data)
+        session.execute(self.table.insert().values(
+            event_id=envelope["id"], event_type=event_type, envelope=envelope, created_at=utcnow(),
+            attempts=0,
+        ))
+        return envelope
+
+
+Publish = Callable[[dict, str, str], None]  # (envelope, exchange, routing_key)
+
+
+class OutboxRelay:
+    """Publishes pending outbox rows in order. Several relays may run: on PostgreSQL each batch
+    is claimed with FOR UPDATE SKIP LOCKED; SQLite is single-writer anyway."""
+
+    def __init__(self, database: Database, table: Table, publish: Publish, batch_size: int = 200):
+        self.database = database
+        self.table = table
+        self.publish = publish
+        self.batch_size = batch_size
+        self.last_failed = False
+
+    def relay_once(self) -> int:
+        """Publish one batch; returns how many were published. Stops at the first failure so
+        that events keep their order; the failed row is retried on the next call."""
+        published = 0
+        self.last_failed = False
+        with self.database.transaction() as session:
+            query = (select(self.table.c.id, self.table.c.event_type, self.table.c.envelope)
+                     .where(self.table.c.published_at.is_(None))
+                     .order_by(self.table.c.id).limit(self.batch_size))
+            if is_postgres(session):
+                query = query.with_for_update(skip_locked=True)
+            rows = session.execute(query).all()
+            for row in rows:
+                envelope = row.envelope if isinstance(row.envelope, dict) else json.loads(row.envelope)
+                spec = spec_for(row.event_type)
+                try:
+                    self.publish(envelope, spec.exchange, spec.name)
+                except Exception as exc:  # broker down, unroutable: keep the row, try later
+                    log.warning("outbox: publishing %s %s failed: %s", row.event_type, row.id, exc)
+                    session.execute(update(self.table).where(self.table.c.id == row.id).values(
+                        attempts=self.table.c.attempts + 1, last_error=str(exc)[:2000]))
+                    self.last_failed = True
+                    break
+                session.execute(update(self.table).where(self.table.c.id == row.id).values(
+                    published_at=utcnow(), attempts=self.table.c.attempts + 1, last_error=None))
+                published += 1
+        return published
+
+    def pending_count(self) -> int:
+        from sqlalchemy import func
+
+        with self.database.transaction() as session:
+            return session.execute(
+                select(func.count()).select_from(self.table).where(self.table.c.published_at.is_(None))
+            ).scalar_one()

@@ -1,0 +1,113 @@
+"""Every exchange and queue mailroom uses, declared before anything publishes.
+
+nameko declares a handler's queue only when that handler's service starts, and publishes with
+mandatory=False, so an event published earlier is silently dropped (DESIGN.md). We therefore:
+- declare every service's events exchange and every internal subscription queue up front, from
+  SUBSCRIPTIONS, whenever any service starts;
+- bind an audit queue to every events exchange, so that an event with no subscriber yet is still
+  routed (and kept, bounded, for operators) and a publish with mandatory=True only fails when the
+  topology itself is missing;
+- give every subscription queue its retry queues and a dead-letter queue.
+
+The queue names follow nameko's SERVICE_POOL convention `evt-<source>-<event>--<service>.<method>`:
+renaming a handler orphans its queue, which tests/test_topology.py guards against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kombu import Connection, Exchange, Queue
+
+from mailroom_shared.events.catalogue import CATALOGUE
+
+PRODUCERS = ("ingest", "contacts", "conversations", "outbound", "notifier")
+AUDIT_QUEUE = "mailroom.audit"
+AUDIT_MAX_LENGTH = 100_000
+AUDIT_TTL_MS = 7 * 24 * 3600 * 1000
+# Delay before each retry; after the last one the message goes to the dead-letter queue.
+RETRY_DELAYS_MS = (1_000, 5_000, 30_000, 120_000, 600_000)
+
+
+@dataclass(frozen=True)
+class Subscription:
+    source: str  # producing service
+    event_type: str
+    service: str  # consuming service
+    method: str  # handler method name: part of the queue name, never rename casually
+
+    @property
+    def queue_name(self) -> str:
+        return f"evt-{self.source}-{self.event_type}--{self.service}.{self.method}"
+
+
+SUBSCRIPTIONS: tuple[Subscription, ...] = (
+    Subscription("ingest", "message_received", "contacts", "handle_message_received"),
+    Subscription("ingest", "message_received", "conversations", "handle_message_received"),
+    Subscription("contacts", "contact_created", "conversations", "handle_contact_created"),
+    Subscription("conversations", "message_added", "contacts", "handle_message_added"),
+    Subscription("conversations", "inbox_updated", "ingest", "handle_inbox_updated"),
+)
+
+
+def events_exchange(service: str) -> Exchange:
+    # Same arguments nameko uses, so both may declare it.
+    return Exchange(f"{service}.events", type="topic", durable=True)
+
+
+def retry_queue_name(queue_name: str, attempt: int) -> str:
+    return f"{queue_name}.retry.{attempt}"
+
+
+def dead_letter_queue_name(queue_name: str) -> str:
+    return f"{queue_name}.dlq"
+
+
+def subscription_queue(sub: Subscription) -> Queue:
+    return Queue(sub.queue_name, exchange=events_exchange(sub.source), routing_key=sub.event_type,
+                 durable=True, auto_delete=False, exclusive=False)
+
+
+def retry_queues(queue_name: str) -> list[Queue]:
+    """Per-attempt delay queues: a message waits out the TTL, then dead-letters back to its queue.
+
+    One queue per delay (not per-message TTL in one queue), so a long delay never holds up a
+    short one behind it (RabbitMQ only expires messages at the head of a queue).
+    """
+    return [
+        Queue(retry_queue_name(queue_name, attempt), durable=True, auto_delete=False,
+              queue_arguments={"x-message-ttl": delay, "x-dead-letter-exchange": "",
+                               "x-dead-letter-routing-key": queue_name})
+        for attempt, delay in enumerate(RETRY_DELAYS_MS, start=1)
+    ]
+
+
+def dead_letter_queue(queue_name: str) -> Queue:
+    return Queue(dead_letter_queue_name(queue_name), durable=True, auto_delete=False)
+
+
+def audit_queue() -> Queue:
+    return Queue(AUDIT_QUEUE, durable=True, auto_delete=False,
+                 queue_arguments={"x-max-length": AUDIT_MAX_LENGTH, "x-message-ttl": AUDIT_TTL_MS,
+                                  "x-overflow": "drop-head"})
+
+
+def declare_topology(connection: Connection) -> None:
+    """Idempotently declare every exchange, queue and binding. Safe to call from every process."""
+    channel = connection.default_channel
+    exchanges = {name: events_exchange(name) for name in PRODUCERS}
+    for exchange in exchanges.values():
+        exchange(channel).declare()
+    audit = audit_queue()(channel)
+    audit.declare()
+    for exchange in exchanges.values():
+        audit.bind_to(exchange=exchange.name, routing_key="#")
+    for sub in SUBSCRIPTIONS:
+        subscription_queue(sub)(channel).declare()
+        for queue in retry_queues(sub.queue_name):
+            queue(channel).declare()
+        dead_letter_queue(sub.queue_name)(channel).declare()
+
+
+def published_event_types(service: str) -> list[str]:
+    return [spec.name for spec in CATALOGUE.values() if spec.producer == service]

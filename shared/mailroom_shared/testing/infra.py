@@ -1,0 +1,121 @@
+"""Where the tests' RabbitMQ and PostgreSQL come from.
+
+Order: explicit environment (`MAILROOM_TEST_AMQP_URI`/`AMQP_URI`, `MAILROOM_TEST_POSTGRES_URL`),
+else testcontainers when a Docker engine answers, else the local defaults (127.0.0.1), which is
+what .ci/run provides.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from mailroom_shared.db import normalise_url
+
+LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+LOCAL_MANAGEMENT = "http://guest:guest@127.0.0.1:15672"
+
+
+def docker_available() -> bool:
+    if not shutil.which("docker"):
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+class RabbitAdmin:
+    """Creates and deletes throwaway vhosts through the management API, or rabbitmqctl."""
+
+    def __init__(self, base_amqp_uri: str, management_url: str):
+        self.base = urllib.parse.urlsplit(base_amqp_uri)
+        self.management = urllib.parse.urlsplit(management_url)
+
+    def _api(self, method: str, path: str, body: dict | None = None) -> None:
+        url = f"{self.management.scheme}://{self.management.hostname}:{self.management.port}{path}"
+        request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body else None)
+        token = base64.b64encode(f"{self.management.username}:{self.management.password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        request.add_header("Content-Type", "application/json")
+        urllib.request.urlopen(request, timeout=10).read()
+
+    def create_vhost(self) -> str:
+        vhost = f"mailroom-test-{uuid.uuid4().hex[:10]}"
+        user = self.base.username or "guest"
+        try:
+            self._api("PUT", f"/api/vhosts/{vhost}")
+            self._api("PUT", f"/api/permissions/{vhost}/{user}", {"configure": ".*", "write": ".*", "read": ".*"})
+        except (urllib.error.URLError, OSError):
+            subprocess.run(["rabbitmqctl", "add_vhost", vhost], check=True, capture_output=True)
+            subprocess.run(["rabbitmqctl", "set_permissions", "-p", vhost, user, ".*", ".*", ".*"],
+                           check=True, capture_output=True)
+        return vhost
+
+    def delete_vhost(self, vhost: str) -> None:
+        try:
+            self._api("DELETE", f"/api/vhosts/{vhost}")
+        except (urllib.error.URLError, OSError):
+            subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True)
+
+    def uri_for(self, vhost: str) -> str:
+        netloc = self.base.netloc
+        return f"{self.base.scheme}://{netloc}/{urllib.parse.quote(vhost, safe='')}"
+
+
+class PostgresAdmin:
+    """Creates and drops throwaway databases on one server."""
+
+    def __init__(self, admin_url: str):
+        self.admin_url = make_url(normalise_url(admin_url))
+        self.engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+
+    def create_database(self, prefix: str) -> str:
+        name = f"mr_{prefix}_{uuid.uuid4().hex[:10]}"
+        with self.engine.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        return self.admin_url.set(database=name).render_as_string(hide_password=False)
+
+    def drop_database(self, url: str) -> None:
+        name = make_url(url).database
+        with self.engine.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def base_amqp_uri() -> tuple[str, object | None]:
+    configured = os.environ.get("MAILROOM_TEST_AMQP_URI") or os.environ.get("AMQP_URI")
+    if configured:
+        return configured, None
+    if docker_available():  # pragma: no cover - no Docker engine on the CI machine
+        from testcontainers.rabbitmq import RabbitMqContainer
+
+        container = RabbitMqContainer("rabbitmq:3.13-management").start()
+        host, port = container.get_container_host_ip(), container.get_exposed_port(5672)
+        return f"amqp://guest:guest@{host}:{port}/", container
+    return LOCAL_AMQP, None
+
+
+def postgres_admin_url() -> tuple[str, object | None]:
+    configured = os.environ.get("MAILROOM_TEST_POSTGRES_URL")
+    if configured:
+        return configured, None
+    if docker_available():  # pragma: no cover - no Docker engine on the CI machine
+        from testcontainers.postgres import PostgresContainer
+
+        container = PostgresContainer("postgres:16").start()
+        return container.get_connection_url().replace("+psycopg2", ""), container
+    return LOCAL_POSTGRES, None

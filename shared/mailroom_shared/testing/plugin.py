@@ -1,0 +1,67 @@
+"""pytest fixtures: each test gets its own RabbitMQ vhost and its own PostgreSQL databases."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from mailroom_shared.testing import infra
+from mailroom_shared.testing.stack import Stack
+
+
+@pytest.fixture(scope="session")
+def rabbit_admin():
+    base_uri, container = infra.base_amqp_uri()
+    management = os.environ.get("MAILROOM_TEST_RABBIT_MANAGEMENT_URL", infra.LOCAL_MANAGEMENT)
+    yield infra.RabbitAdmin(base_uri, management)
+    if container is not None:  # pragma: no cover
+        container.stop()
+
+
+@pytest.fixture
+def amqp_uri(rabbit_admin):
+    vhost = rabbit_admin.create_vhost()
+    yield rabbit_admin.uri_for(vhost)
+    rabbit_admin.delete_vhost(vhost)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin():
+    admin_url, container = infra.postgres_admin_url()
+    admin = infra.PostgresAdmin(admin_url)
+    yield admin
+    admin.dispose()
+    if container is not None:  # pragma: no cover
+        container.stop()
+
+
+@pytest.fixture
+def make_database(postgres_admin):
+    created: list[str] = []
+
+    def make(prefix: str) -> str:
+        url = postgres_admin.create_database(prefix)
+        created.append(url)
+        return url
+
+    yield make
+    for url in created:
+        postgres_admin.drop_database(url)
+
+
+@pytest.fixture
+def stack_factory(amqp_uri, make_database, tmp_path):
+    """`stack_factory([ServiceSpec, ...], extra_env={...})` starts those services (one process)."""
+    stacks: list[Stack] = []
+
+    def start(services, extra_env: dict | None = None) -> Stack:
+        stack = Stack(services=list(services), amqp_uri=amqp_uri,
+                      database_urls={spec.name: make_database(spec.name) for spec in services},
+                      workdir=tmp_path / f"stack{len(stacks)}", extra_env=extra_env or {})
+        stacks.append(stack)
+        return stack.start()
+
+    yield start
+    for stack in stacks:
+        stack.stop()

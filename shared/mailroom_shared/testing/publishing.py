@@ -1,0 +1,36 @@
+"""Publish events into a test vhost as another service would (validated envelopes)."""
+
+from __future__ import annotations
+
+import json
+
+import pika
+
+from mailroom_shared.events.catalogue import spec_for
+from mailroom_shared.events.envelope import build_envelope
+
+
+def publish_event(amqp_uri: str, event_type: str, subject: str, data: dict, event_id: str | None = None) -> dict:
+    envelope = build_envelope(event_type, subject, data, event_id=event_id)
+    publish_raw(amqp_uri, spec_for(event_type).exchange, event_type, json.dumps(envelope).encode())
+    return envelope
+
+
+def publish_raw(amqp_uri: str, exchange: str, routing_key: str, body: bytes,
+                content_type: str = "application/json") -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_uri))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        channel.basic_publish(exchange, routing_key, body, pika.BasicProperties(
+            content_type=content_type, delivery_mode=2), mandatory=True)
+    finally:
+        connection.close()
+
+
+def queue_depth(amqp_uri: str, queue: str) -> int:
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_uri))
+    try:
+        return connection.channel().queue_declare(queue, passive=True).method.message_count
+    finally:
+        connection.close()

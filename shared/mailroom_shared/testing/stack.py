@@ -1,0 +1,187 @@
+"""Runs mailroom services as real processes (`nameko run`, the SMTP listener), the way they run
+in production, against a test's own vhost and databases."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from kombu import Connection
+
+from mailroom_shared.messaging.topology import SUBSCRIPTIONS, declare_topology
+from mailroom_shared.migrations import upgrade
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str  # service name, e.g. "contacts"
+    module: str  # nameko service module, e.g. "contacts.service"
+    migrations: Path  # the service's alembic script directory
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+@dataclass
+class Stack:
+    services: list[ServiceSpec]
+    amqp_uri: str
+    database_urls: dict[str, str]
+    workdir: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    http_port: int = field(default_factory=free_port)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "AMQP_URI": self.amqp_uri,
+            "MAILROOM_VAR_DIR": str(self.workdir / "var"),
+            "OUTBOX_POLL_SECONDS": "0.1",
+            "PYTHONUNBUFFERED": "1",
+        })
+        for service, url in self.database_urls.items():
+            env[f"{service.upper()}_DATABASE_URL"] = url
+        env.update(self.extra_env)
+        return env
+
+    def migrate(self) -> None:
+        for spec in self.services:
+            upgrade(spec.name, spec.migrations, self.database_urls[spec.name])
+
+    def start(self) -> Stack:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.migrate()
+        with Connection(self.amqp_uri) as connection:
+            declare_topology(connection)
+        config_path = self.workdir / "nameko.yaml"
+        config_path.write_text(yaml.safe_dump({
+            "AMQP_URI": self.amqp_uri,
+            "WEB_SERVER_ADDRESS": f"127.0.0.1:{self.http_port}",
+            "max_workers": 10,
+            "LOGGING": {"version": 1, "disable_existing_loggers": False,
+                        "handlers": {"console": {"class": "logging.StreamHandler"}},
+                        "root": {"level": "INFO", "handlers": ["console"]}},
+        }))
+        self.start_process("services", [sys.executable, "-m", "nameko", "run", "--config", str(config_path),
+                                        *[spec.module for spec in self.services]], port=self.http_port)
+        self.wait_for_consumers()
+        return self
+
+    def start_process(self, name: str, argv: list[str], port: int | None = None, timeout: float = 60) -> None:
+        log = open(self.workdir / f"{name}.log", "ab")
+        process = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                   cwd=self.workdir, start_new_session=True)
+        self.processes[name] = process
+        if port is not None:
+            try:
+                wait_for_port(port, timeout, process)
+            except Exception as exc:
+                raise RuntimeError(f"{name} did not start: {exc}\n{self.log(name)[-4000:]}") from exc
+
+    def wait_for_consumers(self, timeout: float = 30) -> None:
+        """Every subscription queue of the started services has a consumer (so events flow)."""
+        names = {spec.name for spec in self.services}
+        queues = [sub.queue_name for sub in SUBSCRIPTIONS if sub.service in names]
+        deadline = time.monotonic() + timeout
+        with Connection(self.amqp_uri) as connection:
+            channel = connection.default_channel
+            while time.monotonic() < deadline:
+                waiting = [q for q in queues if channel.queue_declare(q, passive=True).consumer_count == 0]
+                if not waiting:
+                    return
+                time.sleep(0.1)
+        raise TimeoutError(f"no consumer on {waiting}:\n{self.log('services')[-4000:]}")
+
+    def log(self, name: str) -> str:
+        path = self.workdir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop_process(self, name: str, timeout: float = 20) -> int | None:
+        process = self.processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return None if process is None else process.returncode
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            return process.wait()
+
+    def kill_process(self, name: str) -> None:
+        process = self.processes.pop(name, None)
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def stop(self) -> None:
+        for name in list(self.processes):
+            self.stop_process(name)
+
+    # --- HTTP helpers for tests -------------------------------------------------------------
+
+    def request(self, method: str, path: str, body=None, headers: dict | None = None,
+                raw: bytes | None = None) -> tuple[int, object]:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        request = urllib.request.Request(self.base_url + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json" if raw is None else "message/rfc822")
+        for key, value in (headers or {}).items():
+            request.add_header(key, value)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                payload = response.read()
+                status = response.status
+                content_type = response.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as error:
+            payload, status, content_type = error.read(), error.code, error.headers.get("Content-Type", "")
+        if "json" in content_type:
+            return status, json.loads(payload)
+        return status, payload
+
+    def get(self, path: str, **kwargs):
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, body=None, **kwargs):
+        return self.request("POST", path, body, **kwargs)
+
+    def eventually(self, probe, timeout: float = 15.0, interval: float = 0.1):
+        """Poll `probe()` until it returns something truthy (events are asynchronous)."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = probe()
+            if last:
+                return last
+            time.sleep(interval)
+        raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")

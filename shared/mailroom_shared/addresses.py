@@ -6,8 +6,15 @@ local part kept as written except for case, domain lower-cased and IDNA-decoded 
 
 from __future__ import annotations
 
+import logging
+
 import idna
-from flanker.addresslib import address as flanker_address
+
+# flanker builds its parsers at import time and logs harmless grammar warnings ("Symbol … is
+# unreachable") through this logger; they would otherwise land on every command's stderr.
+logging.getLogger("flanker.addresslib._parser.parser").setLevel(logging.ERROR)
+
+from flanker.addresslib import address as flanker_address  # noqa: E402
 
 
 class InvalidAddress(ValueError):

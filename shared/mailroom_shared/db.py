@@ -27,7 +27,7 @@ def new_metadata() -> MetaData:
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def make_cooperative() -> None:

@@ -38,7 +38,7 @@ def resolve_or_create(session: Session, outbox: Outbox, email: str, name: str | 
             existing.name = name
         return existing, False
     contact = Contact(id=str(uuid.uuid4()), name=name, created_from=created_from,
-                      created_at=dt.datetime.now(dt.timezone.utc))
+                      created_at=dt.datetime.now(dt.UTC))
     try:
         with session.begin_nested():
             session.add(contact)
@@ -109,10 +109,10 @@ def _parse_time(value: str | None) -> dt.datetime:
     if value:
         try:
             parsed = dt.datetime.fromisoformat(value)
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
         except ValueError:
             pass
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def add_email(session: Session, contact: Contact, email: str) -> None:

@@ -11,10 +11,21 @@ from contacts.schemas import ContactCreateSchema
 from mailroom_shared import config
 from mailroom_shared.addresses import InvalidAddress, normalise_email
 from mailroom_shared.events.envelope import parse_envelope
-from mailroom_shared.http import Conflict, HttpError, NotFound, decode_cursor, json_endpoint, page_limit, read_json
+from mailroom_shared.http import (
+    Conflict,
+    HttpError,
+    NotFound,
+    decode_cursor,
+    json_endpoint,
+    page_limit,
+    read_json,
+)
 from mailroom_shared.messaging.idempotency import ProcessedEvents
 from mailroom_shared.messaging.nameko_adapters import (
-    DatabaseProvider, OutboxRelayProvider, TopologyProvider, reliable_event_handler,
+    DatabaseProvider,
+    OutboxRelayProvider,
+    TopologyProvider,
+    reliable_event_handler,
 )
 from mailroom_shared.messaging.outbox import Outbox
 

@@ -50,6 +50,8 @@ _SPECS = [
               "A message was stored in a conversation."),
     EventSpec("conversation_reopened", "conversations", 1, conversations.ConversationReopenedV1,
               "A closed conversation was reopened (e.g. by a customer's reply)."),
+    EventSpec("conversation_closed", "conversations", 1, conversations.ConversationClosedV1,
+              "A conversation was closed."),
 ]
 
 CATALOGUE: dict[str, EventSpec] = {spec.name: spec for spec in _SPECS}

@@ -29,7 +29,7 @@ def build_envelope(event_type: str, subject: str, data: dict, *, event_id: str |
         "id": event_id or str(uuid.uuid4()),
         "source": f"mailroom/{spec.producer}",
         "type": spec.cloudevents_type,
-        "time": (time or dt.datetime.now(dt.timezone.utc)).isoformat(),
+        "time": (time or dt.datetime.now(dt.UTC)).isoformat(),
         "subject": str(subject),
         "datacontenttype": "application/json",
         "data": spec.schema().dump(validated),

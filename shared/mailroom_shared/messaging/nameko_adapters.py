@@ -16,8 +16,8 @@ from kombu import Connection
 from marshmallow import ValidationError
 from nameko.amqp.publish import Publisher, get_producer
 from nameko.events import EventHandler
-from nameko.messaging import QueueConsumer
 from nameko.extensions import DependencyProvider
+from nameko.messaging import QueueConsumer
 
 from mailroom_shared import config
 from mailroom_shared.db import Database
@@ -67,13 +67,12 @@ class TopologyProvider(DependencyProvider):
 
 
 class OutboxRelayHandle:
-    def __init__(self, wake_event: Event):
-        self._wake_event = wake_event
+    def __init__(self, provider: OutboxRelayProvider):
+        self._provider = provider
 
     def wake(self) -> None:
         """Publish now rather than at the next poll (call after committing an event)."""
-        if not self._wake_event.ready():
-            self._wake_event.send(True)
+        self._provider.wake()
 
 
 class OutboxRelayProvider(DependencyProvider):
@@ -136,8 +135,12 @@ class OutboxRelayProvider(DependencyProvider):
     def kill(self):
         self._stopping = True
 
+    def wake(self) -> None:
+        if not self._wake.ready():
+            self._wake.send(True)
+
     def get_dependency(self, worker_ctx):
-        return OutboxRelayHandle(self._wake)
+        return OutboxRelayHandle(self)
 
 
 def _publish_to_queue(container, queue, body, headers, properties) -> None:

@@ -11,7 +11,18 @@ import logging
 from collections.abc import Callable
 
 from sqlalchemy import (
-    JSON, BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text, Index, select, update,
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    select,
+    update,
 )
 from sqlalchemy.orm import Session
 

@@ -100,7 +100,7 @@ class Stack:
         return self
 
     def start_process(self, name: str, argv: list[str], port: int | None = None, timeout: float = 60) -> None:
-        log = open(self.workdir / f"{name}.log", "ab")
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - the child process owns it
         process = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                    cwd=self.workdir, start_new_session=True)
         self.processes[name] = process

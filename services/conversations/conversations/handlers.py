@@ -1,0 +1,375 @@
+"""Use cases of the conversations service. They take a SQLAlchemy session (the unit of work) and
+an outbox; the nameko adapters in service.py call them inside one transaction, so every state
+change and the events describing it commit together."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session
+
+from conversations import domain
+from conversations.domain import ConversationRef, ReplyToClosed, StoredMessageRef
+from conversations.models import Channel, Conversation, Inbox, KnownContact, Member, Message
+from mailroom_shared.addresses import InvalidAddress, normalise_email, try_normalise_email
+from mailroom_shared.db import is_postgres, utcnow
+from mailroom_shared.messaging.outbox import Outbox
+
+SEED_LOCK_KEY = 0x6D61696C  # pg advisory lock: replicas starting together seed one at a time
+MAX_SUCCESSOR_HOPS = 50
+
+
+@dataclass(frozen=True)
+class Settings:
+    reply_to_closed: ReplyToClosed = ReplyToClosed.REOPEN
+
+
+class UnknownChannel(Exception):
+    """No inbox has this address (yet): an ordinary error, so the message is retried with
+    backoff — the inbox_updated that makes ingest accept it may be ahead of our own state."""
+
+
+class InvalidInbox(ValueError):
+    pass
+
+
+class InboxConflict(Exception):
+    pass
+
+
+# --- inboxes -----------------------------------------------------------------------------------
+
+def inbox_payload(inbox: Inbox) -> dict:
+    """The inbox_updated data (ingest: RCPT addresses to accept; contacts: trusted forwarders)."""
+    primary = next((c.address for c in inbox.channels if c.is_primary), None)
+    return {
+        "inbox_id": inbox.id, "name": inbox.name, "primary_address": primary,
+        "channel_addresses": sorted(c.address for c in inbox.channels),
+        "member_emails": sorted({m.email for m in inbox.members}),
+    }
+
+
+def announce(session: Session, outbox: Outbox, inbox: Inbox, *, only_if_changed: bool) -> bool:
+    """Record inbox_updated; with `only_if_changed`, only when it differs from the last one."""
+    payload = inbox_payload(inbox)
+    digest = domain.inbox_digest(payload)
+    if only_if_changed and digest == inbox.announced_digest:
+        return False
+    outbox.record(session, "inbox_updated", inbox.id, payload)
+    inbox.announced_digest = digest
+    return True
+
+
+def _normalised_channels(channels: list[dict]) -> list[dict]:
+    try:
+        result = domain.choose_primary([{**c, "address": normalise_email(c["address"])} for c in channels])
+    except (InvalidAddress, ValueError) as exc:
+        raise InvalidInbox(str(exc)) from exc
+    addresses = [c["address"] for c in result]
+    if len(set(addresses)) != len(addresses):
+        raise InvalidInbox("a channel address is listed twice")
+    return result
+
+
+def _normalised_members(members: list[dict]) -> list[dict]:
+    try:
+        result = [{"user_id": m["user_id"], "email": normalise_email(m["email"])} for m in members]
+    except InvalidAddress as exc:
+        raise InvalidInbox(str(exc)) from exc
+    if len({m["user_id"] for m in result}) != len(result):
+        raise InvalidInbox("a member user_id is listed twice")
+    return result
+
+
+def _set_channels(session: Session, inbox: Inbox, channels: list[dict]) -> None:
+    wanted = _normalised_channels(channels)
+    taken = session.execute(select(Channel).where(
+        Channel.address.in_([c["address"] for c in wanted]), Channel.inbox_id != inbox.id)).scalars().first()
+    if taken is not None:
+        raise InboxConflict(f"{taken.address} is already a channel of inbox {taken.inbox_id}")
+    # Update rows in place (delete-then-insert of the same address would trip the unique key).
+    current = {c.address: c for c in inbox.channels}
+    keep = []
+    for item in wanted:
+        channel = current.get(item["address"]) or Channel(address=item["address"])
+        channel.display_name = item.get("name")
+        channel.is_primary = item["primary"]
+        keep.append(channel)
+    inbox.channels = keep
+
+
+def _set_members(inbox: Inbox, members: list[dict]) -> None:
+    current = {m.user_id: m for m in inbox.members}
+    keep = []
+    for item in _normalised_members(members):
+        member = current.get(item["user_id"]) or Member(user_id=item["user_id"])
+        member.email = item["email"]
+        keep.append(member)
+    inbox.members = keep
+
+
+def create_inbox(session: Session, outbox: Outbox, body: dict) -> Inbox:
+    if body.get("key") and session.execute(select(Inbox.id).where(Inbox.key == body["key"])).first():
+        raise InboxConflict(f"an inbox with key {body['key']!r} exists")
+    now = utcnow()
+    inbox = Inbox(id=str(uuid.uuid4()), key=body.get("key"), name=body["name"], created_at=now, updated_at=now)
+    session.add(inbox)
+    _set_channels(session, inbox, body["channels"])
+    _set_members(inbox, body.get("members") or [])
+    session.flush()
+    announce(session, outbox, inbox, only_if_changed=False)
+    return inbox
+
+
+def update_inbox(session: Session, outbox: Outbox, inbox: Inbox, body: dict) -> Inbox:
+    """Replace the given fields; always re-announces (an operator can re-sync ingest/contacts)."""
+    if "name" in body:
+        inbox.name = body["name"]
+    if "channels" in body:
+        _set_channels(session, inbox, body["channels"])
+    if "members" in body:
+        _set_members(inbox, body["members"])
+    inbox.updated_at = utcnow()
+    session.flush()
+    announce(session, outbox, inbox, only_if_changed=False)
+    return inbox
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:100] or "inbox"
+
+
+def seed_inboxes(session: Session, outbox: Outbox, entries: list[dict]) -> list[tuple[Inbox, bool]]:
+    """Upsert the configured inboxes (by key, default: the name slugified). inbox_updated is
+    recorded when what other services need changed — so on a fresh database, once; on a
+    restart with the same file, never. Inboxes no longer in the file are left alone."""
+    if is_postgres(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEED_LOCK_KEY})
+    results = []
+    for entry in entries:
+        key = entry.get("key") or _slug(entry["name"])
+        inbox = session.execute(select(Inbox).where(Inbox.key == key)).scalar_one_or_none()
+        if inbox is None:
+            now = utcnow()
+            inbox = Inbox(id=str(uuid.uuid4()), key=key, name=entry["name"], created_at=now, updated_at=now)
+            session.add(inbox)
+        before = domain.inbox_digest(inbox_payload(inbox)) if inbox.channels else None
+        inbox.name = entry["name"]
+        _set_channels(session, inbox, entry["channels"])
+        _set_members(inbox, entry.get("members") or [])
+        session.flush()
+        if domain.inbox_digest(inbox_payload(inbox)) != before:
+            inbox.updated_at = utcnow()
+        results.append((inbox, announce(session, outbox, inbox, only_if_changed=True)))
+    return results
+
+
+# --- inbound messages --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Received:
+    message: Message
+    conversation: Conversation
+    placement: domain.Placement | None  # None: a duplicate, nothing changed
+
+
+def _ref(conversation: Conversation) -> ConversationRef:
+    return ConversationRef(conversation.id, conversation.inbox_id, conversation.status, conversation.spam,
+                           conversation.reply_token)
+
+
+def _parse_time(value: str | None) -> dt.datetime:
+    if value:
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+        except ValueError:
+            pass
+    return utcnow()
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)  # SQLite drops the zone
+
+
+def _incoming(inbox_id: str, data: dict) -> domain.Incoming:
+    flags = data.get("flags") or {}
+    return domain.Incoming(
+        inbox_id=inbox_id, rfc_message_id=domain.clean_message_id(data["message_id"]),
+        subject=data.get("subject") or "", reply_token=data.get("reply_token"),
+        in_reply_to=tuple(data.get("in_reply_to") or ()), references=tuple(data.get("references") or ()),
+        spam=bool(flags.get("spam")),
+        automatic=bool(flags.get("auto_submitted") or flags.get("bounce") or flags.get("loop")),
+    )
+
+
+def _find_thread(session: Session, incoming: domain.Incoming) -> domain.ThreadMatch | None:
+    by_token: dict[str, ConversationRef] = {}
+    token = (incoming.reply_token or "").strip().lower()
+    if token:
+        for conversation in session.execute(select(Conversation).where(
+                Conversation.reply_token == token, Conversation.inbox_id == incoming.inbox_id)).scalars():
+            by_token[token] = _ref(conversation)
+    by_message_id: dict[str, StoredMessageRef] = {}
+    ids = domain.lookup_ids(incoming)
+    if ids:
+        rows = session.execute(
+            select(Message.rfc_message_id, Message.inbox_id, Conversation)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .where(Message.inbox_id == incoming.inbox_id, Message.rfc_message_id.in_(ids))).all()
+        for rfc_id, inbox_id, conversation in rows:
+            by_message_id[rfc_id] = StoredMessageRef(inbox_id, rfc_id, _ref(conversation))
+    return domain.find_thread(incoming, by_token, by_message_id)
+
+
+def _follow_successors(session: Session, match: domain.ThreadMatch) -> domain.ThreadMatch:
+    """A reply to a closed conversation that already continued in a linked one goes there."""
+    current = match.conversation
+    for _ in range(MAX_SUCCESSOR_HOPS):
+        if current.status != domain.CLOSED:
+            break
+        successor = session.execute(
+            select(Conversation).where(Conversation.reopened_from == current.id,
+                                       Conversation.spam == current.spam)
+            .order_by(Conversation.created_at.desc()).limit(1)).scalar_one_or_none()
+        if successor is None:
+            break
+        current = _ref(successor)
+    return match if current is match.conversation else domain.ThreadMatch(current, match.matched_by, match.key)
+
+
+def _address(value: dict | None) -> dict | None:
+    if not value:
+        return None
+    return {"name": value.get("name"), "email": value.get("email")}
+
+
+def receive_message(session: Session, outbox: Outbox, data: dict, settings: Settings) -> Received:
+    """Thread, store and announce one inbound message (message_received data)."""
+    address = try_normalise_email(data["channel_address"])
+    channel = session.execute(select(Channel).where(Channel.address == address)).scalar_one_or_none() \
+        if address else None
+    if channel is None:
+        raise UnknownChannel(f"no inbox has the channel {data['channel_address']!r} (yet)")
+    incoming = _incoming(channel.inbox_id, data)
+    if not incoming.rfc_message_id:
+        raise ValueError("message_received without a Message-ID")  # ingest always generates one
+
+    duplicate = session.execute(select(Message).where(
+        Message.inbox_id == incoming.inbox_id, Message.rfc_message_id == incoming.rfc_message_id)
+    ).scalar_one_or_none()
+    if duplicate is not None:
+        return Received(duplicate, session.get(Conversation, duplicate.conversation_id), None)
+
+    match = _find_thread(session, incoming)
+    if match is not None:
+        match = _follow_successors(session, match)
+    placement = domain.place(incoming, match, settings.reply_to_closed)
+    received_at = _parse_time(data.get("received_at"))
+    message_uuid = str(uuid.uuid4())
+
+    if placement.action == "new":
+        conversation = _new_conversation(session, outbox, incoming, data, placement, received_at)
+    else:
+        # lock the row: concurrent messages of one conversation update its counters in turn
+        conversation = session.get(Conversation, placement.conversation.id, with_for_update=True,
+                                   populate_existing=True)
+        if placement.action == "reopen":
+            conversation.status, conversation.closed_at = domain.OPEN, None
+            outbox.record(session, "conversation_reopened", conversation.id, {
+                "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "reason": "reply",
+                "message_id": message_uuid})
+
+    message = _store_message(session, message_uuid, conversation, incoming, data, address, received_at)
+    outbox.record(session, "message_added", conversation.id, {
+        "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "message_id": message.id,
+        "rfc_message_id": message.rfc_message_id, "direction": "in", "sender": _address(data.get("sender")),
+        "attributed_to": _address(data.get("attributed_to")), "subject": message.subject,
+        "intake_id": data.get("intake_id"), "spam": conversation.spam,
+    })
+    return Received(message, conversation, placement)
+
+
+def _new_conversation(session: Session, outbox: Outbox, incoming: domain.Incoming, data: dict,
+                      placement: domain.Placement, received_at: dt.datetime) -> Conversation:
+    attributed = data.get("attributed_to") or {}
+    contact_email = try_normalise_email(attributed.get("email"))
+    known = session.get(KnownContact, contact_email) if contact_email else None
+    conversation = Conversation(
+        id=str(uuid.uuid4()), inbox_id=incoming.inbox_id, subject=incoming.subject or "(no subject)",
+        status=domain.OPEN, spam=incoming.spam, reply_token=domain.new_reply_token(),
+        contact_email=contact_email, contact_name=(attributed.get("name") or "").strip() or None,
+        contact_id=known.contact_id if known else None, reopened_from=placement.reopened_from,
+        related_conversation_id=placement.related_conversation_id, message_count=0, snippet="",
+        created_at=utcnow(), last_message_at=received_at,
+    )
+    session.add(conversation)
+    session.flush()
+    outbox.record(session, "conversation_created", conversation.id, {
+        "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "subject": conversation.subject,
+        "contact_email": conversation.contact_email, "contact_name": conversation.contact_name,
+        "status": conversation.status, "spam": conversation.spam, "reopened_from": conversation.reopened_from,
+    })
+    return conversation
+
+
+def _store_message(session: Session, message_id: str, conversation: Conversation, incoming: domain.Incoming,
+                   data: dict, channel_address: str, received_at: dt.datetime) -> Message:
+    message = Message(
+        id=message_id, conversation_id=conversation.id, inbox_id=incoming.inbox_id,
+        rfc_message_id=incoming.rfc_message_id, direction="in", intake_id=data.get("intake_id"),
+        channel_address=channel_address, via=data.get("via"), subject=data.get("subject") or "",
+        sender=_address(data.get("sender")), attributed_to=_address(data.get("attributed_to")),
+        to=[_address(a) for a in data.get("to") or []], cc=[_address(a) for a in data.get("cc") or []],
+        reply_to=[_address(a) for a in data.get("reply_to") or []],
+        in_reply_to=list(data.get("in_reply_to") or []), references=list(data.get("references") or []),
+        text=data.get("text"), html=data.get("html"), html_truncated=bool(data.get("html_truncated")),
+        remote_images_blocked=int(data.get("remote_images_blocked") or 0),
+        snippet=domain.snippet(data.get("text"), data.get("html")), size=data.get("size"),
+        full_message_url=data.get("raw_url"), attachments=[dict(a) for a in data.get("attachments") or []],
+        forward=data.get("forward"), flags=dict(data.get("flags") or {}), date_header=data.get("date"),
+        received_at=received_at, created_at=utcnow(),
+    )
+    session.add(message)
+    conversation.message_count = (conversation.message_count or 0) + 1
+    if conversation.message_count == 1 or received_at >= _aware(conversation.last_message_at):
+        conversation.last_message_at = received_at
+        conversation.snippet = message.snippet
+    session.flush()  # the unique (inbox_id, rfc_message_id) decides a race: the loser is retried
+    return message
+
+
+# --- status ------------------------------------------------------------------------------------
+
+def close_conversation(session: Session, outbox: Outbox, conversation: Conversation,
+                       closed_by: str | None = None) -> bool:
+    if conversation.status == domain.CLOSED:
+        return False
+    conversation.status, conversation.closed_at = domain.CLOSED, utcnow()
+    outbox.record(session, "conversation_closed", conversation.id, {
+        "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "reason": "api",
+        "closed_by": closed_by})
+    return True
+
+
+def reopen_conversation(session: Session, outbox: Outbox, conversation: Conversation) -> bool:
+    if conversation.status == domain.OPEN:
+        return False
+    conversation.status, conversation.closed_at = domain.OPEN, None
+    outbox.record(session, "conversation_reopened", conversation.id, {
+        "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "reason": "api",
+        "message_id": None})
+    return True
+
+
+# --- contacts ----------------------------------------------------------------------------------
+
+def learn_contact(session: Session, contact_id: str, emails: list[str]) -> None:
+    for email in {e for e in (try_normalise_email(x) for x in emails) if e}:
+        session.merge(KnownContact(email=email, contact_id=contact_id))
+        session.execute(update(Conversation).where(
+            Conversation.contact_email == email, Conversation.contact_id.is_(None)).values(contact_id=contact_id))

@@ -1,0 +1,143 @@
+"""The conversations service's own tables (its own database)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from mailroom_shared.db import new_metadata, utcnow
+from mailroom_shared.messaging.idempotency import processed_events_table
+from mailroom_shared.messaging.outbox import outbox_table
+
+
+class Base(DeclarativeBase):
+    metadata = new_metadata()
+
+
+class Inbox(Base):
+    __tablename__ = "inboxes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # stable identity of an inbox configured in CONVERSATIONS_INBOXES_FILE (upserted by key)
+    key: Mapped[str | None] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    created_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    updated_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    # digest of the last inbox_updated recorded: seeding re-announces only what changed
+    announced_digest: Mapped[str | None] = mapped_column(String(64))
+    channels: Mapped[list[Channel]] = relationship(
+        back_populates="inbox", order_by=lambda: [Channel.is_primary.desc(), Channel.id], lazy="selectin",
+        cascade="all, delete-orphan")
+    members: Mapped[list[Member]] = relationship(
+        back_populates="inbox", order_by="Member.id", lazy="selectin", cascade="all, delete-orphan")
+
+
+class Channel(Base):
+    """A team address of an inbox: mail to it lands here, replies go out from it."""
+
+    __tablename__ = "channels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    inbox_id: Mapped[str] = mapped_column(ForeignKey("inboxes.id", ondelete="CASCADE"), nullable=False, index=True)
+    # normalised (mailroom_shared.addresses.normalise_email); one inbox per address
+    address: Mapped[str] = mapped_column(String(320), nullable=False, unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    is_primary: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    inbox: Mapped[Inbox] = relationship(back_populates="channels")
+
+
+class Member(Base):
+    __tablename__ = "members"
+    __table_args__ = (UniqueConstraint("inbox_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    inbox_id: Mapped[str] = mapped_column(ForeignKey("inboxes.id", ondelete="CASCADE"), nullable=False)
+    user_id: Mapped[str] = mapped_column(String(100), nullable=False)
+    email: Mapped[str] = mapped_column(String(320), nullable=False)  # normalised
+    inbox: Mapped[Inbox] = relationship(back_populates="members")
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+    __table_args__ = (
+        # the open / closed views: WHERE inbox_id, spam, status ORDER BY last_message_at DESC, id DESC
+        Index("ix_conversations_view_status", "inbox_id", "spam", "status", "last_message_at", "id"),
+        # the spam and "all" views
+        Index("ix_conversations_view_spam", "inbox_id", "spam", "last_message_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    inbox_id: Mapped[str] = mapped_column(ForeignKey("inboxes.id"), nullable=False)
+    subject: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # "open" | "closed"
+    spam: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # random, unguessable; replies to support+<token>@… thread here before any header is looked at
+    reply_token: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    contact_email: Mapped[str | None] = mapped_column(String(320), index=True)
+    contact_name: Mapped[str | None] = mapped_column(String(320))
+    contact_id: Mapped[str | None] = mapped_column(String(36))  # learnt from contacts' contact_created
+    # a reply to a closed conversation under CONVERSATIONS_REPLY_TO_CLOSED=new starts a linked one
+    reopened_from: Mapped[str | None] = mapped_column(ForeignKey("conversations.id"), index=True)
+    # spam and non-spam never mix: a message that threads to a conversation of the other verdict
+    # starts its own conversation, linked to the one it matched (for a later "not spam" merge)
+    related_conversation_id: Mapped[str | None] = mapped_column(ForeignKey("conversations.id"))
+    message_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    snippet: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    created_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    last_message_at: Mapped[object] = mapped_column(DateTime(timezone=True), nullable=False)
+    closed_at: Mapped[object | None] = mapped_column(DateTime(timezone=True))
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        # de-duplication and threading (In-Reply-To / References) are both scoped to the inbox
+        UniqueConstraint("inbox_id", "rfc_message_id"),
+        Index("ix_messages_conversation_time", "conversation_id", "received_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"), nullable=False)
+    inbox_id: Mapped[str] = mapped_column(ForeignKey("inboxes.id"), nullable=False)
+    # without angle brackets; inbound ids and (later) our own outbound ids
+    rfc_message_id: Mapped[str] = mapped_column(String(998), nullable=False)
+    direction: Mapped[str] = mapped_column(String(8), nullable=False)  # "in" | "out"
+    intake_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    channel_address: Mapped[str | None] = mapped_column(String(320))
+    via: Mapped[str | None] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(Text, nullable=False)
+    sender: Mapped[dict | None] = mapped_column(JSON)
+    attributed_to: Mapped[dict | None] = mapped_column(JSON)
+    to: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    cc: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    reply_to: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    in_reply_to: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    references: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    text: Mapped[str | None] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)  # sanitised by ingest, capped (html_truncated)
+    html_truncated: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    remote_images_blocked: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    snippet: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    size: Mapped[int | None] = mapped_column(Integer)
+    full_message_url: Mapped[str | None] = mapped_column(Text)  # the raw message in ingest's store
+    attachments: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    forward: Mapped[dict | None] = mapped_column(JSON)
+    flags: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    date_header: Mapped[str | None] = mapped_column(String(200))
+    received_at: Mapped[object] = mapped_column(DateTime(timezone=True), nullable=False)
+    created_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class KnownContact(Base):
+    """address → contact id, learnt from contacts' contact_created (arrives in any order)."""
+
+    __tablename__ = "known_contacts"
+
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    contact_id: Mapped[str] = mapped_column(String(36), nullable=False)
+
+
+outbox = outbox_table(Base.metadata)
+processed_events = processed_events_table(Base.metadata)

@@ -1,0 +1,195 @@
+"""marshmallow schemas of the conversations HTTP API (openapi.py documents the API from them)."""
+
+from marshmallow import Schema, fields, validate
+
+from conversations.domain import VIEWS
+
+MAX_CHANNELS = 20
+MAX_MEMBERS = 500
+
+
+# --- inboxes ---------------------------------------------------------------------------------
+
+class ChannelInputSchema(Schema):
+    address = fields.String(required=True, validate=validate.Length(min=3, max=320))
+    name = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=200),
+                         metadata={"description": "From display name for replies sent from this address"})
+    primary = fields.Boolean(load_default=False)
+
+
+class MemberSchema(Schema):
+    user_id = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    email = fields.String(required=True, validate=validate.Length(min=3, max=320))
+
+
+class InboxCreateSchema(Schema):
+    key = fields.String(allow_none=True, load_default=None,
+                        validate=validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,99}$"),
+                        metadata={"description": "optional stable identifier (used by the inboxes file)"})
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    channels = fields.List(fields.Nested(ChannelInputSchema), required=True,
+                           validate=validate.Length(min=1, max=MAX_CHANNELS))
+    members = fields.List(fields.Nested(MemberSchema), load_default=list,
+                          validate=validate.Length(max=MAX_MEMBERS))
+
+
+class InboxUpdateSchema(Schema):
+    """Fields given replace the inbox's; fields left out stay as they are."""
+
+    name = fields.String(validate=validate.Length(min=1, max=200))
+    channels = fields.List(fields.Nested(ChannelInputSchema), validate=validate.Length(min=1, max=MAX_CHANNELS))
+    members = fields.List(fields.Nested(MemberSchema), validate=validate.Length(max=MAX_MEMBERS))
+
+
+class InboxesFileSchema(Schema):
+    inboxes = fields.List(fields.Nested(InboxCreateSchema), load_default=list)
+
+
+class ChannelSchema(Schema):
+    address = fields.String()
+    name = fields.String(allow_none=True, attribute="display_name")
+    primary = fields.Boolean(attribute="is_primary")
+
+
+class InboxSchema(Schema):
+    id = fields.String()
+    key = fields.String(allow_none=True)
+    name = fields.String()
+    primary_address = fields.String(allow_none=True)
+    channel_addresses = fields.List(fields.String())
+    channels = fields.List(fields.Nested(ChannelSchema))
+    members = fields.List(fields.Nested(MemberSchema))
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+class InboxListSchema(Schema):
+    items = fields.List(fields.Nested(InboxSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+# --- conversations -----------------------------------------------------------------------------
+
+class ConversationListArgsSchema(Schema):
+    view = fields.String(load_default="open", validate=validate.OneOf(VIEWS),
+                         metadata={"description": "open and closed hide spam; all = open + closed; "
+                                                  "spam = spam only"})
+    cursor = fields.String(load_default=None, allow_none=True, metadata={"description": "next_cursor of the "
+                                                                                          "previous page"})
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+
+
+class ContactSchema(Schema):
+    email = fields.String(allow_none=True)
+    name = fields.String(allow_none=True)
+    contact_id = fields.String(allow_none=True, metadata={"description": "the contacts service's id, once known"})
+
+
+class ConversationSummarySchema(Schema):
+    id = fields.String()
+    inbox_id = fields.String()
+    subject = fields.String()
+    contact = fields.Nested(ContactSchema)
+    status = fields.String(metadata={"enum": ["open", "closed"]})
+    spam = fields.Boolean()
+    last_message_at = fields.DateTime()
+    message_count = fields.Integer()
+    snippet = fields.String()
+    created_at = fields.DateTime()
+    closed_at = fields.DateTime(allow_none=True)
+    reopened_from = fields.String(allow_none=True,
+                                  metadata={"description": "the closed conversation this one continues"})
+    related_conversation_id = fields.String(
+        allow_none=True, metadata={"description": "matched this conversation but of the other spam verdict"})
+
+
+class ConversationPageSchema(Schema):
+    items = fields.List(fields.Nested(ConversationSummarySchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+# --- messages ----------------------------------------------------------------------------------
+
+class AddressSchema(Schema):
+    name = fields.String(allow_none=True)
+    email = fields.String(allow_none=True)
+
+
+class AttachmentSchema(Schema):
+    filename = fields.String()
+    content_type = fields.String()
+    size = fields.Integer()
+    sha256 = fields.String()
+    disposition = fields.String()
+    content_id = fields.String(allow_none=True)
+    url = fields.String()
+
+
+class ForwardSchema(Schema):
+    forwarded_by = fields.Nested(AddressSchema)
+    original_sender = fields.Nested(AddressSchema)
+    original_subject = fields.String(allow_none=True)
+    original_date = fields.String(allow_none=True)
+    detected_by = fields.String()
+    trusted = fields.Boolean(metadata={"description": "forwarder is a member/internal: the message is "
+                                                      "attributed to the original sender"})
+
+
+class FlagsSchema(Schema):
+    auto_submitted = fields.Boolean()
+    bounce = fields.Boolean()
+    spam = fields.Boolean()
+    loop = fields.Boolean()
+    reasons = fields.List(fields.String())
+
+
+class MessageSchema(Schema):
+    """One message in full."""
+
+    id = fields.String()
+    conversation_id = fields.String()
+    inbox_id = fields.String()
+    direction = fields.String(metadata={"enum": ["in", "out"]})
+    rfc_message_id = fields.String(metadata={"description": "Message-ID header, without angle brackets"})
+    subject = fields.String()
+    from_ = fields.Nested(AddressSchema, data_key="from", attribute="sender", allow_none=True)
+    attributed_to = fields.Nested(AddressSchema, allow_none=True)
+    to = fields.List(fields.Nested(AddressSchema))
+    cc = fields.List(fields.Nested(AddressSchema))
+    reply_to = fields.List(fields.Nested(AddressSchema))
+    snippet = fields.String()
+    text = fields.String(allow_none=True)
+    html = fields.String(allow_none=True, metadata={"description": "sanitised preview (remote images blocked)"})
+    has_html = fields.Function(lambda m: bool(m.html), metadata={"type": "boolean"})
+    html_truncated = fields.Boolean(metadata={"description": "the preview was cut: see full_message_url"})
+    remote_images_blocked = fields.Integer()
+    full_message_url = fields.String(allow_none=True)
+    attachments = fields.List(fields.Nested(AttachmentSchema))
+    forward = fields.Nested(ForwardSchema, allow_none=True)
+    flags = fields.Nested(FlagsSchema)
+    in_reply_to = fields.List(fields.String())
+    references = fields.List(fields.String())
+    intake_id = fields.String(allow_none=True)
+    channel_address = fields.String(allow_none=True)
+    size = fields.Integer(allow_none=True)
+    date = fields.String(allow_none=True, attribute="date_header")
+    received_at = fields.DateTime()
+
+
+class ConversationSchema(ConversationSummarySchema):
+    """A conversation with its messages, oldest first (HTML previews via /api/messages/{id})."""
+
+    reply_token = fields.String(metadata={"description": "unguessable; replies to reply_address thread here"})
+    reply_address = fields.String(allow_none=True,
+                                  metadata={"description": "the primary channel plus-addressed with the token"})
+    messages = fields.List(fields.Nested(MessageSchema(exclude=("html",))))
+
+
+class ErrorBodySchema(Schema):
+    code = fields.String()
+    message = fields.String()
+    details = fields.Dict(allow_none=True)
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorBodySchema)

@@ -1,0 +1,1 @@
+"""Pure domain code of ingest: parsing, classification, sanitisation, forwards. No IO, no framework."""

@@ -1,0 +1,106 @@
+"""What ingest concludes about one raw message: the single code path shared by the service and
+by `mailroom explain` (no second parser).
+
+parse → classify → detect a forward → decide whom the message is attributed to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from ingest.domain.classify import classify
+from ingest.domain.forwards import detect_forward
+from ingest.domain.model import Address, Classification, ForwardInfo, ParsedMessage, ParseLimits
+from ingest.domain.parsing import parse_message
+from ingest.domain.sanitize import html_preview, sanitize_html
+
+GENERATED_ID_DOMAIN = "generated.mailroom.invalid"
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    own_addresses: frozenset[str] = frozenset()  # every inbox channel address
+    own_message_id_domain: str | None = None  # domain of the Message-IDs outbound generates
+    internal_domains: frozenset[str] = frozenset()  # forwarders from these domains are trusted
+    spam_score_headers: dict[str, float] = field(default_factory=dict)
+    limits: ParseLimits = field(default_factory=ParseLimits)
+    html_preview_bytes: int = 100_000
+
+
+@dataclass
+class Analysis:
+    parsed: ParsedMessage
+    message_id: str  # Message-ID, or a stable one generated from the bytes
+    classification: Classification
+    forward: ForwardInfo | None
+    forward_trusted: bool
+    attributed_to: Address
+
+    def explain(self) -> dict:
+        """The `mailroom explain --json` document."""
+        sender = self.parsed.sender or Address(None, None)
+        return {
+            "message_id": self.message_id,
+            "subject": self.parsed.subject,
+            "sender": sender.as_dict(),
+            "forward": None if self.forward is None else {**self.forward.as_dict(),
+                                                          "trusted": self.forward_trusted},
+            "attributed_to": self.attributed_to.as_dict(),
+            "auto_submitted": self.classification.auto_submitted,
+            "bounce": self.classification.bounce,
+            "spam": self.classification.spam,
+            "loop": self.classification.loop,
+            "reasons": list(self.classification.reasons),
+            "attachments": [{"filename": a.filename, "content_type": a.content_type, "size": a.size,
+                             "disposition": a.disposition} for a in self.parsed.attachments],
+            "defects": list(self.parsed.defects),
+        }
+
+
+def stable_message_id(raw: bytes) -> str:
+    """For mail without a Message-ID: the same bytes always get the same id, so a re-delivery
+    of the same message is still recognised as a duplicate."""
+    return f"{hashlib.sha256(raw).hexdigest()[:40]}@{GENERATED_ID_DOMAIN}"
+
+
+def is_trusted_forwarder(sender: Address | None, trusted_senders: frozenset[str],
+                         internal_domains: frozenset[str]) -> bool:
+    if sender is None or not sender.email:
+        return False
+    email = sender.email.lower()
+    return email in trusted_senders or email.rpartition("@")[2] in internal_domains
+
+
+def attribute(sender: Address | None, forward: ForwardInfo | None, trusted: bool) -> Address:
+    """A trusted forward with a real original address belongs to the original sender; anything
+    else (untrusted forwarder, name without address) stays with whoever sent it."""
+    if forward is not None and trusted and forward.original_sender.email:
+        return forward.original_sender
+    return sender or Address(None, None)
+
+
+def analyse(raw: bytes, settings: AnalysisSettings, *, trusted_senders: frozenset[str] = frozenset(),
+            trust_sender: bool = False) -> Analysis:
+    """Raises parsing.MessageTooComplex when the message exceeds the parse limits."""
+    parsed = parse_message(raw, settings.limits)
+    classification = classify(parsed, own_addresses=settings.own_addresses,
+                              own_message_id_domain=settings.own_message_id_domain,
+                              spam_score_headers=settings.spam_score_headers)
+    # Bounces and auto-replies quote our own mail: never treat them as forwards.
+    forward = None if classification.bounce else detect_forward(parsed)
+    trusted = trust_sender or is_trusted_forwarder(parsed.sender, trusted_senders, settings.internal_domains)
+    return Analysis(
+        parsed=parsed, message_id=parsed.message_id or stable_message_id(raw),
+        classification=classification, forward=forward, forward_trusted=bool(forward) and trusted,
+        attributed_to=attribute(parsed.sender, forward, trusted),
+    )
+
+
+def render_html(parsed: ParsedMessage, cid_urls: dict[str, str], max_bytes: int) -> tuple[str | None, bool, int]:
+    """Sanitised HTML preview: (html, truncated, remote images blocked)."""
+    if not parsed.html:
+        return None, False, 0
+    sanitised = sanitize_html(parsed.html, cid_urls)
+    preview, truncated = html_preview(sanitised.html, max_bytes)
+    return preview, truncated, sanitised.remote_images_blocked

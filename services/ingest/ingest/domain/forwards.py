@@ -1,0 +1,859 @@
+"""Forward detection: is this message a forward, and who sent the message that was forwarded?
+
+Signals, most reliable first (reference forward-formats.md §1, §7, §11):
+
+1. A redirect/bounce (`Resent-From` added, the original `From` kept): the From header is the original.
+2. A forwarded message attached as `message/rfc822` (or an `.eml` file): its own From header.
+3. A forward block in the text/plain body (or, when there is none, in text made from the HTML):
+   a separator line and/or a header block (`From:` / `Von:` / `差出人:` ...) written by the client.
+
+Text blocks come in two strengths. Separators that say "forwarded" (`---------- Forwarded message`,
+`Begin forwarded message:`, `-------- Weitergeleitete Nachricht --------`, mutt, Lotus Notes) are a
+forward whatever the subject says. Outlook's layouts (`-----Original Message-----`, the 32 underscores,
+a bare `From:/Sent:` block) and `On ... wrote:` lines are written the same way for replies, so they count
+only when the subject's outermost prefix is a forward marker, or, with no prefix at all, when the block
+opens the body. Only the first block found decides; everything below it is the forwarded content.
+
+Which sender (§6): the sender of the outermost forwarded block. We step down to the next block only when
+the outer one is essentially empty (blank lines, a mobile footer) and itself a forward; reply history
+(`On ... wrote:`) is never stepped into. Addresses come only from a From value, never from To/Cc lines,
+signatures or running text; a name without an address stays `Address(name, None)`.
+"""
+
+from __future__ import annotations
+
+import email.message
+import email.utils
+import functools
+import html
+import re
+import unicodedata
+from dataclasses import dataclass
+from email import policy
+from email.header import decode_header, make_header
+from email.parser import BytesParser
+
+from ingest.domain.htmltext import html_to_text
+from ingest.domain.model import Address, ForwardInfo, ParsedMessage
+from ingest.domain.subjects import FORWARD, REPLY, has_forward_prefix, leading_prefix_kind, strip_prefixes
+from mailroom_shared.addresses import try_normalise_email
+
+__all__ = ["detect_forward", "html_to_text"]
+
+# ================================================================================================
+# Label tables, per language. Keys are the fields of a forwarded header block; only "from" (or
+# "sender"), "date" and "subject" are read, the others just tell us a line belongs to the block.
+# ================================================================================================
+
+HEADER_LABELS: dict[str, dict[str, tuple[str, ...]]] = {
+    "en": {
+        "from": ("From",), "sender": ("Sender",), "date": ("Date", "Sent", "Sent at"),
+        "subject": ("Subject", "Title"), "to": ("To",), "cc": ("Cc", "CC", "Bcc"),
+        "reply_to": ("Reply-To", "Reply To"),
+    },
+    "de": {
+        "from": ("Von",), "date": ("Datum", "Gesendet"), "subject": ("Betreff",), "to": ("An",),
+        "cc": ("Kopie", "Kopie (CC)", "Bcc", "Blindkopie"), "reply_to": ("Antwort an",),
+    },
+    "fr": {
+        "from": ("De",), "date": ("Envoyé", "Envoyé le"), "subject": ("Objet", "Sujet"),
+        "to": ("À", "Pour"), "cc": ("Copie à", "Copie", "Cci"), "reply_to": ("Répondre à",),
+    },
+    "es": {
+        "from": ("De",), "date": ("Fecha", "Enviado", "Enviado el", "Enviada el"), "subject": ("Asunto",),
+        "to": ("Para", "A"), "cc": ("CCO",), "reply_to": ("Responder a",),
+    },
+    "it": {
+        "from": ("Da", "Mittente"), "date": ("Data", "Inviato", "Inviato il"), "subject": ("Oggetto",),
+        "to": ("A", "Destinatario"), "cc": ("Ccn",), "reply_to": ("Rispondi a",),
+    },
+    "pt": {
+        "from": ("De",), "date": ("Data", "Enviado", "Enviada", "Enviada em", "Enviado em"),
+        "subject": ("Assunto",), "to": ("Para",), "cc": ("Cco",), "reply_to": ("Responder A",),
+    },
+    "nl": {
+        "from": ("Van",), "date": ("Datum", "Verzonden", "Verstuurd", "Verzonden op"),
+        "subject": ("Onderwerp",), "to": ("Aan",), "reply_to": ("Antwoord aan",),
+    },
+    "sv": {
+        "from": ("Från",), "date": ("Skickat", "Skickades"), "subject": ("Ämne",), "to": ("Till",),
+        "cc": ("Kopia", "Kopia (CC)"), "reply_to": ("Svara till",),
+    },
+    "da_no": {
+        "from": ("Fra",), "date": ("Dato", "Sendt"), "subject": ("Emne",), "to": ("Til",),
+        "cc": ("Kopi", "Kopi til"), "reply_to": ("Svar til",),
+    },
+    "fi": {
+        "from": ("Lähettäjä",), "date": ("Päivämäärä", "Lähetetty", "Päiväys"), "subject": ("Aihe",),
+        "to": ("Vastaanottaja",), "cc": ("Kopio",), "reply_to": ("Vastaus",),
+    },
+    "pl": {
+        "from": ("Od", "Nadawca"), "date": ("Wysłano", "Wysłane"), "subject": ("Temat",),
+        "to": ("Do", "Adresat"), "cc": ("DW", "UDW"), "reply_to": ("Odpowiedź-do",),
+    },
+    "cs_sk": {
+        "from": ("Od",), "date": ("Odesláno", "Dátum", "Odoslané"), "subject": ("Předmět", "Predmet"),
+        "to": ("Komu", "Pre"), "cc": ("Kópia",), "reply_to": ("Odpověď na", "Odpovedať-Pre"),
+    },
+    "ru_uk": {
+        "from": ("От", "Отправитель", "Від", "Від кого"),
+        "date": ("Дата", "Отправлено", "Відправлено", "Надіслано"),
+        "subject": ("Тема",), "to": ("Кому",), "cc": ("Копия", "Копія"),
+        "reply_to": ("Ответ-Кому", "Кому відповісти"),
+    },
+    "tr": {
+        "from": ("Kimden", "Gönderen"), "date": ("Tarih", "Gönderildi", "Gönderilen", "Gönderme tarihi"),
+        "subject": ("Konu",), "to": ("Kime",), "cc": ("Bilgi",), "reply_to": ("Yanıt Adresi",),
+    },
+    "hu": {
+        "from": ("Feladó",), "date": ("Dátum", "Elküldve", "Küldve"), "subject": ("Tárgy",),
+        "to": ("Címzett",), "cc": ("Másolat", "Másolatot kap"), "reply_to": ("Válaszcím",),
+    },
+    "ro_hr_et": {
+        "from": ("De la", "Expeditorul", "Expeditor", "Šalje", "Saatja"),
+        "date": ("Dată", "Trimis", "Poslano"),
+        "subject": ("Subiect", "Subiectul", "Naslov"), "to": ("Către", "Destinatarul", "Prima"),
+        "reply_to": ("Răspuns către", "Odgovori na"),
+    },
+    "ja": {
+        "from": ("差出人", "送信者", "送信元"),
+        "date": ("送信日時", "日付", "日時", "送信日"),
+        "subject": ("件名",),
+        "to": ("宛先", "送信先"),
+    },
+    "zh": {
+        "from": ("发件人", "發件人", "寄件者", "寄件人"),
+        "date": ("发送时间", "發送時間", "寄件日期", "日期", "时间", "傳送時間", "发送日期"),
+        "subject": ("主题", "主題", "主旨"),
+        "to": ("收件人", "收件者"),
+        "cc": ("抄送", "副本", "抄送人", "副本抄送"),
+    },
+    "ko": {
+        "from": ("보낸 사람", "보낸사람"), "date": ("보낸 날짜", "날짜"), "subject": ("제목",),
+        "to": ("받는 사람", "받는사람"), "cc": ("참조",),
+    },
+}
+# Lines that may sit in a header block but carry nothing we read.
+OTHER_BLOCK_LABELS = (
+    "Importance", "Priority", "Attachments", "Anlagen", "Anhang", "Pièces jointes", "Message-ID",
+    "User-Agent", "Organization", "Organisation", "References", "In-Reply-To", "Newsgroups", "X-Mailer",
+    "Return-Path", "Received", "MIME-Version", "Content-Type", "Wichtigkeit",
+    "重要度", "附件", "组织", "組織",
+)
+
+# Separator phrases that explicitly say "forwarded" (strong): Gmail, Apple Mail, Thunderbird, Yahoo,
+# Proton, HubSpot, MailMate, Gnus, per language (reference §2, §3, Appendix C).
+FORWARD_PHRASES: dict[str, tuple[str, ...]] = {
+    "en": ("Forwarded message", "Begin forwarded message", "Start of forwarded message", "Forwarded e-mail",
+           "Forwarded email", "Forwarded mail"),
+    "de": ("Weitergeleitete Nachricht", "Anfang der weitergeleiteten Nachricht",
+           "Anfang der weitergeleiteten E-Mail", "Weitergeleitete E-Mail"),
+    "fr": ("Message transféré", "Message transmis", "Début du message réexpédié",
+           "Début du message transféré", "Message réexpédié"),
+    "es": ("Mensaje reenviado", "Inicio del mensaje reenviado", "Mensaje remitido"),
+    "it": ("Messaggio inoltrato", "Inizio messaggio inoltrato"),
+    "pt": ("Mensagem encaminhada", "Mensagem reencaminhada", "Início da mensagem encaminhada",
+           "Início da mensagem reencaminhada"),
+    "nl": ("Doorgestuurd bericht", "Begin doorgestuurd bericht"),
+    "sv": ("Vidarebefordrat meddelande", "Vidarebefordrat mejl", "Vidarebefordrat e-postmeddelande"),
+    "da": ("Videresendt meddelelse", "Start på videresendt besked", "Videresendt besked"),
+    "no": ("Videresendt melding", "Vidaresend melding"),
+    "fi": ("Välitetty viesti", "Edelleenlähetetty viesti", "Välitetty viesti alkaa",
+           "Välitetty viesti / Fwd.Msg"),
+    "pl": ("Przekazana wiadomość", "Treść przekazanej wiadomości", "Początek przekazywanej wiadomości",
+           "Wiadomość przesłana dalej"),
+    "cs_sk": ("Přeposlaná zpráva", "Začátek přeposílané zprávy", "Preposlaná správa",
+              "Začiatok preposlanej správy", "Preposlaná správa --- Forwarded Message"),
+    "ru_uk": ("Пересылаемое сообщение", "Перенаправленное сообщение", "Начало переадресованного сообщения",
+              "Пересланное сообщение", "Переслане повідомлення", "Перенаправлене повідомлення",
+              "Початок листа, що пересилається"),
+    "tr": ("İletilen İleti", "İletilmiş İleti", "İletilmiş Mesaj", "İleti başlangıcı"),
+    "hu": ("Továbbított üzenet", "Továbbított levél kezdete"),
+    "ro_hr": ("Mesaj redirecționat", "Începe mesajul redirecționat", "Proslijeđena poruka",
+              "Započni proslijeđenu poruku"),
+    "ja": ("転送メッセージ", "メッセージを転送", "転送元のメール", "転送されたメッセージ"),
+    "zh": ("转发的消息", "转发邮件", "转发的邮件", "轉寄郵件", "轉寄的郵件", "轉寄的訊息", "已转发邮件"),
+    "ko": ("전달된 메시지", "전달 메시지"),
+}
+# "Original message" banners: Outlook, Samsung, IONOS, QQ/Coremail. Replies use them too (ambiguous).
+ORIGINAL_PHRASES: dict[str, tuple[str, ...]] = {
+    "en": ("Original Message", "Original e-mail", "Reply Message"),
+    "de": ("Ursprüngliche Nachricht", "Originalnachricht", "Original Nachricht"),
+    "fr": ("Message d'origine", "Message original"),
+    "es": ("Mensaje original",),
+    "it": ("Messaggio originale",),
+    "pt": ("Mensagem original",),
+    "nl": ("Oorspronkelijk bericht", "Origineel bericht"),
+    "sv": ("Ursprungligt meddelande", "Originalmeddelande"),
+    "da": ("Oprindelig meddelelse", "Oprindelig besked", "Original meddelelse"),
+    "no": ("Opprinnelig melding", "Original melding"),
+    "fi": ("Alkuperäinen viesti",),
+    "pl": ("Oryginalna wiadomość", "Wiadomość oryginalna"),
+    "cs_sk": ("Původní zpráva", "Původní e-mail", "Pôvodná správa"),
+    "ru_uk": ("Исходное сообщение", "Оригинальное сообщение", "Вихідне повідомлення"),
+    "tr": ("Orijinal ileti", "Özgün ileti", "Orijinal mesaj"),
+    "hu": ("Eredeti üzenet",),
+    "ro": ("Mesajul original", "Mesaj original"),
+    "ja": ("元のメッセージ", "オリジナル メッセージ"),
+    "zh": ("原始邮件", "邮件原件", "原始郵件", "郵件原件", "原邮件"),
+    "ko": ("원본 메시지",),
+}
+# "X on behalf of Y" in Outlook's From value, per language (reference §2.2).
+ON_BEHALF_PHRASES = (
+    "on behalf of", "im auftrag von", "namens", "en nombre de", "per conto di", "de la part de", "au nom de",
+    "för", "代表", "w imieniu", "jménem", "v zastoupení", "от имени", "adına", "em nome de", "på vegne av",
+    "på vegne af", "puolesta",
+)
+# "wrote:" of reply attribution lines, per language (Outlook for Mac uses them for forwards too).
+WROTE_WORDS = (
+    "wrote", "writes", "a écrit", "escribió", "escreveu", "ha scritto", "scrisse", "schrieb", "schreef",
+    "geschreven", "skrev", "napsal", "napsal(a)", "napisał", "napisał(a)", "napisala", "написал", "написала",
+    "написал(а)", "kirjoitti", "ezt írta", "napísal", "yazdı", "şunu yazdı", "写道", "寫道", "のメッセージ",
+    "작성", "đã viết", "a scris", "skrev følgende",
+)
+# Mobile footers and the like, which do not make a forwarder's note "non-empty".
+_FOOTER = re.compile(
+    r"^(sent from|sent via|get outlook for|von meinem|gesendet von|envoyé de|envoyé à partir|enviado desde|"
+    r"enviado do|enviado de|inviato da|verzonden vanaf|verstuurd vanaf|verzonden met|skickat från|sendt fra|"
+    r"lähetetty|wysłane z|odesláno z|отправлено с|iphoneから送信|从我的|發自我的|发自我的|--$)",
+    re.IGNORECASE,
+)
+
+# ================================================================================================
+# Small helpers
+# ================================================================================================
+
+
+@functools.lru_cache(maxsize=8192)
+def _fold(text: str) -> str:
+    """Case-insensitive compare form (NFKC, casefold, Turkish dotted İ, collapsed spaces)."""
+    text = unicodedata.normalize("NFKC", text).casefold().replace("\u0307", "")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+_FIELD_BY_LABEL: dict[str, str] = {}
+for _language in HEADER_LABELS.values():
+    for _field, _labels in _language.items():
+        for _label in _labels:
+            _FIELD_BY_LABEL.setdefault(_fold(_label), _field)
+for _label in OTHER_BLOCK_LABELS:
+    _FIELD_BY_LABEL.setdefault(_fold(_label), "other")
+
+_FORWARD_PHRASES = {_fold(p) for phrases in FORWARD_PHRASES.values() for p in phrases}
+_ORIGINAL_PHRASES = {_fold(p) for phrases in ORIGINAL_PHRASES.values() for p in phrases}
+
+# A label line: `From: x`, `*From:* x`, `De : x`, `Subject: <TAB>x`, `보낸 사람: x`.
+_LABEL_LINE = re.compile(
+    r"^\*{0,2}(?P<label>[^\W\d_][^:：\n*]{0,30}?)\*{0,2}\s*[:：]\s*\*{0,2}\s*(?P<value>.*)$"
+)
+# Fields run together on one line (Yahoo's HTML→text, flattened QQ mail): split before a label.
+_ALL_LABELS = sorted(
+    {label for lang in HEADER_LABELS.values() for labels in lang.values() for label in labels}
+    | set(OTHER_BLOCK_LABELS),
+    key=len,
+    reverse=True,
+)
+_RUN_TOGETHER_ANY = re.compile(r"(?<!^)(?=(?:" + "|".join(map(re.escape, _ALL_LABELS)) + r")\s?[:：])")
+# Glued fields (`...acme.com>To: ...`, `GMT+1Subject: ...`): only capitalised labels, as CJK labels
+# contain other labels (送信日時 ends in 日時) and are never written glued.
+_RUN_TOGETHER_GLUED = re.compile(
+    r"(?<=[^\s\W]|[>\"')\]])(?=(?:"
+    + "|".join(re.escape(label) for label in _ALL_LABELS if label[0].isupper())
+    + r")\s?[:：])"
+)
+
+_ADDR_SPEC = r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+"
+_ADDRESS = re.compile(_ADDR_SPEC)
+_BRACKETED_ADDRESS = re.compile(r"[<\[(]\s*(?:mailto:)?\s*(?P<addr>" + _ADDR_SPEC + ")")
+_X500 = re.compile(r"\[?/O=[^\]]*\]?", re.IGNORECASE)
+_ON_BEHALF = re.compile(
+    r"(?:(?<=\s)|(?<=[\]>)]))(?:" + "|".join(re.escape(p) for p in ON_BEHALF_PHRASES) + r")\s+",
+    re.IGNORECASE,
+)
+_LIST_LIKE = re.compile(
+    r"bounce|owner|listserv|mailman|majordomo|-request@|googlegroups|@lists?\.|\bvia\b", re.IGNORECASE
+)
+_QUOTES = "\"'«»„“”‘’‚‹›「」"
+_UNICODE_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u2500\u2501\ufe58\ufe63"  # Proton's U+2010 etc.
+_DASHES = str.maketrans(dict.fromkeys(_UNICODE_DASHES, "-"))
+_INVISIBLE = re.compile("[\ufeff\u200b\u200c\u200d\u2060\u00ad]")
+
+
+@dataclass(frozen=True)
+class _Line:
+    depth: int  # `>` quote depth
+    text: str  # without quote markers and surrounding whitespace
+
+
+@dataclass(frozen=True)
+class _Block:
+    kind: str  # "forward" (explicit separator), "original"/"headers" (Outlook-like), "attribution" (wrote:)
+    client: str
+    start: int
+    end: int  # first line after the header block
+    depth: int
+    sender: Address | None
+    subject: str | None
+    date: str | None
+
+
+def _normalise(text: str) -> list[_Line]:
+    """Lines without quote markers, after the clean-up of reference §5 (NBSP, BOM, dashes, `：`, CRLF)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _INVISIBLE.sub("", text)
+    # NFKC and dash folding are applied where we match (labels, separators), not to the values we return.
+    if "&" in text:  # entities left behind by some HTML flatteners (QQ's `&nbsp;原始邮件&nbsp;`)
+        text = re.sub(r"&(nbsp|lt|gt|amp|quot);", lambda m: html.unescape(m.group(0)), text)
+    lines = []
+    for raw in text.split("\n"):
+        quote = re.match(r"^(?:[ \t]*>)+", raw)
+        depth = quote.group(0).count(">") if quote else 0
+        body = raw[quote.end():] if quote else raw
+        lines.append(_Line(depth, body.replace("\xa0", " ").strip()))
+    return lines
+
+
+def _label(text: str) -> tuple[str, str] | None:
+    """(field, value) when the line is `Label: value` with a known label."""
+    match = _LABEL_LINE.match(text)
+    if not match:
+        return None
+    field = _FIELD_BY_LABEL.get(_fold(match.group("label")))
+    if field is None:
+        return None
+    return field, match.group("value").strip().strip("*").strip()
+
+
+def _clean_value(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip().strip("*").strip()
+    return value or None
+
+
+def _decode_words(text: str) -> str:
+    """RFC 2047 words left in a text block or a compat32 header (`=?utf-8?q?J=C3=B6rg?=`)."""
+    if "=?" not in text:
+        return text
+    try:
+        return str(make_header(decode_header(text)))
+    except (ValueError, LookupError, UnicodeError):
+        return text
+
+
+# ================================================================================================
+# From values → Address
+# ================================================================================================
+
+
+def _valid_email(candidate: str | None) -> str | None:
+    """Normalised address, or None; we want internet addresses, so the domain must have a dot."""
+    email_address = try_normalise_email(candidate)
+    if email_address and "." in email_address.rpartition("@")[2]:
+        return email_address
+    return None
+
+
+def _clean_name(name: str | None) -> str | None:
+    if not name:
+        return None
+    name = re.sub(r"\bmailto:\S*", "", name)
+    name = re.sub(r"\s+", " ", name).strip(" \t,;:<>[]" + _QUOTES)
+    name = name.rstrip("( ").lstrip(") ").strip(_QUOTES + " ")  # the bracket that opened the address
+    return name or None
+
+
+def _mailbox(text: str) -> Address | None:
+    """One mailbox in any of the shapes of reference §4 (without the "on behalf of" pair)."""
+    text = text.strip().strip("*").strip().rstrip(";,").strip()
+    text = re.sub(r"\s+on\s+\d{1,2}/\d{1,2}/\d{2,4}.*$", "", text)  # Notes: `"Name" <addr> on 09/05/2000 ...`
+    if _X500.search(text):  # Exchange legacyDN: a name, never an address
+        return Address(_clean_name(_X500.sub("", text)), None) if _clean_name(_X500.sub("", text)) else None
+    bracketed = _BRACKETED_ADDRESS.search(text)
+    bare = _ADDRESS.search(text)
+    if bracketed:
+        email_address = _valid_email(bracketed.group("addr"))
+        name = _clean_name(text[: bracketed.start()])
+    elif bare:
+        email_address = _valid_email(bare.group(0))
+        name = _clean_name(text[: bare.start()] + " " + text[bare.end():])
+    else:
+        email_address = None
+        if re.fullmatch(r"<?\S+@[^\s/]+>?", text):
+            return None  # an address we cannot use is not a name either
+        name = _clean_name(re.sub(r"/[^@\s]*(@\S*)?$", "", text))  # Notes `Name/OU/ORG@ORG` → `Name`
+    if name and email_address and (_fold(name) == email_address or _ADDRESS.fullmatch(name)):
+        name = None  # `addr <addr>`, `"addr" <addr>`
+    if name is None and email_address is None:
+        return None
+    return Address(name, email_address)
+
+
+def parse_from_value(value: str | None) -> Address | None:
+    """The sender written in a forward block's From value; resolves Outlook's "X on behalf of Y".
+
+    Outlook prints SENDER <on behalf of> PRINCIPAL. For list traffic the author is the principal; for a
+    delegate or a shared mailbox the human who wrote the mail is the sender (reference §2.2).
+    """
+    if not value:
+        return None
+    text = _decode_words(html.unescape(value))
+    parts = _ON_BEHALF.split(text, maxsplit=1)
+    if len(parts) == 2 and parts[1].strip():
+        sender_part, principal_part = parts
+        if _LIST_LIKE.search(sender_part) or not _mailbox(sender_part):
+            principal = _mailbox(re.sub(r"\s+via\s+\S+\s*$", "", principal_part.strip()))
+            if principal:
+                return principal
+        sender = _mailbox(sender_part)
+        if sender:
+            return sender
+    return _mailbox(text)
+
+
+# ================================================================================================
+# Separators, header blocks and attribution lines
+# ================================================================================================
+
+_SEPARATOR = re.compile(
+    r"^(?P<lead>[-=_~*]{2,})?\s*(?P<phrase>[^-=_~*\s].*?)\s*"
+    r"(?:(?P<trail>[-=_~*]{2,})\s*(?P<rest>.*)|(?P<colon>:)\s*)?$"
+)
+_UNDERSCORES = re.compile(r"^_{10,}$")
+_MUTT = re.compile(r"^-{3,}\s*Forwarded message from\s+(?P<who>.+?)\s*-{3,}$", re.IGNORECASE)
+_NOTES = re.compile(r"^-{3,}\s*Forwarded by\s+(?P<who>.+?)(?:\s+on\s+(?P<date>.+?))?\s*-*$", re.IGNORECASE)
+_NOTES_DATE = re.compile(r"^\d{1,2}/\d{1,2}/\d{2,4}(?:\s+\d{1,2}:\d{2}(?::\d{2})?\s*(?:AM|PM)?)?$", re.I)
+
+
+@dataclass(frozen=True)
+class _Separator:
+    kind: str  # "forward" | "original"
+    client: str
+    rest: str = ""  # header fields run together on the separator line (Yahoo)
+
+
+def _separator(text: str) -> _Separator | None:
+    text = unicodedata.normalize("NFKC", text).translate(_DASHES)
+    if _UNDERSCORES.match(text):
+        return _Separator("original", "outlook")
+    match = _SEPARATOR.match(text)
+    if not match:
+        return None
+    phrase = _fold(match.group("phrase"))
+    lead, trail, colon = match.group("lead") or "", match.group("trail") or "", match.group("colon")
+    rest = (match.group("rest") or "").strip()
+    if phrase in _FORWARD_PHRASES:
+        return _Separator("forward", _forward_client(phrase, lead, trail, colon), rest)
+    if phrase in _ORIGINAL_PHRASES and (lead or trail):
+        client = "outlook" if len(lead) == 5 and not text.startswith("----- ") else "original_message"
+        return _Separator("original", client, rest)
+    return None
+
+
+def _forward_client(phrase: str, lead: str, trail: str, colon: str | None) -> str:
+    """A best-effort client name for `detected_by` (cosmetic: detection does not depend on it)."""
+    if "start of forwarded" in phrase:
+        return "gnus"
+    if colon and not lead:
+        return "mailmate" if phrase == "forwarded message" else "apple_mail"
+    dashes = len(lead or trail)
+    if dashes >= 9:
+        return "gmail"
+    if dashes == 8 or dashes == 3:
+        return "thunderbird"
+    if dashes == 7:
+        return "proton"
+    return "yahoo" if dashes else "unknown"
+
+
+def _split_run_together(text: str, anywhere: bool) -> list[str]:
+    pattern = _RUN_TOGETHER_ANY if anywhere else _RUN_TOGETHER_GLUED
+    return [part.strip() for part in pattern.split(text) if part.strip()]
+
+
+_INCOMPLETE_VALUE = re.compile(
+    r"(mailto:|[<\[(]|" + "|".join(map(re.escape, ON_BEHALF_PHRASES)) + r"|\bEn|De la)\s*$", re.IGNORECASE
+)
+_CONTINUATION_START = re.compile(r"^(?:[<\[(]|mailto:|part de|nombre de|\S+@\S+\])", re.IGNORECASE)
+
+
+def _continues(field: str, value: str, text: str, following: _Line | None) -> bool:
+    """Whether a non-label line continues the previous field's value (wrapped lines)."""
+    if field not in ("from", "sender", "to", "cc", "subject", "date"):
+        return False
+    if _INCOMPLETE_VALUE.search(value):
+        return True  # `[mailto:` wrap, `... 代表` / `En` + `nombre de` wrap
+    if field in ("from", "sender") and _CONTINUATION_START.match(text):
+        return True
+    return following is not None and following.text != "" and _label(following.text) is not None
+
+
+_MAX_BLOCK_LINES = 40
+
+
+def _header_block(lines: list[_Line], start: int, extra: list[str] = ()) -> tuple[dict[str, str], int]:
+    """Parse `Label: value` lines from `start`; returns (fields, index after the block).
+
+    Tolerates up to 3 blank lines before the block, single blank lines between fields (HTML→text), wrapped
+    values, and fields run together on one line. Stops at the first body line.
+    """
+    fields: dict[str, str] = {}
+    last: str | None = None
+    pending = [text for part in extra for text in _split_run_together(part, anywhere=True)]
+    for text in pending:
+        found = _label(text)
+        if found and found[0] not in fields:
+            fields[found[0]] = found[1]
+            last = found[0]
+    i, n = start, len(lines)
+    blanks = 0
+    while i < n and not lines[i].text and blanks < 3 and not fields:
+        i, blanks = i + 1, blanks + 1
+    limit = min(n, i + _MAX_BLOCK_LINES)  # bounds the work on pathological input (thousands of "From:" lines)
+    while i < limit:
+        text = lines[i].text
+        if not text:
+            following = next((j for j in range(i + 1, min(n, i + 3)) if lines[j].text), None)
+            if fields and following is not None and _label(lines[following].text):
+                i = following
+                continue
+            break
+        if _separator(text):
+            break
+        found = _label(text)
+        if found:
+            for part in _split_run_together(text, anywhere=False):
+                item = _label(part)
+                if item and item[0] not in fields:
+                    fields[item[0]] = item[1]
+                    last = item[0]
+                elif item:
+                    last = None
+            i += 1
+            continue
+        if last and _continues(last, fields[last], text, lines[i + 1] if i + 1 < n else None):
+            fields[last] = f"{fields[last]} {text}".strip()
+            i += 1
+            continue
+        break
+    return fields, i
+
+
+def _block_from_fields(kind: str, client: str, start: int, end: int, depth: int, fields: dict[str, str],
+                       fallback_sender: str | None = None) -> _Block | None:
+    sender = parse_from_value(fields.get("from")) or parse_from_value(fields.get("sender"))
+    if sender is None and fallback_sender:
+        sender = parse_from_value(fallback_sender)
+    if sender is None:
+        return None
+    return _Block(kind, client, start, end, depth, sender, _clean_value(fields.get("subject")),
+                  _clean_value(fields.get("date")))
+
+
+def _notes_block(lines: list[_Line], i: int, depth: int) -> _Block | None:
+    """Lotus Notes: the separator names the forwarder; the original author is on the next non-blank line,
+    as `"Name" <addr> on DATE` or as `Name` followed by a date line."""
+    n = len(lines)
+    j = i + 1
+    if j < n and re.match(r"^[\d:APM\s]*-{3,}$", lines[j].text):  # the separator wrapped onto a 2nd line
+        j += 1
+    while j < n and not lines[j].text:
+        j += 1
+    if j >= n or _label(lines[j].text):
+        return None
+    who, date = lines[j].text, None
+    inline_date = re.match(r"^(?P<who>.+?)\s+on\s+(?P<date>\d{1,2}/\d{1,2}/\d{2,4}.*)$", who)
+    k = j + 1
+    if inline_date:
+        who, date = inline_date.group("who"), inline_date.group("date")
+    elif k < n and _NOTES_DATE.match(lines[k].text):
+        date, k = lines[k].text, k + 1
+    sender = parse_from_value(who)
+    if sender is None:
+        return None
+    # `Please respond to`, `To:`, `cc:`, `Subject:` follow, with blank lines and odd indentation.
+    subject, end = None, k
+    for m in range(k, min(n, k + 12)):
+        found = _label(lines[m].text)
+        if found and found[0] == "subject":
+            subject, end = _clean_value(found[1]), m + 1
+            break
+    return _Block("forward", "lotus_notes", i, end, depth, sender, subject, date)
+
+
+_WROTE = re.compile(
+    r"(?:" + "|".join(re.escape(w) for w in sorted(WROTE_WORDS, key=len, reverse=True)) + r")\b.{0,40}[:：]$",
+    re.IGNORECASE,
+)
+_ATTRIBUTION_INTRO = re.compile(
+    r".*(?:,\s|\bheeft\s|időpontban\s|používateľ\s|пользователь\s|użytkownik\s|schrieb\s|skrev\s|"
+    r"\d{1,2}[:.]\d{2}(?::\d{2})?\s*(?:AM|PM|am|pm|Uhr)?\s)",
+)
+
+
+def _attribution(lines: list[_Line], i: int) -> tuple[Address, int] | None:
+    """`On DATE, "Name" <addr> wrote:` (and translations, possibly wrapped over 2-3 lines)."""
+    text = lines[i].text
+    if not text or len(text) > 300 or _label(text):
+        return None
+    used = 1
+    while not text.endswith((":", "：")) and used < 3 and i + used < len(lines) and lines[i + used].text:
+        text = f"{text} {lines[i + used].text}"
+        used += 1
+    if not text.endswith((":", "：")) or len(text) > 400:
+        return None
+    address = _BRACKETED_ADDRESS.search(text) or _ADDRESS.search(text)
+    if not address:
+        return None
+    if not (_WROTE.search(text) or re.search(r"\d.*[>)]\s*[:：]$", text)):
+        return None
+    before = text[: address.start()]
+    quoted = re.search(r"[\"«„“]([^\"«»„“”]+)[\"»”]\s*$", before)
+    if quoted:
+        name = quoted.group(1)
+    else:
+        intro = _ATTRIBUTION_INTRO.match(before)
+        name = before[intro.end():] if intro else before
+    email_address = _valid_email(address.groupdict().get("addr") or address.group(0))
+    if email_address is None:
+        return None
+    name = _clean_name(name)
+    if name and (name.casefold() == email_address or _ADDRESS.fullmatch(name)):
+        name = None
+    return Address(name, email_address), used
+
+
+def _find_blocks(lines: list[_Line]):
+    """Every forward/reply block, top-down."""
+    i, n = 0, len(lines)
+    while i < n:
+        line = lines[i]
+        if not line.text:
+            i += 1
+            continue
+        block = _block_at(lines, i)
+        if block is not None:
+            yield block
+            i = max(block.end, i + 1)
+            continue
+        i += 1
+
+
+def _block_at(lines: list[_Line], i: int) -> _Block | None:
+    text, depth = lines[i].text, lines[i].depth
+    notes = _NOTES.match(text.translate(_DASHES))
+    if notes:
+        return _notes_block(lines, i, depth)
+    mutt = _MUTT.match(text.translate(_DASHES))
+    if mutt:
+        fields, end = _header_block(lines, i + 1)
+        return _block_from_fields("forward", "mutt", i, end, depth, fields, fallback_sender=mutt.group("who"))
+    separator = _separator(text)
+    if separator:
+        fields, end = _header_block(lines, i + 1, [separator.rest] if separator.rest else [])
+        if separator.kind == "original" and not ("from" in fields or "sender" in fields):
+            return None  # 32 underscores before a signature or a disclaimer
+        return _block_from_fields(separator.kind, separator.client, i, end, depth, fields)
+    found = _label(text)
+    if found and found[0] == "from":
+        fields, end = _header_block(lines, i)
+        if len(set(fields) & {"date", "subject", "to", "cc", "sender"}) >= 1:
+            return _block_from_fields("headers", "outlook", i, end, depth, fields)
+        return None
+    attribution = _attribution(lines, i)
+    if attribution:
+        sender, used = attribution
+        return _Block("attribution", "outlook_mac", i, i + used, depth, sender, None, None)
+    return None
+
+
+def _has_block(text: str) -> bool:
+    return next(_find_blocks(_normalise(text)), None) is not None
+
+
+def _essentially_empty(lines: list[_Line]) -> bool:
+    """Nothing but blank lines, rules, mobile footers or a word or two ("FYI")."""
+    leftovers = []
+    for line in lines:
+        text = line.text.strip(" -_*=>\t")
+        if text and not _FOOTER.match(text):
+            leftovers.append(text)
+    return len(leftovers) <= 2 and sum(len(t) for t in leftovers) <= 20
+
+
+# ================================================================================================
+# Deciding
+# ================================================================================================
+
+
+def _from_text(text: str, subject: str) -> _Block | None:
+    lines = _normalise(text)
+    blocks = _find_blocks(lines)
+    first = next(blocks, None)
+    if first is None:
+        return None
+    outermost = leading_prefix_kind(subject)
+    if first.kind == "forward":
+        # A quoted forward under a "Re:" subject is the history of a reply to a forward.
+        accepted = not (first.depth > 0 and outermost == REPLY)
+    else:
+        # Outlook layouts and `On ... wrote:` (Outlook for Mac forwards) look the same in replies.
+        accepted = outermost == FORWARD or (outermost is None and _essentially_empty(lines[: first.start]))
+    if not accepted:
+        return None
+    current = first
+    for following in blocks:
+        # Step down only through an (essentially) empty forward of a forward, never into reply history.
+        if following.kind == "attribution" or not _essentially_empty(lines[current.end: following.start]):
+            break
+        # "Itself a forward": its own subject says so (a block without a subject line, e.g. Lotus
+        # Notes, is trusted when the next block is an explicit forward separator).
+        untitled_explicit = current.subject is None and following.kind == "forward"
+        if not (has_forward_prefix(current.subject) or untitled_explicit):
+            break
+        current = following
+    return current
+
+
+def _message_text(message: email.message.Message) -> tuple[str, str] | None:
+    """(text, "text"|"html") of a message's body, decoded; for embedded messages."""
+    plain = html_body = None
+    parts = message.walk() if message.is_multipart() else [message]
+    for part in parts:
+        if part.is_multipart() or part.get_content_maintype() != "text":
+            continue
+        if (part.get_content_disposition() or "inline") == "attachment":
+            continue
+        payload = part.get_payload(decode=True) or b""
+        charset = part.get_content_charset() or "utf-8"
+        try:
+            content = payload.decode(charset, errors="replace")
+        except LookupError:
+            content = payload.decode("utf-8", errors="replace")
+        if part.get_content_subtype() == "plain" and plain is None:
+            plain = content
+        elif part.get_content_subtype() == "html" and html_body is None:
+            html_body = content
+    if plain and plain.strip():
+        return plain, "text"
+    if html_body:
+        return html_to_text(html_body), "html"
+    return None
+
+
+def _header_text(message: email.message.Message, name: str) -> str | None:
+    value = message.get(name)
+    if value is None:
+        return None
+    return _decode_words(str(value)).strip() or None
+
+
+def _header_mailbox(message: email.message.Message, name: str) -> Address | None:
+    header = message.get(name)
+    for parsed in getattr(header, "addresses", ()):  # policy.default headers are already parsed
+        email_address = _valid_email(parsed.addr_spec)
+        if email_address:
+            display = _clean_name(parsed.display_name)
+            return Address(display if display and _fold(display) != email_address else None, email_address)
+    value = _header_text(message, name)
+    if not value:
+        return None
+    for display, addr in email.utils.getaddresses([value]):
+        email_address = _valid_email(addr)
+        if email_address:
+            name = _clean_name(display) if _fold(display or "") != email_address else None
+            return Address(name, email_address)
+    return parse_from_value(value)
+
+
+def _embedded_messages(parsed: ParsedMessage) -> list[email.message.Message]:
+    if parsed.embedded_messages:
+        return list(parsed.embedded_messages)
+    found = []  # some clients attach the forwarded message as application/octet-stream `*.eml`
+    for attachment in parsed.attachments:
+        if attachment.filename.lower().endswith(".eml") and attachment.payload:
+            found.append(BytesParser(policy=policy.default).parsebytes(attachment.payload))
+    return found
+
+
+def _from_embedded(message: email.message.Message, depth: int = 0) -> ForwardInfo | None:
+    sender = _header_mailbox(message, "From") or _header_mailbox(message, "Sender")
+    if sender is None:
+        return None
+    subject = _header_text(message, "Subject")
+    info = ForwardInfo(sender, subject, _header_text(message, "Date"), "rfc822_attachment")
+    # The attached message may itself be an empty forward of a forward: step down the same way.
+    body = _message_text(message)
+    if body and has_forward_prefix(subject):
+        lines = _normalise(body[0])
+        first = next(_find_blocks(lines), None)
+        if first and first.kind != "attribution" and _essentially_empty(lines[: first.start]):
+            inner = _from_text(body[0], subject or "")
+            if inner:
+                return ForwardInfo(inner.sender, inner.subject, inner.date, "rfc822_attachment")
+    if depth < 5 and (not body or _essentially_empty(_normalise(body[0]))):
+        for part in message.walk():
+            if part.get_content_type() == "message/rfc822" and part is not message:
+                payload = part.get_payload()
+                inner_message = payload[0] if isinstance(payload, list) and payload else None
+                if isinstance(inner_message, email.message.Message):
+                    nested = _from_embedded(inner_message, depth + 1)
+                    if nested and has_forward_prefix(subject):
+                        return nested
+    return info
+
+
+def _is_auto_report(message: email.message.Message | None) -> bool:
+    """DSNs and auto-replies quote or attach *our* mail: never a forward."""
+    if message is None:
+        return False
+    if message.get_content_type() == "multipart/report":
+        return True
+    return str(message.get("Auto-Submitted", "no")).strip().lower().startswith("auto-replied")
+
+
+def _resent(parsed: ParsedMessage) -> ForwardInfo | None:
+    message = parsed.message
+    if message is None or not (message.get("Resent-From") or message.get("Resent-Sender")):
+        return None
+    original = _header_mailbox(message, "From")
+    if original is None and parsed.sender is not None:
+        original = Address(parsed.sender.name, _valid_email(parsed.sender.email))
+    if original is None:
+        return None
+    resender = _header_mailbox(message, "Resent-From") or _header_mailbox(message, "Resent-Sender")
+    if resender is not None and resender.email and resender.email == original.email:
+        return None  # a client that stamps Resent-From with the author itself: not a redirect
+    return ForwardInfo(original, parsed.subject or None, _header_text(message, "Date"), "resent_headers")
+
+
+def detect_forward(parsed: ParsedMessage) -> ForwardInfo | None:
+    """The original sender of a forwarded (or redirected) message, or None when it is not a forward."""
+    if _is_auto_report(parsed.message):
+        return None
+    resent = _resent(parsed)
+    if resent:
+        return resent
+    subject = parsed.subject or ""
+    if parsed.text and parsed.text.strip():
+        body, source = parsed.text, "text_block"
+    elif parsed.html:
+        body, source = html_to_text(parsed.html), "html_block"
+    else:
+        body, source = "", "text_block"
+    block = _from_text(body, subject) if body else None
+    if block is None and source == "text_block" and parsed.html and not _has_block(body):
+        # A text part that is only a stub ("view this message in HTML") or lost the block.
+        block = _from_text(html_to_text(parsed.html), subject)
+        source = "html_block"
+    # An explicit inline forward wins over an attached message: the attachment then belongs to the
+    # forwarded content. Otherwise an attached message/rfc822 is the most reliable signal.
+    if block is None or block.kind != "forward":
+        for embedded in _embedded_messages(parsed):
+            info = _from_embedded(embedded)
+            if info:
+                return info
+    if block is None:
+        return None
+    original_subject = block.subject or strip_prefixes(subject) or None
+    return ForwardInfo(block.sender, original_subject, block.date, f"{source}:{block.client}")

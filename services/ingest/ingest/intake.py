@@ -1,0 +1,212 @@
+"""Ingest's use cases: accept raw mail durably, then process it into `message_received`.
+
+Accepting is cheap and happens before SMTP answers 250 (raw bytes fsynced, intake row
+committed). Processing (parse, classify, forward detection) happens after, in the service, so a
+slow or hostile message never holds an SMTP session open, and a crash loses nothing: rows in
+status `stored` are picked up again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ingest.blobstore import DirectoryBlobStore
+from ingest.domain.analysis import AnalysisSettings, analyse, render_html, stable_message_id
+from ingest.domain.model import ParseLimits
+from ingest.domain.parsing import MessageTooComplex, parse_message_ids
+from ingest.domain.recipients import split_recipient
+from ingest.models import Channel, Intake, TrustedSender
+from mailroom_shared.addresses import try_normalise_email
+from mailroom_shared.db import Database, is_postgres, utcnow
+from mailroom_shared.messaging.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+TEXT_LIMIT = 1_000_000  # characters of text/plain carried in the event; the raw message has it all
+
+
+@dataclass(frozen=True)
+class IntakeSettings:
+    max_message_bytes: int = 25 * 1024 * 1024
+    internal_domains: frozenset[str] = frozenset()
+    own_message_id_domain: str | None = None
+    spam_score_headers: dict[str, float] = field(default_factory=dict)
+    limits: ParseLimits = field(default_factory=ParseLimits)
+    html_preview_bytes: int = 100_000
+
+
+@dataclass
+class AcceptResult:
+    intake_ids: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)  # channels that already had this message
+    unknown_recipients: list[str] = field(default_factory=list)
+
+
+class MessageTooLarge(ValueError):
+    pass
+
+
+def known_channels(session: Session) -> set[str]:
+    return set(session.execute(select(Channel.address)).scalars())
+
+
+def dedupe_key(raw: bytes) -> str:
+    """Message-ID from the headers alone (cheap), else a stable id from the bytes."""
+    try:
+        headers = BytesHeaderParser(policy=compat32).parsebytes(raw[:256 * 1024])
+        ids = parse_message_ids([str(v) for v in headers.get_all("Message-ID", [])])
+    except Exception:  # a header section we cannot even split: the bytes identify it
+        ids = []
+    return ids[0] if ids else stable_message_id(raw)
+
+
+def accept(database: Database, blobs: DirectoryBlobStore, raw: bytes, recipients: list[str], via: str,
+           settings: IntakeSettings, envelope_from: str | None = None) -> AcceptResult:
+    """Store the bytes durably and log one intake row per inbox channel addressed."""
+    if len(raw) > settings.max_message_bytes:
+        raise MessageTooLarge(f"message of {len(raw)} bytes exceeds the {settings.max_message_bytes} byte limit")
+    result = AcceptResult()
+    with database.transaction() as session:
+        channels = known_channels(session)
+    targets: dict[str, str | None] = {}
+    for recipient in recipients:
+        resolved = split_recipient(recipient, channels)
+        if resolved is None:
+            result.unknown_recipients.append(recipient)
+        else:
+            targets.setdefault(resolved[0], resolved[1])
+    if not targets:
+        return result
+    blob_key = blobs.put(raw)
+    key = dedupe_key(raw)
+    for channel, token in targets.items():
+        intake_id = str(uuid.uuid4())
+        try:
+            with database.transaction() as session:
+                session.add(Intake(id=intake_id, channel_address=channel, reply_token=token, via=via,
+                                   dedupe_key=key, blob_key=blob_key, size=len(raw),
+                                   envelope_from=envelope_from, status="stored", received_at=utcnow()))
+        except IntegrityError:
+            result.duplicates.append(channel)
+            continue
+        result.intake_ids.append(intake_id)
+    return result
+
+
+def raw_url(intake_id: str) -> str:
+    return f"/api/ingest/messages/{intake_id}/raw"
+
+
+def attachment_url(intake_id: str, sha256: str) -> str:
+    return f"/api/ingest/messages/{intake_id}/attachments/{sha256}"
+
+
+def _claim_next(session: Session) -> Intake | None:
+    query = select(Intake).where(Intake.status == "stored").order_by(Intake.received_at, Intake.id).limit(1)
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    return session.execute(query).scalar_one_or_none()
+
+
+def process_next(database: Database, blobs: DirectoryBlobStore, outbox: Outbox,
+                 settings: IntakeSettings) -> bool:
+    """Process one stored intake row; False when there is none. One transaction per message,
+    so a hostile message is quarantined on its own and never blocks the rest."""
+    with database.transaction() as session:
+        intake = _claim_next(session)
+        if intake is None:
+            return False
+        try:
+            data = _message_received(session, blobs, intake, settings)
+        except MessageTooComplex as exc:
+            _quarantine(session, outbox, intake, f"too complex to parse safely: {exc}")
+            return True
+        except Exception as exc:  # never let one message crash the pipeline
+            log.exception("quarantining intake %s", intake.id)
+            _quarantine(session, outbox, intake, f"processing failed: {type(exc).__name__}: {exc}")
+            return True
+        intake.status = "processed"
+        intake.processed_at = utcnow()
+        intake.attachments = data["attachments"]
+        outbox.record(session, "message_received", intake.id, data)
+        return True
+
+
+def _quarantine(session: Session, outbox: Outbox, intake: Intake, reason: str) -> None:
+    intake.status = "quarantined"
+    intake.reason = reason[:2000]
+    intake.processed_at = utcnow()
+    outbox.record(session, "message_quarantined", intake.id, {
+        "intake_id": intake.id, "channel_address": intake.channel_address, "via": intake.via,
+        "reason": intake.reason, "size": intake.size, "raw_url": raw_url(intake.id),
+    })
+
+
+def _message_received(session: Session, blobs: DirectoryBlobStore, intake: Intake,
+                      settings: IntakeSettings) -> dict:
+    raw = blobs.get(intake.blob_key)
+    own = known_channels(session)
+    trusted = frozenset(session.execute(select(TrustedSender.email)).scalars())
+    analysis = analyse(raw, AnalysisSettings(
+        own_addresses=frozenset(own), own_message_id_domain=settings.own_message_id_domain,
+        internal_domains=settings.internal_domains, spam_score_headers=settings.spam_score_headers,
+        limits=settings.limits, html_preview_bytes=settings.html_preview_bytes,
+    ), trusted_senders=trusted)
+    parsed = analysis.parsed
+    attachments, cid_urls = [], {}
+    for attachment in parsed.attachments:
+        sha = blobs.put(attachment.payload)
+        url = attachment_url(intake.id, sha)
+        if attachment.content_id:
+            cid_urls[attachment.content_id] = url
+        attachments.append({"filename": attachment.filename, "content_type": attachment.content_type,
+                            "size": attachment.size, "sha256": sha, "disposition": attachment.disposition,
+                            "content_id": attachment.content_id, "url": url})
+    html, truncated, blocked = render_html(parsed, cid_urls, settings.html_preview_bytes)
+    forward = analysis.forward
+    classification = analysis.classification
+    return {
+        "intake_id": intake.id, "channel_address": intake.channel_address, "via": intake.via,
+        "message_id": analysis.message_id, "subject": parsed.subject or "",
+        "date": parsed.date.isoformat() if parsed.date else None,
+        "sender": parsed.sender.as_dict() if parsed.sender else None,
+        "attributed_to": analysis.attributed_to.as_dict(),
+        "reply_to": [a.as_dict() for a in parsed.reply_to], "to": [a.as_dict() for a in parsed.to],
+        "cc": [a.as_dict() for a in parsed.cc], "in_reply_to": parsed.in_reply_to,
+        "references": parsed.references, "reply_token": intake.reply_token,
+        "text": (parsed.text or "")[:TEXT_LIMIT] or None, "html": html, "html_truncated": truncated,
+        "remote_images_blocked": blocked, "size": intake.size, "raw_url": raw_url(intake.id),
+        "attachments": attachments,
+        "flags": {"auto_submitted": classification.auto_submitted, "bounce": classification.bounce,
+                  "spam": classification.spam, "loop": classification.loop,
+                  "reasons": list(classification.reasons)},
+        "forward": None if forward is None else {
+            **forward.as_dict(), "trusted": analysis.forward_trusted,
+            "forwarded_by": (parsed.sender.as_dict() if parsed.sender else {"name": None, "email": None})},
+        "received_at": _iso(intake.received_at),
+    }
+
+
+def _iso(value) -> str:
+    if isinstance(value, dt.datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).isoformat()
+    return str(value)
+
+
+def replace_inbox(session: Session, inbox_id: str, channel_addresses: list[str], member_emails: list[str]) -> None:
+    """Apply conversations' inbox_updated: our copy of an inbox's addresses and members."""
+    session.query(Channel).filter(Channel.inbox_id == inbox_id).delete()
+    session.query(TrustedSender).filter(TrustedSender.inbox_id == inbox_id).delete()
+    for address in {a for a in map(try_normalise_email, channel_addresses) if a}:
+        session.merge(Channel(address=address, inbox_id=inbox_id))
+    for email in {a for a in map(try_normalise_email, member_emails) if a}:
+        session.merge(TrustedSender(email=email, inbox_id=inbox_id))

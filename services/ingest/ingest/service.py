@@ -1,0 +1,189 @@
+"""nameko adapter of the ingest service: the raw-MIME HTTP endpoint, blob downloads, inbox
+updates, the IMAP poller timer, and the intake processor. The SMTP listener is its own process
+(smtp_listener.py) writing to the same database and blob store."""
+
+from __future__ import annotations
+
+import logging
+
+import eventlet
+from eventlet.event import Event
+from nameko.extensions import DependencyProvider
+from nameko.timer import timer
+from nameko.web.handlers import http
+from werkzeug.wrappers import Response
+
+from ingest import SERVICE_NAME, intake, mailboxes
+from ingest import config as ingest_config
+from ingest.blobstore import BlobNotFound, DirectoryBlobStore
+from ingest.models import Intake, outbox, processed_events
+from mailroom_shared import config
+from mailroom_shared.db import Database
+from mailroom_shared.events.envelope import parse_envelope
+from mailroom_shared.http import HttpError, NotFound, PayloadTooLarge, json_endpoint
+from mailroom_shared.messaging.idempotency import ProcessedEvents
+from mailroom_shared.messaging.nameko_adapters import (
+    DatabaseProvider,
+    OutboxRelayProvider,
+    TopologyProvider,
+    reliable_event_handler,
+)
+from mailroom_shared.messaging.outbox import Outbox
+
+log = logging.getLogger(__name__)
+OUTBOX = Outbox(outbox)
+PROCESSED = ProcessedEvents(processed_events)
+
+
+class BlobStoreProvider(DependencyProvider):
+    def setup(self):
+        self.store = DirectoryBlobStore(ingest_config.blob_dir())
+
+    def get_dependency(self, worker_ctx):
+        return self.store
+
+
+class IntakeProcessor(DependencyProvider):
+    """Turns stored intake rows into `message_received` in a managed green thread: woken after
+    an HTTP/IMAP accept, and polling for rows the SMTP listener process wrote."""
+
+    def __init__(self):
+        self._wake = Event()
+        self._stopping = False
+
+    def setup(self):
+        # the container's own (bound) relay, to publish as soon as a message is processed
+        self.relay = next(d for d in self.container.dependencies if isinstance(d, OutboxRelayProvider))
+        url = self.container.config.get("DATABASE_URLS", {}).get(SERVICE_NAME) or config.database_url(SERVICE_NAME)
+        self.database = Database(url)
+        self.blobs = DirectoryBlobStore(ingest_config.blob_dir())
+        self.settings = ingest_config.intake_settings()
+        self.poll_interval = config.env_float("INGEST_INTAKE_POLL_SECONDS", 0.1)
+
+    def start(self):
+        self.container.spawn_managed_thread(self._run, identifier="ingest.intake_processor")
+
+    def _run(self):
+        while not self._stopping:
+            processed = 0
+            try:
+                while not self._stopping and intake.process_next(self.database, self.blobs, OUTBOX, self.settings):
+                    processed += 1
+                    eventlet.sleep(0)  # let HTTP and consumers breathe between messages
+            except Exception:
+                log.exception("intake processing failed; retrying shortly")
+                eventlet.sleep(1)
+            if processed:
+                self.relay.wake()
+            with eventlet.Timeout(self.poll_interval, False):
+                self._wake.wait()
+            if self._wake.ready():
+                self._wake.reset()
+
+    def stop(self):
+        self._stopping = True
+        self.database.dispose()
+
+    def kill(self):
+        self._stopping = True
+
+    def get_dependency(self, worker_ctx):
+        def wake():
+            if not self._wake.ready():
+                self._wake.send(True)
+        return wake
+
+
+class IngestService:
+    name = SERVICE_NAME
+
+    topology = TopologyProvider()
+    db = DatabaseProvider(SERVICE_NAME)
+    relay = OutboxRelayProvider(SERVICE_NAME, lambda: outbox)
+    blobs = BlobStoreProvider()
+    process_intake = IntakeProcessor()
+
+    @reliable_event_handler("conversations", "inbox_updated")
+    def handle_inbox_updated(self, envelope):
+        data = parse_envelope(envelope, "inbox_updated")
+        with self.db.transaction() as session:
+            if PROCESSED.claim(session, envelope, "handle_inbox_updated"):
+                intake.replace_inbox(session, data["inbox_id"], data["channel_addresses"], data["member_emails"])
+
+    @timer(interval=config.env_float("INGEST_IMAP_POLL_SECONDS", 30.0))
+    def poll_mailboxes(self):
+        settings = ingest_config.intake_settings()
+        for mailbox, channel in ingest_config.mailboxes():
+            result = mailboxes.poll(self.db, self.blobs, OUTBOX, mailbox, channel, settings)
+            if result.fetched:
+                self.process_intake()
+        self.relay.wake()
+
+    @http("POST", "/api/ingest/channels/<string:address>/messages")
+    @json_endpoint
+    def post_raw_message(self, request, address):
+        """A raw RFC 5322 message for one channel (providers' inbound webhooks, operators)."""
+        settings = ingest_config.intake_settings()
+        if request.content_length and request.content_length > settings.max_message_bytes:
+            raise PayloadTooLarge(f"message exceeds the {settings.max_message_bytes} byte limit")
+        raw = request.get_data(cache=False)
+        if not raw.strip():
+            raise HttpError("empty body: send the raw RFC 5322 message as the request body")
+        try:
+            result = intake.accept(self.db, self.blobs, raw, [address], "http", settings)
+        except intake.MessageTooLarge as exc:
+            raise PayloadTooLarge(str(exc)) from exc
+        if result.unknown_recipients:
+            raise NotFound(f"{address} is not an inbox channel address")
+        self.process_intake()
+        if result.duplicates and not result.intake_ids:
+            return 200, {"intake_ids": [], "duplicate": True}
+        return 202, {"intake_ids": result.intake_ids, "duplicate": False}
+
+    @http("GET", "/api/ingest/messages/<string:intake_id>")
+    @json_endpoint
+    def get_intake(self, request, intake_id):
+        """Operators: what happened to a received message (processed, quarantined and why)."""
+        with self.db.transaction() as session:
+            row = session.get(Intake, intake_id)
+            if row is None:
+                raise NotFound(f"no message {intake_id}")
+            return {"id": row.id, "channel_address": row.channel_address, "via": row.via, "status": row.status,
+                    "reason": row.reason, "size": row.size, "received_at": row.received_at,
+                    "raw_url": intake.raw_url(row.id)}
+
+    @http("GET", "/api/ingest/messages/<string:intake_id>/raw")
+    @json_endpoint
+    def get_raw_message(self, request, intake_id):
+        with self.db.transaction() as session:
+            row = session.get(Intake, intake_id)
+            if row is None:
+                raise NotFound(f"no message {intake_id}")
+            blob_key = row.blob_key
+        return Response(self.blobs.get(blob_key), mimetype="message/rfc822", headers={
+            "Content-Disposition": f'attachment; filename="{intake_id}.eml"',
+            "X-Content-Type-Options": "nosniff"})
+
+    @http("GET", "/api/ingest/messages/<string:intake_id>/attachments/<string:sha256>")
+    @json_endpoint
+    def get_attachment(self, request, intake_id, sha256):
+        with self.db.transaction() as session:
+            row = session.get(Intake, intake_id)
+            meta = next((a for a in (row.attachments or []) if a.get("sha256") == sha256), None) if row else None
+            if meta is None:
+                raise NotFound(f"no attachment {sha256} on message {intake_id}")
+        try:
+            payload = self.blobs.get(sha256)
+        except BlobNotFound as exc:
+            raise NotFound("attachment bytes are missing from the blob store") from exc
+        # Served as a download, never rendered by the browser in our origin.
+        inline_image = meta["content_type"].startswith("image/") and meta["content_type"] != "image/svg+xml"
+        disposition = "inline" if inline_image else "attachment"
+        return Response(payload, mimetype=meta["content_type"] if inline_image else "application/octet-stream",
+                        headers={"Content-Disposition": f'{disposition}; filename="{_ascii(meta["filename"])}"',
+                                 "X-Content-Type-Options": "nosniff",
+                                 "Content-Security-Policy": "default-src 'none'; sandbox"})
+
+
+def _ascii(name: str) -> str:
+    return "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name) or "attachment"

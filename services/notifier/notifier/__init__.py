@@ -1,0 +1,3 @@
+"""mailroom notifier service: Slack notifications and replies, signed webhooks."""
+
+SERVICE_NAME = "notifier"

@@ -1,0 +1,3 @@
+"""mailroom outbound service: compose, reply and forward; builds MIME and delivers over SMTP."""
+
+SERVICE_NAME = "outbound"

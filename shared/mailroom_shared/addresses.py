@@ -27,6 +27,10 @@ def normalise_email(raw: str) -> str:
     Raises InvalidAddress for anything that is not a single valid mailbox.
     """
     candidate = (raw or "").strip().strip("<>").strip()
+    unquoted = candidate.rpartition('"')[2] if candidate.startswith('"') else candidate
+    if any(ch in unquoted for ch in ",;<>") or any(ch.isspace() for ch in unquoted):
+        # flanker would happily pick one mailbox out of a list or a "Name <addr>" string
+        raise InvalidAddress(f"not a single email address: {raw!r}")
     parsed = flanker_address.parse(candidate, addr_spec_only=True)
     if parsed is None or not getattr(parsed, "mailbox", None):
         raise InvalidAddress(f"not a valid email address: {raw!r}")

@@ -123,3 +123,16 @@ def page_limit(request, default: int = 50, maximum: int = 200) -> int:
     if not 1 <= limit <= maximum:
         raise HttpError(f"limit must be between 1 and {maximum}")
     return limit
+
+
+def health_response(database, service: str) -> Response:
+    """`GET /health/<service>`: 200 when the service's database answers, 503 otherwise."""
+    from sqlalchemy import text
+
+    try:
+        with database.transaction() as session:
+            session.execute(text("SELECT 1"))
+    except Exception as exc:
+        log.warning("health check of %s failed: %s", service, exc)
+        return json_response({"service": service, "status": "unavailable", "database": "down"}, status=503)
+    return json_response({"service": service, "status": "ok", "database": "up"})

@@ -16,6 +16,7 @@ from mailroom_shared.http import (
     HttpError,
     NotFound,
     decode_cursor,
+    health_response,
     json_endpoint,
     page_limit,
     read_json,
@@ -70,6 +71,11 @@ class ContactsService:
                 handlers.replace_own_addresses(session, data["inbox_id"], data["channel_addresses"])
 
     # --- HTTP ---------------------------------------------------------------------------
+
+    @http("GET", "/health/contacts")
+    def health(self, request):
+        return health_response(self.db, SERVICE_NAME)
+
 
     @http("GET", "/api/contacts/<string:contact_id>")
     @json_endpoint

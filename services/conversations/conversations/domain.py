@@ -29,16 +29,17 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 SNIPPET_CHARS = 200
+MAX_LOOKUP_IDS = 100  # In-Reply-To + the newest References: bounds the lookup of a huge header
 REPLY_TOKEN_BYTES = 16  # 128 bits as lower-case hex: survives address case-folding
 
 OPEN, CLOSED = "open", "closed"
 VIEWS = ("open", "closed", "spam", "all")
 
 
-class ReplyToClosed(str, Enum):
+class ReplyToClosed(StrEnum):
     REOPEN = "reopen"
     NEW = "new"
 
@@ -95,7 +96,7 @@ def lookup_ids(incoming: Incoming) -> list[str]:
         value = clean_message_id(raw)
         if value and value not in ordered and value != clean_message_id(incoming.rfc_message_id):
             ordered.append(value)
-    return ordered
+    return ordered[:MAX_LOOKUP_IDS]
 
 
 def find_thread(incoming: Incoming, by_token: Mapping[str, ConversationRef],

@@ -186,14 +186,14 @@ def _parse_time(value: str | None) -> dt.datetime:
     if value:
         try:
             parsed = dt.datetime.fromisoformat(value)
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
         except ValueError:
             pass
     return utcnow()
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)  # SQLite drops the zone
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)  # SQLite drops the zone
 
 
 def _incoming(inbox_id: str, data: dict) -> domain.Incoming:

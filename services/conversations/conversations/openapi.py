@@ -14,7 +14,8 @@ COMPONENTS: dict[str, type[Schema]] = {
     "Inbox": schemas.InboxSchema, "InboxList": schemas.InboxListSchema,
     "InboxCreate": schemas.InboxCreateSchema, "InboxUpdate": schemas.InboxUpdateSchema,
     "ConversationSummary": schemas.ConversationSummarySchema, "ConversationPage": schemas.ConversationPageSchema,
-    "Conversation": schemas.ConversationSchema, "Message": schemas.MessageSchema, "Error": schemas.ErrorSchema,
+    "Conversation": schemas.ConversationSchema, "ConversationMessage": schemas.ConversationMessageSchema,
+    "Message": schemas.MessageSchema, "Error": schemas.ErrorSchema,
 }
 
 # (method, path, summary, path parameter, query schema, request body, success status, response, errors)

@@ -10,7 +10,10 @@ from sqlalchemy.orm import Session
 from conversations import domain
 from conversations.models import Channel, Conversation, Inbox, Message
 from conversations.schemas import (
-    ConversationSchema, ConversationSummarySchema, InboxSchema, MessageSchema,
+    ConversationSchema,
+    ConversationSummarySchema,
+    InboxSchema,
+    MessageSchema,
 )
 from mailroom_shared.http import HttpError, encode_cursor
 
@@ -18,7 +21,7 @@ from mailroom_shared.http import HttpError, encode_cursor
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is None:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def inbox_view(inbox: Inbox) -> dict:
@@ -106,4 +109,4 @@ def _cursor_time(value) -> dt.datetime:
         parsed = dt.datetime.fromisoformat(str(value))
     except ValueError as exc:
         raise HttpError("invalid cursor") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)

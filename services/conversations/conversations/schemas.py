@@ -176,13 +176,20 @@ class MessageSchema(Schema):
     received_at = fields.DateTime()
 
 
+class ConversationMessageSchema(MessageSchema):
+    """A message as listed in its conversation: everything but the HTML preview."""
+
+    class Meta:
+        exclude = ("html",)
+
+
 class ConversationSchema(ConversationSummarySchema):
     """A conversation with its messages, oldest first (HTML previews via /api/messages/{id})."""
 
     reply_token = fields.String(metadata={"description": "unguessable; replies to reply_address thread here"})
     reply_address = fields.String(allow_none=True,
                                   metadata={"description": "the primary channel plus-addressed with the token"})
-    messages = fields.List(fields.Nested(MessageSchema(exclude=("html",))))
+    messages = fields.List(fields.Nested(ConversationMessageSchema))
 
 
 class ErrorBodySchema(Schema):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from marshmallow import EXCLUDE
 from nameko.extensions import DependencyProvider
 from nameko.web.handlers import http
 from sqlalchemy.exc import IntegrityError
@@ -15,10 +16,21 @@ from conversations.schemas import ConversationListArgsSchema, InboxCreateSchema,
 from mailroom_shared import config
 from mailroom_shared.db import Database
 from mailroom_shared.events.envelope import parse_envelope
-from mailroom_shared.http import Conflict, HttpError, NotFound, decode_cursor, json_endpoint, read_json
+from mailroom_shared.http import (
+    Conflict,
+    HttpError,
+    NotFound,
+    decode_cursor,
+    health_response,
+    json_endpoint,
+    read_json,
+)
 from mailroom_shared.messaging.idempotency import ProcessedEvents
 from mailroom_shared.messaging.nameko_adapters import (
-    DatabaseProvider, OutboxRelayProvider, TopologyProvider, reliable_event_handler,
+    DatabaseProvider,
+    OutboxRelayProvider,
+    TopologyProvider,
+    reliable_event_handler,
 )
 from mailroom_shared.messaging.outbox import Outbox
 
@@ -88,6 +100,10 @@ class ConversationsService:
 
     # --- HTTP: inboxes ------------------------------------------------------------------
 
+    @http("GET", "/health/conversations")
+    def health(self, request):
+        return health_response(self.db, SERVICE_NAME)
+
     @http("GET", "/api/inboxes")
     @json_endpoint
     def list_inboxes(self, request):
@@ -135,7 +151,7 @@ class ConversationsService:
     @json_endpoint
     def list_conversations(self, request, inbox_id):
         access.authorize(request, access.VIEW_CONVERSATIONS, inbox_id)
-        args = ConversationListArgsSchema().load(request.args.to_dict())
+        args = ConversationListArgsSchema(unknown=EXCLUDE).load(request.args.to_dict())
         cursor = decode_cursor(args["cursor"])
         with self.db.transaction() as session:
             _get(session, Inbox, inbox_id, "inbox")

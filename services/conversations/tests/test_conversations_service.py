@@ -1,5 +1,6 @@
 """The conversations service as it runs in production: a real process, real RabbitMQ and PostgreSQL."""
 
+import concurrent.futures
 import datetime as dt
 import json
 import time
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.integration
 SUPPORT = "support@mailroom.test"
 INGEST_INBOX_QUEUE = "evt-conversations-inbox_updated--ingest.handle_inbox_updated"
 RECEIVED_QUEUE = "evt-ingest-message_received--conversations.handle_message_received"
-BASE_TIME = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.timezone.utc)
+BASE_TIME = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC)
 
 
 def message_received(*, sender="ada@example.com", name="Ada Customer", subject="Where is my order?",
@@ -193,21 +194,47 @@ def test_replies_thread_by_in_reply_to_references_and_reply_token(service):
         "Where is my order?", "Re: Where is my order?", "anything", "no headers at all"]
 
 
+def settled(stack):
+    """Every message_received was handled (none waiting, in flight or waiting for a retry)."""
+    queues = [RECEIVED_QUEUE, RECEIVED_QUEUE + ".retry.1", RECEIVED_QUEUE + ".retry.2"]
+    return all(queue_depth(stack.amqp_uri, q) == 0 for q in queues)
+
+
 def test_the_same_message_id_twice_is_stored_once(service):
     inbox = support_inbox(service)
     with EventSubscriber(service.amqp_uri, [("conversations.events", "message_added")]) as events:
         original = publish(service, message_received(message_id="dup@example.com"))
-        again = publish(service, message_received(message_id="<dup@example.com>", minutes=5))  # e.g. IMAP too
-        marker = publish(service, message_received(subject="marker", minutes=6))
-        conversation_of(service, events, marker)
-        service.eventually(lambda: queue_depth(service.amqp_uri, RECEIVED_QUEUE) == 0)
+        conversation_of(service, events, original)
+        publish(service, message_received(message_id="<dup@example.com>", minutes=5))  # e.g. via IMAP too
+        # and the same new message arriving through several paths at once
+        copies = [message_received(message_id="race@example.com", subject="marker", minutes=6) for _ in range(6)]
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            list(pool.map(lambda d: publish(service, d), copies))
+        events.wait_for("message_added", lambda e: e["data"]["rfc_message_id"] == "race@example.com")
+        service.eventually(lambda: settled(service))
         time.sleep(0.5)
-        added = [e for e in events.of_type("message_added") if e["data"]["rfc_message_id"] == "dup@example.com"]
-    assert len(added) == 1 and added[0]["data"]["intake_id"] == original["intake_id"]
-    assert again["intake_id"] != original["intake_id"]
+        added = [e["data"]["rfc_message_id"] for e in events.of_type("message_added")]
+    assert sorted(added) == ["dup@example.com", "race@example.com"]
+    assert queue_depth(service.amqp_uri, RECEIVED_QUEUE + ".dlq") == 0
     items = view(service, inbox["id"])["items"]
     assert sorted(i["subject"] for i in items) == ["Where is my order?", "marker"]
     assert all(i["message_count"] == 1 for i in items)
+
+
+def test_simultaneous_replies_all_land_in_one_conversation(service):
+    inbox = support_inbox(service)
+    with EventSubscriber(service.amqp_uri, [("conversations.events", "#")]) as events:
+        first = publish(service, message_received())
+        conversation = conversation_of(service, events, first)
+        replies = [message_received(in_reply_to=[first["message_id"]], minutes=n, text=f"reply {n}")
+                   for n in range(1, 11)]
+        with concurrent.futures.ThreadPoolExecutor(5) as pool:
+            list(pool.map(lambda d: publish(service, d), replies))
+        events.wait_for("message_added", count=11)
+        assert len(events.of_type("conversation_created")) == 1
+    [item] = view(service, inbox["id"])["items"]
+    assert item["id"] == conversation["id"] and item["message_count"] == 11
+    assert item["snippet"] == "reply 10" and item["last_message_at"].startswith("2026-11-25T10:10:00")
 
 
 def test_a_reply_to_a_closed_conversation_reopens_it_but_an_auto_reply_does_not(service):

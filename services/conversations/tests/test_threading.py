@@ -1,7 +1,14 @@
 """The threading and placement rules (domain.py), without IO."""
 
 from conversations.domain import (
-    ConversationRef, Incoming, ReplyToClosed, StoredMessageRef, find_thread, inbox_digest, place, snippet,
+    ConversationRef,
+    Incoming,
+    ReplyToClosed,
+    StoredMessageRef,
+    find_thread,
+    inbox_digest,
+    place,
+    snippet,
 )
 
 INBOX, OTHER_INBOX = "inbox-1", "inbox-2"

@@ -20,7 +20,7 @@ from ingest.models import Intake, outbox, processed_events
 from mailroom_shared import config
 from mailroom_shared.db import Database
 from mailroom_shared.events.envelope import parse_envelope
-from mailroom_shared.http import HttpError, NotFound, PayloadTooLarge, json_endpoint
+from mailroom_shared.http import HttpError, NotFound, PayloadTooLarge, health_response, json_endpoint
 from mailroom_shared.messaging.idempotency import ProcessedEvents
 from mailroom_shared.messaging.nameko_adapters import (
     DatabaseProvider,
@@ -118,6 +118,10 @@ class IngestService:
             if result.fetched:
                 self.process_intake()
         self.relay.wake()
+
+    @http("GET", "/health/ingest")
+    def health(self, request):
+        return health_response(self.db, SERVICE_NAME)
 
     @http("POST", "/api/ingest/channels/<string:address>/messages")
     @json_endpoint

@@ -47,6 +47,7 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("contacts", "contact_created", "conversations", "handle_contact_created"),
     Subscription("conversations", "message_added", "contacts", "handle_message_added"),
     Subscription("conversations", "inbox_updated", "ingest", "handle_inbox_updated"),
+    Subscription("conversations", "inbox_updated", "contacts", "handle_inbox_updated"),
 )
 
 

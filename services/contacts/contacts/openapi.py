@@ -1,0 +1,38 @@
+"""The contacts HTTP API, described for docs/openapi.yaml."""
+
+from apispec import APISpec
+from marshmallow import Schema, fields
+
+from contacts import schemas
+from mailroom_shared import openapi
+from mailroom_shared.openapi import Operation
+
+
+class FindArgs(Schema):
+    email = fields.String(metadata={"description": "exact match (normalised: case, IDNA)"})
+    q = fields.String(metadata={"description": "search by name or email"})
+    limit = fields.Integer()
+
+
+class TimelineArgs(Schema):
+    cursor = fields.String()
+    limit = fields.Integer()
+
+
+COMPONENTS = {"Contact": schemas.ContactSchema, "ContactCreate": schemas.ContactCreateSchema,
+              "ContactPage": schemas.ContactPageSchema, "TimelinePage": schemas.TimelinePageSchema}
+
+OPERATIONS = [
+    Operation("get", "/api/contacts", "Find contacts by email or search by name/email", "ContactPage",
+              query=FindArgs, errors=(400,)),
+    Operation("post", "/api/contacts", "Create a contact with one or more addresses", "Contact", status=201,
+              body="ContactCreate", errors=(400, 409)),
+    Operation("get", "/api/contacts/{contact_id}", "One contact", "Contact", path_params=("contact_id",),
+              errors=(404,)),
+    Operation("get", "/api/contacts/{contact_id}/timeline", "Every email in and out, newest first",
+              "TimelinePage", path_params=("contact_id",), query=TimelineArgs, errors=(400, 404)),
+]
+
+
+def register(spec: APISpec) -> None:
+    openapi.register(spec, "contacts", COMPONENTS, OPERATIONS)

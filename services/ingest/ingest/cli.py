@@ -1,0 +1,77 @@
+"""`mailroom explain`: what ingest concludes about one raw message, through exactly the code
+path the service uses (ingest.domain.analysis). Needs neither broker nor database."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ingest import config as ingest_config
+from ingest.domain.analysis import AnalysisSettings, analyse
+from ingest.domain.parsing import MessageTooComplex
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", help="a raw RFC 5322 message (.eml), or - for standard input")
+    parser.add_argument("--json", action="store_true", help="print the conclusion as JSON")
+    parser.add_argument("--trusted", action="store_true",
+                        help="treat the sender as a trusted forwarder (an inbox member)")
+
+
+def explain(args: argparse.Namespace) -> int:
+    try:
+        raw = sys.stdin.buffer.read() if args.path == "-" else open(args.path, "rb").read()  # noqa: SIM115
+    except OSError as exc:
+        print(f"mailroom explain: cannot read {args.path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    settings = ingest_config.intake_settings()
+    try:
+        analysis = analyse(raw, AnalysisSettings(
+            internal_domains=settings.internal_domains, own_message_id_domain=settings.own_message_id_domain,
+            spam_score_headers=settings.spam_score_headers, limits=settings.limits,
+        ), trust_sender=args.trusted)
+    except MessageTooComplex as exc:
+        result = {"error": f"too complex to parse safely: {exc}", "quarantined": True}
+        print(json.dumps(result) if args.json else f"Quarantined: {result['error']}")
+        return 1
+    document = analysis.explain()
+    if args.json:
+        print(json.dumps(document, ensure_ascii=False, indent=2))
+    else:
+        print(readable(document))
+    return 0
+
+
+def _who(address: dict | None) -> str:
+    if not address or not (address.get("email") or address.get("name")):
+        return "(nobody)"
+    name, email = address.get("name"), address.get("email")
+    return f"{name} <{email}>" if name and email else (email or f"{name} (no address)")
+
+
+def readable(doc: dict) -> str:
+    lines = [f"Message-ID:   {doc['message_id']}", f"Subject:      {doc['subject']}",
+             f"Sender:       {_who(doc['sender'])}"]
+    forward = doc["forward"]
+    if forward:
+        lines.append(f"Forward:      yes, detected by {forward['detected_by']}")
+        lines.append(f"  original sender:  {_who(forward['original_sender'])}")
+        lines.append(f"  original subject: {forward['original_subject']}")
+        lines.append(f"  original date:    {forward['original_date']}")
+        lines.append(f"  forwarder trusted: {'yes' if forward['trusted'] else 'no (original sender kept as metadata)'}")
+    else:
+        lines.append("Forward:      no")
+    lines.append(f"Attributed to: {_who(doc['attributed_to'])}")
+    flags = [name for name in ("auto_submitted", "bounce", "spam", "loop") if doc[name]]
+    lines.append(f"Flags:        {', '.join(flags) or 'none'}")
+    for reason in doc["reasons"]:
+        lines.append(f"  - {reason}")
+    if doc["attachments"]:
+        lines.append("Attachments:")
+        lines += [f"  - {a['filename']} ({a['content_type']}, {a['size']} bytes, {a['disposition']})"
+                  for a in doc["attachments"]]
+    if doc["defects"]:
+        lines.append("Defects (parsed best-effort):")
+        lines += [f"  - {d}" for d in doc["defects"]]
+    return "\n".join(lines)

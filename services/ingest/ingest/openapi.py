@@ -1,0 +1,43 @@
+"""The ingest HTTP API, described for docs/openapi.yaml."""
+
+from apispec import APISpec
+from marshmallow import Schema, fields
+
+from mailroom_shared import openapi
+from mailroom_shared.openapi import Operation
+
+
+class AcceptedSchema(Schema):
+    intake_ids = fields.List(fields.String())
+    duplicate = fields.Boolean()
+
+
+class IntakeSchema(Schema):
+    id = fields.String()
+    channel_address = fields.String()
+    via = fields.String()
+    status = fields.String(metadata={"description": "stored | processed | quarantined"})
+    reason = fields.String(allow_none=True)
+    size = fields.Integer()
+    received_at = fields.DateTime()
+    raw_url = fields.String()
+
+
+COMPONENTS = {"Accepted": AcceptedSchema, "Intake": IntakeSchema}
+
+OPERATIONS = [
+    Operation("post", "/api/ingest/channels/{address}/messages",
+              "Submit a raw RFC 5322 message for an inbox channel (inbound webhooks, operators); 200 with "
+              "duplicate=true when already received", "Accepted", status=202, path_params=("address",),
+              raw_body="message/rfc822", errors=(400, 404, 413)),
+    Operation("get", "/api/ingest/messages/{intake_id}", "What happened to a received message", "Intake",
+              path_params=("intake_id",), errors=(404,)),
+    Operation("get", "/api/ingest/messages/{intake_id}/raw", "The full message exactly as received", None,
+              path_params=("intake_id",), response_media_type="message/rfc822", errors=(404,)),
+    Operation("get", "/api/ingest/messages/{intake_id}/attachments/{sha256}", "One attachment's bytes", None,
+              path_params=("intake_id", "sha256"), response_media_type="application/octet-stream", errors=(404,)),
+]
+
+
+def register(spec: APISpec) -> None:
+    openapi.register(spec, "ingest", COMPONENTS, OPERATIONS)

@@ -60,6 +60,7 @@ def cmd_run(args) -> int:
     import yaml
 
     from mailroom_shared import config
+    from mailroom_shared.config import nameko_config
 
     amqp_uri = config.amqp_uri()
     error = broker_answers(amqp_uri)
@@ -73,25 +74,26 @@ def cmd_run(args) -> int:
 
         upgrade(service, migrations_dir(service), config.database_url(service))
     var = config.var_dir()
-    http = os.environ.get("MAILROOM_HTTP_ADDRESS", "127.0.0.1:8000")
-    nameko_config = var / "nameko.yaml"
-    nameko_config.write_text(yaml.safe_dump({
-        "AMQP_URI": amqp_uri, "WEB_SERVER_ADDRESS": http, "max_workers": 10,
-        "LOGGING": {"version": 1, "disable_existing_loggers": False,
-                    "formatters": {"plain": {"format": "%(asctime)s %(name)s %(levelname)s %(message)s"}},
-                    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-                    "root": {"level": os.environ.get("LOG_LEVEL", "INFO"), "handlers": ["console"]}},
-    }))
-    children = {
-        "services": subprocess.Popen([sys.executable, "-m", "nameko", "run", "--config", str(nameko_config),
-                                      *[f"{s}.service" for s in services]]),
-        "smtp": subprocess.Popen([sys.executable, "-m", "ingest.smtp_listener"]),
-    }
+    http_host, _, http_port = os.environ.get("MAILROOM_HTTP_ADDRESS", "127.0.0.1:8000").rpartition(":")
+    base_port = int(os.environ.get("MAILROOM_SERVICE_BASE_PORT", "8100"))
+    backends = {service: ("127.0.0.1", base_port + i) for i, service in enumerate(services)}
+    children: dict[str, subprocess.Popen] = {}
+    for service, (host, port) in backends.items():
+        config_path = var / f"nameko-{service}.yaml"
+        config_path.write_text(yaml.safe_dump(nameko_config(amqp_uri, f"{host}:{port}",
+                                                            os.environ.get("LOG_LEVEL", "INFO"))))
+        children[service] = subprocess.Popen([sys.executable, "-m", "nameko", "run", "--config", str(config_path),
+                                              f"{service}.service"])
+    children["smtp"] = subprocess.Popen([sys.executable, "-m", "ingest.smtp_listener"])
     from ingest import config as ingest_config
+    from mailroom_shared.devproxy import serve_in_thread
 
+    proxy = serve_in_thread(http_host, int(http_port), backends)
+    http = f"{http_host}:{http_port}"
     smtp_host, smtp_port = ingest_config.smtp_address()
+    ready = wait_until_ready(http, timeout=60)
     print(f"""
-mailroom is starting: {', '.join(services)}
+mailroom is {'ready' if ready else 'starting (not ready after 60 s: see the log above)'}: {', '.join(services)}
   HTTP API      http://{http}/api/   (e.g. curl http://{http}/api/inboxes)
   SMTP intake   {smtp_host}:{smtp_port}   demo inbox: support@mailroom.test
   try:          swaks --server {smtp_host}:{smtp_port} --to support@mailroom.test
@@ -112,12 +114,30 @@ Ctrl-C stops everything gracefully.
             time.sleep(0.5)
     finally:
         stop()
+        proxy.shutdown()
         for child in children.values():
             try:
                 child.wait(30)
             except subprocess.TimeoutExpired:
                 child.kill()
     return max(child.returncode or 0 for child in children.values())
+
+
+def wait_until_ready(http: str, timeout: float) -> bool:
+    """Ready = every service answers its health check and ingest knows the inbox addresses."""
+    import json
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://{http}/health/ingest", timeout=2) as response:  # noqa: S310
+                if json.load(response).get("channels", 0) > 0:
+                    return True
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.5)
+    return False
 
 
 def cmd_explain(args) -> int:

@@ -66,3 +66,16 @@ def redact_url(url: str) -> str:
             user = creds.split(":", 1)[0]
             return f"{scheme}://{user}:***@{host}"
         return url
+
+
+def nameko_config(amqp_uri: str, web_address: str, level: str = "INFO") -> dict:
+    """The nameko config of one service process (`nameko run --config`)."""
+    return {
+        "AMQP_URI": amqp_uri,
+        "WEB_SERVER_ADDRESS": web_address,
+        "max_workers": 10,
+        "LOGGING": {"version": 1, "disable_existing_loggers": False,
+                    "formatters": {"plain": {"format": "%(asctime)s %(name)s %(levelname)s %(message)s"}},
+                    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+                    "root": {"level": level, "handlers": ["console"]}},
+    }

@@ -4,6 +4,7 @@ updates, the IMAP poller timer, and the intake processor. The SMTP listener is i
 
 from __future__ import annotations
 
+import json
 import logging
 
 import eventlet
@@ -121,7 +122,12 @@ class IngestService:
 
     @http("GET", "/health/ingest")
     def health(self, request):
-        return health_response(self.db, SERVICE_NAME)
+        response = health_response(self.db, SERVICE_NAME)
+        if response.status_code == 200:  # also say whether inbox addresses have arrived yet
+            with self.db.transaction() as session:
+                body = {**json.loads(response.get_data()), "channels": len(intake.known_channels(session))}
+            response.set_data(json.dumps(body))
+        return response
 
     @http("POST", "/api/ingest/channels/<string:address>/messages")
     @json_endpoint

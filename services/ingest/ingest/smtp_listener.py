@@ -61,6 +61,10 @@ class IntakeHandler:
         except Exception:
             log.exception("could not read inbox addresses")
             return "451 4.3.0 Temporary failure, please try again later"
+        if not channels:
+            # A fresh system that has not yet heard of any inbox: ask the sender to retry
+            # rather than bounce mail that will be deliverable in a moment.
+            return "450 4.3.2 Inboxes not configured yet, please try again later"
         if split_recipient(address, channels) is None:
             return f"550 5.1.1 <{address}>: no inbox here with that address (relaying denied)"
         envelope.rcpt_tos.append(address)

@@ -19,7 +19,9 @@ import yaml
 from kombu import Connection
 
 from mailroom_shared.messaging.topology import SUBSCRIPTIONS, declare_topology
+from mailroom_shared.config import nameko_config
 from mailroom_shared.migrations import upgrade
+from mailroom_shared.routing import service_for_path
 
 
 @dataclass(frozen=True)
@@ -55,12 +57,14 @@ class Stack:
     database_urls: dict[str, str]
     workdir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
-    http_port: int = field(default_factory=free_port)
+    ports: dict[str, int] = field(default_factory=dict)  # service -> its HTTP port
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+    def url(self, path: str) -> str:
+        service = service_for_path(path.split("?", 1)[0])
+        if service not in self.ports:
+            raise KeyError(f"no running service serves {path}")
+        return f"http://127.0.0.1:{self.ports[service]}{path}"
 
     @property
     def env(self) -> dict[str, str]:
@@ -85,19 +89,23 @@ class Stack:
         self.migrate()
         with Connection(self.amqp_uri) as connection:
             declare_topology(connection)
-        config_path = self.workdir / "nameko.yaml"
-        config_path.write_text(yaml.safe_dump({
-            "AMQP_URI": self.amqp_uri,
-            "WEB_SERVER_ADDRESS": f"127.0.0.1:{self.http_port}",
-            "max_workers": 10,
-            "LOGGING": {"version": 1, "disable_existing_loggers": False,
-                        "handlers": {"console": {"class": "logging.StreamHandler"}},
-                        "root": {"level": "INFO", "handlers": ["console"]}},
-        }))
-        self.start_process("services", [sys.executable, "-m", "nameko", "run", "--config", str(config_path),
-                                        *[spec.module for spec in self.services]], port=self.http_port)
+        # One process per service, as in production (nameko binds one HTTP server per service).
+        for spec in self.services:
+            self.ports[spec.name] = free_port()
+            config_path = self.workdir / f"nameko-{spec.name}.yaml"
+            config_path.write_text(yaml.safe_dump(nameko_config(self.amqp_uri, f"127.0.0.1:{self.ports[spec.name]}")))
+            self.start_process(spec.name, [sys.executable, "-m", "nameko", "run", "--config", str(config_path),
+                                           spec.module])
+        for spec in self.services:
+            self.wait_for_http(spec.name)
         self.wait_for_consumers()
         return self
+
+    def wait_for_http(self, service: str, timeout: float = 60) -> None:
+        try:
+            wait_for_port(self.ports[service], timeout, self.processes[service])
+        except Exception as exc:
+            raise RuntimeError(f"{service} did not start: {exc}\n{self.log(service)[-4000:]}") from exc
 
     def start_process(self, name: str, argv: list[str], port: int | None = None, timeout: float = 60) -> None:
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - the child process owns it
@@ -122,7 +130,8 @@ class Stack:
                 if not waiting:
                     return
                 time.sleep(0.1)
-        raise TimeoutError(f"no consumer on {waiting}:\n{self.log('services')[-4000:]}")
+        logs = "\n".join(self.log(spec.name)[-2000:] for spec in self.services)
+        raise TimeoutError(f"no consumer on {waiting}:\n{logs}")
 
     def log(self, name: str) -> str:
         path = self.workdir / f"{name}.log"
@@ -154,7 +163,7 @@ class Stack:
     def request(self, method: str, path: str, body=None, headers: dict | None = None,
                 raw: bytes | None = None) -> tuple[int, object]:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        request = urllib.request.Request(self.base_url + path, data=data, method=method)
+        request = urllib.request.Request(self.url(path), data=data, method=method)
         request.add_header("Content-Type", "application/json" if raw is None else "message/rfc822")
         for key, value in (headers or {}).items():
             request.add_header(key, value)

@@ -59,7 +59,8 @@ def asyncapi() -> dict:
                            + (f" Internal subscribers: {', '.join(consumers)}." if consumers else ""),
             "bindings": {"amqp": {"is": "routingKey", "exchange": {
                 "name": event.exchange, "type": "topic", "durable": True, "autoDelete": False}}},
-            "subscribe": {"operationId": f"on_{event.name}", "message": {"$ref": f"#/components/messages/{event.name}"}},
+            "subscribe": {"operationId": f"on_{event.name}",
+                          "message": {"$ref": f"#/components/messages/{event.name}"}},
         }
     return {
         "asyncapi": "2.6.0",

@@ -36,6 +36,16 @@ def cmd_migrate(args) -> int:
     return 0
 
 
+def _die_with_parent() -> None:
+    """Children get SIGTERM when `mailroom run` dies, however it dies (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def broker_answers(amqp_uri: str) -> str | None:
     from kombu import Connection
 
@@ -83,8 +93,8 @@ def cmd_run(args) -> int:
         config_path.write_text(yaml.safe_dump(nameko_config(amqp_uri, f"{host}:{port}",
                                                             os.environ.get("LOG_LEVEL", "INFO"))))
         children[service] = subprocess.Popen([sys.executable, "-m", "nameko", "run", "--config", str(config_path),
-                                              f"{service}.service"])
-    children["smtp"] = subprocess.Popen([sys.executable, "-m", "ingest.smtp_listener"])
+                                              f"{service}.service"], preexec_fn=_die_with_parent)
+    children["smtp"] = subprocess.Popen([sys.executable, "-m", "ingest.smtp_listener"], preexec_fn=_die_with_parent)
     from ingest import config as ingest_config
     from mailroom_shared.devproxy import serve_in_thread
 

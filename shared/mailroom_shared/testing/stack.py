@@ -18,8 +18,8 @@ from pathlib import Path
 import yaml
 from kombu import Connection
 
-from mailroom_shared.messaging.topology import SUBSCRIPTIONS, declare_topology
 from mailroom_shared.config import nameko_config
+from mailroom_shared.messaging.topology import SUBSCRIPTIONS, declare_topology
 from mailroom_shared.migrations import upgrade
 from mailroom_shared.routing import service_for_path
 

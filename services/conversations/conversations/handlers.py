@@ -186,7 +186,8 @@ def _parse_time(value: str | None) -> dt.datetime:
     if value:
         try:
             parsed = dt.datetime.fromisoformat(value)
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+            # stored in UTC: SQLite keeps no offset, and views order by it
+            return parsed.astimezone(dt.UTC) if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
         except ValueError:
             pass
     return utcnow()

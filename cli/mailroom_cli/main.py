@@ -172,9 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     migrate.add_argument("--service", choices=SERVICES)
     migrate.set_defaults(func=cmd_migrate)
     explain = commands.add_parser("explain", help="what ingest concludes about a raw message")
-    from ingest.cli import add_arguments
-
-    add_arguments(explain)
+    explain.add_argument("path", help="a raw RFC 5322 message (.eml), or - for standard input")
+    explain.add_argument("--json", action="store_true", help="print the conclusion as JSON")
+    explain.add_argument("--trusted", action="store_true",
+                         help="treat the sender as a trusted forwarder (an inbox member)")
     explain.set_defaults(func=cmd_explain)
     docs = commands.add_parser("docs", help="generate docs/events.asyncapi.yaml and docs/openapi.yaml")
     docs.add_argument("--output", default="docs")

@@ -12,13 +12,6 @@ from ingest.domain.analysis import AnalysisSettings, analyse
 from ingest.domain.parsing import MessageTooComplex
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", help="a raw RFC 5322 message (.eml), or - for standard input")
-    parser.add_argument("--json", action="store_true", help="print the conclusion as JSON")
-    parser.add_argument("--trusted", action="store_true",
-                        help="treat the sender as a trusted forwarder (an inbox member)")
-
-
 def explain(args: argparse.Namespace) -> int:
     try:
         raw = sys.stdin.buffer.read() if args.path == "-" else open(args.path, "rb").read()  # noqa: SIM115

@@ -59,6 +59,7 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)  # service -> its HTTP port
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    commands: dict[str, tuple[list[str], int | None]] = field(default_factory=dict)  # name -> (argv, port)
 
     def url(self, path: str) -> str:
         service = service_for_path(path.split("?", 1)[0])
@@ -108,6 +109,7 @@ class Stack:
             raise RuntimeError(f"{service} did not start: {exc}\n{self.log(service)[-4000:]}") from exc
 
     def start_process(self, name: str, argv: list[str], port: int | None = None, timeout: float = 60) -> None:
+        self.commands[name] = (argv, port)
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - the child process owns it
         process = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                    cwd=self.workdir, start_new_session=True)
@@ -132,6 +134,13 @@ class Stack:
                 time.sleep(0.1)
         logs = "\n".join(self.log(spec.name)[-2000:] for spec in self.services)
         raise TimeoutError(f"no consumer on {waiting}:\n{logs}")
+
+    def restart_process(self, name: str) -> None:
+        """Start a process again exactly as before (after stop_process or kill_process)."""
+        argv, port = self.commands[name]
+        self.start_process(name, argv, port=port if port is not None else self.ports.get(name))
+        if name in self.ports:
+            self.wait_for_http(name)
 
     def log(self, name: str) -> str:
         path = self.workdir / f"{name}.log"

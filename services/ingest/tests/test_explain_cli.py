@@ -1,0 +1,43 @@
+"""`mailroom explain`: the installed console script, on real .eml files, with no broker and no
+database reachable."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+CORPUS = Path(__file__).parent / "forward_corpus"
+MAILROOM = shutil.which("mailroom") or str(Path(sys.executable).parent / "mailroom")
+OFFLINE = {"AMQP_URI": "amqp://nobody:nothing@127.0.0.1:1/", "INGEST_DATABASE_URL": "postgresql://x@127.0.0.1:1/x",
+           "PATH": "/usr/bin:/bin"}
+
+
+def explain(*args, stdin=None):
+    return subprocess.run([MAILROOM, "explain", *args], input=stdin, capture_output=True, env=OFFLINE, timeout=60)
+
+
+def test_json_report_of_a_forward_from_an_untrusted_sender_keeps_it_with_the_sender():
+    result = explain("--json", str(CORPUS / "apple_bare_address.eml"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report) >= {"message_id", "sender", "forward", "attributed_to", "auto_submitted", "spam"}
+    assert report["forward"]["original_sender"]["email"] == "john.doe@acme.com"
+    assert report["forward"]["detected_by"].startswith("text_block")
+    assert report["attributed_to"] == report["sender"]
+
+
+def test_trusted_forwarder_moves_attribution_to_the_original_sender_and_stdin_works():
+    raw = (CORPUS / "apple_bare_address.eml").read_bytes()
+    result = explain("--json", "--trusted", "-", stdin=raw)
+    report = json.loads(result.stdout)
+    assert report["attributed_to"]["email"] == "john.doe@acme.com" and report["forward"]["trusted"] is True
+
+
+def test_readable_report_and_clear_errors():
+    result = explain(str(CORPUS / "apple_bare_address.eml"))
+    assert result.returncode == 0 and b"Forward:      yes" in result.stdout
+    missing = explain("/no/such/file.eml")
+    assert missing.returncode == 2 and b"cannot read /no/such/file.eml" in missing.stderr
+    garbage = explain("--json", "-", stdin=b"\x00\xff not mail")
+    assert garbage.returncode == 0 and json.loads(garbage.stdout)["forward"] is None

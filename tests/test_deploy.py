@@ -1,0 +1,762 @@
+"""Offline checks of deploy/: container image, Kubernetes manifests (kustomize) and the RabbitMQ
+topology objects, against the code they deploy. No cluster, no network.
+
+What is checked (docs/operations.md explains the choices):
+- every YAML parses; every kustomization references files that exist; no manifest is orphaned;
+- every service has a Deployment, a migration Job, a CNPG Cluster, a PDB and a NetworkPolicy;
+- workloads are PSS "restricted" (non-root, no privilege escalation, ALL capabilities dropped,
+  RuntimeDefault seccomp, read-only root with an emptyDir /tmp), have probes, resources and a
+  graceful termination period, and run their command in exec form;
+- secrets only come from Secrets created by the operators, never from ConfigMaps or literals;
+- the Exchange/Queue/Binding/Policy objects match mailroom_shared.messaging.topology exactly;
+- the Dockerfile builds as a non-root user with the pins of constraints.txt;
+- when `kubectl` is on the PATH, both overlays render (`kubectl kustomize`, offline) and the
+  rendered output passes the same workload checks.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import tomllib
+from functools import cache
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mailroom_shared.messaging import topology
+from mailroom_shared.messaging.topology import AUDIT_MAX_LENGTH, AUDIT_QUEUE, PRODUCERS, SUBSCRIPTIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+BASE = K8S / "base"
+OVERLAYS = ("dev", "production")
+DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
+SERVICES = tuple(PRODUCERS)  # every service publishes events, so PRODUCERS lists them all
+DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+SECRETISH = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I)
+URL_WITH_PASSWORD = re.compile(r"://[^/\s:@]+:(?![$][({])[^@\s/]+@")
+MIN_GRACE_SECONDS = 30
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def load_docs(path: Path) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+def is_manifest(doc) -> bool:
+    return isinstance(doc, dict) and "apiVersion" in doc and "kind" in doc
+
+
+def kustomization_files() -> list[Path]:
+    return sorted(K8S.rglob("kustomization.yaml"))
+
+
+def _generator_source(entry: str) -> str:
+    """`files: [key=path]` or `[path]` -> path."""
+    return entry.split("=", 1)[1] if "=" in entry else entry
+
+
+@cache
+def kustomize_tree(directory: Path) -> tuple[tuple[Path, ...], dict]:
+    """Manifest files reachable from a kustomization (resources, recursively) and the ConfigMaps
+    its generators make: {name: {key: value}} (a stand-in for `kustomize build`)."""
+    kust = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    files: list[Path] = []
+    configmaps: dict[str, dict[str, str]] = {}
+    for entry in kust.get("resources", []):
+        target = (directory / entry).resolve()
+        if target.is_dir():
+            sub_files, sub_maps = kustomize_tree(target)
+            files += sub_files
+            configmaps.update(sub_maps)
+        else:
+            files.append(target)
+    for gen in kust.get("configMapGenerator", []):
+        data = dict(configmaps.get(gen["name"], {})) if gen.get("behavior") in ("merge", "replace") else {}
+        if gen.get("behavior") == "replace":
+            data = {}
+        for entry in gen.get("files", []):
+            key = entry.split("=", 1)[0] if "=" in entry else Path(entry).name
+            data[key] = (directory / _generator_source(entry)).read_text()
+        for entry in gen.get("envs", []):
+            data.update(parse_env_file(directory / entry))
+        for literal in gen.get("literals", []):
+            key, _, value = literal.partition("=")
+            data[key] = value
+        configmaps[gen["name"]] = data
+    return tuple(files), configmaps
+
+
+def parse_env_file(path: Path) -> dict[str, str]:
+    result = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        assert sep, f"{path}: not KEY=VALUE: {line!r}"
+        result[key] = value
+    return result
+
+
+@cache
+def base_docs() -> tuple[dict, ...]:
+    files, _ = kustomize_tree(BASE)
+    return tuple(doc for path in files for doc in load_docs(path) if is_manifest(doc))
+
+
+def base_configmaps() -> dict[str, dict[str, str]]:
+    return kustomize_tree(BASE)[1]
+
+
+def of_kind(kind: str, docs=None) -> list[dict]:
+    return [doc for doc in (base_docs() if docs is None else docs) if doc["kind"] == kind]
+
+
+def by_name(kind: str, docs=None) -> dict[str, dict]:
+    return {doc["metadata"]["name"]: doc for doc in of_kind(kind, docs)}
+
+
+def pod_spec(workload: dict) -> dict:
+    return workload["spec"]["template"]["spec"]
+
+
+def all_containers(workload: dict) -> list[dict]:
+    spec = pod_spec(workload)
+    return list(spec.get("initContainers", [])) + list(spec["containers"])
+
+
+def env_of(container: dict) -> dict[str, dict]:
+    return {item["name"]: item for item in container.get("env", [])}
+
+
+def deployment_for(service: str, docs=None) -> dict:
+    for deployment in of_kind("Deployment", docs):
+        if deployment["spec"]["template"]["spec"]["containers"][0]["command"][-1] == f"{service}.service":
+            return deployment
+    raise AssertionError(f"no Deployment runs {service}.service")
+
+
+@cache
+def kubectl() -> str | None:
+    return shutil.which("kubectl")
+
+
+@cache
+def rendered(overlay: str) -> tuple[dict, ...]:
+    result = subprocess.run([kubectl(), "kustomize", str(K8S / "overlays" / overlay)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+# --- files and kustomize -------------------------------------------------------------------------
+
+
+def test_every_yaml_file_parses():
+    paths = sorted(DEPLOY.rglob("*.yaml")) + sorted(DEPLOY.rglob("*.yml"))
+    assert paths
+    for path in paths:
+        load_docs(path)
+
+
+def test_kustomizations_reference_files_that_exist():
+    assert {p.parent.relative_to(K8S).as_posix() for p in kustomization_files()} >= {
+        "base", "overlays/dev", "overlays/production"}
+    for path in kustomization_files():
+        kust = yaml.safe_load(path.read_text())
+        directory = path.parent
+        assert kust.get("kind") in ("Kustomization", "Component"), path
+        assert "secretGenerator" not in kust, f"{path}: secrets never come from the repository"
+        refs = list(kust.get("resources", [])) + list(kust.get("components", []))
+        for ref in refs:
+            target = directory / ref
+            assert target.exists(), f"{path}: {ref} does not exist"
+            if target.is_dir():
+                assert (target / "kustomization.yaml").exists(), f"{path}: {ref} has no kustomization.yaml"
+        for patch in kust.get("patches", []) + kust.get("patchesStrategicMerge", []):
+            ref = patch.get("path") if isinstance(patch, dict) else patch
+            if ref:
+                assert (directory / ref).is_file(), f"{path}: patch {ref} does not exist"
+        for gen in kust.get("configMapGenerator", []):
+            for entry in gen.get("files", []) + gen.get("envs", []):
+                assert (directory / _generator_source(entry)).is_file(), f"{path}: {entry} does not exist"
+
+
+def test_no_manifest_is_orphaned():
+    referenced: set[Path] = set()
+    for path in kustomization_files():
+        kust = yaml.safe_load(path.read_text())
+        for ref in kust.get("resources", []):
+            referenced.add((path.parent / ref).resolve())
+        for patch in kust.get("patches", []):
+            if isinstance(patch, dict) and patch.get("path"):
+                referenced.add((path.parent / patch["path"]).resolve())
+    for path in K8S.rglob("*.yaml"):
+        if path.name == "kustomization.yaml":
+            continue
+        if any(is_manifest(doc) for doc in load_docs(path)):
+            assert path.resolve() in referenced, f"{path} is not referenced by any kustomization.yaml"
+
+
+def test_object_names_are_valid_and_unique():
+    seen = set()
+    for doc in base_docs():
+        name = doc["metadata"]["name"]
+        assert len(name) <= 253 and DNS1123.match(name), f"{doc['kind']} {name!r} is not a valid name"
+        key = (doc["apiVersion"].split("/")[0], doc["kind"], name)
+        assert key not in seen, f"duplicate {key}"
+        seen.add(key)
+
+
+def test_no_secret_objects_or_plaintext_credentials_in_the_repository():
+    for path in K8S.rglob("*"):
+        if path.is_file() and path.suffix in (".yaml", ".yml", ".env"):
+            text = path.read_text()
+            assert not URL_WITH_PASSWORD.search(text), f"{path} contains a URL with a password"
+            if path.suffix != ".env":
+                for doc in load_docs(path):
+                    assert not (is_manifest(doc) and doc["kind"] == "Secret"), f"{path} holds a Secret"
+
+
+# --- every service ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_service_has_deployment_job_database_pdb_and_networkpolicy(service):
+    deployment = deployment_for(service)
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    clusters = {c["spec"]["bootstrap"]["initdb"]["database"]: c for c in of_kind("Cluster")}
+    assert service in clusters, f"no CNPG Cluster for {service}"
+    jobs = [job for job in of_kind("Job")
+            if pod_spec(job)["containers"][0]["command"] == ["mailroom", "migrate", "--service", service]]
+    assert len(jobs) == 1, f"{service} needs exactly one migration Job"
+    pdbs = [p for p in of_kind("PodDisruptionBudget") if p["spec"]["selector"]["matchLabels"] == selector]
+    assert len(pdbs) == 1 and pdbs[0]["spec"].get("maxUnavailable") == 1
+    policies = [n for n in of_kind("NetworkPolicy") if n["spec"]["podSelector"].get("matchLabels") == selector]
+    assert len(policies) == 1
+    assert set(policies[0]["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    db_name = clusters[service]["metadata"]["name"]
+    egress_pods = [peer.get("podSelector", {}).get("matchLabels", {})
+                   for rule in policies[0]["spec"]["egress"] for peer in rule.get("to", [])]
+    assert {"cnpg.io/cluster": db_name} in egress_pods, f"{service} may not reach its own database"
+    other_dbs = {c["metadata"]["name"] for c in of_kind("Cluster")} - {db_name}
+    assert not [p for p in egress_pods if p.get("cnpg.io/cluster") in other_dbs], "never another service's DB"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_database_url_comes_from_the_cnpg_app_secret(service):
+    cluster = next(c for c in of_kind("Cluster") if c["spec"]["bootstrap"]["initdb"]["database"] == service)
+    assert cluster["spec"]["bootstrap"]["initdb"]["owner"] == service
+    assert cluster["spec"].get("enableSuperuserAccess") is False
+    expected = {"name": f"{cluster['metadata']['name']}-app", "key": "uri"}
+    deployment = deployment_for(service)
+    job = next(j for j in of_kind("Job") if pod_spec(j)["containers"][0]["command"][-1] == service)
+    for workload in (deployment, job):
+        for container in all_containers(workload):
+            var = env_of(container).get(f"{service.upper()}_DATABASE_URL")
+            assert var is not None, f"{workload['metadata']['name']}/{container['name']} has no database URL"
+            assert var["valueFrom"]["secretKeyRef"] == expected
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_nameko_runs_the_service_with_its_config(service):
+    deployment = deployment_for(service)
+    container = pod_spec(deployment)["containers"][0]
+    assert container["command"] == ["nameko", "run", "--config", "/app/config/nameko.yaml", f"{service}.service"]
+    assert "--backdoor" not in " ".join(container["command"] + container.get("args", []))
+    assert {"name": "http", "containerPort": 8000, "protocol": "TCP"} in container["ports"]
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/app/config")
+    volume = next(v for v in pod_spec(deployment)["volumes"] if v["name"] == mount["name"])
+    config_text = base_configmaps()[volume["configMap"]["name"]]["nameko.yaml"]
+    config = load_nameko_config(config_text, {"AMQP_URI": "amqp://u:p@broker:5672/mailroom"})
+    assert config["AMQP_URI"] == "amqp://u:p@broker:5672/mailroom"
+    assert config["WEB_SERVER_ADDRESS"] == "0.0.0.0:8000"
+    assert isinstance(config["max_workers"], int)
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": f"/health/{service}", "port": "http"}
+
+
+def load_nameko_config(text: str, env: dict[str, str]) -> dict:
+    """Load a nameko config the way `nameko run` does (it expands ${VAR} from the environment)."""
+    code = textwrap.dedent("""
+        import json, sys, yaml
+        from nameko.cli.main import setup_yaml_parser
+        setup_yaml_parser()
+        print(json.dumps(yaml.safe_load(sys.stdin.read())))
+    """)
+    import json
+
+    result = subprocess.run([sys.executable, "-c", code], input=text, capture_output=True, text=True,
+                            env={**os.environ, **env}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_amqp_credentials_come_from_the_services_own_rabbitmq_user(service):
+    container = pod_spec(deployment_for(service))["containers"][0]
+    env = env_of(container)
+    users = by_name("User")
+    user = f"mailroom-{service}"
+    assert user in users, f"no RabbitMQ User for {service}"
+    secret = f"{user}-user-credentials"
+    assert env["AMQP_USERNAME"]["valueFrom"]["secretKeyRef"] == {"name": secret, "key": "username"}
+    assert env["AMQP_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": secret, "key": "password"}
+    uri = env["AMQP_URI"]["value"]
+    names = [item["name"] for item in container["env"]]
+    assert names.index("AMQP_URI") > names.index("AMQP_PASSWORD"), "$(VAR) only expands earlier variables"
+    assert uri.startswith("amqp://$(AMQP_USERNAME):$(AMQP_PASSWORD)@")
+    assert uri.endswith("/" + the_vhost()["spec"]["name"])
+    assert uri.split("@", 1)[1].split(":")[0] == the_rabbitmq_cluster()["metadata"]["name"]
+    permission = by_name("Permission")[user]["spec"]
+    assert permission["userReference"] == {"name": user}
+    assert permission["vhost"] == the_vhost()["spec"]["name"]
+
+
+# --- workload conventions (base and rendered overlays) ------------------------------------------
+
+
+def check_container(owner: str, container: dict, volumes: dict[str, dict]) -> None:
+    where = f"{owner}/{container['name']}"
+    assert isinstance(container.get("command"), list) and container["command"], f"{where}: exec-form command"
+    assert container["command"][0] not in ("sh", "bash", "/bin/sh"), f"{where}: the process must be PID 1"
+    image = container["image"]
+    assert ":" in image.rsplit("/", 1)[-1] or "@sha256:" in image, f"{where}: image without a tag"
+    assert not image.endswith(":latest"), f"{where}: never :latest"
+    resources = container.get("resources", {})
+    assert {"cpu", "memory"} <= set(resources.get("requests", {})), f"{where}: cpu and memory requests"
+    assert "memory" in resources.get("limits", {}), f"{where}: a memory limit"
+    sc = container.get("securityContext", {})
+    assert sc.get("allowPrivilegeEscalation") is False, where
+    assert sc.get("readOnlyRootFilesystem") is True, where
+    assert sc.get("runAsNonRoot") is True, where
+    assert sc.get("capabilities", {}).get("drop") == ["ALL"], where
+    assert not sc.get("capabilities", {}).get("add"), where
+    assert sc.get("privileged") in (None, False), where
+    assert sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", where
+    tmp = [m for m in container.get("volumeMounts", []) if m["mountPath"] == "/tmp"]
+    assert tmp and "emptyDir" in volumes[tmp[0]["name"]], f"{where}: an emptyDir at /tmp"
+    for item in container.get("env", []):
+        if "value" in item and SECRETISH.search(item["name"]):
+            raise AssertionError(f"{where}: {item['name']} is a literal; secrets come from Secrets")
+    for source in container.get("envFrom", []):
+        assert "secretRef" not in source or source["secretRef"]["name"] in operator_secrets(), where
+
+
+def check_pod(owner: str, spec: dict) -> None:
+    sc = spec.get("securityContext", {})
+    assert sc.get("runAsNonRoot") is True, owner
+    assert int(sc.get("runAsUser", 0)) >= 10000 and int(sc.get("runAsGroup", 0)) >= 10000, owner
+    assert sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", owner
+    assert spec.get("automountServiceAccountToken") is False, owner
+    assert spec.get("hostNetwork") in (None, False) and spec.get("hostPID") in (None, False), owner
+    assert int(spec.get("terminationGracePeriodSeconds", 30)) >= MIN_GRACE_SECONDS, owner
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    assert not [v for v in volumes.values() if "hostPath" in v], f"{owner}: no hostPath"
+    for container in spec.get("initContainers", []) + spec["containers"]:
+        check_container(owner, container, volumes)
+
+
+def check_workloads(docs) -> None:
+    deployments = of_kind("Deployment", docs)
+    assert deployments
+    for deployment in deployments:
+        name = deployment["metadata"]["name"]
+        spec = pod_spec(deployment)
+        check_pod(name, spec)
+        assert "terminationGracePeriodSeconds" in spec, f"{name}: set the grace period explicitly"
+        for container in spec["containers"]:
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                assert probe in container, f"{name}/{container['name']}: {probe}"
+            liveness, readiness = container["livenessProbe"], container["readinessProbe"]
+            # liveness is the same endpoint here (see docs), so it must be much more patient
+            assert (liveness["periodSeconds"] * liveness["failureThreshold"]
+                    >= 2 * readiness["periodSeconds"] * readiness["failureThreshold"]), name
+        labels = deployment["metadata"]["labels"]
+        template_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        for key in ("name", "instance", "component", "part-of", "version", "managed-by"):
+            assert f"app.kubernetes.io/{key}" in labels, f"{name}: app.kubernetes.io/{key}"
+            assert f"app.kubernetes.io/{key}" in template_labels, f"{name} template: app.kubernetes.io/{key}"
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= template_labels.items(), f"{name}: selector must match its pods"
+        assert "app.kubernetes.io/version" not in selector, f"{name}: a selector must never change"
+        assert [p for p in of_kind("PodDisruptionBudget", docs) if p["spec"]["selector"]["matchLabels"] == selector]
+        assert [n for n in of_kind("NetworkPolicy", docs) if n["spec"]["podSelector"].get("matchLabels") == selector]
+        assert [s for s in of_kind("Service", docs) if s["spec"]["selector"] == selector], f"{name}: no Service"
+        accounts = by_name("ServiceAccount", docs)
+        assert spec["serviceAccountName"] in accounts, f"{name}: ServiceAccount missing"
+    for job in of_kind("Job", docs):
+        spec = pod_spec(job)
+        check_pod(job["metadata"]["name"], spec)
+        assert spec["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] <= 5
+        assert "ttlSecondsAfterFinished" in job["spec"]
+
+
+def test_base_workloads_follow_the_conventions():
+    check_workloads(base_docs())
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_and_follows_the_conventions(overlay):
+    if not kubectl():
+        pytest.skip("kubectl (with its built-in kustomize) is not installed")
+    docs = rendered(overlay)
+    check_workloads(docs)
+    configmaps = set(by_name("ConfigMap", docs))
+    for deployment in of_kind("Deployment", docs) + of_kind("Job", docs):
+        spec = pod_spec(deployment)
+        names = [v["configMap"]["name"] for v in spec.get("volumes", []) if "configMap" in v]
+        names += [s["configMapRef"]["name"] for c in all_containers(deployment) for s in c.get("envFrom", [])
+                  if "configMapRef" in s]
+        assert set(names) <= configmaps, f"{deployment['metadata']['name']}: unresolved ConfigMap"
+    for doc in docs:
+        if doc["kind"] not in ("Namespace",) and "namespace" not in doc["metadata"]:
+            raise AssertionError(f"{doc['kind']} {doc['metadata']['name']} has no namespace")
+    replicas = {d["metadata"]["name"]: d["spec"]["replicas"] for d in of_kind("Deployment", docs)}
+    if overlay == "production":
+        assert min(replicas.values()) >= 2
+        for deployment in of_kind("Deployment", docs):
+            selector = deployment["spec"]["selector"]["matchLabels"]
+            constraints = pod_spec(deployment).get("topologySpreadConstraints", [])
+            assert {c["topologyKey"] for c in constraints} >= {"kubernetes.io/hostname"}
+            assert all(c["labelSelector"]["matchLabels"] == selector for c in constraints)
+        assert all(c["spec"]["instances"] >= 3 for c in of_kind("Cluster", docs))
+        assert of_kind("RabbitmqCluster", docs)[0]["spec"]["replicas"] >= 3
+    else:
+        assert set(replicas.values()) == {1}
+
+
+def operator_secrets() -> set[str]:
+    """Secrets created by the operators from objects in the base: nothing else may be referenced."""
+    names = {f"{c['metadata']['name']}-app" for c in of_kind("Cluster")}
+    names |= {f"{u['metadata']['name']}-user-credentials" for u in of_kind("User")}
+    names |= {f"{r['metadata']['name']}-default-user" for r in of_kind("RabbitmqCluster")}
+    return names
+
+
+def test_every_secret_reference_is_to_an_operator_generated_secret():
+    allowed = operator_secrets()
+    refs = []
+    for workload in of_kind("Deployment") + of_kind("Job"):
+        for container in all_containers(workload):
+            for item in container.get("env", []):
+                ref = item.get("valueFrom", {})
+                if "secretKeyRef" in ref:
+                    refs.append(ref["secretKeyRef"]["name"])
+                assert "configMapKeyRef" not in ref or not SECRETISH.search(item["name"])
+                if SECRETISH.search(item["name"]) or item["name"].endswith(("_URL", "_URI")):
+                    assert "value" not in item or "$(" in item["value"] or "://" not in item["value"]
+            refs += [s["secretRef"]["name"] for s in container.get("envFrom", []) if "secretRef" in s]
+        refs += [v["secret"]["secretName"] for v in pod_spec(workload).get("volumes", []) if "secret" in v]
+    assert refs
+    assert set(refs) <= allowed, f"unknown secrets: {set(refs) - allowed}"
+
+
+def test_configmaps_hold_no_secrets():
+    for name, data in base_configmaps().items():
+        for key, value in data.items():
+            assert not (SECRETISH.search(key) and value.strip()), f"ConfigMap {name}: {key} looks like a secret"
+            assert not URL_WITH_PASSWORD.search(value), f"ConfigMap {name}: {key} holds a URL with a password"
+            if key.endswith((".yaml", ".yml")):
+                for line in value.splitlines():
+                    k, sep, v = line.partition(":")
+                    if sep and SECRETISH.search(k) and v.strip() and not v.strip().startswith("${"):
+                        raise AssertionError(f"ConfigMap {name}/{key}: {line.strip()!r}")
+
+
+def test_namespace_and_every_object_in_it():
+    namespaces = of_kind("Namespace")
+    assert len(namespaces) == 1
+    labels = namespaces[0]["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+    assert labels["pod-security.kubernetes.io/enforce"] in ("baseline", "restricted")
+    base = yaml.safe_load((BASE / "kustomization.yaml").read_text())
+    assert base["namespace"] == namespaces[0]["metadata"]["name"]
+
+
+# --- ingest's SMTP listener and blob store -----------------------------------------------------
+
+
+def test_smtp_listener_deployment():
+    ingest = deployment_for("ingest")
+    smtp = by_name("Deployment")["mailroom-smtp"]
+    container = pod_spec(smtp)["containers"][0]
+    assert container["command"] == ["mailroom-smtp"]
+    scripts = tomllib.loads((ROOT / "services/ingest/pyproject.toml").read_text())["project"]["scripts"]
+    assert "mailroom-smtp" in scripts
+    ingest_container = pod_spec(ingest)["containers"][0]
+    assert env_of(container)["INGEST_DATABASE_URL"] == env_of(ingest_container)["INGEST_DATABASE_URL"]
+    assert container["envFrom"] == ingest_container["envFrom"]
+    settings = base_configmaps()[container["envFrom"][0]["configMapRef"]["name"]]
+    assert settings["INGEST_SMTP_HOST"] == "0.0.0.0"
+    port = int(settings["INGEST_SMTP_PORT"])
+    assert {"name": "smtp", "containerPort": port, "protocol": "TCP"} in container["ports"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["tcpSocket"] == {"port": "smtp"}
+    # the same blob volume, at INGEST_BLOB_DIR, in both
+    blob_dir = settings["INGEST_BLOB_DIR"]
+    claims = []
+    for deployment, ctr in ((ingest, ingest_container), (smtp, container)):
+        mount = next(m for m in ctr["volumeMounts"] if m["mountPath"] == blob_dir)
+        volume = next(v for v in pod_spec(deployment)["volumes"] if v["name"] == mount["name"])
+        claims.append(volume["persistentVolumeClaim"]["claimName"])
+    assert claims[0] == claims[1]
+    pvc = by_name("PersistentVolumeClaim")[claims[0]]
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    service = by_name("Service")["mailroom-smtp"]
+    assert service["spec"]["ports"][0]["targetPort"] == "smtp"
+    policy = by_name("NetworkPolicy")["mailroom-smtp"]
+    assert {"protocol": "TCP", "port": port} in policy["spec"]["ingress"][0]["ports"]
+    assert "AMQP_URI" not in env_of(container), "the listener needs no broker"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_health_endpoint_exists_where_the_service_module_exists(service):
+    module = ROOT / "services" / service / service / "service.py"
+    if not module.exists():
+        pytest.skip(f"services/{service} has no service module yet")
+    source = module.read_text()
+    assert re.search(rf"""@http\(\s*["']GET["']\s*,\s*["']/health/{service}["']""", source), (
+        f"{service}.service must answer GET /health/{service} (the probes use it)")
+
+
+# --- messaging topology vs mailroom_shared.messaging.topology ----------------------------------
+
+
+def the_vhost() -> dict:
+    (vhost,) = of_kind("Vhost")
+    return vhost
+
+
+def the_rabbitmq_cluster() -> dict:
+    (cluster,) = of_kind("RabbitmqCluster")
+    return cluster
+
+
+def topology_objects(kind: str) -> list[dict]:
+    return [doc for doc in of_kind(kind) if doc["apiVersion"].startswith("rabbitmq.com/")]
+
+
+def expected_queues() -> dict[str, object]:
+    queues = {AUDIT_QUEUE: topology.audit_queue()}
+    for sub in SUBSCRIPTIONS:
+        main = topology.subscription_queue(sub)
+        queues[main.name] = main
+        for retry in topology.retry_queues(main.name):
+            queues[retry.name] = retry
+        dlq = topology.dead_letter_queue(main.name)
+        queues[dlq.name] = dlq
+    return queues
+
+
+def test_topology_manifest_is_generated_from_the_code():
+    spec = importlib.util.spec_from_file_location("gen_topology", K8S / "gen_topology.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.OUTPUT.read_text() == module.render(), (
+        "deploy/k8s/base/rabbitmq/topology.yaml is out of date: run .venv/bin/python deploy/k8s/gen_topology.py")
+
+
+def test_vhost_and_cluster_references():
+    vhost = the_vhost()
+    assert vhost["spec"]["defaultQueueType"] == "quorum"
+    cluster = the_rabbitmq_cluster()
+    assert cluster["spec"]["replicas"] >= 3
+    assert "terminationGracePeriodSeconds" not in cluster["spec"], "keep the operator's default"
+    assert "storage" in cluster["spec"]["persistence"]
+    for kind in ("Exchange", "Queue", "Binding", "Policy", "Permission", "User", "Vhost"):
+        objects = topology_objects(kind)
+        assert objects, kind
+        for doc in objects:
+            assert doc["spec"]["rabbitmqClusterReference"] == {"name": cluster["metadata"]["name"]}
+            if kind not in ("User", "Vhost"):
+                assert doc["spec"]["vhost"] == vhost["spec"]["name"], doc["metadata"]["name"]
+
+
+def test_exchanges_match_the_producers():
+    exchanges = {doc["spec"]["name"]: doc["spec"] for doc in topology_objects("Exchange")}
+    assert set(exchanges) == {topology.events_exchange(p).name for p in PRODUCERS}
+    for producer in PRODUCERS:
+        code = topology.events_exchange(producer)
+        spec = exchanges[code.name]
+        assert (spec["type"], spec["durable"], spec["autoDelete"]) == (code.type, code.durable, code.auto_delete)
+
+
+def test_queues_match_the_subscriptions_with_identical_arguments():
+    queues = {doc["spec"]["name"]: doc["spec"] for doc in topology_objects("Queue")}
+    expected = expected_queues()
+    assert set(queues) == set(expected), (
+        f"missing: {sorted(set(expected) - set(queues))}, unexpected: {sorted(set(queues) - set(expected))}")
+    for name, code in expected.items():
+        spec = queues[name]
+        # RabbitMQ refuses a redeclaration whose arguments differ (406 PRECONDITION_FAILED)
+        assert spec.get("arguments", {}) == dict(code.queue_arguments or {}), name
+        assert spec["durable"] is True and code.durable, name
+        assert spec["autoDelete"] is False and not code.auto_delete, name
+        assert spec["type"] == the_vhost()["spec"]["defaultQueueType"], name
+
+
+def test_audit_queue_is_bounded():
+    audit = next(doc["spec"] for doc in topology_objects("Queue") if doc["spec"]["name"] == AUDIT_QUEUE)
+    assert audit["arguments"]["x-max-length"] == AUDIT_MAX_LENGTH
+
+
+def test_bindings_match_the_subscriptions_and_the_audit_queue():
+    bindings = {(d["spec"]["source"], d["spec"]["destination"], d["spec"]["routingKey"])
+                for d in topology_objects("Binding")}
+    expected = {(f"{sub.source}.events", sub.queue_name, sub.event_type) for sub in SUBSCRIPTIONS}
+    expected |= {(topology.events_exchange(p).name, AUDIT_QUEUE, "#") for p in PRODUCERS}
+    assert bindings == expected
+    assert all(d["spec"]["destinationType"] == "queue" for d in topology_objects("Binding"))
+
+
+def effective_policy(queue: str) -> dict | None:
+    """The policy RabbitMQ applies to a queue: the matching one with the highest priority."""
+    matching = [p["spec"] for p in topology_objects("Policy")
+                if p["spec"]["applyTo"] in ("queues", "quorum_queues", "all")
+                and re.search(p["spec"]["pattern"], queue)]
+    if not matching:
+        return None
+    best = max(p.get("priority", 0) for p in matching)
+    top = [p for p in matching if p.get("priority", 0) == best]
+    assert len(top) == 1, f"{queue}: {len(top)} policies tie at priority {best}"
+    return top[0]
+
+
+def test_every_subscription_queue_has_a_delivery_limit_and_dead_letters_to_its_dlq():
+    queue_names = {doc["spec"]["name"] for doc in topology_objects("Queue")}
+    for sub in SUBSCRIPTIONS:
+        policy = effective_policy(sub.queue_name)
+        assert policy, f"no policy for {sub.queue_name}"
+        definition = policy["definition"]
+        assert isinstance(definition["delivery-limit"], int) and definition["delivery-limit"] > 0
+        assert definition["dead-letter-exchange"] == ""
+        assert definition["dead-letter-routing-key"] == topology.dead_letter_queue_name(sub.queue_name)
+        assert definition["dead-letter-routing-key"] in queue_names
+        # at-least-once dead-lettering only holds with reject-publish (RabbitMQ docs)
+        assert definition["dead-letter-strategy"] == "at-least-once"
+        assert definition["overflow"] == "reject-publish"
+        assert definition["max-length"] > 0
+
+
+def test_retry_and_dead_letter_queues_are_covered_and_never_drop():
+    for sub in SUBSCRIPTIONS:
+        for retry in topology.retry_queues(sub.queue_name):
+            policy = effective_policy(retry.name)
+            assert policy and "dead-letter-routing-key" not in policy["definition"], retry.name
+            assert policy["definition"]["overflow"] == "reject-publish"
+            # the code's own arguments send it back to the subscription queue after the TTL
+            assert retry.queue_arguments["x-dead-letter-routing-key"] == sub.queue_name
+        dlq = topology.dead_letter_queue_name(sub.queue_name)
+        policy = effective_policy(dlq)
+        assert policy, dlq
+        assert "dead-letter-exchange" not in policy["definition"], "a DLQ dead-letters nowhere"
+        assert policy["definition"]["overflow"] == "reject-publish"
+    assert effective_policy(AUDIT_QUEUE) is None, "the audit queue is bounded by its own arguments"
+
+
+# --- the container image -----------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    result = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            instruction, _, rest = line.partition(" ")
+            result.append((instruction.upper(), rest.strip()))
+    return result
+
+
+def final_stage() -> list[tuple[str, str]]:
+    instructions = dockerfile_instructions()
+    last_from = max(i for i, (ins, _) in enumerate(instructions) if ins == "FROM")
+    return instructions[last_from:]
+
+
+def test_dockerfile_is_multi_stage_on_python_311_slim():
+    instructions = dockerfile_instructions()
+    froms = [rest for ins, rest in instructions if ins == "FROM"]
+    assert len(froms) >= 2, "build and runtime stages"
+    args = dict(rest.split("=", 1) for ins, rest in instructions if ins == "ARG" and "=" in rest)
+    assert args["PYTHON_IMAGE"].startswith("python:3.11-slim")
+    assert all(f.startswith("${PYTHON_IMAGE}") for f in froms)
+    runs = " ".join(rest for ins, rest in final_stage() if ins == "RUN")
+    assert not re.search(r"apt-get|apk |gcc|build-essential|pip install", runs), "no build tools in the final stage"
+    assert [rest for ins, rest in final_stage() if ins == "COPY" and rest.startswith("--from=build")]
+
+
+def test_dockerfile_runs_as_a_non_root_user():
+    users = [rest for ins, rest in final_stage() if ins == "USER"]
+    assert users, "the final stage needs a USER"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0")
+    if user.isdigit():
+        assert int(user) >= 10000
+        pods = of_kind("Deployment") + of_kind("Job")
+        assert {pod_spec(w)["securityContext"]["runAsUser"] for w in pods} == {int(user)}
+
+
+def test_dockerfile_installs_with_the_constraints():
+    instructions = dockerfile_instructions()
+    installs = [command for ins, rest in instructions if ins == "RUN"
+                for command in rest.split("&&") if "pip install" in command]
+    assert installs
+    for command in installs:
+        if re.search(r"pip install\s+\"?pip==", command):
+            continue
+        assert "-c constraints.txt" in command, f"not pinned: {command.strip()}"
+    copied = " ".join(rest for ins, rest in instructions if ins == "COPY")
+    assert "constraints.txt" in copied
+    for path in ("shared/", "cli/", "services/${SERVICE}/"):
+        assert path in copied
+    assert (ROOT / "constraints.txt").is_file()
+    for service in SERVICES:
+        assert (ROOT / "services" / service / "pyproject.toml").is_file()
+    cmd = [rest for ins, rest in final_stage() if ins in ("CMD", "ENTRYPOINT")]
+    assert cmd and cmd[-1].startswith("["), "exec form"
+    assert "exec nameko run" in cmd[-1]
+
+
+def test_image_default_nameko_config_expands_from_the_environment():
+    config = load_nameko_config((DEPLOY / "docker" / "nameko.yaml").read_text(), {"AMQP_URI": "amqp://x@y/z"})
+    assert config["AMQP_URI"] == "amqp://x@y/z"
+    assert config["WEB_SERVER_ADDRESS"] == "0.0.0.0:8000"
+
+
+def test_migration_command_works_in_a_single_service_image(tmp_path):
+    """Each image holds one service (plus shared and the CLI): `mailroom migrate --service X`
+    must not import the other services."""
+    service = "contacts"
+    others = [s for s in SERVICES if s != service]
+    code = textwrap.dedent(f"""
+        import importlib.abc, sys
+        BLOCKED = {others!r}
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name.split(".")[0] in BLOCKED:
+                    raise ModuleNotFoundError(f"No module named {{name!r}} (not in this image)")
+                return None
+
+        sys.meta_path.insert(0, Block())
+        from mailroom_cli.main import main
+        sys.exit(main(["migrate", "--service", "{service}"]))
+    """)
+    env = {**os.environ, f"{service.upper()}_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+           "MAILROOM_VAR_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr

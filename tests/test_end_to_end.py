@@ -1,0 +1,177 @@
+"""End to end, as a team would see it: mail into the SMTP listener becomes a conversation with a
+contact and a timeline, other systems receive the events, and nothing is lost when a service
+is down. Real processes: ingest (+ SMTP listener), contacts, conversations; real RabbitMQ,
+PostgreSQL and SMTP."""
+
+import email.policy
+import subprocess
+import sys
+import time
+import uuid
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from mailroom_shared.testing.specs import CONTACTS, CONVERSATIONS, INGEST
+from mailroom_shared.testing.stack import free_port
+from mailroom_shared.testing.subscriber import EventSubscriber
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[1]
+INBOX_ADDRESS = "support@mailroom.test"
+MEMBER = "agent@mailroom.test"
+
+
+@pytest.fixture
+def mailroom(stack_factory, tmp_path):
+    inboxes = tmp_path / "inboxes.yaml"
+    inboxes.write_text(f"""
+inboxes:
+  - key: support
+    name: Support
+    channels: [{{address: {INBOX_ADDRESS}, name: Support, primary: true}}]
+    members: [{{user_id: agent-1, email: {MEMBER}}}]
+""")
+    smtp_port = free_port()
+    stack = stack_factory([INGEST, CONTACTS, CONVERSATIONS], extra_env={
+        "CONVERSATIONS_INBOXES_FILE": str(inboxes), "INGEST_SMTP_PORT": str(smtp_port)})
+    stack.start_process("smtp", [sys.executable, "-m", "ingest.smtp_listener"], port=smtp_port)
+    stack.smtp_port = smtp_port
+    # ready when ingest has learnt the inbox's address from conversations' inbox_updated
+    stack.eventually(lambda: stack.get("/health/ingest")[1].get("channels") == 1, timeout=30)
+    [inbox] = stack.get("/api/inboxes")[1]["items"]
+    stack.inbox_id = inbox["id"]
+    return stack
+
+
+def send(stack, message: EmailMessage, to=(INBOX_ADDRESS,)) -> None:
+    import smtplib
+
+    with smtplib.SMTP("127.0.0.1", stack.smtp_port, timeout=30) as client:
+        client.sendmail(message["From"], list(to), message.as_bytes(policy=email.policy.SMTP))
+
+
+def email_from(sender, subject, body="Hello", **headers):
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = INBOX_ADDRESS
+    message["Subject"] = subject
+    message["Message-ID"] = headers.pop("message_id", f"<{uuid.uuid4()}@customer.example>")
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content(body)
+    return message
+
+
+def conversations(stack, view="open"):
+    status, body = stack.get(f"/api/inboxes/{stack.inbox_id}/conversations?view={view}")
+    assert status == 200, body
+    return body["items"]
+
+
+def contact(stack, email):
+    items = stack.get(f"/api/contacts?email={email}")[1]["items"]
+    return items[0] if items else None
+
+
+def timeline(stack, contact_id):
+    return stack.get(f"/api/contacts/{contact_id}/timeline")[1]["items"]
+
+
+def test_an_email_becomes_a_conversation_a_contact_and_a_timeline_entry(mailroom):
+    subscriber = subprocess.Popen(
+        [sys.executable, str(REPO / "examples" / "subscriber.py"), "conversations.events", "conversation_created"],
+        env={"AMQP_URI": mailroom.amqp_uri, "SUBSCRIBER_QUEUE": "example.e2e", "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert "waiting for" in subscriber.stdout.readline()
+        send(mailroom, email_from("Ada Customer <ada@customer.example>", "My order #42 is late",
+                                  "It was due last week."))
+        [conversation] = mailroom.eventually(lambda: conversations(mailroom))
+        assert conversation["subject"] == "My order #42 is late"
+        seen_by_other_system = subscriber.stdout.readline()
+        assert "mailroom.conversation_created.v1" in seen_by_other_system
+        assert conversation["id"] in seen_by_other_system
+    finally:
+        subscriber.terminate()
+        subscriber.wait(10)
+
+    ada = mailroom.eventually(lambda: contact(mailroom, "ada@customer.example"))
+    assert ada["name"] == "Ada Customer"
+    [entry] = mailroom.eventually(lambda: [e for e in timeline(mailroom, ada["id"]) if e["conversation_id"]])
+    assert entry["conversation_id"] == conversation["id"] and entry["direction"] == "in"
+    assert entry["subject"] == "My order #42 is late" and entry["snippet"] == "It was due last week."
+    status, detail = mailroom.get(f"/api/conversations/{conversation['id']}")
+    assert status == 200 and [m["direction"] for m in detail["messages"]] == ["in"]
+    full = mailroom.get(detail["messages"][0]["full_message_url"])
+    assert full[0] == 200 and b"It was due last week." in full[1]
+
+
+def test_a_reply_threads_into_the_conversation_and_reopens_it(mailroom):
+    first = email_from("Bo <bo@customer.example>", "Invoice question")
+    send(mailroom, first)
+    [conversation] = mailroom.eventually(lambda: conversations(mailroom))
+    assert mailroom.post(f"/api/conversations/{conversation['id']}/close")[0] == 200
+    reply = email_from("Bo <bo@customer.example>", "Re: Invoice question", "One more thing",
+                       In_Reply_To=first["Message-ID"], References=first["Message-ID"])
+    send(mailroom, reply)
+    [reopened] = mailroom.eventually(lambda: conversations(mailroom))
+    assert reopened["id"] == conversation["id"] and reopened["message_count"] == 2
+    # same subject from another customer is never threaded into Bo's conversation
+    send(mailroom, email_from("Cy <cy@customer.example>", "Re: Invoice question"))
+    mailroom.eventually(lambda: len(conversations(mailroom)) == 2)
+
+
+def test_a_teammates_forward_belongs_to_the_customer_and_a_strangers_does_not(mailroom):
+    body = ("Can you help this customer?\n\n---------- Forwarded message ---------\n"
+            "From: Dana Customer <dana@customer.example>\nDate: Mon, 3 Nov 2026 at 09:12\n"
+            "Subject: Broken widget\nTo: <agent@mailroom.test>\n\nThe widget broke after one day.\n")
+    send(mailroom, email_from(f"Agent <{MEMBER}>", "Fwd: Broken widget", body))
+    dana = mailroom.eventually(lambda: contact(mailroom, "dana@customer.example"))
+    assert contact(mailroom, MEMBER) is None  # the forwarder is not made a contact of the inbox
+    [entry] = mailroom.eventually(lambda: timeline(mailroom, dana["id"]))
+    assert entry["forwarded_by"]["email"] == MEMBER
+    [conversation] = conversations(mailroom)
+    status, detail = mailroom.get(f"/api/conversations/{conversation['id']}")
+    message = detail["messages"][0]
+    assert message["forward"]["original_sender"]["email"] == "dana@customer.example"
+    assert message["forward"]["forwarded_by"]["email"] == MEMBER
+
+    send(mailroom, email_from("Mallory <mallory@elsewhere.example>", "Fwd: Broken widget", body))
+    mallory = mailroom.eventually(lambda: contact(mailroom, "mallory@elsewhere.example"))
+    [untrusted] = mailroom.eventually(lambda: timeline(mailroom, mallory["id"]))
+    assert untrusted["forwarded_by"] is None
+    assert len(timeline(mailroom, dana["id"])) == 1  # a stranger cannot put mail on Dana's record
+
+
+def test_mail_received_while_services_are_down_arrives_when_they_are_back(mailroom):
+    mailroom.stop_process("conversations")
+    mailroom.stop_process("ingest")
+    subjects = [f"sent during the outage #{i}" for i in range(5)]
+    for subject in subjects:  # the SMTP listener still accepts: bytes are stored before 250
+        send(mailroom, email_from("Eve <eve@customer.example>", subject))
+    time.sleep(0.5)
+    mailroom.restart_process("ingest")
+    mailroom.restart_process("conversations")
+    listed = mailroom.eventually(lambda: {c["subject"] for c in conversations(mailroom)} >= set(subjects) and
+                                 conversations(mailroom), timeout=30)
+    assert sorted(c["subject"] for c in listed) == sorted(subjects)  # each exactly once
+    eve = mailroom.eventually(lambda: contact(mailroom, "eve@customer.example"))
+    mailroom.eventually(lambda: len(timeline(mailroom, eve["id"])) == 5)
+
+
+def test_every_step_publishes_its_event_in_order(mailroom):
+    with EventSubscriber(mailroom.amqp_uri, [("ingest.events", "#"), ("contacts.events", "#"),
+                                             ("conversations.events", "#")]) as events:
+        send(mailroom, email_from("Fay <fay@customer.example>", "Hello"))
+        received = events.wait_for("message_received")[0]
+        created = events.wait_for("contact_created")[0]
+        conversation = events.wait_for("conversation_created")[0]
+        added = events.wait_for("message_added")[0]
+        events.wait_for("timeline_entry_added")
+    assert created["data"]["emails"] == ["fay@customer.example"]
+    assert added["data"]["intake_id"] == received["data"]["intake_id"]
+    assert added["data"]["conversation_id"] == conversation["data"]["conversation_id"]
+    assert all(e["specversion"] == "1.0" and e["source"].startswith("mailroom/") for e in events.received)

@@ -68,4 +68,35 @@ def test_queue_names_are_stable():
         "evt-conversations-message_added--contacts.handle_message_added",
         "evt-ingest-message_received--contacts.handle_message_received",
         "evt-ingest-message_received--conversations.handle_message_received",
+        "evt-ingest-message_received--outbound.handle_message_received",
+        "evt-outbound-email_bounced--conversations.handle_email_bounced",
+        "evt-outbound-email_deferred--conversations.handle_email_deferred",
+        "evt-outbound-email_failed--conversations.handle_email_failed",
+        "evt-outbound-email_queued--conversations.handle_email_queued",
+        "evt-outbound-email_sent--contacts.handle_email_sent",
+        "evt-outbound-email_sent--conversations.handle_email_sent",
     ]
+
+
+def http_routes(cls):
+    from nameko.web.handlers import HttpRequestHandler
+
+    for method in vars(cls).values():
+        for entrypoint in getattr(method, "nameko_entrypoints", ()):
+            if isinstance(entrypoint, HttpRequestHandler):
+                path = entrypoint.url
+                for converter in ("<string:", "<int:", "<"):
+                    path = path.replace(converter, "{")
+                yield entrypoint.method.lower(), path.replace(">", "}")
+
+
+@pytest.mark.parametrize("cls", list(service_classes()), ids=lambda c: c.name)
+def test_every_http_route_is_documented_and_routed_to_its_service(cls):
+    from mailroom_shared.routing import service_for_path
+
+    routes = {(m, p) for m, p in http_routes(cls) if not p.startswith("/health/")}
+    module = importlib.import_module(f"{cls.name}.openapi")
+    documented = {(op.method, op.path) if hasattr(op, "method") else (op[0], op[1]) for op in module.OPERATIONS}
+    assert routes == documented
+    for _, path in routes | {("get", f"/health/{cls.name}")}:
+        assert service_for_path(path.replace("{", "x").replace("}", "")) == cls.name, path

@@ -3,6 +3,7 @@ a dead-lettering one listed in the topology (so its queue exists before anything
 a rename is caught), and every published event is in the catalogue."""
 
 import importlib
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +32,7 @@ def service_classes():
 
 def declared_handlers():
     for cls in service_classes():
-        for method_name, method in vars(cls).items():
+        for method_name, method in inspect.getmembers(cls, callable):  # mixins included
             for entrypoint in getattr(method, "nameko_entrypoints", ()):
                 if isinstance(entrypoint, EventHandler):
                     yield cls, method_name, entrypoint
@@ -81,7 +82,7 @@ def test_queue_names_are_stable():
 def http_routes(cls):
     from nameko.web.handlers import HttpRequestHandler
 
-    for method in vars(cls).values():
+    for _, method in inspect.getmembers(cls, callable):
         for entrypoint in getattr(method, "nameko_entrypoints", ()):
             if isinstance(entrypoint, HttpRequestHandler):
                 path = entrypoint.url

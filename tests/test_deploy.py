@@ -442,6 +442,8 @@ def operator_secrets() -> set[str]:
     names = {f"{c['metadata']['name']}-app" for c in of_kind("Cluster")}
     names |= {f"{u['metadata']['name']}-user-credentials" for u in of_kind("User")}
     names |= {f"{r['metadata']['name']}-default-user" for r in of_kind("RabbitmqCluster")}
+    # the one Secret a platform team creates by hand (docs/operations.md): token and link signing keys
+    names.add("mailroom-auth")
     return names
 
 

@@ -104,7 +104,9 @@ def cmd_run(args) -> int:
     ready = wait_until_ready(http, timeout=60)
     print(f"""
 mailroom is {'ready' if ready else 'starting (not ready after 60 s: see the log above)'}: {', '.join(services)}
-  HTTP API      http://{http}/api/   (e.g. curl http://{http}/api/inboxes)
+  HTTP API      http://{http}/api/   every request needs a bearer token; one for the demo inbox's member:
+                export TOKEN=$(.venv/bin/mailroom dev-token --user agent-1 --email agent@mailroom.test)
+                curl -H "Authorization: Bearer $TOKEN" http://{http}/api/inboxes
   SMTP intake   {smtp_host}:{smtp_port}   demo inbox: support@mailroom.test
   try:          swaks --server {smtp_host}:{smtp_port} --to support@mailroom.test
   databases     {', '.join(config.redact_url(config.database_url(s)) for s in services)}
@@ -164,6 +166,21 @@ def cmd_docs(args) -> int:
     return 0
 
 
+def cmd_dev_token(args) -> int:
+    """A development bearer token, signed with MAILROOM_JWT_SECRET (or the local dev secret under
+    MAILROOM_VAR_DIR that `mailroom run` uses when none is set). docs/access.md lists the claims."""
+    from mailroom_shared.auth import AuthConfigError, mint_token
+
+    try:
+        token = mint_token(args.user, email=args.email, teams=args.team, roles=args.role,
+                           seconds=int(args.hours * 3600))
+    except AuthConfigError as exc:
+        print(f"mailroom dev-token: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mailroom", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -180,6 +197,15 @@ def main(argv: list[str] | None = None) -> int:
     docs = commands.add_parser("docs", help="generate docs/events.asyncapi.yaml and docs/openapi.yaml")
     docs.add_argument("--output", default="docs")
     docs.set_defaults(func=cmd_docs)
+    dev_token = commands.add_parser(
+        "dev-token", help="print a development bearer token, e.g. for the demo inbox: dev-token --user agent-1")
+    dev_token.add_argument("--user", required=True, help="user id (the token's sub)")
+    dev_token.add_argument("--email", help="the user's email")
+    dev_token.add_argument("--team", action="append", default=[], help="a team id (repeatable)")
+    dev_token.add_argument("--role", action="append", default=[], choices=["account_access", "super_admin", "intake"],
+                           help="a role (repeatable)")
+    dev_token.add_argument("--hours", type=float, default=12.0, help="validity (default 12)")
+    dev_token.set_defaults(func=cmd_dev_token)
     args = parser.parse_args(argv)
     return args.func(args)
 

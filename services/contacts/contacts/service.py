@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from nameko.web.handlers import http
 
-from contacts import SERVICE_NAME, handlers, queries
+from contacts import SERVICE_NAME, handlers, outbound_events, queries
 from contacts.models import Contact, outbox, processed_events
 from contacts.schemas import ContactCreateSchema
 from mailroom_shared import config
 from mailroom_shared.addresses import InvalidAddress, normalise_email
+from mailroom_shared.auth import authenticated
 from mailroom_shared.events.envelope import parse_envelope
 from mailroom_shared.http import (
     Conflict,
@@ -39,7 +40,7 @@ def _settings() -> handlers.Settings:
         create_for_automated_senders=config.env_bool("CONTACTS_CREATE_FOR_AUTOMATED_SENDERS", False))
 
 
-class ContactsService:
+class ContactsService(outbound_events.OutboundEvents):  # issue #4: outbound_events.py
     name = SERVICE_NAME
 
     topology = TopologyProvider()
@@ -79,6 +80,7 @@ class ContactsService:
 
     @http("GET", "/api/contacts/<string:contact_id>")
     @json_endpoint
+    @authenticated  # any signed-in user of the account (docs/access.md: contacts are account-wide)
     def get_contact(self, request, contact_id):
         with self.db.transaction() as session:
             contact = session.get(Contact, contact_id)
@@ -88,6 +90,7 @@ class ContactsService:
 
     @http("GET", "/api/contacts")
     @json_endpoint
+    @authenticated  # any signed-in user of the account (docs/access.md: contacts are account-wide)
     def find_contacts(self, request):
         """`?email=` exact (normalised) match, or `?q=` search by name or email."""
         email, query = request.args.get("email"), request.args.get("q")
@@ -105,6 +108,7 @@ class ContactsService:
 
     @http("POST", "/api/contacts")
     @json_endpoint
+    @authenticated  # any signed-in user of the account (docs/access.md: contacts are account-wide)
     def create_contact(self, request):
         body = ContactCreateSchema().load(read_json(request))
         try:
@@ -125,6 +129,7 @@ class ContactsService:
 
     @http("GET", "/api/contacts/<string:contact_id>/timeline")
     @json_endpoint
+    @authenticated  # any signed-in user of the account (docs/access.md: contacts are account-wide)
     def get_timeline(self, request, contact_id):
         with self.db.transaction() as session:
             if session.get(Contact, contact_id) is None:

@@ -36,7 +36,9 @@ MAX_LOOKUP_IDS = 100  # In-Reply-To + the newest References: bounds the lookup o
 REPLY_TOKEN_BYTES = 16  # 128 bits as lower-case hex: survives address case-folding
 
 OPEN, CLOSED = "open", "closed"
-VIEWS = ("open", "closed", "spam", "all")
+# open / closed: by status; mine / unassigned: open ones assigned to the caller / to nobody;
+# sent: with a message we sent; spam: spam only; all: open + closed. Only `spam` shows spam.
+VIEWS = ("open", "closed", "mine", "unassigned", "sent", "spam", "all")
 
 
 class ReplyToClosed(StrEnum):

@@ -4,6 +4,7 @@ change and the events describing it commit together."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import uuid
@@ -13,9 +14,23 @@ from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from conversations import domain
+from conversations.access import EVERYONE, VISIBILITIES
 from conversations.domain import ConversationRef, ReplyToClosed, StoredMessageRef
-from conversations.models import Channel, Conversation, Inbox, KnownContact, Member, Message
+from conversations.models import (
+    Channel,
+    Comment,
+    Conversation,
+    ConversationMove,
+    Inbox,
+    InboxTeam,
+    KnownContact,
+    KnownUser,
+    Member,
+    Message,
+    Ticket,
+)
 from mailroom_shared.addresses import InvalidAddress, normalise_email, try_normalise_email
+from mailroom_shared.auth import Principal
 from mailroom_shared.db import is_postgres, utcnow
 from mailroom_shared.messaging.outbox import Outbox
 
@@ -50,6 +65,9 @@ def inbox_payload(inbox: Inbox) -> dict:
         "inbox_id": inbox.id, "name": inbox.name, "primary_address": primary,
         "channel_addresses": sorted(c.address for c in inbox.channels),
         "member_emails": sorted({m.email for m in inbox.members}),
+        "visibility": inbox.visibility or EVERYONE,
+        "member_user_ids": sorted({m.user_id for m in inbox.members}),
+        "team_ids": sorted({t.team_id for t in inbox.teams}),
     }
 
 
@@ -112,6 +130,19 @@ def _set_members(inbox: Inbox, members: list[dict]) -> None:
     inbox.members = keep
 
 
+def _set_access(inbox: Inbox, body: dict) -> None:
+    access = body.get("access")
+    if access is None:
+        return
+    if access.get("visibility") is not None:
+        if access["visibility"] not in VISIBILITIES:
+            raise InvalidInbox(f"visibility must be one of {', '.join(VISIBILITIES)}")
+        inbox.visibility = access["visibility"]
+    if access.get("teams") is not None:
+        current = {t.team_id: t for t in inbox.teams}
+        inbox.teams = [current.get(team) or InboxTeam(team_id=team) for team in dict.fromkeys(access["teams"])]
+
+
 def create_inbox(session: Session, outbox: Outbox, body: dict) -> Inbox:
     if body.get("key") and session.execute(select(Inbox.id).where(Inbox.key == body["key"])).first():
         raise InboxConflict(f"an inbox with key {body['key']!r} exists")
@@ -120,6 +151,8 @@ def create_inbox(session: Session, outbox: Outbox, body: dict) -> Inbox:
     session.add(inbox)
     _set_channels(session, inbox, body["channels"])
     _set_members(inbox, body.get("members") or [])
+    inbox.visibility = EVERYONE
+    _set_access(inbox, body)
     session.flush()
     announce(session, outbox, inbox, only_if_changed=False)
     return inbox
@@ -133,6 +166,7 @@ def update_inbox(session: Session, outbox: Outbox, inbox: Inbox, body: dict) -> 
         _set_channels(session, inbox, body["channels"])
     if "members" in body:
         _set_members(inbox, body["members"])
+    _set_access(inbox, body)
     inbox.updated_at = utcnow()
     session.flush()
     announce(session, outbox, inbox, only_if_changed=False)
@@ -161,6 +195,9 @@ def seed_inboxes(session: Session, outbox: Outbox, entries: list[dict]) -> list[
         inbox.name = entry["name"]
         _set_channels(session, inbox, entry["channels"])
         _set_members(inbox, entry.get("members") or [])
+        if inbox.visibility is None:
+            inbox.visibility = EVERYONE
+        _set_access(inbox, entry)
         session.flush()
         if domain.inbox_digest(inbox_payload(inbox)) != before:
             inbox.updated_at = utcnow()
@@ -227,6 +264,27 @@ def _find_thread(session: Session, incoming: domain.Incoming) -> domain.ThreadMa
     return domain.find_thread(incoming, by_token, by_message_id)
 
 
+def _find_moved_thread(session: Session, incoming: domain.Incoming) -> domain.ThreadMatch | None:
+    """A reply that reached the old inbox of a conversation moved away from it (by reply token,
+    In-Reply-To or References, as in the inbox itself): it follows the conversation."""
+    moved = select(ConversationMove.conversation_id).where(ConversationMove.from_inbox_id == incoming.inbox_id)
+    token = (incoming.reply_token or "").strip().lower()
+    if token:
+        conversation = session.execute(select(Conversation).where(
+            Conversation.reply_token == token, Conversation.id.in_(moved))).scalar_one_or_none()
+        if conversation is not None:
+            return domain.ThreadMatch(_ref(conversation), "reply_token", token)
+    for key in domain.lookup_ids(incoming):
+        conversation = session.execute(
+            select(Conversation).join(Message, Message.conversation_id == Conversation.id)
+            .where(Message.rfc_message_id == key, Conversation.id.in_(moved)).limit(1)).scalar_one_or_none()
+        if conversation is not None:
+            field = "in_reply_to" if key in {domain.clean_message_id(i) for i in incoming.in_reply_to} \
+                else "references"
+            return domain.ThreadMatch(_ref(conversation), field, key)
+    return None
+
+
 def _follow_successors(session: Session, match: domain.ThreadMatch) -> domain.ThreadMatch:
     """A reply to a closed conversation that already continued in a linked one goes there."""
     current = match.conversation
@@ -267,6 +325,15 @@ def receive_message(session: Session, outbox: Outbox, data: dict, settings: Sett
         return Received(duplicate, session.get(Conversation, duplicate.conversation_id), None)
 
     match = _find_thread(session, incoming)
+    if match is None:
+        match = _find_moved_thread(session, incoming)
+        if match is not None:  # stored in the inbox the conversation lives in now
+            incoming = dataclasses.replace(incoming, inbox_id=match.conversation.inbox_id)
+            duplicate = session.execute(select(Message).where(
+                Message.inbox_id == incoming.inbox_id, Message.rfc_message_id == incoming.rfc_message_id)
+            ).scalar_one_or_none()
+            if duplicate is not None:
+                return Received(duplicate, session.get(Conversation, duplicate.conversation_id), None)
     if match is not None:
         match = _follow_successors(session, match)
     placement = domain.place(incoming, match, settings.reply_to_closed)
@@ -346,24 +413,200 @@ def _store_message(session: Session, message_id: str, conversation: Conversation
 
 # --- status ------------------------------------------------------------------------------------
 
+class ActionRefused(Exception):
+    """A request that conflicts with the conversation's current state (HTTP 409)."""
+
+    def __init__(self, message: str, details: dict | None = None):
+        super().__init__(message)
+        self.details = details
+
+
+class InvalidAction(ValueError):
+    """A request that can never succeed as written (HTTP 400)."""
+
+
 def close_conversation(session: Session, outbox: Outbox, conversation: Conversation,
-                       closed_by: str | None = None) -> bool:
+                       closed_by: str | None = None, close_ticket: bool = False) -> bool:
+    """Close the conversation and, with `close_ticket`, its associated ticket too."""
     if conversation.status == domain.CLOSED:
         return False
     conversation.status, conversation.closed_at = domain.CLOSED, utcnow()
+    ticket = session.get(Ticket, conversation.ticket_id, with_for_update=True) if conversation.ticket_id else None
+    ticket_closed = False
+    if ticket is not None and close_ticket and ticket.status != domain.CLOSED:
+        ticket.status, ticket.closed_at = domain.CLOSED, utcnow()
+        ticket_closed = True
     outbox.record(session, "conversation_closed", conversation.id, {
         "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "reason": "api",
-        "closed_by": closed_by})
+        "closed_by": closed_by, "ticket_id": conversation.ticket_id, "ticket_closed": ticket_closed})
+    if ticket_closed:
+        outbox.record(session, "ticket_closed", ticket.id, {
+            "ticket_id": ticket.id, "conversation_id": conversation.id, "closed_by": closed_by})
     return True
 
 
-def reopen_conversation(session: Session, outbox: Outbox, conversation: Conversation) -> bool:
+def reopen_conversation(session: Session, outbox: Outbox, conversation: Conversation,
+                        reopened_by: str | None = None) -> bool:
+    """Reopen the conversation (its ticket keeps its own status)."""
     if conversation.status == domain.OPEN:
         return False
     conversation.status, conversation.closed_at = domain.OPEN, None
     outbox.record(session, "conversation_reopened", conversation.id, {
         "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "reason": "api",
         "message_id": None})
+    return True
+
+
+# --- users, assignment, comments -----------------------------------------------------------------
+
+def remember_user(session: Session, principal: Principal) -> None:
+    """Keep the directory of users as their tokens describe them (assignees, @mentions)."""
+    teams = sorted(principal.team_ids)
+    known = session.get(KnownUser, principal.user_id)
+    if known is None:
+        session.add(KnownUser(user_id=principal.user_id, email=principal.email, team_ids=teams, updated_at=utcnow()))
+    elif known.email != principal.email or list(known.team_ids or []) != teams:
+        known.email, known.team_ids, known.updated_at = principal.email, teams, utcnow()
+
+
+def user_is_member(session: Session, inbox: Inbox, user_id: str) -> bool:
+    """An explicit member, or a known user (seen with a valid token) whom the inbox's access
+    includes: everyone, or one of its teams."""
+    if any(m.user_id == user_id for m in inbox.members):
+        return True
+    known = session.get(KnownUser, user_id)
+    if known is None:
+        return False
+    return inbox.visibility == EVERYONE or bool(set(known.team_ids or []) & {t.team_id for t in inbox.teams})
+
+
+UNSET = object()
+
+
+def assign(session: Session, outbox: Outbox, conversation: Conversation, inbox: Inbox, assignee: str | None,
+           by: str, expected=UNSET) -> bool:
+    """Assign (reassign, or unassign with None). `expected` (the assignee the caller saw) makes it
+    a compare-and-set: of several concurrent assignments of one conversation, one wins and the
+    others get ActionRefused. The caller holds the conversation's row lock."""
+    current = conversation.assignee_user_id
+    if expected is not UNSET and expected != current:
+        raise ActionRefused("the conversation was assigned meanwhile", {"assignee_user_id": current})
+    if assignee is not None and not user_is_member(session, inbox, assignee):
+        raise InvalidAction(f"{assignee} is not a member of the inbox {inbox.name!r}")
+    if assignee == current:
+        return False
+    conversation.assignee_user_id = assignee
+    conversation.assigned_at = utcnow() if assignee else None
+    outbox.record(session, "conversation_assigned", conversation.id, {
+        "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "assignee_user_id": assignee,
+        "previous_assignee_user_id": current, "assigned_by": by})
+    return True
+
+
+_MENTION = re.compile(r"(?<![\w.])@([\w.+-]+(?:@[\w-]+(?:\.[\w-]+)+)?)")
+
+
+def _member_ids_by_handle(session: Session, inbox: Inbox, handles: set[str]) -> dict[str, str]:
+    """@handle (a user id or an email) → user id, for members of the inbox."""
+    found: dict[str, str] = {}
+    for member in inbox.members:
+        for handle in (member.user_id, member.email):
+            if handle and handle.lower() in handles:
+                found[handle.lower()] = member.user_id
+    for known in session.execute(select(KnownUser)).scalars() if handles - set(found) else ():
+        for handle in (known.user_id, known.email):
+            if handle and handle.lower() in handles and handle.lower() not in found \
+                    and user_is_member(session, inbox, known.user_id):
+                found[handle.lower()] = known.user_id
+    return found
+
+
+def add_comment(session: Session, outbox: Outbox, conversation: Conversation, inbox: Inbox,
+                principal: Principal, body: str, mentions: list[str]) -> Comment:
+    """An internal note. Mentions: the explicit `mentions` (user ids, each must be a member) and
+    every @user-id / @email in the text that names a member (other @words are plain text)."""
+    for user_id in mentions:
+        if not user_is_member(session, inbox, user_id):
+            raise InvalidAction(f"cannot mention {user_id}: not a member of the inbox {inbox.name!r}")
+    handles = {h.lower().rstrip(".") for h in _MENTION.findall(body)}
+    resolved = _member_ids_by_handle(session, inbox, handles) if handles else {}
+    mentioned = list(dict.fromkeys([*mentions, *resolved.values()]))
+    comment = Comment(id=str(uuid.uuid4()), conversation_id=conversation.id, author_user_id=principal.user_id,
+                      author_email=principal.email, body=body, mentions=mentioned, created_at=utcnow())
+    session.add(comment)
+    outbox.record(session, "comment_added", conversation.id, {
+        "comment_id": comment.id, "conversation_id": conversation.id, "inbox_id": conversation.inbox_id,
+        "author_user_id": principal.user_id, "body": body, "mentions": mentioned})
+    return comment
+
+
+# --- tickets -----------------------------------------------------------------------------------
+
+def associate_ticket(session: Session, outbox: Outbox, conversation: Conversation, by: str,
+                     ticket: Ticket | None = None, subject: str | None = None) -> Ticket:
+    """Associate `ticket`, or create one (subject: given, else the conversation's)."""
+    created = ticket is None
+    if created:
+        ticket = Ticket(id=str(uuid.uuid4()), subject=(subject or conversation.subject).strip() or "(no subject)",
+                        status=domain.OPEN, created_by=by, created_at=utcnow())
+        session.add(ticket)
+        session.flush()
+    if conversation.ticket_id == ticket.id:
+        return ticket
+    conversation.ticket_id = ticket.id
+    outbox.record(session, "ticket_associated", ticket.id, {
+        "ticket_id": ticket.id, "conversation_id": conversation.id, "inbox_id": conversation.inbox_id,
+        "subject": ticket.subject, "status": ticket.status, "created": created, "associated_by": by})
+    return ticket
+
+
+# --- moves and spam ----------------------------------------------------------------------------
+
+def move_conversation(session: Session, outbox: Outbox, conversation: Conversation, target: Inbox,
+                      by: str) -> bool:
+    """Move to `target`: the messages, comments and ticket stay with the conversation (history
+    kept); its messages are scoped to the new inbox so replies thread there; the assignee is
+    unassigned when not a member of the new inbox. The caller checked access to both inboxes."""
+    source_id = conversation.inbox_id
+    if source_id == target.id:
+        return False
+    ids = list(session.execute(select(Message.rfc_message_id).where(
+        Message.conversation_id == conversation.id)).scalars())
+    clash = session.execute(select(Message.rfc_message_id).where(
+        Message.inbox_id == target.id, Message.rfc_message_id.in_(ids)).limit(1)).scalar_one_or_none() if ids else None
+    if clash is not None:
+        raise ActionRefused("the target inbox already holds a copy of a message of this conversation "
+                            "(the email reached both inboxes)", {"rfc_message_id": clash})
+    session.execute(update(Message).where(Message.conversation_id == conversation.id).values(inbox_id=target.id))
+    conversation.inbox_id = target.id
+    session.add(ConversationMove(conversation_id=conversation.id, from_inbox_id=source_id, to_inbox_id=target.id,
+                                 moved_by=by, moved_at=utcnow()))
+    unassigned = False
+    if conversation.assignee_user_id and not user_is_member(session, target, conversation.assignee_user_id):
+        previous, conversation.assignee_user_id, conversation.assigned_at = conversation.assignee_user_id, None, None
+        unassigned = True
+        outbox.record(session, "conversation_assigned", conversation.id, {
+            "conversation_id": conversation.id, "inbox_id": target.id, "assignee_user_id": None,
+            "previous_assignee_user_id": previous, "assigned_by": None})
+    outbox.record(session, "conversation_moved", conversation.id, {
+        "conversation_id": conversation.id, "from_inbox_id": source_id, "to_inbox_id": target.id,
+        "inbox_id": target.id, "moved_by": by, "unassigned": unassigned})
+    return True
+
+
+def mark_spam(session: Session, outbox: Outbox, conversation: Conversation, spam: bool, by: str) -> bool:
+    """Mark spam (it leaves the inbox's views for the spam view) or not spam (it comes back, and
+    the event carries the contact that contacts held back while it was spam)."""
+    if conversation.spam == spam:
+        return False
+    conversation.spam = spam
+    intake_ids = [] if spam else [i for i in session.execute(select(Message.intake_id).where(
+        Message.conversation_id == conversation.id, Message.intake_id.is_not(None))
+        .order_by(Message.received_at)).scalars()]
+    outbox.record(session, "conversation_spam_marked", conversation.id, {
+        "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "spam": spam, "marked_by": by,
+        "contact_email": conversation.contact_email, "contact_name": conversation.contact_name,
+        "intake_ids": intake_ids})
     return True
 
 

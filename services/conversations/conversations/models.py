@@ -40,6 +40,22 @@ class Inbox(Base):
         cascade="all, delete-orphan")
     members: Mapped[list[Member]] = relationship(
         back_populates="inbox", order_by="Member.id", lazy="selectin", cascade="all, delete-orphan")
+    # who may view and act (access.py): "everyone" in the account, or only "specific" users and teams
+    # (the members above, and every user whose token carries one of `teams`)
+    visibility: Mapped[str] = mapped_column(String(16), nullable=False, default="everyone",
+                                            server_default="everyone")
+    teams: Mapped[list[InboxTeam]] = relationship(
+        back_populates="inbox", order_by="InboxTeam.team_id", lazy="selectin", cascade="all, delete-orphan")
+
+
+class InboxTeam(Base):
+    """A team (id from the users' tokens) whose users are members of a `specific` inbox."""
+
+    __tablename__ = "inbox_teams"
+
+    inbox_id: Mapped[str] = mapped_column(ForeignKey("inboxes.id", ondelete="CASCADE"), primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    inbox: Mapped[Inbox] = relationship(back_populates="teams")
 
 
 class Channel(Base):
@@ -74,6 +90,8 @@ class Conversation(Base):
         Index("ix_conversations_view_status", "inbox_id", "spam", "status", "last_message_at", "id"),
         # the spam and "all" views
         Index("ix_conversations_view_spam", "inbox_id", "spam", "last_message_at", "id"),
+        # "assigned to me" across inboxes
+        Index("ix_conversations_view_assignee", "assignee_user_id", "status", "last_message_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -96,6 +114,62 @@ class Conversation(Base):
     created_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
     last_message_at: Mapped[object] = mapped_column(DateTime(timezone=True), nullable=False)
     closed_at: Mapped[object | None] = mapped_column(DateTime(timezone=True))
+    assignee_user_id: Mapped[str | None] = mapped_column(String(100))
+    assigned_at: Mapped[object | None] = mapped_column(DateTime(timezone=True))
+    ticket_id: Mapped[str | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+
+
+class Ticket(Base):
+    """A minimal ticket associated with conversations (closing one may close the other)."""
+
+    __tablename__ = "tickets"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    subject: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # "open" | "closed"
+    created_by: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    closed_at: Mapped[object | None] = mapped_column(DateTime(timezone=True))
+
+
+class Comment(Base):
+    """An internal note on a conversation: shown to the inbox's members, never emailed."""
+
+    __tablename__ = "comments"
+    __table_args__ = (Index("ix_comments_conversation_time", "conversation_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"), nullable=False)
+    author_user_id: Mapped[str] = mapped_column(String(100), nullable=False)
+    author_email: Mapped[str | None] = mapped_column(String(320))
+    body: Mapped[str] = mapped_column(Text, nullable=False)  # plain text, never rendered as HTML
+    mentions: Mapped[list] = mapped_column(JSON, nullable=False, default=list)  # user ids
+    created_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class ConversationMove(Base):
+    """History of moves between inboxes (a reply to the old inbox still finds the conversation)."""
+
+    __tablename__ = "conversation_moves"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"), nullable=False, index=True)
+    from_inbox_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
+    to_inbox_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    moved_by: Mapped[str | None] = mapped_column(String(100))
+    moved_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class KnownUser(Base):
+    """Users as their last verified token described them: who can be assigned or @mentioned in
+    an inbox shared with everyone or with teams (explicit members are always known)."""
+
+    __tablename__ = "known_users"
+
+    user_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    team_ids: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    updated_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
 
 
 class Message(Base):

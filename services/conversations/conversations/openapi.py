@@ -15,31 +15,61 @@ COMPONENTS: dict[str, type[Schema]] = {
     "InboxCreate": schemas.InboxCreateSchema, "InboxUpdate": schemas.InboxUpdateSchema,
     "ConversationSummary": schemas.ConversationSummarySchema, "ConversationPage": schemas.ConversationPageSchema,
     "Conversation": schemas.ConversationSchema, "ConversationMessage": schemas.ConversationMessageSchema,
-    "Message": schemas.MessageSchema, "Error": schemas.ErrorSchema,
+    "Message": schemas.MessageSchema, "Error": schemas.ErrorSchema, "ViewCounts": schemas.ViewCountsSchema,
+    "Assign": schemas.AssignSchema, "CommentCreate": schemas.CommentCreateSchema, "Comment": schemas.CommentSchema,
+    "Close": schemas.CloseSchema, "TicketInput": schemas.TicketInputSchema, "Ticket": schemas.TicketSchema,
+    "Move": schemas.MoveSchema, "SentPage": schemas.SentPageSchema,
 }
 
+ACT = (400, 401, 403, 404, 409)  # actions: 403 = may view the inbox but is no member; 404 = may not view it
 # (method, path, summary, path parameter, query schema, request body, success status, response, errors)
 OPERATIONS = [
-    ("get", "/api/inboxes", "List inboxes with their channels and members", None, None, None,
-     200, "InboxList", ()),
-    ("post", "/api/inboxes", "Create an inbox (announces inbox_updated)", None, None, "InboxCreate",
-     201, "Inbox", (400, 409)),
-    ("get", "/api/inboxes/{inbox_id}", "One inbox", "inbox_id", None, None, 200, "Inbox", (404,)),
-    ("put", "/api/inboxes/{inbox_id}", "Change an inbox's name, channels or members (announces inbox_updated)",
-     "inbox_id", None, "InboxUpdate", 200, "Inbox", (400, 404, 409)),
+    ("get", "/api/inboxes", "The inboxes you may view, with your permissions in each", None, None, None,
+     200, "InboxList", (401,)),
+    ("post", "/api/inboxes", "Create an inbox (admins; announces inbox_updated)", None, None, "InboxCreate",
+     201, "Inbox", (400, 401, 403, 409)),
+    ("get", "/api/inboxes/{inbox_id}", "One inbox", "inbox_id", None, None, 200, "Inbox", (401, 404)),
+    ("put", "/api/inboxes/{inbox_id}", "Change an inbox's name, channels, members or access (admins; announces "
+     "inbox_updated)", "inbox_id", None, "InboxUpdate", 200, "Inbox", (400, 401, 403, 404, 409)),
     ("get", "/api/inboxes/{inbox_id}/conversations", "A view of an inbox's conversations, newest activity first",
-     "inbox_id", schemas.ConversationListArgsSchema, None, 200, "ConversationPage", (400, 404)),
-    ("get", "/api/conversations/{conversation_id}", "A conversation with its messages, oldest first",
-     "conversation_id", None, None, 200, "Conversation", (404,)),
-    ("post", "/api/conversations/{conversation_id}/close", "Close a conversation (conversation_closed)",
-     "conversation_id", None, None, 200, "ConversationSummary", (404,)),
+     "inbox_id", schemas.ConversationListArgsSchema, None, 200, "ConversationPage", (400, 401, 404)),
+    ("get", "/api/inboxes/{inbox_id}/sent", "The inbox's Sent view: our messages, newest first, with their "
+     "delivery state (queued, sent, deferred, failed, bounced)", "inbox_id", None, None, 200, "SentPage",
+     (400, 401, 404)),
+    ("get", "/api/inboxes/{inbox_id}/views", "How many conversations each view of an inbox holds",
+     "inbox_id", None, None, 200, "ViewCounts", (401, 404)),
+    ("get", "/api/conversations", "A view across every inbox you may view, newest activity first",
+     None, schemas.ConversationListArgsSchema, None, 200, "ConversationPage", (400, 401)),
+    ("get", "/api/conversations/views", "How many conversations each view holds across your inboxes",
+     None, None, None, 200, "ViewCounts", (401,)),
+    ("get", "/api/conversations/{conversation_id}", "A conversation with its messages (oldest first), comments "
+     "and ticket", "conversation_id", None, None, 200, "Conversation", (401, 404)),
+    ("post", "/api/conversations/{conversation_id}/close", "Close a conversation, and its ticket with "
+     "close_ticket (conversation_closed, ticket_closed)", "conversation_id", None, "Close", 200,
+     "ConversationSummary", ACT),
     ("post", "/api/conversations/{conversation_id}/reopen", "Reopen a conversation (conversation_reopened)",
-     "conversation_id", None, None, 200, "ConversationSummary", (404,)),
-    ("get", "/api/messages/{message_id}", "One message in full (sanitised HTML preview, attachments)",
-     "message_id", None, None, 200, "Message", (404,)),
+     "conversation_id", None, None, 200, "ConversationSummary", ACT),
+    ("post", "/api/conversations/{conversation_id}/assign", "Assign, reassign or unassign to a member of the "
+     "inbox (conversation_assigned); with expected_assignee_user_id one of concurrent assignments wins",
+     "conversation_id", None, "Assign", 200, "ConversationSummary", ACT),
+    ("post", "/api/conversations/{conversation_id}/comments", "Add an internal comment, never emailed, "
+     "@mentioning members (comment_added)", "conversation_id", None, "CommentCreate", 201, "Comment", ACT),
+    ("post", "/api/conversations/{conversation_id}/ticket", "Create a ticket for the conversation, or associate "
+     "an existing one (ticket_associated)", "conversation_id", None, "TicketInput", 200, "Ticket", ACT),
+    ("post", "/api/conversations/{conversation_id}/move", "Move the conversation to another inbox you are a "
+     "member of (conversation_moved)", "conversation_id", None, "Move", 200, "ConversationSummary", ACT),
+    ("post", "/api/conversations/{conversation_id}/spam", "Mark spam (conversation_spam_marked)",
+     "conversation_id", None, None, 200, "ConversationSummary", ACT),
+    ("post", "/api/conversations/{conversation_id}/not-spam", "Mark not spam: back into the inbox; the held-back "
+     "contact is announced (conversation_spam_marked)", "conversation_id", None, None, 200,
+     "ConversationSummary", ACT),
+    ("get", "/api/messages/{message_id}", "One message in full (sanitised HTML preview; ?images=load re-sanitises "
+     "from the raw message with remote images; URLs carry a download token)", "message_id",
+     schemas.MessageArgsSchema, None, 200, "Message", (400, 401, 404, 503)),
 ]
 
-_ERRORS = {400: "invalid request", 404: "not found", 409: "conflict"}
+_ERRORS = {400: "invalid request", 401: "no valid bearer token", 403: "not allowed (e.g. not a member of "
+           "the inbox)", 404: "not found, or not visible to you", 409: "conflict", 503: "try again"}
 
 
 def _ref(name: str) -> dict:
@@ -47,12 +77,15 @@ def _ref(name: str) -> dict:
 
 
 def register(spec: APISpec) -> None:
+    if "bearer" not in spec.components.security_schemes:
+        spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     for name, schema in COMPONENTS.items():
         if name not in spec.components.schemas:
             spec.components.schema(name, schema=schema)
     paths: dict[str, dict] = {}
     for method, path, summary, path_param, query, body, status, response, errors in OPERATIONS:
-        operation: dict = {"tags": [TAG], "summary": summary, "parameters": [], "responses": {
+        operation: dict = {"tags": [TAG], "summary": summary, "parameters": [], "security": [{"bearer": []}],
+                           "responses": {
             str(status): {"description": "OK", "content": {"application/json": {"schema": _ref(response)}}}}}
         if path_param:
             operation["parameters"].append({"in": "path", "name": path_param, "required": True,

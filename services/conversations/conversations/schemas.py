@@ -22,6 +22,14 @@ class MemberSchema(Schema):
     email = fields.String(required=True, validate=validate.Length(min=3, max=320))
 
 
+class AccessInputSchema(Schema):
+    visibility = fields.String(validate=validate.OneOf(["everyone", "specific"]), metadata={
+        "description": "everyone in the account, or only the members and the users of `teams`"})
+    teams = fields.List(fields.String(validate=validate.Length(min=1, max=100)),
+                        validate=validate.Length(max=MAX_MEMBERS),
+                        metadata={"description": "team ids (as in the users' tokens) whose users are members"})
+
+
 class InboxCreateSchema(Schema):
     key = fields.String(allow_none=True, load_default=None,
                         validate=validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,99}$"),
@@ -31,6 +39,8 @@ class InboxCreateSchema(Schema):
                            validate=validate.Length(min=1, max=MAX_CHANNELS))
     members = fields.List(fields.Nested(MemberSchema), load_default=list,
                           validate=validate.Length(max=MAX_MEMBERS))
+    access = fields.Nested(AccessInputSchema, load_default=None, allow_none=True,
+                           metadata={"description": "default: visible to everyone"})
 
 
 class InboxUpdateSchema(Schema):
@@ -39,6 +49,7 @@ class InboxUpdateSchema(Schema):
     name = fields.String(validate=validate.Length(min=1, max=200))
     channels = fields.List(fields.Nested(ChannelInputSchema), validate=validate.Length(min=1, max=MAX_CHANNELS))
     members = fields.List(fields.Nested(MemberSchema), validate=validate.Length(max=MAX_MEMBERS))
+    access = fields.Nested(AccessInputSchema)
 
 
 class InboxesFileSchema(Schema):
@@ -59,8 +70,16 @@ class InboxSchema(Schema):
     channel_addresses = fields.List(fields.String())
     channels = fields.List(fields.Nested(ChannelSchema))
     members = fields.List(fields.Nested(MemberSchema))
+    access = fields.Nested(AccessInputSchema)
+    permissions = fields.Nested(lambda: PermissionsSchema(), allow_none=True)
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
+
+
+class PermissionsSchema(Schema):
+    view = fields.Boolean()
+    act = fields.Boolean(metadata={"description": "reply, compose, comment, assign, close, move, forward, "
+                                                  "mark spam: members only"})
 
 
 class InboxListSchema(Schema):
@@ -72,8 +91,9 @@ class InboxListSchema(Schema):
 
 class ConversationListArgsSchema(Schema):
     view = fields.String(load_default="open", validate=validate.OneOf(VIEWS),
-                         metadata={"description": "open and closed hide spam; all = open + closed; "
-                                                  "spam = spam only"})
+                         metadata={"description": "open and closed hide spam; mine / unassigned: open ones "
+                                                  "assigned to you / to nobody; sent: with a message we sent; "
+                                                  "all = open + closed; spam = spam only"})
     cursor = fields.String(load_default=None, allow_none=True, metadata={"description": "next_cursor of the "
                                                                                           "previous page"})
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
@@ -101,6 +121,9 @@ class ConversationSummarySchema(Schema):
                                   metadata={"description": "the closed conversation this one continues"})
     related_conversation_id = fields.String(
         allow_none=True, metadata={"description": "matched this conversation but of the other spam verdict"})
+    assignee_user_id = fields.String(allow_none=True)
+    assigned_at = fields.DateTime(allow_none=True)
+    ticket_id = fields.String(allow_none=True)
 
 
 class ConversationPageSchema(Schema):
@@ -160,9 +183,11 @@ class MessageSchema(Schema):
     snippet = fields.String()
     text = fields.String(allow_none=True)
     html = fields.String(allow_none=True, metadata={"description": "sanitised preview (remote images blocked)"})
-    has_html = fields.Function(lambda m: bool(m.html), metadata={"type": "boolean"})
+    has_html = fields.Function(lambda m: bool(m["html"] if isinstance(m, dict) else m.html),
+                               metadata={"type": "boolean"})
     html_truncated = fields.Boolean(metadata={"description": "the preview was cut: see full_message_url"})
     remote_images_blocked = fields.Integer()
+    remote_images_loaded = fields.Boolean(metadata={"description": "?images=load: remote images allowed"})
     full_message_url = fields.String(allow_none=True)
     attachments = fields.List(fields.Nested(AttachmentSchema))
     forward = fields.Nested(ForwardSchema, allow_none=True)
@@ -190,6 +215,76 @@ class ConversationSchema(ConversationSummarySchema):
     reply_address = fields.String(allow_none=True,
                                   metadata={"description": "the primary channel plus-addressed with the token"})
     messages = fields.List(fields.Nested(ConversationMessageSchema))
+    comments = fields.List(fields.Nested(lambda: CommentSchema()))
+    ticket = fields.Nested(lambda: TicketSchema(), allow_none=True)
+    permissions = fields.Nested(PermissionsSchema)
+
+
+# --- actions -----------------------------------------------------------------------------------
+
+class AssignSchema(Schema):
+    assignee_user_id = fields.String(required=True, allow_none=True, validate=validate.Length(min=1, max=100),
+                                     metadata={"description": "a member of the inbox; null unassigns"})
+    expected_assignee_user_id = fields.String(
+        allow_none=True, metadata={"description": "optional compare-and-set: the assignee you saw (null: "
+                                                  "unassigned). If it changed meanwhile: 409, nothing changes"})
+
+
+class CommentCreateSchema(Schema):
+    body = fields.String(required=True, validate=validate.Length(min=1, max=20_000),
+                         metadata={"description": "plain text; @user-id or @email of members mention them"})
+    mentions = fields.List(fields.String(validate=validate.Length(min=1, max=100)), load_default=list,
+                           validate=validate.Length(max=50))
+
+
+class CommentSchema(Schema):
+    id = fields.String()
+    conversation_id = fields.String()
+    author_user_id = fields.String()
+    author_email = fields.String(allow_none=True)
+    body = fields.String()
+    mentions = fields.List(fields.String())
+    created_at = fields.DateTime()
+
+
+class CloseSchema(Schema):
+    close_ticket = fields.Boolean(load_default=False,
+                                  metadata={"description": "also close the associated ticket (default: only "
+                                                           "the conversation)"})
+
+
+class TicketInputSchema(Schema):
+    ticket_id = fields.String(load_default=None, allow_none=True,
+                              metadata={"description": "associate this existing ticket; omitted: create one"})
+    subject = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=500),
+                            metadata={"description": "of a new ticket (default: the conversation's)"})
+
+
+class TicketSchema(Schema):
+    id = fields.String()
+    subject = fields.String()
+    status = fields.String(metadata={"enum": ["open", "closed"]})
+    created_at = fields.DateTime()
+    closed_at = fields.DateTime(allow_none=True)
+
+
+class MoveSchema(Schema):
+    inbox_id = fields.String(required=True, metadata={"description": "the inbox to move to (you must be a member)"})
+
+
+class ViewCountsSchema(Schema):
+    open = fields.Integer()
+    closed = fields.Integer()
+    mine = fields.Integer()
+    unassigned = fields.Integer()
+    sent = fields.Integer()
+    spam = fields.Integer()
+    all = fields.Integer()
+
+
+class MessageArgsSchema(Schema):
+    images = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(["load"]),
+                           metadata={"description": "load: re-sanitise from the raw message with remote images"})
 
 
 class ErrorBodySchema(Schema):
@@ -200,3 +295,10 @@ class ErrorBodySchema(Schema):
 
 class ErrorSchema(Schema):
     error = fields.Nested(ErrorBodySchema)
+
+
+class SentPageSchema(Schema):
+    """The inbox's Sent view: our messages, newest first, each with its delivery state."""
+
+    items = fields.List(fields.Dict())
+    next_cursor = fields.String(allow_none=True)

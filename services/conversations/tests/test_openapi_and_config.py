@@ -1,6 +1,4 @@
-"""The API description matches the real endpoints; the inboxes file is read as documented."""
-
-import re
+"""The API description details; the inboxes file is read as documented."""
 
 import pytest
 from apispec import APISpec
@@ -9,25 +7,11 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from conversations import openapi, settings
 
 
-def service_routes():
-    from nameko.web.handlers import HttpRequestHandler
-
-    from conversations.service import ConversationsService
-
-    routes = set()
-    for attribute in vars(ConversationsService).values():
-        for entrypoint in getattr(attribute, "nameko_entrypoints", ()):
-            if isinstance(entrypoint, HttpRequestHandler) and entrypoint.url.startswith("/api/"):
-                routes.add((entrypoint.method.lower(), re.sub(r"<string:(\w+)>", r"{\1}", entrypoint.url)))
-    return routes
-
-
-def test_every_endpoint_is_documented_with_its_schemas():
+def test_endpoints_are_documented_with_their_parameters_and_schemas():
+    # that every route is documented at all is checked for every service in tests/test_architecture.py
     spec = APISpec("mailroom", "0.1.0", "3.1.0", plugins=[MarshmallowPlugin()])
     openapi.register(spec)
     document = spec.to_dict()
-    documented = {(method, path) for path, operations in document["paths"].items() for method in operations}
-    assert documented == service_routes()
     listing = document["paths"]["/api/inboxes/{inbox_id}/conversations"]["get"]
     assert {p["name"] for p in listing["parameters"]} == {"inbox_id", "view", "cursor", "limit"}
     assert "html" in document["components"]["schemas"]["Message"]["properties"]

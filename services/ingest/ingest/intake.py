@@ -193,7 +193,47 @@ def _message_received(session: Session, blobs: DirectoryBlobStore, intake: Intak
             **forward.as_dict(), "trusted": analysis.forward_trusted,
             "forwarded_by": (parsed.sender.as_dict() if parsed.sender else {"name": None, "email": None})},
         "received_at": _iso(intake.received_at),
+        "bounced_message_ids": _bounced_message_ids(parsed.message) if classification.bounce else [],
     }
+
+
+_RETURNED_PARTS = ("message/rfc822", "text/rfc822-headers", "message/global", "message/global-headers")
+MAX_BOUNCED_IDS = 10
+
+
+def _bounced_message_ids(message) -> list[str]:
+    """The Message-IDs of the original message a DSN returns (RFC 3464: its message/rfc822 or
+    text/rfc822-headers part), so that outbound can mark its sent email bounced."""
+    found: list[str] = []
+    stack, seen = [message], 0
+    while stack and seen < 200:
+        part = stack.pop(0)
+        seen += 1
+        try:
+            content_type = part.get_content_type()
+            payload = part.get_payload()
+        except Exception as exc:  # a broken part of a DSN: look at the others
+            log.debug("skipping an unreadable part of a DSN: %s", exc)
+            continue
+        if content_type in _RETURNED_PARTS:
+            headers = None
+            if isinstance(payload, list) and payload:  # message/rfc822: the parsed copy
+                headers = payload[0]
+            elif isinstance(payload, str):  # text/rfc822-headers: just the header lines
+                try:
+                    headers = BytesHeaderParser(policy=compat32).parsebytes(
+                        part.get_payload(decode=True) or payload.encode("utf-8", "replace"))
+                except Exception:
+                    headers = None
+            if headers is not None:
+                values = [str(v) for v in (headers.get_all("Message-ID") or [])]
+                for value in parse_message_ids(values):
+                    if value not in found:
+                        found.append(value)
+            continue
+        if part.is_multipart() and isinstance(payload, list):
+            stack.extend(payload)
+    return found[:MAX_BOUNCED_IDS]
 
 
 def _iso(value) -> str:

@@ -10,6 +10,7 @@ import logging
 import eventlet
 from eventlet.event import Event
 from nameko.extensions import DependencyProvider
+from nameko.rpc import rpc
 from nameko.timer import timer
 from nameko.web.handlers import http
 from werkzeug.wrappers import Response
@@ -17,11 +18,21 @@ from werkzeug.wrappers import Response
 from ingest import SERVICE_NAME, intake, mailboxes
 from ingest import config as ingest_config
 from ingest.blobstore import BlobNotFound, DirectoryBlobStore
+from ingest.domain.parsing import parse_message
+from ingest.domain.sanitize import html_preview, sanitize_html
 from ingest.models import Intake, outbox, processed_events
-from mailroom_shared import config
+from mailroom_shared import auth, config
 from mailroom_shared.db import Database
 from mailroom_shared.events.envelope import parse_envelope
-from mailroom_shared.http import HttpError, NotFound, PayloadTooLarge, health_response, json_endpoint
+from mailroom_shared.http import (
+    Forbidden,
+    HttpError,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    health_response,
+    json_endpoint,
+)
 from mailroom_shared.messaging.idempotency import ProcessedEvents
 from mailroom_shared.messaging.nameko_adapters import (
     DatabaseProvider,
@@ -34,6 +45,28 @@ from mailroom_shared.messaging.outbox import Outbox
 log = logging.getLogger(__name__)
 OUTBOX = Outbox(outbox)
 PROCESSED = ProcessedEvents(processed_events)
+INTAKE_ROLE = "intake"  # may POST raw mail (providers' inbound webhooks), besides super admins
+
+
+# --- access (docs/access.md): ingest keeps no inbox access settings. A stored message is read
+# with a download token that conversations signs for that message after checking the inbox
+# (its URLs carry it), or by a user who may view every inbox (account_access, super_admin).
+
+def require_post_access(request) -> None:
+    principal = auth.authenticate(request)
+    if not (principal.super_admin or INTAKE_ROLE in principal.roles):
+        raise Forbidden(f"posting raw mail needs the super_admin or {INTAKE_ROLE} role")
+
+
+def require_read_access(request, intake_id: str) -> None:
+    token = request.args.get("access")
+    if token:
+        auth.verify_blob_access(token, intake_id)
+        return
+    if auth.bearer_token(request) is None:
+        raise Unauthorized("sign in, or use the link from the message (GET /api/messages/{id})")
+    if not auth.authenticate(request).sees_every_inbox:
+        raise NotFound(f"no message {intake_id}: open it through /api/messages/{{id}} for a download link")
 
 
 class BlobStoreProvider(DependencyProvider):
@@ -133,6 +166,7 @@ class IngestService:
     @json_endpoint
     def post_raw_message(self, request, address):
         """A raw RFC 5322 message for one channel (providers' inbound webhooks, operators)."""
+        require_post_access(request)
         settings = ingest_config.intake_settings()
         if request.content_length and request.content_length > settings.max_message_bytes:
             raise PayloadTooLarge(f"message exceeds the {settings.max_message_bytes} byte limit")
@@ -154,6 +188,7 @@ class IngestService:
     @json_endpoint
     def get_intake(self, request, intake_id):
         """Operators: what happened to a received message (processed, quarantined and why)."""
+        require_read_access(request, intake_id)
         with self.db.transaction() as session:
             row = session.get(Intake, intake_id)
             if row is None:
@@ -165,6 +200,7 @@ class IngestService:
     @http("GET", "/api/ingest/messages/<string:intake_id>/raw")
     @json_endpoint
     def get_raw_message(self, request, intake_id):
+        require_read_access(request, intake_id)
         with self.db.transaction() as session:
             row = session.get(Intake, intake_id)
             if row is None:
@@ -177,6 +213,7 @@ class IngestService:
     @http("GET", "/api/ingest/messages/<string:intake_id>/attachments/<string:sha256>")
     @json_endpoint
     def get_attachment(self, request, intake_id, sha256):
+        require_read_access(request, intake_id)
         with self.db.transaction() as session:
             row = session.get(Intake, intake_id)
             meta = next((a for a in (row.attachments or []) if a.get("sha256") == sha256), None) if row else None
@@ -193,6 +230,24 @@ class IngestService:
                         headers={"Content-Disposition": f'{disposition}; filename="{_ascii(meta["filename"])}"',
                                  "X-Content-Type-Options": "nosniff",
                                  "Content-Security-Policy": "default-src 'none'; sandbox"})
+
+    @rpc
+    def render_html(self, intake_id, allow_remote_images=False):
+        """The sanitised HTML preview of a stored message, re-made from the raw bytes (for
+        conversations' `GET /api/messages/{id}?images=load`, after its access check)."""
+        with self.db.transaction() as session:
+            row = session.get(Intake, intake_id)
+            if row is None:
+                raise NotFound(f"no message {intake_id}")
+            blob_key, stored = row.blob_key, list(row.attachments or [])
+        settings = ingest_config.intake_settings()
+        parsed = parse_message(self.blobs.get(blob_key), settings.limits)
+        cid_urls = {a["content_id"]: a["url"] for a in stored if a.get("content_id") and a.get("url")}
+        if not parsed.html:
+            return {"html": None, "truncated": False, "remote_images_blocked": 0}
+        sanitised = sanitize_html(parsed.html, cid_urls, allow_remote_images=bool(allow_remote_images))
+        html, truncated = html_preview(sanitised.html, settings.html_preview_bytes)
+        return {"html": html, "truncated": truncated, "remote_images_blocked": sanitised.remote_images_blocked}
 
 
 def _ascii(name: str) -> str:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.domain.subjects import has_forward_prefix, has_reply_prefix, leading_prefix_kind, strip_prefixes
+from ingest.domain.subjects import (
+    has_forward_prefix,
+    has_reply_prefix,
+    leading_prefix_kind,
+    leading_prefix_word,
+    strip_prefixes,
+)
 
 FORWARD_SUBJECTS = [
     "Fwd: Hello",
@@ -147,3 +153,12 @@ def test_leading_prefix_kind(subject: str, kind: str | None) -> None:
 )
 def test_strip_prefixes(subject: str, stripped: str) -> None:
     assert strip_prefixes(subject) == stripped
+
+
+@pytest.mark.parametrize(
+    ("subject", "word"),
+    [("VS: Tarjous", "vs"), ("[EXT] Vs: x", "vs"), ("RE[2]: FW: x", "re"), ("Note: x", None), ("Hello", None),
+     (None, None), ("İLT: Teklif", "ilt")],
+)
+def test_leading_prefix_word(subject: str | None, word: str | None) -> None:
+    assert leading_prefix_word(subject) == word

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from marshmallow import Schema
 
-from mailroom_shared.events import contacts, conversations, ingest
+from mailroom_shared.events import contacts, conversations, ingest, outbound
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,28 @@ _SPECS = [
               "A closed conversation was reopened (e.g. by a customer's reply)."),
     EventSpec("conversation_closed", "conversations", 1, conversations.ConversationClosedV1,
               "A conversation was closed."),
+    EventSpec("conversation_assigned", "conversations", 1, conversations.ConversationAssignedV1,
+              "A conversation was assigned, reassigned or unassigned."),
+    EventSpec("comment_added", "conversations", 1, conversations.CommentAddedV1,
+              "An internal comment (never emailed) was added to a conversation."),
+    EventSpec("ticket_associated", "conversations", 1, conversations.TicketAssociatedV1,
+              "A ticket was created for, or associated with, a conversation."),
+    EventSpec("ticket_closed", "conversations", 1, conversations.TicketClosedV1,
+              "A ticket was closed (with its conversation)."),
+    EventSpec("conversation_moved", "conversations", 1, conversations.ConversationMovedV1,
+              "A conversation was moved to another inbox."),
+    EventSpec("conversation_spam_marked", "conversations", 1, conversations.ConversationSpamMarkedV1,
+              "A conversation was marked spam or not spam by a user."),
+    EventSpec("email_queued", "outbound", 1, outbound.EmailQueuedV1,
+              "An email (compose, reply or forward) was stored for delivery."),
+    EventSpec("email_sent", "outbound", 1, outbound.EmailSentV1,
+              "The SMTP relay accepted an email (with the server's queue id)."),
+    EventSpec("email_deferred", "outbound", 1, outbound.EmailDeferredV1,
+              "Delivery failed temporarily (4xx or connection trouble); it is retried with backoff."),
+    EventSpec("email_failed", "outbound", 1, outbound.EmailFailedV1,
+              "Delivery failed permanently (5xx or retries exhausted); the reason is kept."),
+    EventSpec("email_bounced", "outbound", 1, outbound.EmailBouncedV1,
+              "A delivery status notification (bounce) was matched to a sent email."),
 ]
 
 CATALOGUE: dict[str, EventSpec] = {spec.name: spec for spec in _SPECS}

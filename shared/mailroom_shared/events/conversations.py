@@ -15,6 +15,10 @@ class InboxUpdatedV1(Schema):
                                 metadata={"description": "trusted forwarders"})
     primary_address = fields.String(allow_none=True, load_default=None,
                                     metadata={"description": "the default From identity"})
+    visibility = fields.String(load_default="everyone", metadata={
+        "description": "'everyone' in the account, or 'specific' users (member_user_ids) and teams (team_ids)"})
+    member_user_ids = fields.List(fields.String(), load_default=list)
+    team_ids = fields.List(fields.String(), load_default=list)
 
 
 class ConversationCreatedV1(Schema):
@@ -54,3 +58,71 @@ class ConversationClosedV1(Schema):
     inbox_id = fields.String(required=True)
     reason = fields.String(required=True, metadata={"description": "'api' for now"})
     closed_by = fields.String(allow_none=True, load_default=None, metadata={"description": "user id, if known"})
+    ticket_id = fields.String(allow_none=True, load_default=None, metadata={"description": "associated ticket"})
+    ticket_closed = fields.Boolean(load_default=False,
+                                   metadata={"description": "the associated ticket was closed with it"})
+
+
+class ConversationAssignedV1(Schema):
+    """Assigned, reassigned or unassigned (assignee_user_id null)."""
+
+    conversation_id = fields.String(required=True)
+    inbox_id = fields.String(required=True)
+    assignee_user_id = fields.String(allow_none=True, required=True)
+    previous_assignee_user_id = fields.String(allow_none=True, load_default=None)
+    assigned_by = fields.String(allow_none=True, load_default=None,
+                                metadata={"description": "user id; null when the system unassigned (e.g. a move)"})
+
+
+class CommentAddedV1(Schema):
+    """An internal note: never emailed to the contact."""
+
+    comment_id = fields.String(required=True)
+    conversation_id = fields.String(required=True)
+    inbox_id = fields.String(required=True)
+    author_user_id = fields.String(required=True)
+    body = fields.String(required=True, metadata={"description": "plain text"})
+    mentions = fields.List(fields.String(), load_default=list, metadata={"description": "mentioned user ids"})
+
+
+class TicketAssociatedV1(Schema):
+    ticket_id = fields.String(required=True)
+    conversation_id = fields.String(required=True)
+    inbox_id = fields.String(required=True)
+    subject = fields.String(required=True)
+    status = fields.String(required=True)
+    created = fields.Boolean(required=True, metadata={"description": "the ticket was created by this action"})
+    associated_by = fields.String(allow_none=True, load_default=None)
+
+
+class TicketClosedV1(Schema):
+    ticket_id = fields.String(required=True)
+    conversation_id = fields.String(allow_none=True, load_default=None,
+                                    metadata={"description": "the conversation closed with it"})
+    closed_by = fields.String(allow_none=True, load_default=None)
+
+
+class ConversationMovedV1(Schema):
+    """Moved to another inbox: history kept; later replies go out from the new inbox's addresses."""
+
+    conversation_id = fields.String(required=True)
+    from_inbox_id = fields.String(required=True)
+    to_inbox_id = fields.String(required=True)
+    inbox_id = fields.String(required=True, metadata={"description": "= to_inbox_id"})
+    moved_by = fields.String(allow_none=True, load_default=None)
+    unassigned = fields.Boolean(load_default=False,
+                                metadata={"description": "the assignee is no member of the new inbox"})
+
+
+class ConversationSpamMarkedV1(Schema):
+    """marked spam (spam true) or not spam (spam false). For 'not spam', the contact that was
+    held back (contacts skip spam senders) is in contact_email/contact_name and the messages'
+    intake ids are listed, so contacts can create it and log the timeline."""
+
+    conversation_id = fields.String(required=True)
+    inbox_id = fields.String(required=True)
+    spam = fields.Boolean(required=True)
+    marked_by = fields.String(allow_none=True, load_default=None)
+    contact_email = fields.String(allow_none=True, load_default=None)
+    contact_name = fields.String(allow_none=True, load_default=None)
+    intake_ids = fields.List(fields.String(), load_default=list)

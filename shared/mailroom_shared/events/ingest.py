@@ -51,6 +51,9 @@ class MessageReceivedV1(Schema):
     flags = fields.Nested(FlagsSchema, required=True)
     forward = fields.Nested(ForwardSchema, allow_none=True, load_default=None)
     received_at = fields.String(required=True)
+    bounced_message_ids = fields.List(fields.String(), load_default=list, metadata={
+        "description": "for a bounce (DSN): the Message-IDs (without angle brackets) of the returned "
+                       "message/rfc822 or text/rfc822-headers parts"})
 
 
 class MessageQuarantinedV1(Schema):

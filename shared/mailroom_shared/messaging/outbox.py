@@ -90,6 +90,7 @@ class OutboxRelay:
             if is_postgres(session):
                 query = query.with_for_update(skip_locked=True)
             rows = session.execute(query).all()
+            confirmed: list[int] = []
             for row in rows:
                 envelope = row.envelope if isinstance(row.envelope, dict) else json.loads(row.envelope)
                 spec = spec_for(row.event_type)
@@ -101,9 +102,14 @@ class OutboxRelay:
                         attempts=self.table.c.attempts + 1, last_error=str(exc)[:2000]))
                     self.last_failed = True
                     break
-                session.execute(update(self.table).where(self.table.c.id == row.id).values(
+                confirmed.append(row.id)
+            if confirmed:
+                # One statement for the batch (was one per row), in the same transaction as before:
+                # the rows stay locked until it commits, and a crash before the commit republishes
+                # them (at-least-once), exactly as with per-row updates.
+                session.execute(update(self.table).where(self.table.c.id.in_(confirmed)).values(
                     published_at=utcnow(), attempts=self.table.c.attempts + 1, last_error=None))
-                published += 1
+                published = len(confirmed)
         return published
 
     def pending_count(self) -> int:

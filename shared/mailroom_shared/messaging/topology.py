@@ -48,6 +48,13 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("conversations", "message_added", "contacts", "handle_message_added"),
     Subscription("conversations", "inbox_updated", "ingest", "handle_inbox_updated"),
     Subscription("conversations", "inbox_updated", "contacts", "handle_inbox_updated"),
+    Subscription("outbound", "email_queued", "conversations", "handle_email_queued"),
+    Subscription("outbound", "email_sent", "conversations", "handle_email_sent"),
+    Subscription("outbound", "email_deferred", "conversations", "handle_email_deferred"),
+    Subscription("outbound", "email_failed", "conversations", "handle_email_failed"),
+    Subscription("outbound", "email_bounced", "conversations", "handle_email_bounced"),
+    Subscription("outbound", "email_sent", "contacts", "handle_email_sent"),
+    Subscription("ingest", "message_received", "outbound", "handle_message_received"),
 )
 
 

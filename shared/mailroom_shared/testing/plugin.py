@@ -8,6 +8,7 @@ import pytest
 
 from mailroom_shared.testing import infra
 from mailroom_shared.testing.stack import Stack
+from mailroom_shared.testing.tokens import TEST_ENV, admin_headers
 
 
 @pytest.fixture(scope="session")
@@ -52,13 +53,16 @@ def make_database(postgres_admin):
 
 @pytest.fixture
 def stack_factory(amqp_uri, make_database, tmp_path):
-    """`stack_factory([ServiceSpec, ...], extra_env={...})` starts those services (one process)."""
+    """`stack_factory([ServiceSpec, ...], extra_env={...})` starts those services (one process each).
+    Every stack verifies tokens with testing.tokens.TEST_SECRET and sends the test admin's token
+    by default (`headers=` of a request overrides it; testing.tokens.auth mints others)."""
     stacks: list[Stack] = []
 
     def start(services, extra_env: dict | None = None) -> Stack:
         stack = Stack(services=list(services), amqp_uri=amqp_uri,
                       database_urls={spec.name: make_database(spec.name) for spec in services},
-                      workdir=tmp_path / f"stack{len(stacks)}", extra_env=extra_env or {})
+                      workdir=tmp_path / f"stack{len(stacks)}", extra_env={**TEST_ENV, **(extra_env or {})},
+                      default_headers=admin_headers())
         stacks.append(stack)
         return stack.start()
 

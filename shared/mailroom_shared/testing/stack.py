@@ -59,6 +59,8 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)  # service -> its HTTP port
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # sent with every request unless the call gives the same header (an empty value drops it)
+    default_headers: dict[str, str] = field(default_factory=dict)
     commands: dict[str, tuple[list[str], int | None]] = field(default_factory=dict)  # name -> (argv, port)
 
     def url(self, path: str) -> str:
@@ -164,8 +166,17 @@ class Stack:
             process.wait()
 
     def stop(self) -> None:
-        for name in list(self.processes):
-            self.stop_process(name)
+        # SIGTERM everything first, then wait: each nameko process takes ~2 s to stop gracefully.
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for name, process in list(self.processes.items()):
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            self.processes.pop(name, None)
 
     # --- HTTP helpers for tests -------------------------------------------------------------
 
@@ -174,8 +185,9 @@ class Stack:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         request = urllib.request.Request(self.url(path), data=data, method=method)
         request.add_header("Content-Type", "application/json" if raw is None else "message/rfc822")
-        for key, value in (headers or {}).items():
-            request.add_header(key, value)
+        for key, value in {**self.default_headers, **(headers or {})}.items():
+            if value:
+                request.add_header(key, value)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 payload = response.read()

@@ -11,8 +11,10 @@ Text blocks come in two strengths. Separators that say "forwarded" (`---------- 
 `Begin forwarded message:`, `-------- Weitergeleitete Nachricht --------`, mutt, Lotus Notes) are a
 forward whatever the subject says. Outlook's layouts (`-----Original Message-----`, the 32 underscores,
 a bare `From:/Sent:` block) and `On ... wrote:` lines are written the same way for replies, so they count
-only when the subject's outermost prefix is a forward marker, or, with no prefix at all, when the block
-opens the body. Only the first block found decides; everything below it is the forwarded content.
+only when the subject's outermost prefix is a forward marker (`VS:` over Finnish labels is a reply), when a
+forward marker deeper in the chain (`AW: WG:`, `RE: FW:`) sits over a block with nothing written above it,
+or, with no prefix at all, when the block opens the body (a separator-less block must then name an address).
+Only the first block found decides; everything below it is the forwarded content.
 
 Which sender (§6): the sender of the outermost forwarded block. We step down to the next block only when
 the outer one is essentially empty (blank lines, a mobile footer) and itself a forward; reply history
@@ -35,7 +37,14 @@ from email.parser import BytesParser
 
 from ingest.domain.htmltext import html_to_text
 from ingest.domain.model import Address, ForwardInfo, ParsedMessage
-from ingest.domain.subjects import FORWARD, REPLY, has_forward_prefix, leading_prefix_kind, strip_prefixes
+from ingest.domain.subjects import (
+    FORWARD,
+    REPLY,
+    has_forward_prefix,
+    leading_prefix_kind,
+    leading_prefix_word,
+    strip_prefixes,
+)
 from mailroom_shared.addresses import try_normalise_email
 
 __all__ = ["detect_forward", "html_to_text"]
@@ -297,6 +306,9 @@ class _Block:
     date: str | None
 
 
+_QUOTE_MARKERS = re.compile(r"^(?:[ \t]*>)+")
+
+
 def _normalise(text: str) -> list[_Line]:
     """Lines without quote markers, after the clean-up of reference §5 (NBSP, BOM, dashes, `：`, CRLF)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -306,7 +318,7 @@ def _normalise(text: str) -> list[_Line]:
         text = re.sub(r"&(nbsp|lt|gt|amp|quot);", lambda m: html.unescape(m.group(0)), text)
     lines = []
     for raw in text.split("\n"):
-        quote = re.match(r"^(?:[ \t]*>)+", raw)
+        quote = _QUOTE_MARKERS.match(raw)
         depth = quote.group(0).count(">") if quote else 0
         body = raw[quote.end():] if quote else raw
         lines.append(_Line(depth, body.replace("\xa0", " ").strip()))
@@ -432,10 +444,27 @@ class _Separator:
     rest: str = ""  # header fields run together on the separator line (Yahoo)
 
 
+_MAX_PHRASE = max(map(len, _FORWARD_PHRASES | _ORIGINAL_PHRASES))
+_TWO_MARKS = re.compile(r"[-=_~*]{2}")
+
+
+def _cannot_be_separator(text: str) -> bool:
+    """A cheap, exact shortcut for long lines (prose): without two marks in a row (`--`, `**`, ...)
+    there is no lead or trail, so the phrase is the whole line (less a colon), and folding keeps
+    every non-space character except U+0307: a line with more of them than the longest phrase
+    cannot be a separator. Spares the regex's scan of every prose line of a long body."""
+    if len(text) <= _MAX_PHRASE + 2 or _TWO_MARKS.search(text):
+        return False
+    return len("".join(text.split())) - 1 - text.count("\u0307") > _MAX_PHRASE
+
+
 def _separator(text: str) -> _Separator | None:
-    text = unicodedata.normalize("NFKC", text).translate(_DASHES)
+    if not text.isascii():  # both are identities on ASCII text
+        text = unicodedata.normalize("NFKC", text).translate(_DASHES)
     if _UNDERSCORES.match(text):
         return _Separator("original", "outlook")
+    if _cannot_be_separator(text):
+        return None
     match = _SEPARATOR.match(text)
     if not match:
         return None
@@ -474,7 +503,9 @@ def _split_run_together(text: str, anywhere: bool) -> list[str]:
 _INCOMPLETE_VALUE = re.compile(
     r"(mailto:|[<\[(]|" + "|".join(map(re.escape, ON_BEHALF_PHRASES)) + r"|\bEn|De la)\s*$", re.IGNORECASE
 )
-_CONTINUATION_START = re.compile(r"^(?:[<\[(]|mailto:|part de|nombre de|\S+@\S+\])", re.IGNORECASE)
+_CONTINUATION_START = re.compile(
+    r"^(?:[<\[(]|mailto:|part de|nombre de|de la(?:\s+part\s+de\b.*)?$|\S+@\S+\])", re.IGNORECASE
+)
 
 
 def _continues(field: str, value: str, text: str, following: _Line | None) -> bool:
@@ -582,7 +613,9 @@ def _notes_block(lines: list[_Line], i: int, depth: int) -> _Block | None:
 
 
 _WROTE = re.compile(
-    r"(?:" + "|".join(re.escape(w) for w in sorted(WROTE_WORDS, key=len, reverse=True)) + r")\b.{0,40}[:：]$",
+    # `... wrote:`, or the word before the mailbox and a short word after it (sv `skrev "N" <a> följande:`)
+    r"(?:" + "|".join(re.escape(w) for w in sorted(WROTE_WORDS, key=len, reverse=True))
+    + r")\b(?:.{0,40}|.{0,200}[>)]\s*\w{0,12})[:：]$",
     re.IGNORECASE,
 )
 _ATTRIBUTION_INTRO = re.compile(
@@ -639,15 +672,19 @@ def _find_blocks(lines: list[_Line]):
         i += 1
 
 
+_DASH_START = "-" + _UNICODE_DASHES
+
+
 def _block_at(lines: list[_Line], i: int) -> _Block | None:
     text, depth = lines[i].text, lines[i].depth
-    notes = _NOTES.match(text.translate(_DASHES))
-    if notes:
-        return _notes_block(lines, i, depth)
-    mutt = _MUTT.match(text.translate(_DASHES))
-    if mutt:
-        fields, end = _header_block(lines, i + 1)
-        return _block_from_fields("forward", "mutt", i, end, depth, fields, fallback_sender=mutt.group("who"))
+    if text[:1] in _DASH_START:  # the Notes and mutt separators both start with `---`
+        dashed = text.translate(_DASHES)
+        if _NOTES.match(dashed):
+            return _notes_block(lines, i, depth)
+        mutt = _MUTT.match(dashed)
+        if mutt:
+            fields, end = _header_block(lines, i + 1)
+            return _block_from_fields("forward", "mutt", i, end, depth, fields, fallback_sender=mutt.group("who"))
     separator = _separator(text)
     if separator:
         fields, end = _header_block(lines, i + 1, [separator.rest] if separator.rest else [])
@@ -669,6 +706,18 @@ def _block_at(lines: list[_Line], i: int) -> _Block | None:
 
 def _has_block(text: str) -> bool:
     return next(_find_blocks(_normalise(text)), None) is not None
+
+
+_FINNISH_LABELS = frozenset({"lähettäjä", "lähetetty", "vastaanottaja", "aihe", "päivämäärä"})
+
+
+def _finnish_block(lines: list[_Line], block: _Block) -> bool:
+    """Whether the block's labels are Finnish (to read an ambiguous `VS:` subject marker)."""
+    for line in lines[block.start: max(block.end, block.start + 1)]:
+        match = _LABEL_LINE.match(line.text)
+        if match and _fold(match.group("label")) in _FINNISH_LABELS:
+            return True
+    return False
 
 
 def _essentially_empty(lines: list[_Line]) -> bool:
@@ -693,12 +742,24 @@ def _from_text(text: str, subject: str) -> _Block | None:
     if first is None:
         return None
     outermost = leading_prefix_kind(subject)
+    forward_marked = has_forward_prefix(subject)
+    if outermost == FORWARD and leading_prefix_word(subject) == "vs" and _finnish_block(lines, first):
+        outermost = REPLY  # `VS:` is the Finnish reply marker (Danish/Norwegian forward), reference §8.1
+        forward_marked = False
     if first.kind == "forward":
         # A quoted forward under a "Re:" subject is the history of a reply to a forward.
         accepted = not (first.depth > 0 and outermost == REPLY)
     else:
-        # Outlook layouts and `On ... wrote:` (Outlook for Mac forwards) look the same in replies.
-        accepted = outermost == FORWARD or (outermost is None and _essentially_empty(lines[: first.start]))
+        # Outlook layouts and `On ... wrote:` (Outlook for Mac forwards) look the same in replies, so they
+        # need a forward prefix, or nothing written above them (a reply has its text there). With no
+        # prefix at all, a separator-less block naming no address ("From: the CEO") is too weak.
+        nothing_above = _essentially_empty(lines[: first.start])
+        # `RE: FW:` / `AW: WG:`: a forward only when not a word was written above the block.
+        blank_above = not any(line.text.strip(" -_*=>\t") and not _FOOTER.match(line.text.strip(" -_*=>\t"))
+                              for line in lines[: first.start])
+        accepted = outermost == FORWARD or (blank_above and forward_marked) or (
+            outermost is None and nothing_above
+            and (first.kind != "headers" or first.sender is None or first.sender.email is not None))
     if not accepted:
         return None
     current = first

@@ -31,6 +31,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from email import policy
 from email.generator import BytesGenerator
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
@@ -475,29 +476,77 @@ def _prescan(raw: bytes, limits: ParseLimits) -> None:
     Every multipart level declares a boundary and every message level has a message/* type, so
     their count bounds depth and part count; each delimiter line starts another part.
     """
-    boundaries = {quoted or bare for quoted, bare in _BOUNDARY_DECLARATION.findall(raw)}
-    containers = len(_BOUNDARY_DECLARATION.findall(raw)) + len(_MESSAGE_TYPE.findall(raw))
+    declarations = _BOUNDARY_DECLARATION.findall(raw)
+    boundaries = {quoted or bare for quoted, bare in declarations}
+    containers = len(declarations) + len(_MESSAGE_TYPE.findall(raw))
     if containers > limits.max_parts:
         raise MessageTooComplex(f"more than {limits.max_parts} MIME parts")
     if not boundaries:
         return
-    delimiter = re.compile(rb"^--(?:" + b"|".join(re.escape(b) for b in boundaries) + rb")", re.M)
-    delimiters = sum(1 for _ in delimiter.finditer(raw))
-    if delimiters > limits.max_parts + len(boundaries):
+    if _count_delimiter_lines(raw, boundaries) > limits.max_parts + len(boundaries):
         raise MessageTooComplex(f"more than {limits.max_parts} MIME parts")
 
 
+class _MemoHeaderFactory:
+    """`policy.default` parses a header again each time it is read (`get_content_type()`,
+    `get_param()`, `get_filename()`, `msg["From"]` ... each re-run the header grammar), and a message
+    is read many times: by the parser itself, the MIME walk, classification and forward detection.
+    This factory remembers what it built for one message tree: same (name, value), same immutable
+    header object. One per parse, so the memory goes with the message."""
+
+    __slots__ = ("registry", "built")
+
+    def __init__(self, registry: HeaderRegistry) -> None:
+        self.registry = registry
+        self.built: dict[tuple[str, str], object] = {}
+
+    def __call__(self, name: str, value: str):
+        key = (name, value)
+        header = self.built.get(key)
+        if header is None:
+            header = self.built[key] = self.registry(name, value)
+        return header
+
+    def __getitem__(self, name: str):
+        return self.registry[name]
+
+    def map_to_type(self, name: str, cls) -> None:
+        self.registry.map_to_type(name, cls)
+
+
+_HEADER_REGISTRY = HeaderRegistry()
+
+
+def _message_policy() -> policy.EmailPolicy:
+    """policy.default, with headers parsed once per message tree (see _MemoHeaderFactory)."""
+    return policy.default.clone(header_factory=_MemoHeaderFactory(_HEADER_REGISTRY))
+
+
+def _count_delimiter_lines(raw: bytes, boundaries: set[bytes]) -> int:
+    """Lines that start with `--` and one of the boundaries (what `^--(?:b1|b2…)` with re.M counts),
+    without compiling a regular expression per message (each boundary is unique)."""
+    prefixes = tuple(b"--" + boundary for boundary in boundaries)
+    count = 1 if raw.startswith(prefixes) else 0
+    position = raw.find(b"\n--")
+    while position >= 0:
+        if raw.startswith(prefixes, position + 1):
+            count += 1
+        position = raw.find(b"\n--", position + 1)
+    return count
+
+
 def _parse_tree(raw: bytes, defects: list[str]) -> EmailMessage:
+    message_policy = _message_policy()
     try:
-        return BytesParser(policy=policy.default).parsebytes(raw)
+        return BytesParser(policy=message_policy).parsebytes(raw)
     except RecursionError as exc:
         raise MessageTooComplex("MIME nesting too deep for the parser") from exc
     except Exception as exc:  # a stdlib parser bug must not lose the message
         defects.append(f"MIME structure unreadable ({type(exc).__name__}); headers only")
     try:
-        return BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
+        return BytesParser(policy=message_policy).parsebytes(raw, headersonly=True)
     except Exception:
-        return EmailMessage(policy=policy.default)
+        return EmailMessage(policy=message_policy)
 
 
 _HEADER_LINE = re.compile(rb"^[!-9;-~]+[ \t]*:")

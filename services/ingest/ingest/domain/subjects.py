@@ -121,6 +121,23 @@ def strip_prefixes(subject: str | None) -> str:
     return (subject or "")[pos:].strip()
 
 
+def leading_prefix_word(subject: str | None) -> str | None:
+    """The outermost prefix word in compare form (`"[EXT] VS: x"` → `"vs"`), for language-dependent
+    markers such as `VS` (forward in Danish/Norwegian, reply in Finnish)."""
+    text = subject or ""
+    scan = 0
+    while scan < len(text):
+        tag = _TAG.match(text, scan)
+        if not tag:
+            break
+        scan = tag.end()
+    token = _TOKEN.match(text, scan)
+    if not token:
+        return None
+    word = _fold(token.group("word"))
+    return word if (word in _KIND_BY_WORD or word.rstrip(".") in _KIND_BY_WORD) else None
+
+
 def leading_prefix_kind(subject: str | None) -> str | None:
     """The outermost (most recent) action: `"Re: Fwd: x"` → "reply", `"WG: AW: x"` → "forward"."""
     kinds, _ = prefix_chain(subject)

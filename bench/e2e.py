@@ -1,0 +1,349 @@
+"""End-to-end: a real stack (ingest + SMTP listener, contacts, conversations as `nameko run`
+processes on a fresh vhost and fresh PostgreSQL databases), concurrent SMTP clients, and an
+external pika subscriber on `conversations.events` / `message_added` that confirms every message
+was stored in its conversation. No HTTP: the API may require bearer tokens.
+
+Times are CLOCK_MONOTONIC (`time.monotonic()`), system-wide on Linux, so the sender process's
+"250 received" and the subscriber's "message_added received" are comparable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import smtplib
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pika
+from corpus import INBOX_ADDRESS, MEMBER, CorpusMessage  # noqa: I001 - bench/ is on sys.path
+from kombu import Connection
+from sqlalchemy import create_engine, text
+
+from mailroom_shared.db import normalise_url
+from mailroom_shared.messaging.topology import SUBSCRIPTIONS
+from mailroom_shared.testing.specs import CONTACTS, CONVERSATIONS, INGEST
+from mailroom_shared.testing.stack import Stack, free_port
+
+SERVICES = [INGEST, CONTACTS, CONVERSATIONS]
+INBOXES_YAML = f"""
+inboxes:
+  - key: support
+    name: Support
+    channels: [{{address: {INBOX_ADDRESS}, name: Support, primary: true}}]
+    members: [{{user_id: agent-1, email: {MEMBER[1]}}}]
+"""
+
+
+# --- the subscriber ---------------------------------------------------------------------------
+
+
+class AddedSubscriber:
+    """Records when each message_added arrives (first delivery; at-least-once may repeat)."""
+
+    def __init__(self, amqp_uri: str):
+        self.amqp_uri = amqp_uri
+        self.seen: dict[str, float] = {}
+        self.deliveries = 0
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name="bench-subscriber")
+
+    def __enter__(self) -> AddedSubscriber:
+        self._thread.start()
+        if not self._ready.wait(15):
+            raise TimeoutError(f"subscriber did not connect: {self._error}")
+        if self._error:
+            raise self._error
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        try:
+            connection = pika.BlockingConnection(pika.URLParameters(self.amqp_uri))
+            channel = connection.channel()
+            channel.basic_qos(prefetch_count=500)
+            channel.exchange_declare("conversations.events", "topic", durable=True)
+            queue = channel.queue_declare("bench.message_added", durable=False, exclusive=True).method.queue
+            channel.queue_bind(queue, "conversations.events", "message_added")
+
+            def on_message(ch, method, properties, body):
+                now = time.monotonic()
+                envelope = json.loads(body)
+                key = (envelope.get("data", {}).get("rfc_message_id") or "").lower()
+                with self.lock:
+                    self.deliveries += 1
+                    self.seen.setdefault(key, now)
+                ch.basic_ack(method.delivery_tag)
+
+            channel.basic_consume(queue, on_message)
+            self._ready.set()
+            while not self._stop.is_set():
+                connection.process_data_events(time_limit=0.05)
+            connection.close()
+        except BaseException as exc:  # surfaced by __enter__ / wait
+            self._error = exc
+            self._ready.set()
+
+    def wait_for(self, ids: set[str], stall_timeout: float = 90.0, progress=None) -> bool:
+        """Until every id has been seen; False if nothing new arrives for `stall_timeout` s."""
+        last_count, last_change = -1, time.monotonic()
+        while True:
+            if self._error:
+                raise self._error
+            with self.lock:
+                seen = set(self.seen)
+            count = len(ids & seen)
+            if count >= len(ids):
+                return True
+            now = time.monotonic()
+            if count != last_count:
+                last_count, last_change = count, now
+                if progress:
+                    progress(count, len(ids))
+            elif now - last_change > stall_timeout:
+                return False
+            time.sleep(0.1)
+
+
+# --- the SMTP clients (a child process: they should not share the harness's GIL) ---------------
+
+
+def _sender_main(port: int, messages: list[tuple[str, str, bytes]], clients: int, rate: float | None,
+                 start_at: float, out) -> None:
+    results: list[tuple[str, float, float, int]] = [None] * len(messages)  # type: ignore[list-item]
+    errors: list[str] = []
+    lock = threading.Lock()
+    cursor = {"next": 0}
+
+    def client() -> None:
+        smtp = None
+        while True:
+            with lock:
+                index = cursor["next"]
+                cursor["next"] += 1
+            if index >= len(messages):
+                break
+            message_id, sender, raw = messages[index]
+            if rate:  # open loop: message i is due at start + i / rate
+                delay = start_at + index / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            began = time.monotonic()
+            for attempt in range(1, 31):
+                try:
+                    if smtp is None:
+                        smtp = smtplib.SMTP("127.0.0.1", port, timeout=60)
+                    smtp.sendmail(sender, [INBOX_ADDRESS], raw)
+                    results[index] = (message_id, began, time.monotonic(), attempt)
+                    break
+                except (smtplib.SMTPException, OSError) as exc:
+                    errors.append(f"{message_id}: {exc!r}"[:300])
+                    try:
+                        if smtp is not None:
+                            smtp.close()
+                    finally:
+                        smtp = None
+                    time.sleep(0.2)
+        if smtp is not None:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                smtp.quit()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    out.send({"results": [r for r in results if r is not None], "errors": errors[:50], "error_count": len(errors)})
+    out.close()
+
+
+def send_all(port: int, corpus: list[CorpusMessage], clients: int, rate: float | None = None) -> dict:
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    payload = [(m.message_id, m.sender, m.raw) for m in corpus]
+    start_at = time.monotonic() + 0.2
+    process = context.Process(target=_sender_main, args=(port, payload, clients, rate, start_at, sender),
+                              daemon=True)
+    process.start()
+    sender.close()
+    return {"process": process, "receiver": receiver}
+
+
+def collect(handle: dict, timeout: float = 900) -> dict:
+    if not handle["receiver"].poll(timeout):
+        raise TimeoutError("SMTP clients did not finish")
+    result = handle["receiver"].recv()
+    handle["process"].join(10)
+    return result
+
+
+# --- the stack ------------------------------------------------------------------------------
+
+
+@dataclass
+class BenchStack:
+    stack: Stack
+    smtp_port: int
+    pids: dict[str, int] = field(default_factory=dict)
+
+
+def start_stack(amqp_uri: str, database_urls: dict[str, str], workdir: Path,
+                extra_env: dict | None = None) -> BenchStack:
+    workdir.mkdir(parents=True, exist_ok=True)
+    inboxes = workdir / "inboxes.yaml"
+    inboxes.write_text(INBOXES_YAML)
+    smtp_port = free_port()
+    env = {"CONVERSATIONS_INBOXES_FILE": str(inboxes), "INGEST_SMTP_PORT": str(smtp_port), "LOG_LEVEL": "WARNING",
+           "INGEST_BLOB_DIR": str(workdir / "blobs")}
+    env.update(extra_env or {})
+    stack = Stack(services=list(SERVICES), amqp_uri=amqp_uri, database_urls=database_urls, workdir=workdir,
+                  extra_env=env)
+    stack.start()
+    stack.start_process("smtp", [sys.executable, "-m", "ingest.smtp_listener"], port=smtp_port)
+    # ready when ingest has learnt the inbox's address (from conversations' inbox_updated)
+    engine = create_engine(normalise_url(database_urls["ingest"]))
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with engine.connect() as connection:
+                if connection.execute(text("SELECT count(*) FROM channels")).scalar_one():
+                    break
+            time.sleep(0.2)
+        else:
+            raise TimeoutError("ingest never learnt the inbox address")
+    finally:
+        engine.dispose()
+    return BenchStack(stack, smtp_port, {name: p.pid for name, p in stack.processes.items()})
+
+
+def wait_idle(amqp_uri: str, timeout: float = 120) -> None:
+    """Every service queue empty for a second (contacts may still be busy after the last event)."""
+    queues = [sub.queue_name for sub in SUBSCRIPTIONS if sub.service in {s.name for s in SERVICES}]
+    deadline = time.monotonic() + timeout
+    quiet_since = None
+    with Connection(amqp_uri) as connection:
+        channel = connection.default_channel
+        while time.monotonic() < deadline:
+            busy = sum(channel.queue_declare(q, passive=True).message_count for q in queues)
+            if busy == 0:
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since > 1.0:
+                    return
+            else:
+                quiet_since = None
+            time.sleep(0.2)
+
+
+def peak_rss_mb(pids: dict[str, int]) -> dict[str, float | None]:
+    peaks: dict[str, float | None] = {}
+    for name, pid in pids.items():
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            peaks[name] = None
+            continue
+        line = next((x for x in status.splitlines() if x.startswith("VmHWM:")), None)
+        peaks[name] = round(int(line.split()[1]) / 1024, 1) if line else None
+    return peaks
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _process_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
+
+
+def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each service process, by PostgreSQL and RabbitMQ (all their
+    processes), and by the whole machine (busy time of all cores, from /proc/stat)."""
+    snapshot = {name: _process_cpu(pid) for name, pid in pids.items()}
+    servers = {"postgres": 0.0, "rabbitmq": 0.0}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        if comm == "postgres":
+            servers["postgres"] += _process_cpu(int(entry.name))
+        elif comm.startswith("beam"):
+            servers["rabbitmq"] += _process_cpu(int(entry.name))
+    snapshot.update(servers)
+    cpu = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    snapshot["machine_busy"] = (sum(map(int, cpu)) - int(cpu[3]) - int(cpu[4])) / _TICKS  # all but idle, iowait
+    return snapshot
+
+
+def cpu_per_email_ms(before: dict[str, float], after: dict[str, float], emails: int) -> dict[str, float]:
+    return {name: round((after[name] - before.get(name, 0.0)) * 1000 / max(emails, 1), 2) for name in after}
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None, "p99": None, "max": None}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
+
+    return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "max": round(ordered[-1] * 1000, 1)}
+
+
+def run_load(bench: BenchStack, subscriber: AddedSubscriber, corpus: list[CorpusMessage], clients: int,
+             rate: float | None = None, log=print) -> dict:
+    """Send `corpus` (closed loop, or paced at `rate` msgs/s) and wait for every message_added."""
+    ids = {m.message_id for m in corpus}
+    cpu_before = cpu_snapshot(bench.pids)
+    handle = send_all(bench.smtp_port, corpus, clients, rate)
+
+    reported = {"at": time.monotonic()}
+
+    def progress(done: int, total: int) -> None:
+        if time.monotonic() - reported["at"] >= 15:
+            reported["at"] = time.monotonic()
+            log(f"    … {done}/{total} stored")
+
+    complete = subscriber.wait_for(ids, progress=progress)
+    cpu_after = cpu_snapshot(bench.pids)
+    sent = collect(handle)
+    results = sent["results"]
+    if not results:
+        raise RuntimeError(f"no message was accepted: {sent['errors'][:5]}")
+    first_send = min(r[1] for r in results)
+    last_accept = max(r[2] for r in results)
+    stored = [subscriber.seen[r[0]] for r in results if r[0] in subscriber.seen]
+    latencies = [subscriber.seen[r[0]] - r[2] for r in results if r[0] in subscriber.seen]
+    last_stored = max(stored) if stored else time.monotonic()
+    elapsed = last_stored - first_send
+    return {
+        "messages": len(corpus), "accepted": len(results), "stored": len(stored), "complete": complete,
+        "clients": clients, "offered_rate": rate, "seconds": round(elapsed, 2),
+        "emails_per_s": round(len(stored) / elapsed, 1) if elapsed > 0 else None,
+        "smtp_accept_per_s": round(len(results) / (last_accept - first_send), 1),
+        "latency_ms": percentiles(latencies), "smtp_errors": sent["error_count"],
+        "smtp_error_samples": sent["errors"][:5],
+        "mb_per_s": round(sum(len(m.raw) for m in corpus) / elapsed / 1e6, 2) if elapsed > 0 else None,
+        # CPU per stored email (ms): the harness's own SMTP clients and subscriber are in machine_busy
+        "cpu_ms_per_email": cpu_per_email_ms(cpu_before, cpu_after, len(stored)),
+    }
+
+
+def env_for_bench() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith(("BENCH_", "OUTBOX_", "INGEST_"))}

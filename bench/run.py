@@ -1,0 +1,359 @@
+"""`make bench`: throughput, latency, scale and memory of mailroom on this machine.
+
+    .venv/bin/python bench/run.py [--quick] [--n N] [--scale-rows R] [--skip-scale] [--profile]
+
+Environment overrides: BENCH_N (emails end to end, default 5000), BENCH_SCALE_ROWS (existing
+messages for the scale run, default 1,000,000), BENCH_CLIENTS (concurrent SMTP clients, 8),
+BENCH_SEED (corpus seed, 6). Prints a table and writes bench/results/latest.json. Every run uses
+a fresh RabbitMQ vhost and fresh PostgreSQL databases, dropped afterwards. See docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import corpus as corpus_module  # noqa: E402
+import e2e  # noqa: E402
+import floor  # noqa: E402
+import parse_bench  # noqa: E402
+import seed  # noqa: E402
+
+from mailroom_shared.migrations import upgrade  # noqa: E402
+from mailroom_shared.testing import infra  # noqa: E402
+
+RESULTS = BENCH / "results"
+TARGETS = {"e2e_emails_per_s": 200, "e2e_latency_p99_ms_at_half_rate": 500, "scale_ratio": 0.8,
+           "parse_vs_stdlib": 0.5}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+class Infra:
+    """Fresh vhosts and databases on the local servers; everything made is dropped at the end."""
+
+    def __init__(self):
+        self.amqp_base, _ = infra.base_amqp_uri()
+        management = os.environ.get("MAILROOM_TEST_RABBIT_MANAGEMENT_URL", infra.LOCAL_MANAGEMENT)
+        self.rabbit = infra.RabbitAdmin(self.amqp_base, management)
+        admin_url, _ = infra.postgres_admin_url()
+        self.postgres = infra.PostgresAdmin(admin_url)
+        self.vhosts: list[str] = []
+        self.databases: list[str] = []
+
+    def vhost(self) -> str:
+        vhost = self.rabbit.create_vhost()
+        self.vhosts.append(vhost)
+        return self.rabbit.uri_for(vhost)
+
+    def database(self, prefix: str) -> str:
+        url = self.postgres.create_database(f"bench_{prefix}")
+        self.databases.append(url)
+        return url
+
+    def cleanup(self) -> None:
+        for vhost in self.vhosts:
+            self.rabbit.delete_vhost(vhost)
+        for url in self.databases:
+            try:
+                self.postgres.drop_database(url)
+            except Exception as exc:  # noqa: BLE001 - keep cleaning the rest
+                log(f"could not drop {url.rsplit('/', 1)[-1]}: {exc}")
+        self.postgres.dispose()
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                      if line.startswith("MemTotal")))
+
+    def version(argv: list[str]) -> str | None:
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return None
+
+    return {"cpus": os.cpu_count(), "cpu": cpu, "memory_gb": round(mem_kb / 1024 / 1024, 1),
+            "kernel": platform.release(), "python": platform.python_version(),
+            "postgresql": version(["psql", "--version"]), "rabbitmq_management": _rabbit_version()}
+
+
+def _rabbit_version() -> str | None:
+    import base64
+    import urllib.parse
+    import urllib.request
+
+    management = urllib.parse.urlsplit(os.environ.get("MAILROOM_TEST_RABBIT_MANAGEMENT_URL", infra.LOCAL_MANAGEMENT))
+    url = f"http://{management.hostname}:{management.port}/api/overview"
+    request = urllib.request.Request(url)  # noqa: S310 - a fixed http URL
+    token = base64.b64encode(f"{management.username}:{management.password}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - a fixed http URL
+            return json.loads(response.read()).get("rabbitmq_version")
+    except Exception:  # noqa: BLE001 - informative only
+        return None
+
+
+def auth_env() -> dict[str, str]:
+    """The stack's services may require a JWT secret to start (bearer auth on HTTP)."""
+    try:
+        from mailroom_shared.testing.tokens import TEST_ENV
+    except ImportError:
+        return {}
+    return dict(TEST_ENV)
+
+
+# --- the phases -----------------------------------------------------------------------------
+
+
+def run_floor(resources: Infra, count: int) -> dict:
+    amqp = resources.vhost()
+    dsn = resources.database("floor")
+    return floor.measure(amqp, dsn, count)
+
+
+@contextmanager
+def running_stack(resources: Infra, workdir: Path, scale_rows: int = 0, profile: bool = False):
+    amqp = resources.vhost()
+    urls = {spec.name: resources.database(spec.name) for spec in e2e.SERVICES}
+    seeded = None
+    if scale_rows:
+        for spec in e2e.SERVICES:
+            upgrade(spec.name, spec.migrations, urls[spec.name])
+        log(f"  seeding {scale_rows:,} existing messages into ingest, contacts and conversations …")
+        seeded = seed.seed(urls, scale_rows)
+        log(f"  seeded in {seeded['seconds']} s ({sum(d['mb'] for d in seeded['databases'].values())} MB)")
+    bench = e2e.start_stack(amqp, urls, workdir, extra_env=auth_env())
+    bench.seeded = seeded
+    bench.amqp = amqp
+    profilers = start_profilers(bench, workdir) if profile else []
+    try:
+        yield bench
+    finally:
+        stop_profilers(profilers)
+        bench.stack.stop()
+
+
+def start_profilers(bench, workdir: Path) -> list:
+    py_spy = shutil.which("py-spy") or os.environ.get("PY_SPY")
+    if not py_spy:
+        log("  (--profile: py-spy not found on PATH or $PY_SPY; no profile)")
+        return []
+    processes = []
+    for name, pid in bench.pids.items():
+        out = RESULTS / f"profile-{name}.txt"
+        processes.append(subprocess.Popen([py_spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "50",
+                                           "--output", str(out), "--nonblocking"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return processes
+
+
+def stop_profilers(processes: list) -> None:
+    import signal
+
+    for process in processes:
+        process.send_signal(signal.SIGINT)
+    for process in processes:
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def warm_up(bench, subscriber, seed_value: int, clients: int) -> None:
+    warm = corpus_module.generate(40, seed=seed_value + 1000, run_tag="warm")
+    e2e.run_load(bench, subscriber, warm, clients, log=lambda _m: None)
+    e2e.wait_idle(bench.amqp)
+
+
+def run_e2e(resources: Infra, workdir: Path, mail: list, clients: int, seed_value: int, *, paced: bool,
+            scale_rows: int = 0, profile: bool = False, window_s: float | None = None) -> dict:
+    """With `window_s`, a 200-email probe first measures the rate, and only as many emails as
+    that rate stores in `window_s` seconds are sent (at least 500, at most all): keeps `make
+    bench` within its time budget while the pipeline is slow."""
+    label = f"scale ({scale_rows:,} existing messages)" if scale_rows else "empty databases"
+    with running_stack(resources, workdir, scale_rows, profile) as bench, \
+            e2e.AddedSubscriber(bench.amqp) as subscriber:
+        warm_up(bench, subscriber, seed_value, clients)
+        probe = None
+        if window_s:
+            probe = e2e.run_load(bench, subscriber, corpus_module.generate(200, seed=seed_value + 3,
+                                                                           run_tag="probe"), clients)
+            e2e.wait_idle(bench.amqp)
+            fits = int((probe["emails_per_s"] or 1) * window_s)
+            if fits < len(mail):
+                mail = mail[:max(500, fits)]
+                log(f"  probe: {probe['emails_per_s']} emails/s → {len(mail)} emails fit in {window_s:.0f} s")
+        log(f"  {label}: {len(mail)} emails from {clients} SMTP clients, as fast as they are accepted …")
+        saturated = e2e.run_load(bench, subscriber, mail, clients, log=log)
+        log(f"  → {saturated['emails_per_s']} emails/s, {saturated['seconds']} s "
+            f"({saturated['stored']}/{saturated['messages']} stored)")
+        result = {"saturated": saturated, "seeded": bench.seeded, "probe": probe}
+        if paced and saturated["emails_per_s"]:
+            e2e.wait_idle(bench.amqp)
+            rate = max(1.0, saturated["emails_per_s"] / 2)
+            count = int(min(len(mail), max(200, rate * 30)))
+            paced_mail = corpus_module.generate(count, seed=seed_value + 7, run_tag="paced")
+            log(f"  latency at half that rate: {count} emails at {rate:.1f}/s …")
+            result["half_rate"] = e2e.run_load(bench, subscriber, paced_mail, clients, rate=rate, log=log)
+            log(f"  → p50 {result['half_rate']['latency_ms']['p50']} ms, "
+                f"p99 {result['half_rate']['latency_ms']['p99']} ms")
+        e2e.wait_idle(bench.amqp)
+        result["peak_rss_mb"] = e2e.peak_rss_mb(bench.pids)
+        result["duplicates_delivered"] = subscriber.deliveries - len(subscriber.seen)
+    return result
+
+
+def outbound_available() -> bool:
+    try:
+        import outbound.service  # noqa: F401
+    except Exception:  # noqa: BLE001 - not there yet, or not importable
+        return False
+    return False  # the harness has no outbound scenario yet: see docs/benchmarks.md
+
+
+# --- reporting ------------------------------------------------------------------------------
+
+
+def table(results: dict) -> str:
+    def fmt(value, unit=""):
+        if value is None:
+            return "n/a"
+        if isinstance(value, float):
+            value = f"{value:,.2f}" if value < 10 else f"{value:,.1f}"
+        return f"{value}{unit}"
+
+    lat = results.get("e2e_latency_ms") or {}
+    sat = results.get("e2e_latency_saturated_ms") or {}
+    rows = [
+        ("floor (kombu → PG, commit per msg)", fmt(results.get("floor_msgs_per_s"), " msg/s"), ""),
+        ("end to end, empty databases", fmt(results.get("e2e_emails_per_s"), " emails/s"),
+         f"target ≥ {TARGETS['e2e_emails_per_s']}"),
+        ("e2e latency at half rate p50/p95/p99",
+         f"{fmt(lat.get('p50'))}/{fmt(lat.get('p95'))}/{fmt(lat.get('p99'))} ms",
+         f"p99 target ≤ {TARGETS['e2e_latency_p99_ms_at_half_rate']}"),
+        ("e2e latency saturated p50/p95/p99",
+         f"{fmt(sat.get('p50'))}/{fmt(sat.get('p95'))}/{fmt(sat.get('p99'))} ms", ""),
+        ("e2e / floor", fmt(results.get("e2e_vs_floor")), ""),
+        ("outbound replies → SMTP sink", fmt(results.get("outbound_emails_per_s"), " emails/s"), ""),
+        ("parse (ours)", f"{fmt(results.get('parse_msgs_per_s'))} msg/s, {fmt(results.get('parse_mb_per_s'))} MB/s",
+         ""),
+        ("parse / stdlib email parser", fmt(results.get("parse_vs_stdlib")), f"target ≥ {TARGETS['parse_vs_stdlib']}"),
+        ("end to end with existing messages", fmt(results.get("e2e_scaled_emails_per_s"), " emails/s"), ""),
+        ("scale ratio", fmt(results.get("scale_ratio")), f"target ≥ {TARGETS['scale_ratio']}"),
+    ]
+    for name, mb in (results.get("peak_rss_mb") or {}).items():
+        rows.append((f"peak RSS {name}", fmt(mb, " MB"), ""))
+    width = max(len(r[0]) for r in rows)
+    value_width = max(len(r[1]) for r in rows)
+    lines = [f"{'metric'.ljust(width)}  {'value'.ljust(value_width)}  target", "-" * (width + value_width + 20)]
+    lines += [f"{name.ljust(width)}  {value.ljust(value_width)}  {target}" for name, value, target in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small N and 100k existing rows (a smoke run)")
+    parser.add_argument("--n", type=int, default=None, help="emails end to end (BENCH_N, default 5000)")
+    parser.add_argument("--scale-rows", type=int, default=None, help="existing messages (BENCH_SCALE_ROWS)")
+    parser.add_argument("--clients", type=int, default=int(os.environ.get("BENCH_CLIENTS", "8")))
+    parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="py-spy each service during the empty-DB run")
+    parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument("--window", type=float, default=float(os.environ.get("BENCH_WINDOW_S", "100")),
+                        help="seconds of end-to-end traffic per run at most (BENCH_WINDOW_S; 0: always send N)")
+    args = parser.parse_args(argv)
+
+    n = args.n or int(os.environ.get("BENCH_N", "1000" if args.quick else "5000"))
+    scale_rows = args.scale_rows if args.scale_rows is not None else \
+        int(os.environ.get("BENCH_SCALE_ROWS", "100000" if args.quick else "1000000"))
+    seed_value = int(os.environ.get("BENCH_SEED", "6"))
+    started = time.monotonic()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    results: dict = {"started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine(),
+                     "config": {"n": n, "scale_rows": scale_rows, "clients": args.clients, "seed": seed_value,
+                                "quick": args.quick}}
+    resources = Infra()
+    workroot = Path(tempfile.mkdtemp(prefix="mailroom-bench-"))
+    try:
+        log(f"corpus: {n} emails (seed {seed_value}) …")
+        mail = corpus_module.generate(n, seed=seed_value, run_tag="e2e")
+        results["corpus"] = corpus_module.describe(mail)
+        log(f"  {results['corpus']['bytes'] / 1e6:.1f} MB, {results['corpus']['kinds']}")
+
+        log("parse: ingest's analyse() vs the stdlib email parser on the same corpus …")
+        parse = parse_bench.measure(mail)
+        results.update(parse_msgs_per_s=parse["ours"]["msgs_per_s"], parse_mb_per_s=parse["ours"]["mb_per_s"],
+                       parse_vs_stdlib=parse["ratio"])
+        results["parse"] = parse
+        log(f"  → ours {parse['ours']['msgs_per_s']} msg/s, stdlib {parse['stdlib']['msgs_per_s']} msg/s, "
+            f"ratio {parse['ratio']}")
+
+        log(f"floor: kombu publisher → consumer, one INSERT + COMMIT per message, {n} messages …")
+        results["floor"] = run_floor(resources, n)
+        results["floor_msgs_per_s"] = results["floor"]["msgs_per_s"]
+        log(f"  → {results['floor_msgs_per_s']} msg/s")
+
+        if not args.skip_e2e:
+            log("end to end, empty databases …")
+            empty = run_e2e(resources, workroot / "empty", mail, args.clients, seed_value, paced=True,
+                            profile=args.profile, window_s=args.window)
+            mail = mail[:empty["saturated"]["messages"]]  # the scale run sends the same emails
+            results["e2e"] = empty
+            results["e2e_emails_per_s"] = empty["saturated"]["emails_per_s"]
+            results["e2e_emails_sent"] = empty["saturated"]["messages"]
+            results["e2e_latency_ms"] = (empty.get("half_rate") or {}).get("latency_ms")
+            results["e2e_latency_saturated_ms"] = empty["saturated"]["latency_ms"]
+            results["e2e_vs_floor"] = round(results["e2e_emails_per_s"] / results["floor_msgs_per_s"], 3) \
+                if results["e2e_emails_per_s"] else None
+            results["peak_rss_mb"] = empty["peak_rss_mb"]
+
+            if not args.skip_scale and scale_rows:
+                log(f"end to end with {scale_rows:,} existing messages …")
+                scaled = run_e2e(resources, workroot / "scaled", mail, args.clients, seed_value, paced=False,
+                                 scale_rows=scale_rows)
+                results["e2e_scaled"] = scaled
+                results["e2e_scaled_emails_per_s"] = scaled["saturated"]["emails_per_s"]
+                results["scale_ratio"] = round(scaled["saturated"]["emails_per_s"] / results["e2e_emails_per_s"], 3) \
+                    if results["e2e_emails_per_s"] and scaled["saturated"]["emails_per_s"] else None
+                results["peak_rss_mb_scaled"] = scaled["peak_rss_mb"]
+
+        results["outbound_emails_per_s"] = None
+        results["outbound_note"] = ("not measured: the harness has no outbound scenario yet (the outbound service "
+                                    "is being written concurrently); see docs/benchmarks.md")
+    except Exception:
+        results["error"] = traceback.format_exc()
+        log("FAILED:\n" + results["error"])
+    finally:
+        resources.cleanup()
+        shutil.rmtree(workroot, ignore_errors=True)
+        results["seconds"] = round(time.monotonic() - started, 1)
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print()
+    print(table(results))
+    print(f"\n{results['seconds']} s; written to {args.output}")
+    return 1 if "error" in results else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""The outbound service's own tables (its own database).
+
+`emails` is also the delivery queue: a row in state queued/deferred whose next_attempt_at has
+come is claimed by a delivery worker (FOR UPDATE SKIP LOCKED on PostgreSQL), which sets a lease
+(`claimed_until`) and commits *before* talking SMTP. A worker that dies mid-send leaves the
+lease to expire; the email is then sent again with the very same bytes (same Message-ID).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from mailroom_shared.db import new_metadata, utcnow
+from mailroom_shared.messaging.idempotency import processed_events_table
+from mailroom_shared.messaging.outbox import outbox_table
+
+STATES = ("queued", "deferred", "sent", "failed", "bounced")
+
+
+class Base(DeclarativeBase):
+    metadata = new_metadata()
+
+
+class Email(Base):
+    __tablename__ = "emails"
+    __table_args__ = (
+        # the delivery worker's claim: WHERE state IN (queued, deferred) ORDER BY next_attempt_at
+        Index("ix_emails_due", "state", "next_attempt_at"),
+        Index("ix_emails_conversation", "conversation_id", "created_at"),
+        Index("ix_emails_inbox", "inbox_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # the client's Idempotency-Key (HTTP header, or RPC argument): the same key sends once
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    request_digest: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # compose | reply | forward
+    inbox_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    conversation_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    new_conversation: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    reply_token: Mapped[str | None] = mapped_column(String(64))
+    replied_message_id: Mapped[str | None] = mapped_column(String(36))
+    rfc_message_id: Mapped[str] = mapped_column(String(998), nullable=False, unique=True)
+    from_address: Mapped[dict] = mapped_column(JSON, nullable=False)
+    to: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    cc: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    bcc: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    reply_to: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    subject: Mapped[str] = mapped_column(Text, nullable=False)
+    text: Mapped[str | None] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)
+    in_reply_to: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    references: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    automatic: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # the exact bytes handed to the relay, built and verified once when queued
+    raw: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt_at: Mapped[object | None] = mapped_column(DateTime(timezone=True))
+    claimed_until: Mapped[object | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_smtp_code: Mapped[int | None] = mapped_column(Integer)
+    smtp_queue_id: Mapped[str | None] = mapped_column(String(200))
+    smtp_response: Mapped[str | None] = mapped_column(Text)
+    refused_recipients: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    bounce_reason: Mapped[str | None] = mapped_column(Text)
+    bounce_intake_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    sent_at: Mapped[object | None] = mapped_column(DateTime(timezone=True))
+    failed_at: Mapped[object | None] = mapped_column(DateTime(timezone=True))
+    bounced_at: Mapped[object | None] = mapped_column(DateTime(timezone=True))
+    attachments: Mapped[list[Attachment]] = relationship(
+        back_populates="email", order_by="Attachment.position", lazy="selectin", cascade="all, delete-orphan")
+
+
+class Attachment(Base):
+    __tablename__ = "attachments"
+    __table_args__ = (UniqueConstraint("email_id", "position"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    email_id: Mapped[str] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"), nullable=False)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    filename: Mapped[str] = mapped_column(String(255), nullable=False)
+    content_type: Mapped[str] = mapped_column(String(127), nullable=False)
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    disposition: Mapped[str] = mapped_column(String(16), nullable=False)  # attachment | inline
+    content_id: Mapped[str | None] = mapped_column(String(255))
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    email: Mapped[Email] = relationship(back_populates="attachments")
+
+
+class DeliveryAttempt(Base):
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    email_id: Mapped[str] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"), nullable=False, index=True)
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False)
+    started_at: Mapped[object] = mapped_column(DateTime(timezone=True), nullable=False)
+    finished_at: Mapped[object | None] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str | None] = mapped_column(String(16))  # sent | temporary | permanent; None = died
+    smtp_code: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[str | None] = mapped_column(Text)
+    relay: Mapped[str] = mapped_column(String(300), nullable=False)
+
+
+class Template(Base):
+    __tablename__ = "templates"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    inbox_id: Mapped[str | None] = mapped_column(String(36), index=True)  # None: every inbox
+    subject: Mapped[str | None] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
+    on_missing: Mapped[str | None] = mapped_column(String(8))  # error | empty; None: the setting
+    created_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    updated_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class Snippet(Base):
+    __tablename__ = "snippets"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    shortcut: Mapped[str | None] = mapped_column(String(64), unique=True)
+    inbox_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    html: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
+    on_missing: Mapped[str | None] = mapped_column(String(8))
+    created_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    updated_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+outbox = outbox_table(Base.metadata)
+processed_events = processed_events_table(Base.metadata)

@@ -1,0 +1,93 @@
+"""The outbound HTTP API, described for docs/openapi.yaml."""
+
+from apispec import APISpec
+from marshmallow import Schema, fields
+
+from mailroom_shared import openapi
+from mailroom_shared.openapi import Operation
+from outbound import schemas
+
+
+class PageArgs(Schema):
+    cursor = fields.String()
+    limit = fields.Integer()
+
+
+class InboxEmailsArgs(PageArgs):
+    state = fields.String(metadata={"enum": ["queued", "deferred", "sent", "failed", "bounced"]})
+
+
+class ReplyDefaultsArgs(Schema):
+    message_id = fields.String(metadata={"description": "default: the latest inbound message"})
+    reply_all = fields.Boolean()
+
+
+class InboxFilterArgs(Schema):
+    inbox_id = fields.String(metadata={"description": "only those of this inbox (and those of every inbox)"})
+
+
+COMPONENTS = {
+    "Compose": schemas.ComposeSchema, "Reply": schemas.ReplySchema, "Forward": schemas.ForwardSchema,
+    "Email": schemas.EmailSchema, "EmailPage": schemas.EmailListSchema, "ReplyDefaults": schemas.ReplyDefaultsSchema,
+    "TemplateInput": schemas.TemplateInputSchema, "Template": schemas.TemplateSchema,
+    "TemplatePage": schemas.TemplateListSchema, "SnippetInput": schemas.SnippetInputSchema,
+    "Snippet": schemas.SnippetSchema, "SnippetPage": schemas.SnippetListSchema,
+    "RenderInput": schemas.RenderInputSchema, "Rendered": schemas.RenderedSchema,
+}
+
+_SEND_ERRORS = (400, 401, 403, 404, 409)
+
+OPERATIONS = [
+    Operation("post", "/api/outbound/inboxes/{inbox_id}/emails",
+              "Compose a new email from an inbox (starts a conversation). Header `Idempotency-Key`: the same "
+              "key sends once (200 with the first email); with another request, 409", "Email", status=202,
+              path_params=("inbox_id",), body="Compose", errors=_SEND_ERRORS),
+    Operation("get", "/api/outbound/inboxes/{inbox_id}/emails", "Emails sent from an inbox with their delivery "
+              "state, newest first", "EmailPage", path_params=("inbox_id",), query=InboxEmailsArgs, errors=(400, 401)),
+    Operation("get", "/api/outbound/conversations/{conversation_id}/reply-defaults",
+              "To, CC, From and Subject a reply starts with (from the message replied to)", "ReplyDefaults",
+              path_params=("conversation_id",), query=ReplyDefaultsArgs, errors=(400, 401, 403, 404)),
+    Operation("post", "/api/outbound/conversations/{conversation_id}/replies",
+              "Reply (or reply-all) in a conversation; header `Idempotency-Key`", "Email", status=202,
+              path_params=("conversation_id",), body="Reply", errors=_SEND_ERRORS),
+    Operation("post", "/api/outbound/conversations/{conversation_id}/forwards",
+              "Forward a message or the whole conversation (quoted or attached); header `Idempotency-Key`",
+              "Email", status=202, path_params=("conversation_id",), body="Forward", errors=_SEND_ERRORS),
+    Operation("get", "/api/outbound/conversations/{conversation_id}/emails",
+              "Our emails of a conversation with their delivery state, newest first", "EmailPage",
+              path_params=("conversation_id",), query=PageArgs, errors=(400, 401)),
+    Operation("get", "/api/outbound/emails/{email_id}", "One email with its delivery state and attempts", "Email",
+              path_params=("email_id",), errors=(401, 404)),
+    Operation("get", "/api/outbound/emails/{email_id}/attachments/{attachment_id}", "An attachment's bytes", None,
+              path_params=("email_id", "attachment_id"), response_media_type="application/octet-stream",
+              errors=(401, 404)),
+    Operation("get", "/api/outbound/templates", "Email templates", "TemplatePage", query=InboxFilterArgs,
+              errors=(401,)),
+    Operation("post", "/api/outbound/templates", "Create an email template (jinja2 syntax, sandboxed)", "Template",
+              status=201, body="TemplateInput", errors=(400, 401)),
+    Operation("get", "/api/outbound/templates/{template_id}", "One template", "Template",
+              path_params=("template_id",), errors=(401, 404)),
+    Operation("put", "/api/outbound/templates/{template_id}", "Change a template", "Template",
+              path_params=("template_id",), body="TemplateInput", errors=(400, 401, 404)),
+    Operation("delete", "/api/outbound/templates/{template_id}", "Delete a template", None, status=204,
+              path_params=("template_id",), errors=(401, 404)),
+    Operation("post", "/api/outbound/templates/{template_id}/render",
+              "Render a template with a conversation's / contact's tokens", "Rendered",
+              path_params=("template_id",), body="RenderInput", errors=(400, 401, 404)),
+    Operation("get", "/api/outbound/snippets", "Snippets", "SnippetPage", query=InboxFilterArgs, errors=(401,)),
+    Operation("post", "/api/outbound/snippets", "Create a snippet", "Snippet", status=201, body="SnippetInput",
+              errors=(400, 401, 409)),
+    Operation("get", "/api/outbound/snippets/{snippet_id}", "One snippet", "Snippet", path_params=("snippet_id",),
+              errors=(401, 404)),
+    Operation("put", "/api/outbound/snippets/{snippet_id}", "Change a snippet", "Snippet",
+              path_params=("snippet_id",), body="SnippetInput", errors=(400, 401, 404, 409)),
+    Operation("delete", "/api/outbound/snippets/{snippet_id}", "Delete a snippet", None, status=204,
+              path_params=("snippet_id",), errors=(401, 404)),
+    Operation("post", "/api/outbound/snippets/{snippet_id}/render",
+              "Render a snippet for insertion into the composer", "Rendered", path_params=("snippet_id",),
+              body="RenderInput", errors=(400, 401, 404)),
+]
+
+
+def register(spec: APISpec) -> None:
+    openapi.register(spec, "outbound", COMPONENTS, OPERATIONS)

@@ -1,0 +1,208 @@
+"""marshmallow schemas of the outbound HTTP API (openapi.py documents the API from them).
+
+Recipients are given as `"ada@example.com"` or `{"email": "ada@example.com", "name": "Ada"}`;
+the handlers validate each one (addresses, CR/LF/NUL, encoded words) and say which is wrong.
+"""
+
+from marshmallow import Schema, fields, validate
+
+_RECIPIENT = {"description": "\"a@b\" or {email, name}"}
+
+
+class AttachmentInputSchema(Schema):
+    filename = fields.String(required=True)
+    content_type = fields.String(load_default="application/octet-stream")
+    content_base64 = fields.String(required=True)
+    inline = fields.Boolean(load_default=False, metadata={"description": "an inline image, referenced as cid:"})
+    content_id = fields.String(allow_none=True, load_default=None)
+
+
+class InsertSchema(Schema):
+    kind = fields.String(load_default="link",
+                         validate=validate.OneOf(["document", "meeting", "article", "video", "link"]))
+    url = fields.String(required=True)
+    title = fields.String(allow_none=True, load_default=None)
+
+
+class _SendSchema(Schema):
+    from_ = fields.Raw(data_key="from", attribute="from", allow_none=True, load_default=None,
+                       metadata={"description": "one of the inbox's channel addresses"})
+    cc = fields.List(fields.Raw(metadata=_RECIPIENT), allow_none=True, load_default=None)
+    bcc = fields.List(fields.Raw(metadata=_RECIPIENT), allow_none=True, load_default=None)
+    subject = fields.String(allow_none=True, load_default=None)
+    html = fields.String(allow_none=True, load_default=None, metadata={"description": "sanitised on send"})
+    text = fields.String(allow_none=True, load_default=None,
+                         metadata={"description": "derived from html when not given"})
+    template_id = fields.String(allow_none=True, load_default=None,
+                                metadata={"description": "fills subject/html/text not given, with tokens"})
+    inserts = fields.List(fields.Nested(InsertSchema), load_default=list)
+    attachments = fields.List(fields.Nested(AttachmentInputSchema), load_default=list)
+
+
+class ComposeSchema(_SendSchema):
+    to = fields.List(fields.Raw(metadata=_RECIPIENT), required=True)
+
+
+class ReplySchema(_SendSchema):
+    message_id = fields.String(allow_none=True, load_default=None,
+                               metadata={"description": "the message replied to (default: the latest "
+                                                        "inbound message)"})
+    to = fields.List(fields.Raw(metadata=_RECIPIENT), allow_none=True, load_default=None,
+                     metadata={"description": "replaces the default To (the sender of the message replied to)"})
+    add_to = fields.List(fields.Raw(metadata=_RECIPIENT), load_default=list,
+                         metadata={"description": "added to the default To"})
+    reply_all = fields.Boolean(load_default=False,
+                               metadata={"description": "CC the other To/CC recipients of the message replied to"})
+
+
+class ForwardSchema(_SendSchema):
+    to = fields.List(fields.Raw(metadata=_RECIPIENT), required=True,
+                     metadata={"description": "another inbox's address or any address"})
+    message_id = fields.String(allow_none=True, load_default=None,
+                               metadata={"description": "forward this message (default: the whole conversation)"})
+    mode = fields.String(load_default="quote", validate=validate.OneOf(["quote", "attach"]),
+                         metadata={"description": "quote the original(s) below the note, or attach them "
+                                                  "as message/rfc822"})
+
+
+class OutboundAddressSchema(Schema):
+    name = fields.String(allow_none=True)
+    email = fields.String()
+
+
+class OutboundAttachmentSchema(Schema):
+    id = fields.String()
+    filename = fields.String()
+    content_type = fields.String()
+    size = fields.Integer()
+    sha256 = fields.String()
+    disposition = fields.String()
+    content_id = fields.String(allow_none=True)
+    url = fields.String()
+
+
+class DeliveryAttemptSchema(Schema):
+    attempt = fields.Integer()
+    started_at = fields.DateTime()
+    finished_at = fields.DateTime(allow_none=True)
+    outcome = fields.String(allow_none=True, metadata={"description": "sent | temporary | permanent; "
+                                                                      "null: the worker stopped mid-send"})
+    smtp_code = fields.Integer(allow_none=True)
+    response = fields.String(allow_none=True)
+
+
+class EmailSchema(Schema):
+    id = fields.String()
+    kind = fields.String(metadata={"enum": ["compose", "reply", "forward"]})
+    state = fields.String(metadata={"enum": ["queued", "deferred", "sent", "failed", "bounced"]})
+    inbox_id = fields.String()
+    conversation_id = fields.String()
+    replied_message_id = fields.String(allow_none=True)
+    message_id = fields.String(metadata={"description": "Message-ID header, without angle brackets"})
+    from_ = fields.Nested(OutboundAddressSchema, data_key="from")
+    to = fields.List(fields.Nested(OutboundAddressSchema))
+    cc = fields.List(fields.Nested(OutboundAddressSchema))
+    bcc = fields.List(fields.Nested(OutboundAddressSchema))
+    reply_to = fields.List(fields.Nested(OutboundAddressSchema))
+    subject = fields.String()
+    text = fields.String(allow_none=True)
+    html = fields.String(allow_none=True)
+    in_reply_to = fields.List(fields.String())
+    references = fields.List(fields.String())
+    attachments = fields.List(fields.Nested(OutboundAttachmentSchema))
+    attempts = fields.Integer()
+    next_attempt_at = fields.DateTime(allow_none=True)
+    last_error = fields.String(allow_none=True, metadata={"description": "why the last attempt failed"})
+    smtp_queue_id = fields.String(allow_none=True)
+    refused_recipients = fields.List(fields.String())
+    bounce_reason = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    sent_at = fields.DateTime(allow_none=True)
+    failed_at = fields.DateTime(allow_none=True)
+    bounced_at = fields.DateTime(allow_none=True)
+    delivery_attempts = fields.List(fields.Nested(DeliveryAttemptSchema))
+
+
+class EmailListSchema(Schema):
+    items = fields.List(fields.Nested(EmailSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class ReplyDefaultsSchema(Schema):
+    to = fields.List(fields.Nested(OutboundAddressSchema))
+    cc = fields.List(fields.Nested(OutboundAddressSchema))
+    from_ = fields.Nested(OutboundAddressSchema, data_key="from")
+    subject = fields.String()
+    message_id = fields.String()
+    identities = fields.List(fields.Nested(OutboundAddressSchema), metadata={"description": "From addresses to choose"})
+
+
+class TemplateInputSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    inbox_id = fields.String(allow_none=True, load_default=None)
+    subject = fields.String(allow_none=True, load_default=None)
+    html = fields.String(allow_none=True, load_default=None)
+    text = fields.String(allow_none=True, load_default=None)
+    on_missing = fields.String(allow_none=True, load_default=None, validate=validate.OneOf(["error", "empty"]),
+                               metadata={"description": "a missing token: an error, or empty (default: "
+                                                        "OUTBOUND_TEMPLATE_MISSING)"})
+
+
+class TemplateUpdateSchema(TemplateInputSchema):
+    name = fields.String(validate=validate.Length(min=1, max=200))
+
+
+class SnippetInputSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    shortcut = fields.String(allow_none=True, load_default=None, validate=validate.Regexp(r"^[a-z0-9_-]{1,64}$"))
+    inbox_id = fields.String(allow_none=True, load_default=None)
+    html = fields.String(allow_none=True, load_default=None)
+    text = fields.String(allow_none=True, load_default=None)
+    on_missing = fields.String(allow_none=True, load_default=None, validate=validate.OneOf(["error", "empty"]))
+
+
+class SnippetUpdateSchema(SnippetInputSchema):
+    name = fields.String(validate=validate.Length(min=1, max=200))
+
+
+class TemplateSchema(Schema):
+    id = fields.String()
+    name = fields.String()
+    inbox_id = fields.String(allow_none=True)
+    subject = fields.String(allow_none=True)
+    html = fields.String(allow_none=True)
+    text = fields.String(allow_none=True)
+    on_missing = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+class SnippetSchema(TemplateSchema):
+    shortcut = fields.String(allow_none=True)
+
+    class Meta:
+        exclude = ("subject",)
+
+
+class TemplateListSchema(Schema):
+    items = fields.List(fields.Nested(TemplateSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class SnippetListSchema(Schema):
+    items = fields.List(fields.Nested(SnippetSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class RenderInputSchema(Schema):
+    conversation_id = fields.String(allow_none=True, load_default=None,
+                                    metadata={"description": "tokens from this conversation and its contact"})
+    inbox_id = fields.String(allow_none=True, load_default=None)
+    contact = fields.Nested(OutboundAddressSchema, allow_none=True, load_default=None,
+                            metadata={"description": "overrides the conversation's contact"})
+
+
+class RenderedSchema(Schema):
+    subject = fields.String(allow_none=True)
+    html = fields.String(allow_none=True)
+    text = fields.String(allow_none=True)

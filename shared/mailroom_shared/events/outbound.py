@@ -1,0 +1,84 @@
+"""Events published by the outbound service (exchange `outbound.events`).
+
+Delivery states, one event each: queued → sent | deferred (4xx, retried) → failed; a sent
+message later matched by a DSN → bounced. `email_queued` and `email_sent` carry the whole
+message (what conversations stores in the thread and contacts logs on the timeline); the other
+states carry the ids and the reason.
+"""
+
+from marshmallow import Schema, fields, validate
+
+from mailroom_shared.events.common import AddressSchema, AttachmentRefSchema
+
+KINDS = ("compose", "reply", "forward")
+
+
+class _EmailRef(Schema):
+    email_id = fields.String(required=True, metadata={"description": "outbound's id of the email"})
+    inbox_id = fields.String(required=True)
+    conversation_id = fields.String(required=True)
+    rfc_message_id = fields.String(required=True, metadata={"description": "Message-ID, without angle brackets"})
+
+
+class _EmailContent(_EmailRef):
+    kind = fields.String(required=True, validate=validate.OneOf(KINDS))
+    new_conversation = fields.Boolean(required=True, metadata={
+        "description": "a composed email: conversations creates the conversation with this id"})
+    reply_token = fields.String(allow_none=True, load_default=None, metadata={
+        "description": "for a new conversation: its reply token (replies to support+<token>@… thread to it)"})
+    replied_message_id = fields.String(allow_none=True, load_default=None, metadata={
+        "description": "conversations' id of the message replied to or forwarded"})
+    from_ = fields.Nested(AddressSchema, required=True, data_key="from")
+    to = fields.List(fields.Nested(AddressSchema), required=True)
+    cc = fields.List(fields.Nested(AddressSchema), load_default=list)
+    bcc = fields.List(fields.Nested(AddressSchema), load_default=list,
+                      metadata={"description": "envelope only: never in the sent headers"})
+    reply_to = fields.List(fields.Nested(AddressSchema), load_default=list)
+    subject = fields.String(required=True)
+    text = fields.String(allow_none=True, load_default=None)
+    html = fields.String(allow_none=True, load_default=None, metadata={"description": "sanitised"})
+    in_reply_to = fields.List(fields.String(), load_default=list)
+    references = fields.List(fields.String(), load_default=list)
+    attachments = fields.List(fields.Nested(AttachmentRefSchema), load_default=list)
+    automatic = fields.Boolean(load_default=False, metadata={"description": "Auto-Submitted: auto-generated"})
+    queued_at = fields.String(required=True)
+
+
+class EmailQueuedV1(_EmailContent):
+    """A teammate's email was accepted and stored for delivery."""
+
+
+class EmailSentV1(_EmailContent):
+    """The SMTP relay accepted the email (250 to DATA)."""
+
+    smtp_queue_id = fields.String(allow_none=True, load_default=None)
+    smtp_response = fields.String(allow_none=True, load_default=None)
+    sent_at = fields.String(required=True)
+    attempts = fields.Integer(required=True)
+    refused_recipients = fields.List(fields.String(), load_default=list,
+                                     metadata={"description": "refused by the relay while others were accepted"})
+
+
+class EmailDeferredV1(_EmailRef):
+    """A temporary failure (4xx, connection trouble): retried at next_attempt_at."""
+
+    attempts = fields.Integer(required=True)
+    smtp_code = fields.Integer(allow_none=True, load_default=None)
+    reason = fields.String(required=True)
+    next_attempt_at = fields.String(required=True)
+
+
+class EmailFailedV1(_EmailRef):
+    """A permanent failure (5xx) or retries exhausted: the email was not sent."""
+
+    attempts = fields.Integer(required=True)
+    smtp_code = fields.Integer(allow_none=True, load_default=None)
+    reason = fields.String(required=True)
+
+
+class EmailBouncedV1(_EmailRef):
+    """A delivery status notification (DSN) for a sent email arrived through ingest."""
+
+    bounce_intake_id = fields.String(required=True, metadata={"description": "ingest's id of the DSN"})
+    reason = fields.String(required=True)
+    bounce_raw_url = fields.String(allow_none=True, load_default=None)

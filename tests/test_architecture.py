@@ -101,3 +101,9 @@ def test_every_http_route_is_documented_and_routed_to_its_service(cls):
     assert routes == documented
     for _, path in routes | {("get", f"/health/{cls.name}")}:
         assert service_for_path(path.replace("{", "x").replace("}", "")) == cls.name, path
+
+
+def test_code_is_lint_clean():
+    result = subprocess.run([str(Path(sys.executable).parent / "ruff"), "check", "--no-cache", "."],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stdout[-3000:]

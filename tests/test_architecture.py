@@ -64,6 +64,7 @@ def test_queue_names_are_stable():
     # together with a migration plan for the old queue.
     assert sorted(s.queue_name for s in SUBSCRIPTIONS) == [
         "evt-contacts-contact_created--conversations.handle_contact_created",
+        "evt-conversations-conversation_spam_marked--contacts.handle_conversation_spam_marked",
         "evt-conversations-inbox_updated--contacts.handle_inbox_updated",
         "evt-conversations-inbox_updated--ingest.handle_inbox_updated",
         "evt-conversations-message_added--contacts.handle_message_added",

@@ -21,6 +21,7 @@ class ContactDecision:
     email: str | None  # normalised; None = no contact for this message
     name: str | None
     reason: str  # why (for logs and tests)
+    held_back: bool = False  # spam: the contact is created if a teammate marks it not-spam
 
 
 def is_automated_sender(email: str) -> bool:
@@ -35,7 +36,7 @@ def decide_contact(attributed_to: dict | None, *, own_addresses: set[str], spam:
     addresses never become contacts; mailer-daemon/no-reply senders only when configured.
     """
     if spam:
-        return ContactDecision(None, None, "spam: contact held back")
+        return ContactDecision(None, None, "spam: contact held back", held_back=True)
     if loop:
         return ContactDecision(None, None, "our own mail looping back")
     email = try_normalise_email((attributed_to or {}).get("email"))

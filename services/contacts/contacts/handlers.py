@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contacts import domain
-from contacts.models import Contact, ContactEmail, MessageConversation, OwnAddress, TimelineEntry
+from contacts.models import Contact, ContactEmail, HeldMessage, MessageConversation, OwnAddress, TimelineEntry
 from mailroom_shared.addresses import try_normalise_email
 from mailroom_shared.messaging.outbox import Outbox
 
@@ -64,8 +64,15 @@ def record_inbound_message(session: Session, outbox: Outbox, data: dict, event_i
         loop=bool(flags.get("loop")), create_for_automated=settings.create_for_automated_senders,
     )
     if decision.email is None:
+        if decision.held_back:
+            _hold(session, data)
         return None
     contact, _ = resolve_or_create(session, outbox, decision.email, decision.name, created_from=event_id)
+    return log_inbound(session, outbox, contact, data)
+
+
+def log_inbound(session: Session, outbox: Outbox, contact: Contact, data: dict) -> TimelineEntry:
+    """The timeline entry of an inbound message (once per contact and Message-ID)."""
     entry = session.execute(select(TimelineEntry).where(
         TimelineEntry.contact_id == contact.id, TimelineEntry.direction == "in",
         TimelineEntry.rfc_message_id == data["message_id"])).scalar_one_or_none()
@@ -75,7 +82,8 @@ def record_inbound_message(session: Session, outbox: Outbox, data: dict, event_i
     entry = TimelineEntry(
         id=str(uuid.uuid4()), contact_id=contact.id, direction="in", rfc_message_id=data["message_id"],
         intake_id=data.get("intake_id"), channel_address=data.get("channel_address"),
-        subject=data.get("subject") or "", snippet=domain.snippet(data.get("text"), data.get("html")),
+        subject=data.get("subject") or "",
+        snippet=data.get("snippet") or domain.snippet(data.get("text"), data.get("html")),
         attachments=[{k: a.get(k) for k in ("filename", "content_type", "size", "sha256", "url")}
                      for a in data.get("attachments") or []],
         forwarded_by=(forward or {}).get("forwarded_by") if forward and forward.get("trusted") else None,
@@ -87,6 +95,32 @@ def record_inbound_message(session: Session, outbox: Outbox, data: dict, event_i
         "message_id": data["message_id"], "subject": entry.subject, "conversation_id": None,
     })
     return entry
+
+
+def _hold(session: Session, data: dict) -> None:
+    attributed = data.get("attributed_to") or {}
+    email = try_normalise_email(attributed.get("email"))
+    if email is None or not data.get("intake_id"):
+        return
+    kept = {k: v for k, v in data.items() if k not in ("text", "html")}
+    kept["snippet"] = domain.snippet(data.get("text"), data.get("html"))
+    session.merge(HeldMessage(intake_id=data["intake_id"], email=email, name=attributed.get("name"), data=kept))
+
+
+def release_held(session: Session, outbox: Outbox, intake_ids: list[str], contact_email: str | None,
+                 contact_name: str | None, event_id: str) -> Contact | None:
+    """A conversation was marked not-spam: create the held-back contact and log its messages."""
+    held = session.execute(select(HeldMessage).where(HeldMessage.intake_id.in_(intake_ids or [""]))).scalars().all()
+    email = try_normalise_email(contact_email) or (held[0].email if held else None)
+    if email is None:
+        return None
+    name = contact_name or next((h.name for h in held if h.name), None)
+    contact, _ = resolve_or_create(session, outbox, email, name, created_from=event_id)
+    for message in held:
+        if message.email == email:
+            log_inbound(session, outbox, contact, message.data)
+        session.delete(message)
+    return contact
 
 
 def link_conversation(session: Session, intake_id: str | None, conversation_id: str) -> None:

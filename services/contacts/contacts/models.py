@@ -74,5 +74,18 @@ class OwnAddress(Base):
     inbox_id: Mapped[str] = mapped_column(String(36), nullable=False)
 
 
+class HeldMessage(Base):
+    """An inbound message whose contact was held back because it was spam. Kept so that when a
+    teammate marks its conversation not-spam the contact is created and the timeline is complete."""
+
+    __tablename__ = "held_messages"
+
+    intake_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), nullable=False)
+    name: Mapped[str | None] = mapped_column(String(320))
+    data: Mapped[dict] = mapped_column(JSON, nullable=False)  # the message_received data, minus bodies
+    held_at: Mapped[object] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
 outbox = outbox_table(Base.metadata)
 processed_events = processed_events_table(Base.metadata)

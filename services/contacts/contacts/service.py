@@ -64,6 +64,17 @@ class ContactsService(outbound_events.OutboundEvents):  # issue #4: outbound_eve
             if PROCESSED.claim(session, envelope, "handle_message_added"):
                 handlers.link_conversation(session, data.get("intake_id"), data["conversation_id"])
 
+    @reliable_event_handler("conversations", "conversation_spam_marked")
+    def handle_conversation_spam_marked(self, envelope):
+        data = parse_envelope(envelope, "conversation_spam_marked")
+        if data["spam"]:
+            return  # marking spam later leaves the contact: it may have other, real mail
+        with self.db.transaction() as session:
+            if PROCESSED.claim(session, envelope, "handle_conversation_spam_marked"):
+                handlers.release_held(session, OUTBOX, data["intake_ids"], data["contact_email"],
+                                      data["contact_name"], envelope["id"])
+        self.relay.wake()
+
     @reliable_event_handler("conversations", "inbox_updated")
     def handle_inbox_updated(self, envelope):
         data = parse_envelope(envelope, "inbox_updated")

@@ -155,3 +155,21 @@ def test_http_api_answers_clearly_on_bad_input(contacts):
     status, body = contacts.post("/api/contacts", {"emails": ["B@Example.com"]})
     assert status == 409
     assert contacts.get("/api/contacts?email=B@EXAMPLE.COM")[1]["items"][0]["id"] == created["id"]
+
+
+def test_marking_spam_as_not_spam_creates_the_held_back_contact_with_its_timeline(contacts):
+    spam = message_received("real.customer@example.com", name="Real Customer", spam=True)
+    publish_event(contacts.amqp_uri, "message_received", spam["intake_id"], spam)
+    marker = message_received("marker2@example.com")
+    publish_event(contacts.amqp_uri, "message_received", marker["intake_id"], marker)
+    contacts.eventually(lambda: find_by_email(contacts, "marker2@example.com"))
+    assert find_by_email(contacts, "real.customer@example.com") is None  # held back while it is spam
+
+    publish_event(contacts.amqp_uri, "conversation_spam_marked", "c1", {
+        "conversation_id": "c1", "inbox_id": "i1", "spam": False, "marked_by": "agent-1",
+        "contact_email": "real.customer@example.com", "contact_name": "Real Customer",
+        "intake_ids": [spam["intake_id"]]})
+    released = contacts.eventually(lambda: find_by_email(contacts, "real.customer@example.com"))
+    assert released["name"] == "Real Customer"
+    [entry] = contacts.eventually(lambda: contacts.get(f"/api/contacts/{released['id']}/timeline")[1]["items"])
+    assert entry["subject"] == "Where is my order?" and entry["snippet"].startswith("Hello, my order #42")

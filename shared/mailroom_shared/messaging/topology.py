@@ -48,6 +48,7 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("conversations", "message_added", "contacts", "handle_message_added"),
     Subscription("conversations", "inbox_updated", "ingest", "handle_inbox_updated"),
     Subscription("conversations", "inbox_updated", "contacts", "handle_inbox_updated"),
+    Subscription("conversations", "conversation_spam_marked", "contacts", "handle_conversation_spam_marked"),
     Subscription("outbound", "email_queued", "conversations", "handle_email_queued"),
     Subscription("outbound", "email_sent", "conversations", "handle_email_sent"),
     Subscription("outbound", "email_deferred", "conversations", "handle_email_deferred"),

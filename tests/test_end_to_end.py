@@ -175,3 +175,21 @@ def test_every_step_publishes_its_event_in_order(mailroom):
     assert added["data"]["intake_id"] == received["data"]["intake_id"]
     assert added["data"]["conversation_id"] == conversation["data"]["conversation_id"]
     assert all(e["specversion"] == "1.0" and e["source"].startswith("mailroom/") for e in events.received)
+
+
+def test_spam_stays_out_of_the_inbox_until_a_member_says_it_is_not_spam(mailroom):
+    from mailroom_shared.testing.tokens import auth
+
+    member = auth("agent-1", email=MEMBER)
+    send(mailroom, email_from("Gil <gil@customer.example>", "Totally legit offer", X_Spam_Flag="YES"))
+    [spam] = mailroom.eventually(lambda: conversations(mailroom, "spam"))
+    assert conversations(mailroom, "open") == []
+    assert contact(mailroom, "gil@customer.example") is None  # held back while it is spam
+
+    status, body = mailroom.post(f"/api/conversations/{spam['id']}/not-spam", headers=member)
+    assert status == 200, body
+    [released] = mailroom.eventually(lambda: conversations(mailroom, "open"))
+    assert released["id"] == spam["id"]
+    gil = mailroom.eventually(lambda: contact(mailroom, "gil@customer.example"))
+    [entry] = mailroom.eventually(lambda: timeline(mailroom, gil["id"]))
+    assert entry["subject"] == "Totally legit offer" and entry["conversation_id"] == spam["id"]

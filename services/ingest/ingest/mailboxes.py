@@ -51,8 +51,9 @@ def poll(database: Database, blobs: DirectoryBlobStore, outbox: Outbox, mailbox:
             row.consecutive_failures = (row.consecutive_failures or 0) + 1
             row.last_error = result.error
             log.error("mailbox %s: %s (%s failures in a row)", mailbox.id, result.error, row.consecutive_failures)
-            outbox.record(session, "mailbox_unreachable", mailbox.id, {
-                "mailbox_id": mailbox.id, "error": f"{result.error_kind}: {result.error}",
-                "consecutive_failures": row.consecutive_failures})
+            if row.consecutive_failures == 1:  # announce the change, not every failed poll
+                outbox.record(session, "mailbox_unreachable", mailbox.id, {
+                    "mailbox_id": mailbox.id, "error": f"{result.error_kind}: {result.error}",
+                    "consecutive_failures": row.consecutive_failures})
         session.merge(row)
     return result

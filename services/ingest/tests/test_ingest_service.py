@@ -5,6 +5,7 @@ import email.policy
 import hashlib
 import smtplib
 import sys
+import time
 import uuid
 from email.message import EmailMessage
 
@@ -186,7 +187,8 @@ def test_trusted_forward_is_attributed_to_the_original_sender(ingest):
     assert data["forward"]["trusted"] is True and data["forward"]["detected_by"].startswith("text_block")
 
 
-def test_imap_mailbox_is_polled_into_the_inbox_and_an_unreachable_one_reported(stack_factory, dovecot, tmp_path):
+def test_imap_mailbox_is_polled_into_the_inbox_and_an_unreachable_one_reported(stack_factory, amqp_uri, dovecot,
+                                                                                tmp_path):
     dead_port = free_port()
     mailboxes = tmp_path / "mailboxes.yaml"
     mailboxes.write_text(yaml.safe_dump([
@@ -195,31 +197,17 @@ def test_imap_mailbox_is_polled_into_the_inbox_and_an_unreachable_one_reported(s
         {"id": "dead", "host": "127.0.0.1", "port": dead_port, "username": "x", "password": "y", "ssl": False,
          "channel_address": CHANNEL},
     ]))
-    message = customer_email(subject="polled from IMAP")
-    dovecot.deliver(message.as_bytes())
+    dovecot.deliver(customer_email(subject="polled from IMAP").as_bytes())
     dovecot.deliver(customer_email(subject="junk").as_bytes(), folder="Junk")
-    with EventSubscriber_for_ingest(stack_factory, mailboxes, dovecot) as (stack, events):
+    # subscribe before ingest starts: its first poll may come at once
+    with EventSubscriber(amqp_uri, [("ingest.events", "#")]) as events:
+        start_ingest(stack_factory, {"INGEST_MAILBOXES_FILE": str(mailboxes), "INGEST_IMAP_POLL_SECONDS": "0.5",
+                                     "TEAM_IMAP_PASSWORD": dovecot.password})
         [event] = events.wait_for("message_received", timeout=30)
         assert event["data"]["subject"] == "polled from IMAP" and event["data"]["via"] == "imap"
-        unreachable = events.wait_for("mailbox_unreachable", timeout=30)[0]
+        [unreachable] = events.wait_for("mailbox_unreachable", timeout=30)
         assert unreachable["data"]["mailbox_id"] == "dead"
+        time.sleep(2)  # several more failed polls: still one announcement, and the message only once
+        assert len(events.of_type("mailbox_unreachable")) == 1
+        assert len(events.of_type("message_received")) == 1
     assert all(b"\\Seen" not in flags for flags in dovecot.flags().values())  # not marked read
-
-
-class EventSubscriber_for_ingest:  # noqa: N801 - reads as what it yields
-    """Starts ingest with the mailboxes file and subscribes before the first poll."""
-
-    def __init__(self, stack_factory, mailboxes, dovecot):
-        self.stack_factory, self.mailboxes, self.dovecot = stack_factory, mailboxes, dovecot
-
-    def __enter__(self):
-        from mailroom_shared.testing.infra import RabbitAdmin  # noqa: F401 - documents the vhost source
-
-        self.stack = start_ingest(self.stack_factory, {
-            "INGEST_MAILBOXES_FILE": str(self.mailboxes), "INGEST_IMAP_POLL_SECONDS": "1",
-            "TEAM_IMAP_PASSWORD": self.dovecot.password})
-        self.events = EventSubscriber(self.stack.amqp_uri, [("ingest.events", "#")]).__enter__()
-        return self.stack, self.events
-
-    def __exit__(self, *exc):
-        self.events.__exit__(*exc)

@@ -160,9 +160,10 @@ def start_profilers(bench, workdir: Path) -> list:
     processes = []
     for name, pid in bench.pids.items():
         out = RESULTS / f"profile-{name}.txt"
+        errors = open(workdir / f"py-spy-{name}.log", "wb")  # noqa: SIM115 - the child process owns it
         processes.append(subprocess.Popen([py_spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "50",
                                            "--output", str(out), "--nonblocking"],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                          stdout=errors, stderr=subprocess.STDOUT))
     return processes
 
 

@@ -81,7 +81,6 @@ class OutboundEvents:
     @reliable_event_handler("outbound", "email_sent")
     def handle_email_sent(self, envelope):
         data = parse_envelope(envelope, "email_sent")
-        with self.db.transaction() as session:
-            if PROCESSED.claim(session, envelope, "handle_email_sent"):
-                record_outbound_email(session, OUTBOX, data, envelope["id"])
+        PROCESSED.run_once(self.db, envelope, "handle_email_sent",
+                           lambda session: record_outbound_email(session, OUTBOX, data, envelope["id"]))
         self.relay.wake()

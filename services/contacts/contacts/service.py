@@ -52,35 +52,31 @@ class ContactsService(outbound_events.OutboundEvents):  # issue #4: outbound_eve
     @reliable_event_handler("ingest", "message_received")
     def handle_message_received(self, envelope):
         data = parse_envelope(envelope, "message_received")
-        with self.db.transaction() as session:
-            if PROCESSED.claim(session, envelope, "handle_message_received"):
-                handlers.record_inbound_message(session, OUTBOX, data, envelope["id"], _settings())
+        PROCESSED.run_once(self.db, envelope, "handle_message_received",
+                           lambda session: handlers.record_inbound_message(session, OUTBOX, data, envelope["id"],
+                                                                           _settings()))
         self.relay.wake()
 
     @reliable_event_handler("conversations", "message_added")
     def handle_message_added(self, envelope):
         data = parse_envelope(envelope, "message_added")
-        with self.db.transaction() as session:
-            if PROCESSED.claim(session, envelope, "handle_message_added"):
-                handlers.link_conversation(session, data.get("intake_id"), data["conversation_id"])
+        PROCESSED.run_once(self.db, envelope, "handle_message_added", lambda session: handlers.link_conversation(
+            session, data.get("intake_id"), data["conversation_id"]))
 
     @reliable_event_handler("conversations", "conversation_spam_marked")
     def handle_conversation_spam_marked(self, envelope):
         data = parse_envelope(envelope, "conversation_spam_marked")
         if data["spam"]:
             return  # marking spam later leaves the contact: it may have other, real mail
-        with self.db.transaction() as session:
-            if PROCESSED.claim(session, envelope, "handle_conversation_spam_marked"):
-                handlers.release_held(session, OUTBOX, data["intake_ids"], data["contact_email"],
-                                      data["contact_name"], envelope["id"])
+        PROCESSED.run_once(self.db, envelope, "handle_conversation_spam_marked", lambda session: handlers.release_held(
+            session, OUTBOX, data["intake_ids"], data["contact_email"], data["contact_name"], envelope["id"]))
         self.relay.wake()
 
     @reliable_event_handler("conversations", "inbox_updated")
     def handle_inbox_updated(self, envelope):
         data = parse_envelope(envelope, "inbox_updated")
-        with self.db.transaction() as session:
-            if PROCESSED.claim(session, envelope, "handle_inbox_updated"):
-                handlers.replace_own_addresses(session, data["inbox_id"], data["channel_addresses"])
+        PROCESSED.run_once(self.db, envelope, "handle_inbox_updated", lambda session: handlers.replace_own_addresses(
+            session, data["inbox_id"], data["channel_addresses"]))
 
     # --- HTTP ---------------------------------------------------------------------------
 

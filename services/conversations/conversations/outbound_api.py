@@ -323,9 +323,7 @@ class OutboundApi:
             session, data, "bounced", {"reason": data["reason"], "bounce_intake_id": data["bounce_intake_id"]}))
 
     def _outbound_event(self, envelope, handler: str, change) -> None:
-        with self.db.transaction() as session:
-            if PROCESSED.claim(session, envelope, handler):
-                change(session)
+        PROCESSED.run_once(self.db, envelope, handler, change)
         self.relay.wake()
 
     @http("GET", "/api/inboxes/<string:inbox_id>/sent")

@@ -104,17 +104,15 @@ class ConversationsService(outbound_api.OutboundApi):  # issue #4: outbound_api.
     @reliable_event_handler("ingest", "message_received")
     def handle_message_received(self, envelope):
         data = parse_envelope(envelope, "message_received")
-        with self.db.transaction() as session:
-            if PROCESSED.claim(session, envelope, "handle_message_received"):
-                handlers.receive_message(session, OUTBOX, data, _settings())
+        PROCESSED.run_once(self.db, envelope, "handle_message_received",
+                           lambda session: handlers.receive_message(session, OUTBOX, data, _settings()))
         self.relay.wake()
 
     @reliable_event_handler("contacts", "contact_created")
     def handle_contact_created(self, envelope):
         data = parse_envelope(envelope, "contact_created")
-        with self.db.transaction() as session:
-            if PROCESSED.claim(session, envelope, "handle_contact_created"):
-                handlers.learn_contact(session, data["contact_id"], data["emails"])
+        PROCESSED.run_once(self.db, envelope, "handle_contact_created",
+                           lambda session: handlers.learn_contact(session, data["contact_id"], data["emails"]))
 
     # --- HTTP: who is calling --------------------------------------------------------------
 

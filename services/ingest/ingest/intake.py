@@ -9,7 +9,9 @@ status `stored` are picked up again.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
@@ -22,7 +24,7 @@ from sqlalchemy.orm import Session
 from ingest.blobstore import DirectoryBlobStore
 from ingest.domain.analysis import AnalysisSettings, analyse, render_html, stable_message_id
 from ingest.domain.model import ParseLimits
-from ingest.domain.parsing import MessageTooComplex, parse_message_ids
+from ingest.domain.parsing import MessageTooComplex, parse_message, parse_message_ids
 from ingest.domain.recipients import split_recipient
 from ingest.models import Channel, Intake, TrustedSender
 from mailroom_shared.addresses import try_normalise_email
@@ -117,8 +119,26 @@ def _claim_next(session: Session) -> Intake | None:
     return session.execute(query).scalar_one_or_none()
 
 
+class InboxDirectory:
+    """Inbox addresses and trusted forwarders, re-read at most every `ttl` seconds: two queries
+    per message otherwise. A change (inbox_updated) is seen within `ttl`."""
+
+    def __init__(self, ttl: float = 2.0):
+        self.ttl = ttl
+        self._loaded_at = -1e9
+        self._own: frozenset[str] = frozenset()
+        self._trusted: frozenset[str] = frozenset()
+
+    def get(self, session: Session) -> tuple[frozenset[str], frozenset[str]]:
+        if time.monotonic() - self._loaded_at > self.ttl:
+            self._own = frozenset(known_channels(session))
+            self._trusted = frozenset(session.execute(select(TrustedSender.email)).scalars())
+            self._loaded_at = time.monotonic()
+        return self._own, self._trusted
+
+
 def process_next(database: Database, blobs: DirectoryBlobStore, outbox: Outbox,
-                 settings: IntakeSettings) -> bool:
+                 settings: IntakeSettings, directory: InboxDirectory | None = None) -> bool:
     """Process one stored intake row; False when there is none. One transaction per message,
     so a hostile message is quarantined on its own and never blocks the rest."""
     with database.transaction() as session:
@@ -126,7 +146,7 @@ def process_next(database: Database, blobs: DirectoryBlobStore, outbox: Outbox,
         if intake is None:
             return False
         try:
-            data = _message_received(session, blobs, intake, settings)
+            data = _message_received(session, blobs, intake, settings, directory or InboxDirectory(ttl=0))
         except MessageTooComplex as exc:
             _quarantine(session, outbox, intake, f"too complex to parse safely: {exc}")
             return True
@@ -152,10 +172,9 @@ def _quarantine(session: Session, outbox: Outbox, intake: Intake, reason: str) -
 
 
 def _message_received(session: Session, blobs: DirectoryBlobStore, intake: Intake,
-                      settings: IntakeSettings) -> dict:
+                      settings: IntakeSettings, directory: InboxDirectory) -> dict:
     raw = blobs.get(intake.blob_key)
-    own = known_channels(session)
-    trusted = frozenset(session.execute(select(TrustedSender.email)).scalars())
+    own, trusted = directory.get(session)
     analysis = analyse(raw, AnalysisSettings(
         own_addresses=frozenset(own), own_message_id_domain=settings.own_message_id_domain,
         internal_domains=settings.internal_domains, spam_score_headers=settings.spam_score_headers,
@@ -164,7 +183,8 @@ def _message_received(session: Session, blobs: DirectoryBlobStore, intake: Intak
     parsed = analysis.parsed
     attachments, cid_urls = [], {}
     for attachment in parsed.attachments:
-        sha = blobs.put(attachment.payload)
+        # not fsynced: an attachment can always be extracted again from the (fsynced) raw message
+        sha = blobs.put(attachment.payload, durable=False)
         url = attachment_url(intake.id, sha)
         if attachment.content_id:
             cid_urls[attachment.content_id] = url
@@ -250,3 +270,12 @@ def replace_inbox(session: Session, inbox_id: str, channel_addresses: list[str],
         session.merge(Channel(address=address, inbox_id=inbox_id))
     for email in {a for a in map(try_normalise_email, member_emails) if a}:
         session.merge(TrustedSender(email=email, inbox_id=inbox_id))
+
+
+def restore_attachment(blobs: DirectoryBlobStore, raw_key: str, sha256: str) -> bytes | None:
+    """Extract an attachment again from its (durable) raw message and store it back."""
+    for attachment in parse_message(blobs.get(raw_key)).attachments:
+        if hashlib.sha256(attachment.payload).hexdigest() == sha256:
+            blobs.put(attachment.payload, durable=False)
+            return attachment.payload
+    return None

@@ -92,6 +92,7 @@ class IntakeProcessor(DependencyProvider):
         self.database = Database(url)
         self.blobs = DirectoryBlobStore(ingest_config.blob_dir())
         self.settings = ingest_config.intake_settings()
+        self.directory = intake.InboxDirectory()
         self.poll_interval = config.env_float("INGEST_INTAKE_POLL_SECONDS", 0.1)
 
     def start(self):
@@ -101,7 +102,8 @@ class IntakeProcessor(DependencyProvider):
         while not self._stopping:
             processed = 0
             try:
-                while not self._stopping and intake.process_next(self.database, self.blobs, OUTBOX, self.settings):
+                while not self._stopping and intake.process_next(self.database, self.blobs, OUTBOX, self.settings,
+                                                                          self.directory):
                     processed += 1
                     eventlet.sleep(0)  # let HTTP and consumers breathe between messages
             except Exception:
@@ -140,9 +142,8 @@ class IngestService:
     @reliable_event_handler("conversations", "inbox_updated")
     def handle_inbox_updated(self, envelope):
         data = parse_envelope(envelope, "inbox_updated")
-        with self.db.transaction() as session:
-            if PROCESSED.claim(session, envelope, "handle_inbox_updated"):
-                intake.replace_inbox(session, data["inbox_id"], data["channel_addresses"], data["member_emails"])
+        PROCESSED.run_once(self.db, envelope, "handle_inbox_updated", lambda session: intake.replace_inbox(
+            session, data["inbox_id"], data["channel_addresses"], data["member_emails"]))
 
     @timer(interval=config.env_float("INGEST_IMAP_POLL_SECONDS", 30.0))
     def poll_mailboxes(self):
@@ -219,10 +220,14 @@ class IngestService:
             meta = next((a for a in (row.attachments or []) if a.get("sha256") == sha256), None) if row else None
             if meta is None:
                 raise NotFound(f"no attachment {sha256} on message {intake_id}")
+            raw_key = row.blob_key
         try:
             payload = self.blobs.get(sha256)
-        except BlobNotFound as exc:
-            raise NotFound("attachment bytes are missing from the blob store") from exc
+        except BlobNotFound:
+            # attachments are stored without fsync (intake.py): after a crash, extract it again
+            payload = intake.restore_attachment(self.blobs, raw_key, sha256)
+            if payload is None:
+                raise NotFound("attachment bytes are missing from the blob store") from None
         # Served as a download, never rendered by the browser in our origin.
         inline_image = meta["content_type"].startswith("image/") and meta["content_type"] != "image/svg+xml"
         disposition = "inline" if inline_image else "attachment"

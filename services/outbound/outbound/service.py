@@ -501,9 +501,8 @@ class OutboundService:
         data = parse_envelope(envelope, "message_received")
         if not (data.get("flags") or {}).get("bounce") or not data.get("bounced_message_ids"):
             return
-        with self.db.transaction() as session:
-            if PROCESSED.claim(session, envelope, "handle_message_received"):
-                handlers.record_bounce(session, OUTBOX, data)
+        PROCESSED.run_once(self.db, envelope, "handle_message_received",
+                           lambda session: handlers.record_bounce(session, OUTBOX, data))
         self.relay.wake()
 
 

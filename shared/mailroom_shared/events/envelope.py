@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 
 from marshmallow import EXCLUDE, ValidationError
@@ -10,6 +11,16 @@ from marshmallow import EXCLUDE, ValidationError
 from mailroom_shared.events.catalogue import spec_for
 
 SPECVERSION = "1.0"
+
+
+@functools.cache
+def _strict_schema(event_type: str):
+    return spec_for(event_type).schema()
+
+
+@functools.cache
+def _tolerant_schema(event_type: str):
+    return spec_for(event_type).schema(unknown=EXCLUDE)
 
 
 class InvalidEvent(ValueError):
@@ -20,8 +31,9 @@ def build_envelope(event_type: str, subject: str, data: dict, *, event_id: str |
                    time: dt.datetime | None = None) -> dict:
     """Validate `data` against the catalogue and wrap it; raises InvalidEvent on a mismatch."""
     spec = spec_for(event_type)
+    schema = _strict_schema(event_type)  # marshmallow schemas hold no per-call state: reuse them
     try:
-        validated = spec.schema().load(data)
+        validated = schema.load(data)
     except ValidationError as exc:
         raise InvalidEvent(f"{event_type}: {exc.messages}") from exc
     return {
@@ -32,7 +44,7 @@ def build_envelope(event_type: str, subject: str, data: dict, *, event_id: str |
         "time": (time or dt.datetime.now(dt.UTC)).isoformat(),
         "subject": str(subject),
         "datacontenttype": "application/json",
-        "data": spec.schema().dump(validated),
+        "data": schema.dump(validated),
     }
 
 
@@ -44,4 +56,4 @@ def parse_envelope(envelope: dict, event_type: str) -> dict:
     """
     if not isinstance(envelope, dict) or "data" not in envelope or "id" not in envelope:
         raise ValidationError({"_envelope": ["not a CloudEvents envelope"]})
-    return spec_for(event_type).schema(unknown=EXCLUDE).load(envelope["data"])
+    return _tolerant_schema(event_type).load(envelope["data"])

@@ -297,15 +297,27 @@ class OutboundService:
 
     # --- HTTP: delivery state ----------------------------------------------------------------------
 
+    def _require_view(self, request, *, inbox_id: str | None = None, conversation_id: str | None = None) -> None:
+        """Reads follow the inbox's visibility, decided by conversations (404 when not visible)."""
+        token = request.headers.get("Authorization", "").partition(" ")[2]
+        answer = self.conversations.check_access(token, "view", conversation_id=conversation_id, inbox_id=inbox_id)
+        if not answer.get("allowed"):
+            error = HttpError(answer.get("message") or "not allowed")
+            error.status, error.code = answer.get("status", 404), answer.get("code", "not_found")
+            raise error
+
     @http("GET", "/api/outbound/emails/<string:email_id>")
     @json_endpoint
     def http_get_email(self, request, email_id):
         request.principal = access.caller(request)
         with self.db.transaction() as session:
             email = session.get(Email, email_id)
-            if email is None:
-                raise NotFound(f"no email {email_id}")
-            return queries.email_view(session, email)
+            inbox_id = email.inbox_id if email else None
+        if email is None:
+            raise NotFound(f"no email {email_id}")
+        self._require_view(request, inbox_id=inbox_id)
+        with self.db.transaction() as session:
+            return queries.email_view(session, session.get(Email, email_id))
 
     @http("GET", "/api/outbound/emails/<string:email_id>/attachments/<string:attachment_id>")
     def http_get_attachment(self, request, email_id, attachment_id):
@@ -315,8 +327,13 @@ class OutboundService:
             return error_response(exc.status, exc.code, exc.message)
         with self.db.transaction() as session:
             attachment = session.get(Attachment, attachment_id)
-            if attachment is None or attachment.email_id != email_id:
+            email = session.get(Email, email_id)
+            if attachment is None or email is None or attachment.email_id != email_id:
                 return error_response(404, "not_found", f"no attachment {attachment_id} of email {email_id}")
+            try:
+                self._require_view(request, inbox_id=email.inbox_id)
+            except HttpError as exc:
+                return error_response(exc.status, exc.code, exc.message)
             return Response(attachment.data, mimetype=attachment.content_type, headers={
                 "Content-Disposition": "attachment", "X-Content-Type-Options": "nosniff",
                 "Content-Security-Policy": "sandbox"})
@@ -325,6 +342,7 @@ class OutboundService:
     @json_endpoint
     def http_conversation_emails(self, request, conversation_id):
         request.principal = access.caller(request)
+        self._require_view(request, conversation_id=conversation_id)
         with self.db.transaction() as session:
             return queries.emails_page(session, Email.conversation_id == conversation_id,
                                        decode_cursor(request.args.get("cursor")), page_limit(request))
@@ -334,6 +352,7 @@ class OutboundService:
     def http_inbox_emails(self, request, inbox_id):
         """Everything sent from an inbox with its delivery state (`?state=failed` …)."""
         request.principal = access.caller(request)
+        self._require_view(request, inbox_id=inbox_id)
         where = Email.inbox_id == inbox_id
         state = request.args.get("state")
         if state:

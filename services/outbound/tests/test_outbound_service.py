@@ -17,6 +17,7 @@ from aiosmtpd.controller import Controller
 from mailroom_shared.testing.specs import CONTACTS, CONVERSATIONS, INGEST, OUTBOUND
 from mailroom_shared.testing.stack import free_port
 from mailroom_shared.testing.subscriber import EventSubscriber
+from mailroom_shared.testing.tokens import NO_AUTH, auth
 
 pytestmark = pytest.mark.integration
 
@@ -229,6 +230,18 @@ def test_reply_to_a_suppliers_message_never_copies_the_customer(stack, sink):
     [received] = handler.with_message_id(email["message_id"])
     assert received["rcpt_tos"] == ["orders@supplier.example"]
     assert received["message"]["In-Reply-To"] == f"<{supplier_id}>"
+
+    # reads follow the inbox's visibility: once it is visible to its members only, an outsider
+    # cannot learn the email exists (404), a member still sees it, nobody reads without a token
+    status, inbox = stack.request("PUT", f"/api/inboxes/{stack.inbox_ids['support']}", {"access": {"visibility": "specific"}})
+    assert status == 200, inbox
+    outsider, member = auth("outsider-9", email="outsider@elsewhere.example"), auth("agent-1",
+                                                                                     email="agent@mailroom.test")
+    for path in (f"/api/outbound/emails/{email['id']}", f"/api/outbound/conversations/{conversation['id']}/emails",
+                 f"/api/outbound/inboxes/{stack.inbox_ids['support']}/emails"):
+        assert stack.get(path, headers=outsider)[0] == 404, path
+        assert stack.get(path, headers=member)[0] == 200, path
+        assert stack.get(path, headers=NO_AUTH)[0] == 401, path
 
 
 def test_compose_with_template_snippet_inline_image_and_attachments(stack, sink):

@@ -12,7 +12,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contacts import domain
-from contacts.models import Contact, ContactEmail, HeldMessage, MessageConversation, OwnAddress, TimelineEntry
+from contacts.models import (
+    Contact,
+    ContactEmail,
+    HeldMessage,
+    InboxAccess,
+    MessageConversation,
+    OwnAddress,
+    TimelineEntry,
+)
 from mailroom_shared.addresses import try_normalise_email
 from mailroom_shared.messaging.outbox import Outbox
 
@@ -133,10 +141,15 @@ def link_conversation(session: Session, intake_id: str | None, conversation_id: 
         existing.conversation_id = conversation_id  # a move or re-thread: latest wins
 
 
-def replace_own_addresses(session: Session, inbox_id: str, addresses: list[str]) -> None:
+def apply_inbox_update(session: Session, data: dict) -> None:
+    """Our copy of an inbox: its addresses (never contacts) and who may see its mail."""
+    inbox_id = data["inbox_id"]
     session.query(OwnAddress).filter(OwnAddress.inbox_id == inbox_id).delete()
-    for address in {a for a in (try_normalise_email(x) for x in addresses) if a}:
+    for address in {a for a in (try_normalise_email(x) for x in data["channel_addresses"]) if a}:
         session.merge(OwnAddress(email=address, inbox_id=inbox_id))
+    session.merge(InboxAccess(inbox_id=inbox_id, visibility=data.get("visibility") or "everyone",
+                              member_user_ids=list(data.get("member_user_ids") or []),
+                              team_ids=list(data.get("team_ids") or [])))
 
 
 def _parse_time(value: str | None) -> dt.datetime:

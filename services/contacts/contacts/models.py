@@ -74,6 +74,18 @@ class OwnAddress(Base):
     inbox_id: Mapped[str] = mapped_column(String(36), nullable=False)
 
 
+class InboxAccess(Base):
+    """Who may see an inbox's mail (from inbox_updated): timeline entries of an inbox that is
+    visible to specific users and teams are shown only to them (and to account-wide admins)."""
+
+    __tablename__ = "inbox_access"
+
+    inbox_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    visibility: Mapped[str] = mapped_column(String(16), nullable=False, default="everyone")
+    member_user_ids: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    team_ids: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+
+
 class HeldMessage(Base):
     """An inbound message whose contact was held back because it was spam. Kept so that when a
     teammate marks its conversation not-spam the contact is created and the timeline is complete."""

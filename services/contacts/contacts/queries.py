@@ -7,8 +7,9 @@ import datetime as dt
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from contacts.models import Contact, ContactEmail, MessageConversation, TimelineEntry
+from contacts.models import Contact, ContactEmail, InboxAccess, MessageConversation, OwnAddress, TimelineEntry
 from contacts.schemas import ContactSchema, TimelineEntrySchema
+from mailroom_shared.auth import Principal
 from mailroom_shared.http import HttpError, encode_cursor
 
 
@@ -31,11 +32,29 @@ def search_contacts(session: Session, query: str, limit: int) -> list[dict]:
     return [contact_view(c) for c in sorted(contacts, key=lambda c: (c.name or "", c.id))]
 
 
-def timeline_page(session: Session, contact_id: str, cursor: dict | None, limit: int) -> dict:
-    """Newest first; the cursor is the (occurred_at, id) of the last item returned."""
+def visible_channel_addresses(session: Session, principal: Principal) -> set[str] | None:
+    """The inbox addresses whose mail `principal` may see; None = every inbox (account-wide admins).
+    The same rule as conversations/access.py: everyone-visible inboxes, or member by user or team."""
+    if principal.sees_every_inbox:
+        return None
+    visible = set()
+    for access in session.execute(select(InboxAccess)).scalars():
+        if (access.visibility == "everyone" or principal.user_id in (access.member_user_ids or [])
+                or principal.team_ids & set(access.team_ids or [])):
+            visible.add(access.inbox_id)
+    return set(session.execute(select(OwnAddress.email).where(OwnAddress.inbox_id.in_(visible))).scalars())
+
+
+def timeline_page(session: Session, contact_id: str, cursor: dict | None, limit: int,
+                  principal: Principal) -> dict:
+    """Newest first; the cursor is the (occurred_at, id) of the last item returned. Entries of
+    inboxes the caller may not see are left out (their subjects and snippets are that inbox's)."""
     query = (select(TimelineEntry, MessageConversation.conversation_id)
              .outerjoin(MessageConversation, MessageConversation.intake_id == TimelineEntry.intake_id)
              .where(TimelineEntry.contact_id == contact_id))
+    addresses = visible_channel_addresses(session, principal)
+    if addresses is not None:
+        query = query.where(TimelineEntry.channel_address.in_(addresses))
     if cursor:
         at, last_id = _cursor_time(cursor.get("at")), str(cursor.get("id"))
         query = query.where(or_(TimelineEntry.occurred_at < at,

@@ -75,8 +75,8 @@ class ContactsService(outbound_events.OutboundEvents):  # issue #4: outbound_eve
     @reliable_event_handler("conversations", "inbox_updated")
     def handle_inbox_updated(self, envelope):
         data = parse_envelope(envelope, "inbox_updated")
-        PROCESSED.run_once(self.db, envelope, "handle_inbox_updated", lambda session: handlers.replace_own_addresses(
-            session, data["inbox_id"], data["channel_addresses"]))
+        PROCESSED.run_once(self.db, envelope, "handle_inbox_updated",
+                           lambda session: handlers.apply_inbox_update(session, data))
 
     # --- HTTP ---------------------------------------------------------------------------
 
@@ -142,4 +142,4 @@ class ContactsService(outbound_events.OutboundEvents):  # issue #4: outbound_eve
             if session.get(Contact, contact_id) is None:
                 raise NotFound(f"no contact {contact_id}")
             return queries.timeline_page(session, contact_id, decode_cursor(request.args.get("cursor")),
-                                         page_limit(request))
+                                         page_limit(request), request.principal)

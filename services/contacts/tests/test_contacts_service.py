@@ -173,3 +173,29 @@ def test_marking_spam_as_not_spam_creates_the_held_back_contact_with_its_timelin
     assert released["name"] == "Real Customer"
     [entry] = contacts.eventually(lambda: contacts.get(f"/api/contacts/{released['id']}/timeline")[1]["items"])
     assert entry["subject"] == "Where is my order?" and entry["snippet"].startswith("Hello, my order #42")
+
+
+def test_timeline_shows_a_restricted_inboxs_mail_only_to_those_who_may_see_that_inbox(contacts):
+    from mailroom_shared.testing.tokens import auth
+
+    publish_event(contacts.amqp_uri, "inbox_updated", "vip", {
+        "inbox_id": "vip", "name": "VIP", "channel_addresses": ["vip@mailroom.test"], "member_emails": [],
+        "visibility": "specific", "member_user_ids": ["agent-7"], "team_ids": ["team-gold"]})
+    publish_event(contacts.amqp_uri, "inbox_updated", "public", {
+        "inbox_id": "public", "name": "Support", "channel_addresses": ["support@mailroom.test"],
+        "member_emails": []})
+    for channel, subject in (("vip@mailroom.test", "Secret merger"), ("support@mailroom.test", "Broken widget")):
+        data = message_received("dora@example.com", channel=channel)
+        data["subject"] = subject
+        publish_event(contacts.amqp_uri, "message_received", data["intake_id"], data)
+    dora = contacts.eventually(lambda: find_by_email(contacts, "dora@example.com"))
+    contacts.eventually(lambda: len(contacts.get(f"/api/contacts/{dora['id']}/timeline")[1]["items"]) == 2)
+
+    def subjects(**who):
+        return sorted(e["subject"] for e in contacts.get(f"/api/contacts/{dora['id']}/timeline",
+                                                         headers=auth(**who))[1]["items"])
+
+    assert subjects(user_id="agent-7") == ["Broken widget", "Secret merger"]  # member of the VIP inbox
+    assert subjects(user_id="gold-1", teams=["team-gold"]) == ["Broken widget", "Secret merger"]  # by team
+    assert subjects(user_id="someone-else") == ["Broken widget"]  # may not see the VIP inbox
+    assert subjects(user_id="auditor", roles=["account_access"]) == ["Broken widget", "Secret merger"]

@@ -233,7 +233,8 @@ def test_reply_to_a_suppliers_message_never_copies_the_customer(stack, sink):
 
     # reads follow the inbox's visibility: once it is visible to its members only, an outsider
     # cannot learn the email exists (404), a member still sees it, nobody reads without a token
-    status, inbox = stack.request("PUT", f"/api/inboxes/{stack.inbox_ids['support']}", {"access": {"visibility": "specific"}})
+    status, inbox = stack.request("PUT", f"/api/inboxes/{stack.inbox_ids['support']}",
+                                  {"access": {"visibility": "specific"}})
     assert status == 200, inbox
     outsider, member = auth("outsider-9", email="outsider@elsewhere.example"), auth("agent-1",
                                                                                      email="agent@mailroom.test")

@@ -193,3 +193,34 @@ def test_spam_stays_out_of_the_inbox_until_a_member_says_it_is_not_spam(mailroom
     gil = mailroom.eventually(lambda: contact(mailroom, "gil@customer.example"))
     [entry] = mailroom.eventually(lambda: timeline(mailroom, gil["id"]))
     assert entry["subject"] == "Totally legit offer" and entry["conversation_id"] == spam["id"]
+
+
+def test_a_teammate_corrects_a_wrong_attribution_and_the_change_is_recorded(mailroom):
+    from mailroom_shared.testing.tokens import NO_AUTH, auth
+
+    body = ("---------- Forwarded message ---------\nFrom: Hana Customer <hana@customer.example>\n"
+            "Date: Tue, 4 Nov 2026 at 08:00\nSubject: Refund\nTo: <ivan@partner.example>\n\nPlease refund me.\n")
+    with EventSubscriber(mailroom.amqp_uri, [("conversations.events", "message_attribution_corrected")]) as events:
+        # an untrusted forwarder: the message stays with him, the original sender is only recorded
+        send(mailroom, email_from("Ivan Partner <ivan@partner.example>", "Fwd: Refund", body))
+        ivan = mailroom.eventually(lambda: contact(mailroom, "ivan@partner.example"))
+        [conversation] = mailroom.eventually(lambda: conversations(mailroom))
+        [message] = mailroom.get(f"/api/conversations/{conversation['id']}")[1]["messages"]
+        assert message["forward"]["original_sender"]["email"] == "hana@customer.example"
+
+        path = f"/api/conversations/{conversation['id']}/messages/{message['id']}/attribution"
+        correction = {"email": "Hana@Customer.example", "name": "Hana Customer"}
+        assert mailroom.request("PUT", path, correction, headers=NO_AUTH)[0] == 401
+        assert mailroom.request("PUT", path, {"email": "not an address"}, headers=auth("agent-1"))[0] == 400
+        status, result = mailroom.request("PUT", path, correction, headers=auth("agent-1", email=MEMBER))
+        assert status == 200 and result["changed"] is True, result
+        [event] = events.wait_for("message_attribution_corrected")
+    assert event["data"]["previous"]["email"] == "ivan@partner.example"
+    assert event["data"]["attributed_to"] == {"name": "Hana Customer", "email": "hana@customer.example"}
+    assert event["data"]["corrected_by"] == "agent-1"
+    hana = mailroom.eventually(lambda: contact(mailroom, "hana@customer.example"))
+    [entry] = mailroom.eventually(lambda: timeline(mailroom, hana["id"]))
+    assert entry["subject"] == "Fwd: Refund"
+    mailroom.eventually(lambda: timeline(mailroom, ivan["id"]) == [])
+    [listed] = conversations(mailroom)
+    assert listed["contact"]["email"] == "hana@customer.example"

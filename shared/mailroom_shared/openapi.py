@@ -9,7 +9,8 @@ from apispec import APISpec
 from marshmallow import Schema, fields
 
 ERROR_DESCRIPTIONS = {400: "invalid request", 401: "no or invalid token", 403: "not allowed",
-                      404: "not found", 409: "conflict", 413: "payload too large"}
+                      404: "not found, or not visible to you", 409: "conflict", 413: "payload too large",
+                      503: "temporarily unavailable: try again"}
 
 
 class ErrorSchema(Schema):
@@ -41,6 +42,9 @@ def _ref(name: str) -> dict:
 
 
 def register(spec: APISpec, tag: str, components: dict[str, type[Schema]], operations: list[Operation]) -> None:
+    """Every operation requires a bearer JWT (docs/access.md)."""
+    if "bearer" not in spec.components.security_schemes:
+        spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     if "Error" not in spec.components.schemas:
         spec.components.schema("Error", schema=ErrorSchema)
     for name, schema in components.items():
@@ -50,7 +54,7 @@ def register(spec: APISpec, tag: str, components: dict[str, type[Schema]], opera
     for op in operations:
         content = ({"application/json": {"schema": _ref(op.response)}} if op.response
                    else {op.response_media_type: {"schema": {"type": "string", "format": "binary"}}})
-        operation: dict = {"tags": [tag], "summary": op.summary, "parameters": [],
+        operation: dict = {"tags": [tag], "summary": op.summary, "parameters": [], "security": [{"bearer": []}],
                            "responses": {str(op.status): {"description": "OK", "content": content}}}
         for name in op.path_params:
             operation["parameters"].append({"in": "path", "name": name, "required": True,

@@ -164,3 +164,29 @@ def _parse_time(value: str | None) -> dt.datetime:
 
 def add_email(session: Session, contact: Contact, email: str) -> None:
     session.add(ContactEmail(contact_id=contact.id, email=email))
+
+
+def move_attribution(session: Session, outbox: Outbox, data: dict, event_id: str) -> TimelineEntry | None:
+    """conversations corrected whom a message belongs to: its inbound timeline entry moves to
+    that person's contact (created if new). The entry keeps its id, subject and attachments."""
+    email = try_normalise_email((data.get("attributed_to") or {}).get("email"))
+    if email is None:
+        return None
+    entry = session.execute(select(TimelineEntry).where(
+        TimelineEntry.direction == "in",
+        (TimelineEntry.intake_id == data["intake_id"]) if data.get("intake_id")
+        else (TimelineEntry.rfc_message_id == data["rfc_message_id"]))).scalars().first()
+    contact, _ = resolve_or_create(session, outbox, email, data["attributed_to"].get("name"), created_from=event_id)
+    if entry is None or entry.contact_id == contact.id:
+        return entry
+    clash = session.execute(select(TimelineEntry).where(
+        TimelineEntry.contact_id == contact.id, TimelineEntry.direction == "in",
+        TimelineEntry.rfc_message_id == entry.rfc_message_id)).scalar_one_or_none()
+    if clash is not None:  # already on that contact's timeline: drop the wrong one
+        session.delete(entry)
+        return clash
+    entry.contact_id = contact.id
+    outbox.record(session, "timeline_entry_added", contact.id, {
+        "entry_id": entry.id, "contact_id": contact.id, "direction": "in", "message_id": entry.rfc_message_id,
+        "subject": entry.subject, "conversation_id": data.get("conversation_id")})
+    return entry

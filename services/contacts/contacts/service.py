@@ -72,6 +72,13 @@ class ContactsService(outbound_events.OutboundEvents):  # issue #4: outbound_eve
             session, OUTBOX, data["intake_ids"], data["contact_email"], data["contact_name"], envelope["id"]))
         self.relay.wake()
 
+    @reliable_event_handler("conversations", "message_attribution_corrected")
+    def handle_message_attribution_corrected(self, envelope):
+        data = parse_envelope(envelope, "message_attribution_corrected")
+        PROCESSED.run_once(self.db, envelope, "handle_message_attribution_corrected",
+                           lambda session: handlers.move_attribution(session, OUTBOX, data, envelope["id"]))
+        self.relay.wake()
+
     @reliable_event_handler("conversations", "inbox_updated")
     def handle_inbox_updated(self, envelope):
         data = parse_envelope(envelope, "inbox_updated")

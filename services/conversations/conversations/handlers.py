@@ -617,3 +617,31 @@ def learn_contact(session: Session, contact_id: str, emails: list[str]) -> None:
         session.merge(KnownContact(email=email, contact_id=contact_id))
         session.execute(update(Conversation).where(
             Conversation.contact_email == email, Conversation.contact_id.is_(None)).values(contact_id=contact_id))
+
+
+# --- attribution ---------------------------------------------------------------------------------
+
+def correct_attribution(session: Session, outbox: Outbox, conversation: Conversation, message_id: str,
+                        email: str, name: str | None, by: str) -> dict:
+    """Give an inbound message to another person (auditable: the event keeps the previous one).
+    When the message is the one the conversation's contact came from, the conversation follows."""
+    message = session.get(Message, message_id)
+    if message is None or message.conversation_id != conversation.id:
+        raise InvalidAction(f"message {message_id} is not in conversation {conversation.id}")
+    if message.direction != "in":
+        raise InvalidAction("only inbound messages are attributed to a sender")
+    normalised = try_normalise_email(email)
+    if normalised is None:
+        raise InvalidAction(f"not a valid email address: {email!r}")
+    previous = dict(message.attributed_to or {})
+    new = {"name": name if name is not None else None, "email": normalised}
+    if (previous.get("email") or "").lower() == normalised and previous.get("name") == new["name"]:
+        return {"message_id": message.id, "attributed_to": new, "changed": False}
+    message.attributed_to = new
+    if (conversation.contact_email or "").lower() == (previous.get("email") or "").lower():
+        conversation.contact_email, conversation.contact_name, conversation.contact_id = normalised, name, None
+    outbox.record(session, "message_attribution_corrected", message.id, {
+        "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "message_id": message.id,
+        "rfc_message_id": message.rfc_message_id, "intake_id": message.intake_id,
+        "previous": previous or None, "attributed_to": new, "corrected_by": by})
+    return {"message_id": message.id, "attributed_to": new, "previous": previous or None, "changed": True}

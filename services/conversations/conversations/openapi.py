@@ -7,6 +7,8 @@ from apispec import APISpec
 from marshmallow import Schema
 
 from conversations import schemas
+from mailroom_shared import openapi
+from mailroom_shared.openapi import Operation
 
 TAG = "conversations"
 
@@ -15,10 +17,11 @@ COMPONENTS: dict[str, type[Schema]] = {
     "InboxCreate": schemas.InboxCreateSchema, "InboxUpdate": schemas.InboxUpdateSchema,
     "ConversationSummary": schemas.ConversationSummarySchema, "ConversationPage": schemas.ConversationPageSchema,
     "Conversation": schemas.ConversationSchema, "ConversationMessage": schemas.ConversationMessageSchema,
-    "Message": schemas.MessageSchema, "Error": schemas.ErrorSchema, "ViewCounts": schemas.ViewCountsSchema,
+    "Message": schemas.MessageSchema, "ViewCounts": schemas.ViewCountsSchema,
     "Assign": schemas.AssignSchema, "CommentCreate": schemas.CommentCreateSchema, "Comment": schemas.CommentSchema,
     "Close": schemas.CloseSchema, "TicketInput": schemas.TicketInputSchema, "Ticket": schemas.TicketSchema,
-    "Move": schemas.MoveSchema, "SentPage": schemas.SentPageSchema,
+    "Move": schemas.MoveSchema, "SentPage": schemas.SentPageSchema, "Attribution": schemas.AttributionSchema,
+    "AttributionResult": schemas.AttributionResultSchema,
 }
 
 ACT = (400, 401, 403, 404, 409)  # actions: 403 = may view the inbox but is no member; 404 = may not view it
@@ -63,41 +66,19 @@ OPERATIONS = [
     ("post", "/api/conversations/{conversation_id}/not-spam", "Mark not spam: back into the inbox; the held-back "
      "contact is announced (conversation_spam_marked)", "conversation_id", None, None, 200,
      "ConversationSummary", ACT),
+    ("put", "/api/conversations/{conversation_id}/messages/{message_id}/attribution", "Correct whom an inbound "
+     "message belongs to (message_attribution_corrected keeps the previous attribution)", ("conversation_id",
+     "message_id"), None, "Attribution", 200, "AttributionResult", ACT),
     ("get", "/api/messages/{message_id}", "One message in full (sanitised HTML preview; ?images=load re-sanitises "
      "from the raw message with remote images; URLs carry a download token)", "message_id",
      schemas.MessageArgsSchema, None, 200, "Message", (400, 401, 404, 503)),
 ]
 
-_ERRORS = {400: "invalid request", 401: "no valid bearer token", 403: "not allowed (e.g. not a member of "
-           "the inbox)", 404: "not found, or not visible to you", 409: "conflict", 503: "try again"}
-
-
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
 def register(spec: APISpec) -> None:
-    if "bearer" not in spec.components.security_schemes:
-        spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
-    for name, schema in COMPONENTS.items():
-        if name not in spec.components.schemas:
-            spec.components.schema(name, schema=schema)
-    paths: dict[str, dict] = {}
-    for method, path, summary, path_param, query, body, status, response, errors in OPERATIONS:
-        operation: dict = {"tags": [TAG], "summary": summary, "parameters": [], "security": [{"bearer": []}],
-                           "responses": {
-            str(status): {"description": "OK", "content": {"application/json": {"schema": _ref(response)}}}}}
-        if path_param:
-            operation["parameters"].append({"in": "path", "name": path_param, "required": True,
-                                            "schema": {"type": "string"}})
-        if query:
-            operation["parameters"].append({"in": "query", "schema": query})
-        if body:
-            operation["requestBody"] = {"required": True,
-                                        "content": {"application/json": {"schema": _ref(body)}}}
-        for code in errors:
-            operation["responses"][str(code)] = {
-                "description": _ERRORS[code], "content": {"application/json": {"schema": _ref("Error")}}}
-        paths.setdefault(path, {})[method] = operation
-    for path, operations in paths.items():
-        spec.path(path=path, operations=operations)
+    operations = [
+        Operation(method, path, summary, response, status=status,
+                  path_params=(path_param,) if isinstance(path_param, str) else tuple(path_param or ()),
+                  query=query, body=body, errors=tuple(errors))
+        for method, path, summary, path_param, query, body, status, response, errors in OPERATIONS
+    ]
+    openapi.register(spec, TAG, COMPONENTS, operations)

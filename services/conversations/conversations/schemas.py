@@ -287,14 +287,6 @@ class MessageArgsSchema(Schema):
                            metadata={"description": "load: re-sanitise from the raw message with remote images"})
 
 
-class ErrorBodySchema(Schema):
-    code = fields.String()
-    message = fields.String()
-    details = fields.Dict(allow_none=True)
-
-
-class ErrorSchema(Schema):
-    error = fields.Nested(ErrorBodySchema)
 
 
 class SentPageSchema(Schema):
@@ -302,3 +294,17 @@ class SentPageSchema(Schema):
 
     items = fields.List(fields.Dict())
     next_cursor = fields.String(allow_none=True)
+
+
+class AttributionSchema(Schema):
+    """Whom an inbound message belongs to (`PUT …/messages/{id}/attribution`)."""
+
+    email = fields.String(required=True, validate=validate.Length(min=3, max=320))
+    name = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=320))
+
+
+class AttributionResultSchema(Schema):
+    message_id = fields.String()
+    attributed_to = fields.Dict()
+    previous = fields.Dict(allow_none=True)
+    changed = fields.Boolean()

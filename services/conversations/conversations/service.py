@@ -17,6 +17,7 @@ from conversations import SERVICE_NAME, access, handlers, outbound_api, queries,
 from conversations.models import Conversation, Inbox, Message, Ticket, outbox, processed_events
 from conversations.schemas import (
     AssignSchema,
+    AttributionSchema,
     CloseSchema,
     CommentCreateSchema,
     CommentSchema,
@@ -348,6 +349,15 @@ class ConversationsService(outbound_api.OutboundApi):  # issue #4: outbound_api.
     def mark_not_spam(self, request, conversation_id):
         return self._act(request, conversation_id, "mark not spam", lambda session, c, inbox, p: handlers.mark_spam(
             session, OUTBOX, c, False, p.user_id))
+
+    @http("PUT", "/api/conversations/<string:conversation_id>/messages/<string:message_id>/attribution")
+    @json_endpoint
+    def correct_attribution(self, request, conversation_id, message_id):
+        """A teammate corrects whom a message belongs to (message_attribution_corrected)."""
+        body = AttributionSchema().load(read_json(request))
+        return self._act(request, conversation_id, "correct attribution",
+                         lambda session, c, inbox, p: handlers.correct_attribution(
+                             session, OUTBOX, c, message_id, body["email"], body["name"], p.user_id))
 
     # --- RPC: access checks for the other services' endpoints ------------------------------
 

@@ -74,6 +74,8 @@ _SPECS = [
               "Delivery failed permanently (5xx or retries exhausted); the reason is kept."),
     EventSpec("email_bounced", "outbound", 1, outbound.EmailBouncedV1,
               "A delivery status notification (bounce) was matched to a sent email."),
+    EventSpec("message_attribution_corrected", "conversations", 1, conversations.MessageAttributionCorrectedV1,
+              "A teammate changed whom an inbound message belongs to; the previous attribution is kept."),
 ]
 
 CATALOGUE: dict[str, EventSpec] = {spec.name: spec for spec in _SPECS}

@@ -126,3 +126,17 @@ class ConversationSpamMarkedV1(Schema):
     contact_email = fields.String(allow_none=True, load_default=None)
     contact_name = fields.String(allow_none=True, load_default=None)
     intake_ids = fields.List(fields.String(), load_default=list)
+
+
+class MessageAttributionCorrectedV1(Schema):
+    """A teammate changed whom an inbound message belongs to (e.g. a forward attributed to the
+    wrong person). contacts moves the timeline entry; the previous attribution is kept here."""
+
+    conversation_id = fields.String(required=True)
+    inbox_id = fields.String(required=True)
+    message_id = fields.String(required=True)
+    rfc_message_id = fields.String(required=True)
+    intake_id = fields.String(allow_none=True, load_default=None)
+    previous = fields.Nested(AddressSchema, allow_none=True, load_default=None)
+    attributed_to = fields.Nested(AddressSchema, required=True)
+    corrected_by = fields.String(required=True)

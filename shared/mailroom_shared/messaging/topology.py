@@ -49,6 +49,8 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("conversations", "inbox_updated", "ingest", "handle_inbox_updated"),
     Subscription("conversations", "inbox_updated", "contacts", "handle_inbox_updated"),
     Subscription("conversations", "conversation_spam_marked", "contacts", "handle_conversation_spam_marked"),
+    Subscription("conversations", "message_attribution_corrected", "contacts",
+                 "handle_message_attribution_corrected"),
     Subscription("outbound", "email_queued", "conversations", "handle_email_queued"),
     Subscription("outbound", "email_sent", "conversations", "handle_email_sent"),
     Subscription("outbound", "email_deferred", "conversations", "handle_email_deferred"),

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import logging
 
-import eventlet
-from eventlet.event import Event
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 from nameko.timer import timer
@@ -35,9 +33,11 @@ from mailroom_shared.http import (
 )
 from mailroom_shared.messaging.idempotency import ProcessedEvents
 from mailroom_shared.messaging.nameko_adapters import (
+    BackgroundWorker,
     DatabaseProvider,
     OutboxRelayProvider,
     TopologyProvider,
+    database_url_for,
     reliable_event_handler,
 )
 from mailroom_shared.messaging.outbox import Outbox
@@ -77,57 +77,30 @@ class BlobStoreProvider(DependencyProvider):
         return self.store
 
 
-class IntakeProcessor(DependencyProvider):
-    """Turns stored intake rows into `message_received` in a managed green thread: woken after
-    an HTTP/IMAP accept, and polling for rows the SMTP listener process wrote."""
+class IntakeProcessor(BackgroundWorker):
+    """Turns stored intake rows into `message_received`: woken after an HTTP/IMAP accept, and
+    polling for rows the SMTP listener process wrote."""
 
-    def __init__(self):
-        self._wake = Event()
-        self._stopping = False
+    identifier = "ingest.intake_processor"
 
     def setup(self):
         # the container's own (bound) relay, to publish as soon as a message is processed
         self.relay = next(d for d in self.container.dependencies if isinstance(d, OutboxRelayProvider))
-        url = self.container.config.get("DATABASE_URLS", {}).get(SERVICE_NAME) or config.database_url(SERVICE_NAME)
-        self.database = Database(url)
+        self.database = Database(database_url_for(self.container, SERVICE_NAME))
         self.blobs = DirectoryBlobStore(ingest_config.blob_dir())
         self.settings = ingest_config.intake_settings()
         self.directory = intake.InboxDirectory()
         self.poll_interval = config.env_float("INGEST_INTAKE_POLL_SECONDS", 0.1)
 
-    def start(self):
-        self.container.spawn_managed_thread(self._run, identifier="ingest.intake_processor")
+    def work_once(self) -> bool:
+        return intake.process_next(self.database, self.blobs, OUTBOX, self.settings, self.directory)
 
-    def _run(self):
-        while not self._stopping:
-            processed = 0
-            try:
-                while not self._stopping and intake.process_next(self.database, self.blobs, OUTBOX, self.settings,
-                                                                          self.directory):
-                    processed += 1
-                    eventlet.sleep(0)  # let HTTP and consumers breathe between messages
-            except Exception:
-                log.exception("intake processing failed; retrying shortly")
-                eventlet.sleep(1)
-            if processed:
-                self.relay.wake()
-            with eventlet.Timeout(self.poll_interval, False):
-                self._wake.wait()
-            if self._wake.ready():
-                self._wake.reset()
+    def after_work(self, done: int) -> None:
+        self.relay.wake()
 
     def stop(self):
         self._stopping = True
         self.database.dispose()
-
-    def kill(self):
-        self._stopping = True
-
-    def get_dependency(self, worker_ctx):
-        def wake():
-            if not self._wake.ready():
-                self._wake.send(True)
-        return wake
 
 
 class IngestService:

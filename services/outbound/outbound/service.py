@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 
 import eventlet
-from eventlet.event import Event
 from marshmallow import EXCLUDE
 from nameko.exceptions import RemoteError, UnknownService
 from nameko.extensions import DependencyProvider
@@ -15,7 +14,6 @@ from nameko.web.handlers import http
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
-from mailroom_shared import config
 from mailroom_shared.db import Database
 from mailroom_shared.events.envelope import parse_envelope
 from mailroom_shared.http import (
@@ -32,9 +30,11 @@ from mailroom_shared.http import (
 )
 from mailroom_shared.messaging.idempotency import ProcessedEvents
 from mailroom_shared.messaging.nameko_adapters import (
+    BackgroundWorker,
     DatabaseProvider,
     OutboxRelayProvider,
     TopologyProvider,
+    database_url_for,
     reliable_event_handler,
 )
 from mailroom_shared.messaging.outbox import Outbox
@@ -61,26 +61,24 @@ class Unavailable(HttpError):
     code = "unavailable"
 
 
-class DeliveryWorker(DependencyProvider):
+class DeliveryWorker(BackgroundWorker):
     """Delivers queued emails over SMTP in a managed green thread: woken after an email is
     queued, and polling for due retries (OUTBOUND_POLL_SECONDS). On SIGTERM the email being
     sent is finished and recorded before the process exits."""
 
+    identifier = "outbound.delivery_worker"
+
     def __init__(self):
-        self._wake = Event()
-        self._stopping = False
+        super().__init__()
         self._busy = False
 
     def setup(self):
         self.relay = next(d for d in self.container.dependencies if isinstance(d, OutboxRelayProvider))
-        url = self.container.config.get("DATABASE_URLS", {}).get(SERVICE_NAME) or config.database_url(SERVICE_NAME)
-        self.database = Database(url)
+        self.database = Database(database_url_for(self.container, SERVICE_NAME))
         self.settings = settings.load()
         self.default_relay = settings.default_relay()
         self.overrides = settings.relay_overrides()
-
-    def start(self):
-        self.container.spawn_managed_thread(self._run, identifier="outbound.delivery_worker")
+        self.poll_interval = self.settings.poll_seconds
 
     def _relay_for(self, from_email: str) -> settings.SmtpRelay:
         return settings.relay_for(from_email, self.overrides, self.default_relay)
@@ -110,18 +108,8 @@ class DeliveryWorker(DependencyProvider):
         self.relay.wake()
         return True
 
-    def _run(self):
-        while not self._stopping:
-            try:
-                while not self._stopping and self.deliver_one():
-                    eventlet.sleep(0)
-            except Exception:
-                log.exception("delivery failed; retrying shortly")
-                eventlet.sleep(1)
-            with eventlet.Timeout(self.settings.poll_seconds, False):
-                self._wake.wait()
-            if self._wake.ready():
-                self._wake.reset()
+    def work_once(self) -> bool:
+        return self.deliver_one()
 
     def stop(self):
         self._stopping = True
@@ -130,15 +118,6 @@ class DeliveryWorker(DependencyProvider):
                 break
             eventlet.sleep(0.1)
         self.database.dispose()
-
-    def kill(self):
-        self._stopping = True
-
-    def get_dependency(self, worker_ctx):
-        def wake():
-            if not self._wake.ready():
-                self._wake.send(True)
-        return wake
 
 
 class SettingsProvider(DependencyProvider):

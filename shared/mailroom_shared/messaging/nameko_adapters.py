@@ -46,8 +46,7 @@ class DatabaseProvider(DependencyProvider):
         self.database: Database | None = None
 
     def setup(self):
-        url = self.container.config.get("DATABASE_URLS", {}).get(self.service) or config.database_url(self.service)
-        self.database = Database(url)
+        self.database = Database(database_url_for(self.container, self.service))
 
     def stop(self):
         if self.database:
@@ -66,54 +65,64 @@ class TopologyProvider(DependencyProvider):
             topology.declare_topology(connection)
 
 
-class OutboxRelayHandle:
-    def __init__(self, provider: OutboxRelayProvider):
-        self._provider = provider
+class WakeHandle:
+    """What a BackgroundWorker injects: call it (or its `wake`) to have the worker run now."""
 
-    def wake(self) -> None:
-        """Publish now rather than at the next poll (call after committing an event)."""
-        self._provider.wake()
+    def __init__(self, wake):
+        self.wake = wake
+
+    def __call__(self) -> None:
+        self.wake()
 
 
-class OutboxRelayProvider(DependencyProvider):
-    """Runs the outbox relay in a managed green thread: polls, or wakes when told to."""
+def database_url_for(container, service: str) -> str:
+    return container.config.get("DATABASE_URLS", {}).get(service) or config.database_url(service)
 
-    def __init__(self, service: str, table_getter, poll_interval: float | None = None):
-        self.service = service
-        self.table_getter = table_getter  # callable returning the service's outbox Table
-        self.poll_interval = poll_interval
+
+class BackgroundWorker(DependencyProvider):
+    """A managed green thread that does work until there is none, then sleeps until woken (after
+    a commit in this process) or until the poll interval passes (work written by another process).
+    A failing pass is logged and retried with backoff up to 10 s: no hot loop. Subclasses define
+    `identifier`, `poll_interval` (in `setup`) and `work_once() -> bool` (True: did something)."""
+
+    identifier = "background_worker"
+    poll_interval = 0.2
+
+    def __init__(self, *args, **kwargs):
         self._stopping = False
         self._wake = Event()
 
-    def setup(self):
-        url = self.container.config.get("DATABASE_URLS", {}).get(self.service) or config.database_url(self.service)
-        self.database = Database(url)
-        self.publisher = Publisher(_amqp_uri(self.container), use_confirms=True, mandatory=True,
-                                   serializer="json")
-        self.relay = OutboxRelay(self.database, self.table_getter(), self._publish)
-        if self.poll_interval is None:
-            self.poll_interval = config.env_float("OUTBOX_POLL_SECONDS", 0.2)
-
-    def _publish(self, envelope: dict, exchange: str, routing_key: str) -> None:
-        self.publisher.publish(
-            envelope, exchange=topology.events_exchange(exchange.split(".")[0]), routing_key=routing_key,
-            message_id=envelope["id"], type=envelope["type"], app_id=envelope["source"],
-        )
-
     def start(self):
-        self.container.spawn_managed_thread(self._run, identifier=f"{self.service}.outbox_relay")
+        self.container.spawn_managed_thread(self._run, identifier=self.identifier)
+
+    def wake(self) -> None:
+        if not self._wake.ready():
+            self._wake.send(True)
+
+    def work_once(self) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def failed_quietly(self) -> bool:
+        """Whether the last pass failed without raising (e.g. the broker refused a publish)."""
+        return False
+
+    def after_work(self, done: int) -> None:
+        """Called after each busy stretch with how much was done."""
 
     def _run(self):
         backoff = 0.0
         while not self._stopping:
+            done, failed = 0, False
             try:
-                while self.relay.relay_once():
-                    pass
-                failed = self.relay.last_failed
-            except Exception:  # database briefly unavailable: log and keep going
-                log.exception("outbox relay of %s failed; retrying", self.service)
+                while not self._stopping and self.work_once():
+                    done += 1
+                    eventlet.sleep(0)  # let HTTP requests and consumers run between items
+                failed = self.failed_quietly()
+            except Exception:
+                log.exception("%s failed; retrying", self.identifier)
                 failed = True
-            # Back off while the broker or database is failing, up to 10 s; no hot loop.
+            if done:
+                self.after_work(done)
             backoff = min(max(backoff * 2, 0.5), 10.0) if failed else 0.0
             if backoff:
                 eventlet.sleep(backoff)
@@ -123,6 +132,43 @@ class OutboxRelayProvider(DependencyProvider):
             if self._wake.ready():
                 self._wake.reset()
 
+    def kill(self):
+        self._stopping = True
+
+    def get_dependency(self, worker_ctx):
+        return WakeHandle(self.wake)
+
+
+class OutboxRelayProvider(BackgroundWorker):
+    """Runs the outbox relay: publishes committed events, polls, or wakes when told to. Injected
+    as a `wake()` callable: call it after committing an event to publish at once."""
+
+    def __init__(self, service: str, table_getter, poll_interval: float | None = None):
+        super().__init__()
+        self.service = service
+        self.table_getter = table_getter  # callable returning the service's outbox Table
+        self.configured_poll_interval = poll_interval
+
+    def setup(self):
+        self.identifier = f"{self.service}.outbox_relay"
+        self.database = Database(database_url_for(self.container, self.service))
+        self.publisher = Publisher(_amqp_uri(self.container), use_confirms=True, mandatory=True,
+                                   serializer="json")
+        self.relay = OutboxRelay(self.database, self.table_getter(), self._publish)
+        self.poll_interval = self.configured_poll_interval or config.env_float("OUTBOX_POLL_SECONDS", 0.2)
+
+    def _publish(self, envelope: dict, exchange: str, routing_key: str) -> None:
+        self.publisher.publish(
+            envelope, exchange=topology.events_exchange(exchange.split(".")[0]), routing_key=routing_key,
+            message_id=envelope["id"], type=envelope["type"], app_id=envelope["source"],
+        )
+
+    def work_once(self) -> bool:
+        return bool(self.relay.relay_once())
+
+    def failed_quietly(self) -> bool:
+        return self.relay.last_failed
+
     def stop(self):
         # Graceful: one last pass publishes what committed before SIGTERM.
         self._stopping = True
@@ -131,16 +177,6 @@ class OutboxRelayProvider(DependencyProvider):
         except Exception:
             log.exception("final outbox relay pass of %s failed; rows stay pending", self.service)
         self.database.dispose()
-
-    def kill(self):
-        self._stopping = True
-
-    def wake(self) -> None:
-        if not self._wake.ready():
-            self._wake.send(True)
-
-    def get_dependency(self, worker_ctx):
-        return OutboxRelayHandle(self)
 
 
 def _publish_to_queue(container, queue, body, headers, properties) -> None:

@@ -8,6 +8,7 @@ status `stored` are picked up again.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from ingest.blobstore import DirectoryBlobStore
 from ingest.domain.analysis import AnalysisSettings, analyse, render_html, stable_message_id
-from ingest.domain.model import ParseLimits
+from ingest.domain.model import Classification, ParseLimits
 from ingest.domain.parsing import MessageTooComplex, parse_message, parse_message_ids
 from ingest.domain.recipients import split_recipient
 from ingest.models import Channel, Intake, TrustedSender
@@ -119,6 +120,13 @@ def _claim_next(session: Session) -> Intake | None:
     return session.execute(query).scalar_one_or_none()
 
 
+@dataclass(frozen=True)
+class InboxSnapshot:
+    own: frozenset[str]  # every inbox channel address
+    trusted: frozenset[str]  # inbox members: their forwards are attributed to the original sender
+    inbox_of: dict[str, str]  # channel address -> inbox id
+
+
 class InboxDirectory:
     """Inbox addresses and trusted forwarders, re-read at most every `ttl` seconds: two queries
     per message otherwise. A change (inbox_updated) is seen within `ttl`."""
@@ -126,15 +134,27 @@ class InboxDirectory:
     def __init__(self, ttl: float = 2.0):
         self.ttl = ttl
         self._loaded_at = -1e9
-        self._own: frozenset[str] = frozenset()
-        self._trusted: frozenset[str] = frozenset()
+        self._snapshot = InboxSnapshot(frozenset(), frozenset(), {})
 
-    def get(self, session: Session) -> tuple[frozenset[str], frozenset[str]]:
+    def get(self, session: Session) -> InboxSnapshot:
         if time.monotonic() - self._loaded_at > self.ttl:
-            self._own = frozenset(known_channels(session))
-            self._trusted = frozenset(session.execute(select(TrustedSender.email)).scalars())
+            inbox_of = {row.address: row.inbox_id for row in session.execute(select(Channel.address, Channel.inbox_id))}
+            trusted = frozenset(session.execute(select(TrustedSender.email)).scalars())
+            self._snapshot = InboxSnapshot(frozenset(inbox_of), trusted, inbox_of)
             self._loaded_at = time.monotonic()
-        return self._own, self._trusted
+        return self._snapshot
+
+
+def internal_forward(classification: Classification, sender_email: str | None, channel_address: str,
+                     inbox_of: dict[str, str]) -> Classification:
+    """Mail we sent from one inbox to another (a team forwarding to another team) carries our
+    origin header but is not a loop: only mail coming back to the inbox it left is."""
+    sender_inbox = inbox_of.get((sender_email or "").lower())
+    if not classification.loop or sender_inbox is None or sender_inbox == inbox_of.get(channel_address):
+        return classification
+    reasons = tuple(r for r in classification.reasons if not r.startswith("loop:"))
+    return dataclasses.replace(classification, loop=False,
+                               reasons=reasons + (f"internal:from another inbox ({sender_email})",))
 
 
 def process_next(database: Database, blobs: DirectoryBlobStore, outbox: Outbox,
@@ -174,12 +194,12 @@ def _quarantine(session: Session, outbox: Outbox, intake: Intake, reason: str) -
 def _message_received(session: Session, blobs: DirectoryBlobStore, intake: Intake,
                       settings: IntakeSettings, directory: InboxDirectory) -> dict:
     raw = blobs.get(intake.blob_key)
-    own, trusted = directory.get(session)
+    inboxes = directory.get(session)
     analysis = analyse(raw, AnalysisSettings(
-        own_addresses=frozenset(own), own_message_id_domain=settings.own_message_id_domain,
+        own_addresses=inboxes.own, own_message_id_domain=settings.own_message_id_domain,
         internal_domains=settings.internal_domains, spam_score_headers=settings.spam_score_headers,
         limits=settings.limits, html_preview_bytes=settings.html_preview_bytes,
-    ), trusted_senders=trusted)
+    ), trusted_senders=inboxes.trusted | inboxes.own)  # another of our inboxes forwards as a member would
     parsed = analysis.parsed
     attachments, cid_urls = [], {}
     for attachment in parsed.attachments:
@@ -193,7 +213,8 @@ def _message_received(session: Session, blobs: DirectoryBlobStore, intake: Intak
                             "content_id": attachment.content_id, "url": url})
     html, truncated, blocked = render_html(parsed, cid_urls, settings.html_preview_bytes)
     forward = analysis.forward
-    classification = analysis.classification
+    classification = internal_forward(analysis.classification, parsed.sender.email if parsed.sender else None,
+                                      intake.channel_address, inboxes.inbox_of)
     return {
         "intake_id": intake.id, "channel_address": intake.channel_address, "via": intake.via,
         "message_id": analysis.message_id, "subject": parsed.subject or "",

@@ -215,3 +215,35 @@ def test_imap_mailbox_is_polled_into_the_inbox_and_an_unreachable_one_reported(s
         assert len(events.of_type("mailbox_unreachable")) == 1
         assert len(events.of_type("message_received")) == 1
     assert all(b"\\Seen" not in flags for flags in dovecot.flags().values())  # not marked read
+
+
+def test_a_forward_from_another_of_our_inboxes_is_not_a_loop_but_our_own_mail_coming_back_is(ingest):
+    publish_event(ingest.amqp_uri, "inbox_updated", "inbox-2", {
+        "inbox_id": "inbox-2", "name": "Billing", "channel_addresses": ["billing@mailroom.test"],
+        "member_emails": []})
+    ingest.eventually(lambda: rcpt_code(ingest, "billing@mailroom.test") == 250)
+    body = ("Billing, this one is yours.\n\n---------- Forwarded message ---------\n"
+            "From: Kim Customer <kim@customer.example>\nDate: Wed, 5 Nov 2026 at 09:00\n"
+            "Subject: Invoice 77\nTo: <support@mailroom.test>\n\nInvoice 77 is wrong.\n")
+
+    def from_support(to, subject):
+        message = EmailMessage()
+        message["From"] = f"Support <{CHANNEL}>"
+        message["To"] = to
+        message["Subject"] = subject
+        message["Message-ID"] = f"<{uuid.uuid4()}@mailroom.local>"
+        message["X-Mailroom-Origin"] = "mailroom"  # what outbound puts on everything it sends
+        message.set_content(body)
+        return message
+
+    with EventSubscriber(ingest.amqp_uri, [("ingest.events", "message_received")]) as events:
+        with smtplib.SMTP("127.0.0.1", ingest.smtp_port) as client:
+            client.send_message(from_support("billing@mailroom.test", "Fwd: Invoice 77"))
+            client.send_message(from_support(CHANNEL, "Fwd: Invoice 77 (back to ourselves)"))
+        received = {e["data"]["channel_address"]: e["data"] for e in events.wait_for("message_received", count=2)}
+    to_billing, to_support = received["billing@mailroom.test"], received[CHANNEL]
+    assert to_billing["flags"]["loop"] is False
+    assert any(r.startswith("internal:from another inbox") for r in to_billing["flags"]["reasons"])
+    assert to_billing["attributed_to"]["email"] == "kim@customer.example"  # our inbox forwards as a member
+    assert to_billing["forward"]["trusted"] is True
+    assert to_support["flags"]["loop"] is True  # the same inbox: our own mail coming back

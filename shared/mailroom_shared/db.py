@@ -30,6 +30,26 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def aware(value: dt.datetime | None) -> dt.datetime | None:
+    """A datetime read back from the database, with its zone: SQLite drops it (we store UTC)."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def parse_time(value) -> dt.datetime:
+    """An event's ISO-8601 time (or a datetime) in UTC — UTC so that ordering works on SQLite too,
+    which keeps no offset; now when missing or unreadable."""
+    if isinstance(value, dt.datetime):
+        return aware(value).astimezone(dt.UTC)
+    if value:
+        try:
+            return aware(dt.datetime.fromisoformat(str(value))).astimezone(dt.UTC)
+        except ValueError:
+            pass
+    return utcnow()
+
+
 def make_cooperative() -> None:
     """Make psycopg2 yield to other green threads when eventlet is active.
 

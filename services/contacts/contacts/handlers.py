@@ -22,6 +22,7 @@ from contacts.models import (
     TimelineEntry,
 )
 from mailroom_shared.addresses import try_normalise_email
+from mailroom_shared.db import parse_time
 from mailroom_shared.messaging.outbox import Outbox
 
 
@@ -95,7 +96,7 @@ def log_inbound(session: Session, outbox: Outbox, contact: Contact, data: dict) 
         attachments=[{k: a.get(k) for k in ("filename", "content_type", "size", "sha256", "url")}
                      for a in data.get("attachments") or []],
         forwarded_by=(forward or {}).get("forwarded_by") if forward and forward.get("trusted") else None,
-        occurred_at=_parse_time(data.get("received_at")),
+        occurred_at=parse_time(data.get("received_at")),
     )
     session.add(entry)
     outbox.record(session, "timeline_entry_added", contact.id, {
@@ -151,15 +152,6 @@ def apply_inbox_update(session: Session, data: dict) -> None:
                               member_user_ids=list(data.get("member_user_ids") or []),
                               team_ids=list(data.get("team_ids") or [])))
 
-
-def _parse_time(value: str | None) -> dt.datetime:
-    if value:
-        try:
-            parsed = dt.datetime.fromisoformat(value)
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-        except ValueError:
-            pass
-    return dt.datetime.now(dt.UTC)
 
 
 def add_email(session: Session, contact: Contact, email: str) -> None:

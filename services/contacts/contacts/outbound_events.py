@@ -5,7 +5,6 @@ team's inbox) never become contacts."""
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
 from sqlalchemy import select
@@ -15,6 +14,7 @@ from contacts import domain
 from contacts.handlers import resolve_or_create
 from contacts.models import MessageConversation, OwnAddress, TimelineEntry, outbox, processed_events
 from mailroom_shared.addresses import try_normalise_email
+from mailroom_shared.db import parse_time
 from mailroom_shared.events.envelope import parse_envelope
 from mailroom_shared.messaging.idempotency import ProcessedEvents
 from mailroom_shared.messaging.nameko_adapters import reliable_event_handler
@@ -28,15 +28,6 @@ def outbound_link_id(email_id: str) -> str:
     """The timeline's link to the conversation (message_conversations) for an email we sent."""
     return f"outbound:{email_id}"
 
-
-def _time(value: str | None) -> dt.datetime:
-    if value:
-        try:
-            parsed = dt.datetime.fromisoformat(value)
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-        except ValueError:
-            pass
-    return dt.datetime.now(dt.UTC)
 
 
 def record_outbound_email(session: Session, outbox: Outbox, data: dict, event_id: str) -> list[TimelineEntry]:
@@ -64,7 +55,7 @@ def record_outbound_email(session: Session, outbox: Outbox, data: dict, event_id
             snippet=domain.snippet(data.get("text"), data.get("html")),
             attachments=[{k: a.get(k) for k in ("filename", "content_type", "size", "sha256", "url")}
                          for a in data.get("attachments") or []],
-            forwarded_by=None, occurred_at=_time(data.get("sent_at")))
+            forwarded_by=None, occurred_at=parse_time(data.get("sent_at")))
         session.add(entry)
         session.flush()
         outbox.record(session, "timeline_entry_added", contact.id, {

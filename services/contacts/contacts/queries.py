@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
-from sqlalchemy import and_, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from contacts.models import Contact, ContactEmail, InboxAccess, MessageConversation, OwnAddress, TimelineEntry
 from contacts.schemas import ContactSchema, TimelineEntrySchema
 from mailroom_shared.auth import Principal
-from mailroom_shared.http import HttpError, encode_cursor
+from mailroom_shared.pagination import newest_first, next_cursor
 
 
 def contact_view(contact: Contact) -> dict:
@@ -55,26 +53,11 @@ def timeline_page(session: Session, contact_id: str, cursor: dict | None, limit:
     addresses = visible_channel_addresses(session, principal)
     if addresses is not None:
         query = query.where(TimelineEntry.channel_address.in_(addresses))
-    if cursor:
-        at, last_id = _cursor_time(cursor.get("at")), str(cursor.get("id"))
-        query = query.where(or_(TimelineEntry.occurred_at < at,
-                                and_(TimelineEntry.occurred_at == at, TimelineEntry.id < last_id)))
-    rows = session.execute(query.order_by(TimelineEntry.occurred_at.desc(), TimelineEntry.id.desc())
-                           .limit(limit + 1)).all()
+    rows = session.execute(newest_first(query, TimelineEntry.occurred_at, TimelineEntry.id, cursor, limit)).all()
     items = []
     for entry, conversation_id in rows[:limit]:
         item = TimelineEntrySchema().dump(entry)
         item["conversation_id"] = conversation_id
         items.append(item)
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1][0]
-        next_cursor = encode_cursor({"at": last.occurred_at.isoformat(), "id": last.id})
-    return {"items": items, "next_cursor": next_cursor}
-
-
-def _cursor_time(value) -> dt.datetime:
-    try:
-        return dt.datetime.fromisoformat(str(value))
-    except ValueError as exc:
-        raise HttpError("invalid cursor") from exc
+    return {"items": items, "next_cursor": next_cursor(rows, limit, lambda row: row[0].occurred_at,
+                                                        lambda row: row[0].id)}

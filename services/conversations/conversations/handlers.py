@@ -31,7 +31,7 @@ from conversations.models import (
 )
 from mailroom_shared.addresses import InvalidAddress, normalise_email, try_normalise_email
 from mailroom_shared.auth import Principal
-from mailroom_shared.db import is_postgres, utcnow
+from mailroom_shared.db import aware, is_postgres, parse_time, utcnow
 from mailroom_shared.messaging.outbox import Outbox
 
 SEED_LOCK_KEY = 0x6D61696C  # pg advisory lock: replicas starting together seed one at a time
@@ -219,19 +219,6 @@ def _ref(conversation: Conversation) -> ConversationRef:
                            conversation.reply_token)
 
 
-def _parse_time(value: str | None) -> dt.datetime:
-    if value:
-        try:
-            parsed = dt.datetime.fromisoformat(value)
-            # stored in UTC: SQLite keeps no offset, and views order by it
-            return parsed.astimezone(dt.UTC) if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-        except ValueError:
-            pass
-    return utcnow()
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)  # SQLite drops the zone
 
 
 def _incoming(inbox_id: str, data: dict) -> domain.Incoming:
@@ -337,7 +324,7 @@ def receive_message(session: Session, outbox: Outbox, data: dict, settings: Sett
     if match is not None:
         match = _follow_successors(session, match)
     placement = domain.place(incoming, match, settings.reply_to_closed)
-    received_at = _parse_time(data.get("received_at"))
+    received_at = parse_time(data.get("received_at"))
     message_uuid = str(uuid.uuid4())
 
     if placement.action == "new":
@@ -404,7 +391,7 @@ def _store_message(session: Session, message_id: str, conversation: Conversation
     )
     session.add(message)
     conversation.message_count = (conversation.message_count or 0) + 1
-    if conversation.message_count == 1 or received_at >= _aware(conversation.last_message_at):
+    if conversation.message_count == 1 or received_at >= aware(conversation.last_message_at):
         conversation.last_message_at = received_at
         conversation.snippet = message.snippet
     session.flush()  # the unique (inbox_id, rfc_message_id) decides a race: the loser is retried

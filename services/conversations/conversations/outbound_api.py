@@ -20,19 +20,20 @@ import datetime as dt
 
 from nameko.rpc import rpc
 from nameko.web.handlers import http
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from conversations import access, domain, queries
 from conversations.models import Conversation, Inbox, KnownContact, Message, outbox, processed_events
 from mailroom_shared.addresses import try_normalise_email
 from mailroom_shared.auth import Principal, authenticate
-from mailroom_shared.db import utcnow
+from mailroom_shared.db import aware, parse_time, utcnow
 from mailroom_shared.events.envelope import parse_envelope
-from mailroom_shared.http import HttpError, decode_cursor, encode_cursor, json_endpoint, page_limit
+from mailroom_shared.http import decode_cursor, encode_cursor, json_endpoint, page_limit
 from mailroom_shared.messaging.idempotency import ProcessedEvents
 from mailroom_shared.messaging.nameko_adapters import PoisonMessage, reliable_event_handler
 from mailroom_shared.messaging.outbox import Outbox
+from mailroom_shared.pagination import newest_first
 
 OUTBOX = Outbox(outbox)
 PROCESSED = ProcessedEvents(processed_events)
@@ -141,18 +142,6 @@ def _address(value: dict | None) -> dict | None:
     return {"name": value.get("name"), "email": value.get("email")}
 
 
-def _parse_time(value: str | None) -> dt.datetime:
-    if value:
-        try:
-            parsed = dt.datetime.fromisoformat(value)
-            return parsed.astimezone(dt.UTC) if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-        except ValueError:
-            pass
-    return utcnow()
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def _new_conversation(session: Session, outbox: Outbox, data: dict, at: dt.datetime) -> Conversation:
@@ -183,7 +172,7 @@ def store_outbound_email(session: Session, outbox: Outbox, data: dict, state: st
         return message
     if session.get(Inbox, data["inbox_id"]) is None:
         raise PoisonMessage(f"no inbox {data['inbox_id']}")
-    at = _parse_time(data.get("queued_at"))
+    at = parse_time(data.get("queued_at"))
     conversation = session.get(Conversation, data["conversation_id"], with_for_update=True, populate_existing=True)
     if conversation is None:
         if not data.get("new_conversation"):
@@ -207,7 +196,7 @@ def store_outbound_email(session: Session, outbox: Outbox, data: dict, state: st
         date_header=None, received_at=at, created_at=utcnow())
     session.add(message)
     conversation.message_count = (conversation.message_count or 0) + 1
-    if conversation.message_count == 1 or at >= _aware(conversation.last_message_at):
+    if conversation.message_count == 1 or at >= aware(conversation.last_message_at):
         conversation.last_message_at = at
         conversation.snippet = message.snippet
     session.flush()
@@ -227,15 +216,8 @@ def record_delivery_state(session: Session, data: dict, state: str, details: dic
 
 
 def sent_page(session: Session, inbox_id: str, cursor: dict | None, limit: int, principal: Principal) -> dict:
-    query = select(Message).where(Message.inbox_id == inbox_id, Message.direction == "out")
-    if cursor is not None:
-        try:
-            at = dt.datetime.fromisoformat(str(cursor.get("at")))
-        except ValueError as exc:
-            raise HttpError("invalid cursor") from exc
-        last_id = str(cursor.get("id"))
-        query = query.where(or_(Message.received_at < at, and_(Message.received_at == at, Message.id < last_id)))
-    query = query.order_by(Message.received_at.desc(), Message.id.desc()).limit(limit + 1)
+    query = newest_first(select(Message).where(Message.inbox_id == inbox_id, Message.direction == "out"),
+                         Message.received_at, Message.id, cursor, limit)
     rows = session.execute(query).scalars().all()
     items = []
     for message in rows[:limit]:
@@ -245,7 +227,7 @@ def sent_page(session: Session, inbox_id: str, cursor: dict | None, limit: int, 
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
-        next_cursor = encode_cursor({"at": _aware(last.received_at).isoformat(), "id": last.id})
+        next_cursor = encode_cursor({"at": aware(last.received_at).isoformat(), "id": last.id})
     return {"items": items, "next_cursor": next_cursor}
 
 

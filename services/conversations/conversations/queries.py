@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
-from sqlalchemy import and_, exists, func, or_, select, true
+from sqlalchemy import and_, exists, func, select, true
 from sqlalchemy.orm import Session
 
 from conversations import access, domain
@@ -16,13 +14,8 @@ from conversations.schemas import (
     MessageSchema,
 )
 from mailroom_shared.auth import Principal, sign_blob_access, with_access
-from mailroom_shared.http import HttpError, encode_cursor
-
-
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+from mailroom_shared.db import aware
+from mailroom_shared.pagination import newest_first, next_cursor
 
 
 def inbox_view(inbox: Inbox, principal: Principal | None = None) -> dict:
@@ -33,7 +26,7 @@ def inbox_view(inbox: Inbox, principal: Principal | None = None) -> dict:
         "members": [{"user_id": m.user_id, "email": m.email} for m in inbox.members],
         "access": {"visibility": inbox.visibility, "teams": [t.team_id for t in inbox.teams]},
         "permissions": access.permissions(principal, inbox) if principal else None,
-        "created_at": _aware(inbox.created_at), "updated_at": _aware(inbox.updated_at),
+        "created_at": aware(inbox.created_at), "updated_at": aware(inbox.updated_at),
     })
 
 
@@ -53,11 +46,11 @@ def _conversation_fields(conversation: Conversation) -> dict:
         "contact": {"email": conversation.contact_email, "name": conversation.contact_name,
                     "contact_id": conversation.contact_id},
         "status": conversation.status, "spam": conversation.spam,
-        "last_message_at": _aware(conversation.last_message_at), "message_count": conversation.message_count,
-        "snippet": conversation.snippet, "created_at": _aware(conversation.created_at),
-        "closed_at": _aware(conversation.closed_at), "reopened_from": conversation.reopened_from,
+        "last_message_at": aware(conversation.last_message_at), "message_count": conversation.message_count,
+        "snippet": conversation.snippet, "created_at": aware(conversation.created_at),
+        "closed_at": aware(conversation.closed_at), "reopened_from": conversation.reopened_from,
         "related_conversation_id": conversation.related_conversation_id,
-        "assignee_user_id": conversation.assignee_user_id, "assigned_at": _aware(conversation.assigned_at),
+        "assignee_user_id": conversation.assignee_user_id, "assigned_at": aware(conversation.assigned_at),
         "ticket_id": conversation.ticket_id,
     }
 
@@ -142,21 +135,11 @@ def conversations_page(session: Session, principal: Principal, inbox_id: str | N
     """Newest activity first; the cursor is the (last_message_at, id) of the last item returned.
     (A conversation that gets a new message while a client pages moves to the top: it is seen
     on the client's next refresh, not twice in one walk.)"""
-    query = select(Conversation).where(_view_filter(view, principal, inbox_id))
-    if cursor is not None:
-        at, last_id = _cursor_time(cursor.get("at")), cursor.get("id")
-        if not isinstance(last_id, str):
-            raise HttpError("invalid cursor")
-        query = query.where(or_(Conversation.last_message_at < at,
-                                and_(Conversation.last_message_at == at, Conversation.id < last_id)))
-    rows = session.execute(query.order_by(Conversation.last_message_at.desc(), Conversation.id.desc())
-                           .limit(limit + 1)).scalars().all()
-    items = [conversation_summary(c) for c in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor({"at": _aware(last.last_message_at).isoformat(), "id": last.id})
-    return {"items": items, "next_cursor": next_cursor}
+    query = newest_first(select(Conversation).where(_view_filter(view, principal, inbox_id)),
+                         Conversation.last_message_at, Conversation.id, cursor, limit)
+    rows = session.execute(query).scalars().all()
+    return {"items": [conversation_summary(c) for c in rows[:limit]],
+            "next_cursor": next_cursor(rows, limit, lambda c: c.last_message_at)}
 
 
 def view_counts(session: Session, principal: Principal, inbox_id: str | None) -> dict:
@@ -164,11 +147,3 @@ def view_counts(session: Session, principal: Principal, inbox_id: str | None) ->
     return {view: session.execute(select(func.count()).select_from(Conversation)
                                   .where(_view_filter(view, principal, inbox_id))).scalar_one()
             for view in domain.VIEWS}
-
-
-def _cursor_time(value) -> dt.datetime:
-    try:
-        parsed = dt.datetime.fromisoformat(str(value))
-    except ValueError as exc:
-        raise HttpError("invalid cursor") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)

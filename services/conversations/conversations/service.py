@@ -29,7 +29,6 @@ from conversations.schemas import (
     TicketInputSchema,
     TicketSchema,
 )
-from mailroom_shared import config
 from mailroom_shared.auth import Principal, authenticate, verify_token
 from mailroom_shared.db import Database
 from mailroom_shared.events.envelope import parse_envelope
@@ -48,6 +47,7 @@ from mailroom_shared.messaging.nameko_adapters import (
     DatabaseProvider,
     OutboxRelayProvider,
     TopologyProvider,
+    database_url_for,
     reliable_event_handler,
 )
 from mailroom_shared.messaging.outbox import Outbox
@@ -72,8 +72,7 @@ class InboxSeeder(DependencyProvider):
         if path is None:
             return
         entries = settings.load_inboxes_file(path)
-        url = self.container.config.get("DATABASE_URLS", {}).get(SERVICE_NAME) or config.database_url(SERVICE_NAME)
-        database = Database(url)
+        database = Database(database_url_for(self.container, SERVICE_NAME))
         try:
             with database.transaction() as session:
                 results = handlers.seed_inboxes(session, OUTBOX, entries)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from mailroom_shared.db import is_postgres, utcnow
+from mailroom_shared.db import is_postgres, parse_time, utcnow
 from mailroom_shared.messaging.outbox import Outbox
 from outbound import domain_body, domain_mime, domain_recipients, domain_templates
 from outbound.domain_headers import HeaderInjection, Mailbox, check_header_value, mailbox, mailboxes
@@ -265,17 +265,6 @@ def _thread_headers(conversation_id: str, started: dt.datetime, subject: str, is
     return topic, domain_mime.thread_index(conversation_id, started, utcnow(), is_reply)
 
 
-def _parse_time(value) -> dt.datetime:
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-    if value:
-        try:
-            parsed = dt.datetime.fromisoformat(str(value))
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-        except ValueError:
-            pass
-    return utcnow()
-
 
 def prepare_compose(session: Session, inbox: dict, body: dict, settings: Settings) -> Prepared:
     sender = choose_sender(inbox, body.get("from"), None)
@@ -354,7 +343,7 @@ def prepare_reply(session: Session, context: dict, body: dict, settings: Setting
     subject = _subject(subject_source) if subject_source else domain_recipients.reply_subject(
         message.get("subject") or conversation.get("subject"))
     subject = _subject(subject)
-    topic, index = _thread_headers(conversation["id"], _parse_time(conversation.get("created_at")), subject, True)
+    topic, index = _thread_headers(conversation["id"], parse_time(conversation.get("created_at")), subject, True)
     prepared = Prepared(
         kind="reply", inbox_id=conversation["inbox_id"], conversation_id=conversation["id"],
         new_conversation=False, reply_token=None, replied_message_id=message["id"], sender=sender, to=to,
@@ -455,7 +444,7 @@ def prepare_forward(session: Session, context: dict, body: dict, settings: Setti
     note = dict(body)
     if note.get("html") is None and note.get("text") is None and not rendered:
         note["text"] = ""
-    topic, index = _thread_headers(conversation["id"], _parse_time(conversation.get("created_at")), subject, False)
+    topic, index = _thread_headers(conversation["id"], parse_time(conversation.get("created_at")), subject, False)
     prepared = Prepared(
         kind="forward", inbox_id=conversation["inbox_id"], conversation_id=conversation["id"],
         new_conversation=False, reply_token=None, replied_message_id=last["id"], sender=sender, to=to,
@@ -534,7 +523,7 @@ def _ref(email: Email) -> dict:
 def _iso(value) -> str | None:
     if value is None:
         return None
-    return _parse_time(value).isoformat()
+    return parse_time(value).isoformat()
 
 
 # --- delivery ------------------------------------------------------------------------------------

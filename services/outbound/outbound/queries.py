@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
-from sqlalchemy import and_, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from mailroom_shared.http import HttpError, encode_cursor
+from mailroom_shared.db import aware
+from mailroom_shared.pagination import newest_first, next_cursor
 from outbound.handlers import attachment_url
 from outbound.models import DeliveryAttempt, Email, Snippet, Template
 from outbound.schemas import EmailSchema, SnippetSchema, TemplateSchema
-
-
-def _aware(value):
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def email_view(session: Session, email: Email) -> dict:
@@ -32,34 +25,23 @@ def email_view(session: Session, email: Email) -> dict:
                          "sha256": a.sha256, "disposition": a.disposition, "content_id": a.content_id,
                          "url": attachment_url(email.id, a.id)} for a in email.attachments],
         "attempts": email.attempts,
-        "next_attempt_at": _aware(email.next_attempt_at) if email.state in ("queued", "deferred") else None,
+        "next_attempt_at": aware(email.next_attempt_at) if email.state in ("queued", "deferred") else None,
         "last_error": email.last_error, "smtp_queue_id": email.smtp_queue_id,
         "refused_recipients": email.refused_recipients or [], "bounce_reason": email.bounce_reason,
-        "created_at": _aware(email.created_at), "sent_at": _aware(email.sent_at),
-        "failed_at": _aware(email.failed_at), "bounced_at": _aware(email.bounced_at),
-        "delivery_attempts": [{"attempt": a.attempt, "started_at": _aware(a.started_at),
-                               "finished_at": _aware(a.finished_at), "outcome": a.outcome,
+        "created_at": aware(email.created_at), "sent_at": aware(email.sent_at),
+        "failed_at": aware(email.failed_at), "bounced_at": aware(email.bounced_at),
+        "delivery_attempts": [{"attempt": a.attempt, "started_at": aware(a.started_at),
+                               "finished_at": aware(a.finished_at), "outcome": a.outcome,
                                "smtp_code": a.smtp_code, "response": a.response} for a in attempts],
     })
 
 
 def emails_page(session: Session, where, cursor: dict | None, limit: int) -> dict:
     """Newest first; the cursor is the (created_at, id) of the last item returned."""
-    query = select(Email).where(where)
-    if cursor is not None:
-        try:
-            at = dt.datetime.fromisoformat(str(cursor.get("at")))
-        except ValueError as exc:
-            raise HttpError("invalid cursor") from exc
-        last_id = str(cursor.get("id"))
-        query = query.where(or_(Email.created_at < at, and_(Email.created_at == at, Email.id < last_id)))
-    rows = session.execute(query.order_by(Email.created_at.desc(), Email.id.desc()).limit(limit + 1)).scalars().all()
-    items = [email_view(session, e) for e in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor({"at": _aware(last.created_at).isoformat(), "id": last.id})
-    return {"items": items, "next_cursor": next_cursor}
+    rows = session.execute(newest_first(select(Email).where(where), Email.created_at, Email.id, cursor,
+                                        limit)).scalars().all()
+    return {"items": [email_view(session, e) for e in rows[:limit]],
+            "next_cursor": next_cursor(rows, limit, lambda e: e.created_at)}
 
 
 def template_view(template: Template) -> dict:

@@ -113,11 +113,12 @@ def attachment_url(intake_id: str, sha256: str) -> str:
     return f"/api/ingest/messages/{intake_id}/attachments/{sha256}"
 
 
-def _claim_next(session: Session) -> Intake | None:
-    query = select(Intake).where(Intake.status == "stored").order_by(Intake.received_at, Intake.id).limit(1)
+def _claim_stored(session: Session, limit: int) -> list[Intake]:
+    """The oldest stored rows, locked; rows another replica holds are skipped, not waited for."""
+    query = select(Intake).where(Intake.status == "stored").order_by(Intake.received_at, Intake.id).limit(limit)
     if is_postgres(session):
         query = query.with_for_update(skip_locked=True)
-    return session.execute(query).scalar_one_or_none()
+    return list(session.execute(query).scalars())
 
 
 @dataclass(frozen=True)
@@ -157,28 +158,36 @@ def internal_forward(classification: Classification, sender_email: str | None, c
                                reasons=reasons + (f"internal:from another inbox ({sender_email})",))
 
 
-def process_next(database: Database, blobs: DirectoryBlobStore, outbox: Outbox,
-                 settings: IntakeSettings, directory: InboxDirectory | None = None) -> bool:
-    """Process one stored intake row; False when there is none. One transaction per message,
-    so a hostile message is quarantined on its own and never blocks the rest."""
+def process_batch(database: Database, blobs: DirectoryBlobStore, outbox: Outbox, settings: IntakeSettings,
+                  directory: InboxDirectory | None = None, limit: int = 1) -> int:
+    """Process up to `limit` stored intake rows in one transaction; how many (0: none waiting).
+    A message that cannot be parsed or analysed is quarantined on its own and never blocks the
+    rest. One commit per batch instead of per message: under load the claim, the commit and the
+    connection checkout are shared (`INGEST_INTAKE_BATCH`); when idle a batch is one message. If
+    the transaction itself fails, the caller retries with `limit=1` to isolate the culprit."""
+    directory = directory or InboxDirectory(ttl=0)
     with database.transaction() as session:
-        intake = _claim_next(session)
-        if intake is None:
-            return False
-        try:
-            data = _message_received(session, blobs, intake, settings, directory or InboxDirectory(ttl=0))
-        except MessageTooComplex as exc:
-            _quarantine(session, outbox, intake, f"too complex to parse safely: {exc}")
-            return True
-        except Exception as exc:  # never let one message crash the pipeline
-            log.exception("quarantining intake %s", intake.id)
-            _quarantine(session, outbox, intake, f"processing failed: {type(exc).__name__}: {exc}")
-            return True
-        intake.status = "processed"
-        intake.processed_at = utcnow()
-        intake.attachments = data["attachments"]
-        outbox.record(session, "message_received", intake.id, data)
-        return True
+        claimed = _claim_stored(session, limit)
+        for intake in claimed:
+            _process(session, blobs, outbox, settings, directory, intake)
+        return len(claimed)
+
+
+def _process(session: Session, blobs: DirectoryBlobStore, outbox: Outbox, settings: IntakeSettings,
+             directory: InboxDirectory, intake: Intake) -> None:
+    try:
+        data = _message_received(session, blobs, intake, settings, directory)
+    except MessageTooComplex as exc:
+        _quarantine(session, outbox, intake, f"too complex to parse safely: {exc}")
+        return
+    except Exception as exc:  # never let one message crash the pipeline
+        log.exception("quarantining intake %s", intake.id)
+        _quarantine(session, outbox, intake, f"processing failed: {type(exc).__name__}: {exc}")
+        return
+    intake.status = "processed"
+    intake.processed_at = utcnow()
+    intake.attachments = data["attachments"]
+    outbox.record(session, "message_received", intake.id, data)
 
 
 def _quarantine(session: Session, outbox: Outbox, intake: Intake, reason: str) -> None:

@@ -91,9 +91,22 @@ class IntakeProcessor(BackgroundWorker):
         self.settings = ingest_config.intake_settings()
         self.directory = intake.InboxDirectory()
         self.poll_interval = config.env_float("INGEST_INTAKE_POLL_SECONDS", 0.1)
+        self.batch_size = max(1, config.env_int("INGEST_INTAKE_BATCH", 16))
+        self._limit = self.batch_size
 
     def work_once(self) -> bool:
-        return intake.process_next(self.database, self.blobs, OUTBOX, self.settings, self.directory)
+        try:
+            done = intake.process_batch(self.database, self.blobs, OUTBOX, self.settings, self.directory,
+                                        limit=self._limit)
+        except Exception:
+            # one message at a time until a batch succeeds: a row whose commit fails cannot hold
+            # back the others for longer than one pass
+            self._limit = 1
+            raise
+        self._limit = self.batch_size
+        if done:
+            self.relay.wake()  # publish this batch while the next one is parsed
+        return done > 0
 
     def after_work(self, done: int) -> None:
         self.relay.wake()

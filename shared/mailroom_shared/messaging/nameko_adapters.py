@@ -21,8 +21,9 @@ from nameko.messaging import QueueConsumer
 
 from mailroom_shared import config
 from mailroom_shared.db import Database
+from mailroom_shared.events.catalogue import spec_for
 from mailroom_shared.messaging import topology
-from mailroom_shared.messaging.outbox import OutboxRelay
+from mailroom_shared.messaging.outbox import OutboxRelay, PendingEvent
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +158,12 @@ class OutboxRelayProvider(BackgroundWorker):
         self.relay = OutboxRelay(self.database, self.table_getter(), self._publish)
         self.poll_interval = self.configured_poll_interval or config.env_float("OUTBOX_POLL_SECONDS", 0.2)
 
-    def _publish(self, envelope: dict, exchange: str, routing_key: str) -> None:
+    def _publish(self, event: PendingEvent, exchange: str, routing_key: str) -> None:
+        # content_type given: kombu sends the stored JSON as is (no parse + serialise round trip)
         self.publisher.publish(
-            envelope, exchange=topology.events_exchange(exchange.split(".")[0]), routing_key=routing_key,
-            message_id=envelope["id"], type=envelope["type"], app_id=envelope["source"],
+            event.body, exchange=topology.events_exchange(exchange.split(".")[0]), routing_key=routing_key,
+            content_type="application/json", content_encoding="utf-8",
+            message_id=event.event_id, type=event.event_type, app_id=f"mailroom/{spec_for(event.event_type).producer}",
         )
 
     def work_once(self) -> bool:

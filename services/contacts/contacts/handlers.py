@@ -4,12 +4,16 @@ outbox; nameko adapters in service.py call them inside one transaction."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from contacts import domain
 from contacts.models import (
@@ -31,9 +35,34 @@ class Settings:
     create_for_automated_senders: bool = False
 
 
+class OwnAddresses:
+    """Our inbox addresses, re-read at most every `ttl` seconds (one query per message otherwise;
+    ingest's InboxDirectory does the same). A change from inbox_updated is seen at once in the
+    process that applied it (`forget`) and within `ttl` in other replicas."""
+
+    def __init__(self, ttl: float = 2.0):
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._loaded_at = -1e9
+        self._addresses: frozenset[str] = frozenset()
+
+    def get(self, session: Session) -> frozenset[str]:
+        if time.monotonic() - self._loaded_at > self.ttl:
+            addresses = frozenset(session.execute(select(OwnAddress.email)).scalars())
+            with self._lock:
+                self._addresses, self._loaded_at = addresses, time.monotonic()
+        return self._addresses
+
+    def forget(self) -> None:
+        with self._lock:
+            self._loaded_at = -1e9
+
+
 def find_contact_by_email(session: Session, email: str) -> Contact | None:
+    # lazyload: the handlers never read a contact's addresses (the relationship's selectin
+    # default would cost one more query per message)
     return session.execute(
-        select(Contact).join(ContactEmail).where(ContactEmail.email == email)
+        select(Contact).join(ContactEmail).where(ContactEmail.email == email).options(lazyload(Contact.emails))
     ).scalar_one_or_none()
 
 
@@ -65,8 +94,8 @@ def resolve_or_create(session: Session, outbox: Outbox, email: str, name: str | 
 
 
 def record_inbound_message(session: Session, outbox: Outbox, data: dict, event_id: str,
-                           settings: Settings) -> TimelineEntry | None:
-    own = {row for row in session.execute(select(OwnAddress.email)).scalars()}
+                           settings: Settings, own_addresses: OwnAddresses | None = None) -> TimelineEntry | None:
+    own = (own_addresses or OwnAddresses(ttl=0)).get(session)
     flags = data.get("flags") or {}
     decision = domain.decide_contact(
         data.get("attributed_to"), own_addresses=own, spam=bool(flags.get("spam")),
@@ -76,17 +105,19 @@ def record_inbound_message(session: Session, outbox: Outbox, data: dict, event_i
         if decision.held_back:
             _hold(session, data)
         return None
-    contact, _ = resolve_or_create(session, outbox, decision.email, decision.name, created_from=event_id)
-    return log_inbound(session, outbox, contact, data)
+    contact, created = resolve_or_create(session, outbox, decision.email, decision.name, created_from=event_id)
+    return log_inbound(session, outbox, contact, data, new_contact=created)
 
 
-def log_inbound(session: Session, outbox: Outbox, contact: Contact, data: dict) -> TimelineEntry:
+def log_inbound(session: Session, outbox: Outbox, contact: Contact, data: dict,
+                new_contact: bool = False) -> TimelineEntry:
     """The timeline entry of an inbound message (once per contact and Message-ID)."""
-    entry = session.execute(select(TimelineEntry).where(
-        TimelineEntry.contact_id == contact.id, TimelineEntry.direction == "in",
-        TimelineEntry.rfc_message_id == data["message_id"])).scalar_one_or_none()
-    if entry:  # the same email again (e.g. re-ingested through another path)
-        return entry
+    if not new_contact:  # a contact created a moment ago has no timeline yet
+        entry = session.execute(select(TimelineEntry).where(
+            TimelineEntry.contact_id == contact.id, TimelineEntry.direction == "in",
+            TimelineEntry.rfc_message_id == data["message_id"])).scalar_one_or_none()
+        if entry:  # the same email again (e.g. re-ingested through another path)
+            return entry
     forward = data.get("forward")
     entry = TimelineEntry(
         id=str(uuid.uuid4()), contact_id=contact.id, direction="in", rfc_message_id=data["message_id"],
@@ -135,11 +166,11 @@ def release_held(session: Session, outbox: Outbox, intake_ids: list[str], contac
 def link_conversation(session: Session, intake_id: str | None, conversation_id: str) -> None:
     if not intake_id:
         return
-    existing = session.get(MessageConversation, intake_id)
-    if existing is None:
-        session.add(MessageConversation(intake_id=intake_id, conversation_id=conversation_id))
-    else:
-        existing.conversation_id = conversation_id  # a move or re-thread: latest wins
+    # one upsert (was a read then a write); a move or re-thread: the latest conversation wins
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(MessageConversation).values(intake_id=intake_id, conversation_id=conversation_id)
+    session.execute(statement.on_conflict_do_update(
+        index_elements=[MessageConversation.intake_id], set_={"conversation_id": conversation_id}))
 
 
 def apply_inbox_update(session: Session, data: dict) -> None:

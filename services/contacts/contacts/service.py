@@ -33,6 +33,7 @@ from mailroom_shared.messaging.outbox import Outbox
 
 OUTBOX = Outbox(outbox)
 PROCESSED = ProcessedEvents(processed_events)
+OWN_ADDRESSES = handlers.OwnAddresses()
 
 
 def _settings() -> handlers.Settings:
@@ -54,7 +55,7 @@ class ContactsService(outbound_events.OutboundEvents):  # issue #4: outbound_eve
         data = parse_envelope(envelope, "message_received")
         PROCESSED.run_once(self.db, envelope, "handle_message_received",
                            lambda session: handlers.record_inbound_message(session, OUTBOX, data, envelope["id"],
-                                                                           _settings()))
+                                                                           _settings(), OWN_ADDRESSES))
         self.relay.wake()
 
     @reliable_event_handler("conversations", "message_added")
@@ -84,6 +85,7 @@ class ContactsService(outbound_events.OutboundEvents):  # issue #4: outbound_eve
         data = parse_envelope(envelope, "inbox_updated")
         PROCESSED.run_once(self.db, envelope, "handle_inbox_updated",
                            lambda session: handlers.apply_inbox_update(session, data))
+        OWN_ADDRESSES.forget()
 
     # --- HTTP ---------------------------------------------------------------------------
 

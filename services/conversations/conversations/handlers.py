@@ -11,6 +11,8 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import select, text, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from conversations import domain
@@ -328,7 +330,7 @@ def receive_message(session: Session, outbox: Outbox, data: dict, settings: Sett
     message_uuid = str(uuid.uuid4())
 
     if placement.action == "new":
-        conversation = _new_conversation(session, outbox, incoming, data, placement, received_at)
+        conversation = _new_conversation(session, incoming, data, placement, received_at)
     else:
         # lock the row: concurrent messages of one conversation update its counters in turn
         conversation = session.get(Conversation, placement.conversation.id, with_for_update=True,
@@ -340,6 +342,8 @@ def receive_message(session: Session, outbox: Outbox, data: dict, settings: Sett
                 "message_id": message_uuid})
 
     message = _store_message(session, message_uuid, conversation, incoming, data, address, received_at)
+    if placement.action == "new":
+        _announce_conversation(session, outbox, conversation)
     outbox.record(session, "message_added", conversation.id, {
         "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "message_id": message.id,
         "rfc_message_id": message.rfc_message_id, "direction": "in", "sender": _address(data.get("sender")),
@@ -349,8 +353,10 @@ def receive_message(session: Session, outbox: Outbox, data: dict, settings: Sett
     return Received(message, conversation, placement)
 
 
-def _new_conversation(session: Session, outbox: Outbox, incoming: domain.Incoming, data: dict,
+def _new_conversation(session: Session, incoming: domain.Incoming, data: dict,
                       placement: domain.Placement, received_at: dt.datetime) -> Conversation:
+    """Added, not yet flushed: its first message sets the counters, and both rows are then
+    inserted together (flushing here cost one more UPDATE per new conversation)."""
     attributed = data.get("attributed_to") or {}
     contact_email = try_normalise_email(attributed.get("email"))
     known = session.get(KnownContact, contact_email) if contact_email else None
@@ -363,13 +369,15 @@ def _new_conversation(session: Session, outbox: Outbox, incoming: domain.Incomin
         created_at=utcnow(), last_message_at=received_at,
     )
     session.add(conversation)
-    session.flush()
+    return conversation
+
+
+def _announce_conversation(session: Session, outbox: Outbox, conversation: Conversation) -> None:
     outbox.record(session, "conversation_created", conversation.id, {
         "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "subject": conversation.subject,
         "contact_email": conversation.contact_email, "contact_name": conversation.contact_name,
         "status": conversation.status, "spam": conversation.spam, "reopened_from": conversation.reopened_from,
     })
-    return conversation
 
 
 def _store_message(session: Session, message_id: str, conversation: Conversation, incoming: domain.Incoming,
@@ -600,8 +608,11 @@ def mark_spam(session: Session, outbox: Outbox, conversation: Conversation, spam
 # --- contacts ----------------------------------------------------------------------------------
 
 def learn_contact(session: Session, contact_id: str, emails: list[str]) -> None:
+    insert = postgresql_insert if is_postgres(session) else sqlite_insert
     for email in {e for e in (try_normalise_email(x) for x in emails) if e}:
-        session.merge(KnownContact(email=email, contact_id=contact_id))
+        # one upsert (merge() read the row first)
+        session.execute(insert(KnownContact).values(email=email, contact_id=contact_id).on_conflict_do_update(
+            index_elements=[KnownContact.email], set_={"contact_id": contact_id}))
         session.execute(update(Conversation).where(
             Conversation.contact_email == email, Conversation.contact_id.is_(None)).values(contact_id=contact_id))
 

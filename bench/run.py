@@ -1,11 +1,14 @@
 """`make bench`: throughput, latency, scale and memory of mailroom on this machine.
 
-    .venv/bin/python bench/run.py [--quick] [--n N] [--scale-rows R] [--skip-scale] [--profile]
+    .venv/bin/python bench/run.py [--quick] [--n N] [--scale-rows R] [--skip-scale] [--skip-outbound] [--profile]
+                                  [--only outbound]
 
 Environment overrides: BENCH_N (emails end to end, default 5000), BENCH_SCALE_ROWS (existing
 messages for the scale run, default 1,000,000), BENCH_CLIENTS (concurrent SMTP clients, 8),
-BENCH_SEED (corpus seed, 6). Prints a table and writes bench/results/latest.json. Every run uses
-a fresh RabbitMQ vhost and fresh PostgreSQL databases, dropped afterwards. See docs/benchmarks.md.
+BENCH_SEED (corpus seed, 6), BENCH_OUTBOUND_N (replies in the outbound run, default 1000; 300 with
+--quick), BENCH_OUTBOUND_SEND_S (seconds of reply requests at most, 40), BENCH_SINK_DELAY_MS (0).
+Prints a table and writes bench/results/latest.json. Every run uses a fresh RabbitMQ vhost and
+fresh PostgreSQL databases, dropped afterwards. See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ sys.path.insert(0, str(BENCH))
 import corpus as corpus_module  # noqa: E402
 import e2e  # noqa: E402
 import floor  # noqa: E402
+import outbound_bench  # noqa: E402 - not "outbound": bench/ is on sys.path and would shadow the service package
 import parse_bench  # noqa: E402
 import seed  # noqa: E402
 
@@ -223,12 +227,12 @@ def run_e2e(resources: Infra, workdir: Path, mail: list, clients: int, seed_valu
     return result
 
 
-def outbound_available() -> bool:
-    try:
-        import outbound.service  # noqa: F401
-    except Exception:  # noqa: BLE001 - not there yet, or not importable
-        return False
-    return False  # the harness has no outbound scenario yet: see docs/benchmarks.md
+def run_outbound(resources: Infra, workdir: Path, n: int, clients: int, seed_value: int) -> dict:
+    """bench/outbound_bench.py. BENCH_OUTBOUND_SEND_S (default 40; 0: always send N): seconds of
+    HTTP requests at most; BENCH_SINK_DELAY_MS (default 0): the sink answers DATA that much later."""
+    return outbound_bench.measure(resources, workdir, n, clients, extra_env=auth_env(), seed=seed_value,
+                                  send_s=float(os.environ.get("BENCH_OUTBOUND_SEND_S", "40")),
+                                  sink_delay_ms=float(os.environ.get("BENCH_SINK_DELAY_MS", "0")), log=log)
 
 
 # --- reporting ------------------------------------------------------------------------------
@@ -278,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=int(os.environ.get("BENCH_CLIENTS", "8")))
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument("--skip-outbound", action="store_true")
+    parser.add_argument("--only", choices=["outbound"], help="run only this part (e.g. to iterate on it)")
+    parser.add_argument("--outbound-n", type=int, default=None,
+                        help="replies in the outbound run (BENCH_OUTBOUND_N, default 1000; 300 with --quick)")
     parser.add_argument("--profile", action="store_true", help="py-spy each service during the empty-DB run")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--window", type=float, default=float(os.environ.get("BENCH_WINDOW_S", "100")),
@@ -288,59 +296,69 @@ def main(argv: list[str] | None = None) -> int:
     scale_rows = args.scale_rows if args.scale_rows is not None else \
         int(os.environ.get("BENCH_SCALE_ROWS", "100000" if args.quick else "1000000"))
     seed_value = int(os.environ.get("BENCH_SEED", "6"))
+    outbound_n = args.outbound_n or int(os.environ.get("BENCH_OUTBOUND_N", "300" if args.quick else "1000"))
     started = time.monotonic()
     RESULTS.mkdir(parents=True, exist_ok=True)
     results: dict = {"started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine(),
                      "config": {"n": n, "scale_rows": scale_rows, "clients": args.clients, "seed": seed_value,
-                                "quick": args.quick}}
+                                "quick": args.quick, "outbound_n": outbound_n, "only": args.only}}
     resources = Infra()
     workroot = Path(tempfile.mkdtemp(prefix="mailroom-bench-"))
     try:
-        log(f"corpus: {n} emails (seed {seed_value}) …")
-        mail = corpus_module.generate(n, seed=seed_value, run_tag="e2e")
-        results["corpus"] = corpus_module.describe(mail)
-        log(f"  {results['corpus']['bytes'] / 1e6:.1f} MB, {results['corpus']['kinds']}")
+        if args.only != "outbound":  # --only outbound: iterate on that part alone
+            log(f"corpus: {n} emails (seed {seed_value}) …")
+            mail = corpus_module.generate(n, seed=seed_value, run_tag="e2e")
+            results["corpus"] = corpus_module.describe(mail)
+            log(f"  {results['corpus']['bytes'] / 1e6:.1f} MB, {results['corpus']['kinds']}")
 
-        log("parse: ingest's analyse() vs the stdlib email parser on the same corpus …")
-        parse = parse_bench.measure(mail)
-        results.update(parse_msgs_per_s=parse["ours"]["msgs_per_s"], parse_mb_per_s=parse["ours"]["mb_per_s"],
-                       parse_vs_stdlib=parse["ratio"])
-        results["parse"] = parse
-        log(f"  → ours {parse['ours']['msgs_per_s']} msg/s, stdlib {parse['stdlib']['msgs_per_s']} msg/s, "
-            f"ratio {parse['ratio']}")
+            log("parse: ingest's analyse() vs the stdlib email parser on the same corpus …")
+            parse = parse_bench.measure(mail)
+            results.update(parse_msgs_per_s=parse["ours"]["msgs_per_s"], parse_mb_per_s=parse["ours"]["mb_per_s"],
+                           parse_vs_stdlib=parse["ratio"])
+            results["parse"] = parse
+            log(f"  → ours {parse['ours']['msgs_per_s']} msg/s, stdlib {parse['stdlib']['msgs_per_s']} msg/s, "
+                f"ratio {parse['ratio']}")
 
-        log(f"floor: kombu publisher → consumer, one INSERT + COMMIT per message, {n} messages …")
-        results["floor"] = run_floor(resources, n)
-        results["floor_msgs_per_s"] = results["floor"]["msgs_per_s"]
-        log(f"  → {results['floor_msgs_per_s']} msg/s")
+            log(f"floor: kombu publisher → consumer, one INSERT + COMMIT per message, {n} messages …")
+            results["floor"] = run_floor(resources, n)
+            results["floor_msgs_per_s"] = results["floor"]["msgs_per_s"]
+            log(f"  → {results['floor_msgs_per_s']} msg/s")
 
-        if not args.skip_e2e:
-            log("end to end, empty databases …")
-            empty = run_e2e(resources, workroot / "empty", mail, args.clients, seed_value, paced=True,
-                            profile=args.profile, window_s=args.window)
-            mail = mail[:empty["saturated"]["messages"]]  # the scale run sends the same emails
-            results["e2e"] = empty
-            results["e2e_emails_per_s"] = empty["saturated"]["emails_per_s"]
-            results["e2e_emails_sent"] = empty["saturated"]["messages"]
-            results["e2e_latency_ms"] = (empty.get("half_rate") or {}).get("latency_ms")
-            results["e2e_latency_saturated_ms"] = empty["saturated"]["latency_ms"]
-            results["e2e_vs_floor"] = round(results["e2e_emails_per_s"] / results["floor_msgs_per_s"], 3) \
-                if results["e2e_emails_per_s"] else None
-            results["peak_rss_mb"] = empty["peak_rss_mb"]
+            if not args.skip_e2e:
+                log("end to end, empty databases …")
+                empty = run_e2e(resources, workroot / "empty", mail, args.clients, seed_value, paced=True,
+                                profile=args.profile, window_s=args.window)
+                mail = mail[:empty["saturated"]["messages"]]  # the scale run sends the same emails
+                results["e2e"] = empty
+                results["e2e_emails_per_s"] = empty["saturated"]["emails_per_s"]
+                results["e2e_emails_sent"] = empty["saturated"]["messages"]
+                results["e2e_latency_ms"] = (empty.get("half_rate") or {}).get("latency_ms")
+                results["e2e_latency_saturated_ms"] = empty["saturated"]["latency_ms"]
+                results["e2e_vs_floor"] = round(results["e2e_emails_per_s"] / results["floor_msgs_per_s"], 3) \
+                    if results["e2e_emails_per_s"] else None
+                results["peak_rss_mb"] = empty["peak_rss_mb"]
 
-            if not args.skip_scale and scale_rows:
-                log(f"end to end with {scale_rows:,} existing messages …")
-                scaled = run_e2e(resources, workroot / "scaled", mail, args.clients, seed_value, paced=False,
-                                 scale_rows=scale_rows)
-                results["e2e_scaled"] = scaled
-                results["e2e_scaled_emails_per_s"] = scaled["saturated"]["emails_per_s"]
-                results["scale_ratio"] = round(scaled["saturated"]["emails_per_s"] / results["e2e_emails_per_s"], 3) \
-                    if results["e2e_emails_per_s"] and scaled["saturated"]["emails_per_s"] else None
-                results["peak_rss_mb_scaled"] = scaled["peak_rss_mb"]
+                if not args.skip_scale and scale_rows:
+                    log(f"end to end with {scale_rows:,} existing messages …")
+                    scaled = run_e2e(resources, workroot / "scaled", mail, args.clients, seed_value, paced=False,
+                                     scale_rows=scale_rows)
+                    results["e2e_scaled"] = scaled
+                    results["e2e_scaled_emails_per_s"] = scaled["saturated"]["emails_per_s"]
+                    results["scale_ratio"] = round(
+                        scaled["saturated"]["emails_per_s"] / results["e2e_emails_per_s"], 3) \
+                        if results["e2e_emails_per_s"] and scaled["saturated"]["emails_per_s"] else None
+                    results["peak_rss_mb_scaled"] = scaled["peak_rss_mb"]
 
         results["outbound_emails_per_s"] = None
-        results["outbound_note"] = ("not measured: the harness has no outbound scenario yet (the outbound service "
-                                    "is being written concurrently); see docs/benchmarks.md")
+        if not args.skip_outbound:
+            log(f"outbound: {outbound_n} replies through the HTTP API to an SMTP sink …")
+            out = run_outbound(resources, workroot / "outbound", outbound_n, args.clients, seed_value)
+            results["outbound"] = out
+            results["outbound_emails_per_s"] = out["emails_per_s"]
+            log(f"  → {out['emails_per_s']} emails/s at the sink ({out['delivered']}/{out['replies']} in "
+                f"{out['seconds']} s; HTTP accepted {out['http_accept_per_s']}/s), saturated latency p50/p95/p99 "
+                f"{out['latency_ms']['p50']}/{out['latency_ms']['p95']}/{out['latency_ms']['p99']} ms, "
+                f"problems {out['problems'] or 'none'}")
     except Exception:
         results["error"] = traceback.format_exc()
         log("FAILED:\n" + results["error"])

@@ -23,7 +23,7 @@ from pathlib import Path
 import pika
 from corpus import INBOX_ADDRESS, MEMBER, CorpusMessage  # noqa: I001 - bench/ is on sys.path
 from kombu import Connection
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from mailroom_shared.db import normalise_url
 from mailroom_shared.messaging.topology import SUBSCRIPTIONS
@@ -196,6 +196,7 @@ class BenchStack:
     stack: Stack
     smtp_port: int
     pids: dict[str, int] = field(default_factory=dict)
+    database_urls: dict[str, str] = field(default_factory=dict)
 
 
 def start_stack(amqp_uri: str, database_urls: dict[str, str], workdir: Path,
@@ -224,7 +225,7 @@ def start_stack(amqp_uri: str, database_urls: dict[str, str], workdir: Path,
             raise TimeoutError("ingest never learnt the inbox address")
     finally:
         engine.dispose()
-    return BenchStack(stack, smtp_port, {name: p.pid for name, p in stack.processes.items()})
+    return BenchStack(stack, smtp_port, {name: p.pid for name, p in stack.processes.items()}, dict(database_urls))
 
 
 def wait_idle(amqp_uri: str, timeout: float = 120) -> None:
@@ -291,6 +292,26 @@ def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
     return snapshot
 
 
+def commit_snapshot(database_urls: dict[str, str]) -> dict[str, int]:
+    """Committed transactions so far in each service's database (pg_stat_database): divided by
+    the emails stored, it shows how well group commit and intake batches share transactions."""
+    counts = {}
+    for service, url in database_urls.items():
+        parsed = make_url(normalise_url(url))
+        if not parsed.drivername.startswith("postgresql"):
+            continue
+        engine = create_engine(parsed)
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT pg_stat_clear_snapshot()"))
+                counts[service] = connection.execute(text(
+                    "SELECT xact_commit FROM pg_stat_database WHERE datname = :name"),
+                    {"name": parsed.database}).scalar_one()
+        finally:
+            engine.dispose()
+    return counts
+
+
 def cpu_per_email_ms(before: dict[str, float], after: dict[str, float], emails: int) -> dict[str, float]:
     return {name: round((after[name] - before.get(name, 0.0)) * 1000 / max(emails, 1), 2) for name in after}
 
@@ -310,6 +331,7 @@ def run_load(bench: BenchStack, subscriber: AddedSubscriber, corpus: list[Corpus
              rate: float | None = None, log=print) -> dict:
     """Send `corpus` (closed loop, or paced at `rate` msgs/s) and wait for every message_added."""
     ids = {m.message_id for m in corpus}
+    commits_before = commit_snapshot(bench.database_urls)
     cpu_before = cpu_snapshot(bench.pids)
     handle = send_all(bench.smtp_port, corpus, clients, rate)
 
@@ -322,6 +344,8 @@ def run_load(bench: BenchStack, subscriber: AddedSubscriber, corpus: list[Corpus
 
     complete = subscriber.wait_for(ids, progress=progress)
     cpu_after = cpu_snapshot(bench.pids)
+    time.sleep(0.6)  # backends report their counters to pg_stat_database at most every 0.5 s
+    commits_after = commit_snapshot(bench.database_urls)
     sent = collect(handle)
     results = sent["results"]
     if not results:
@@ -342,6 +366,9 @@ def run_load(bench: BenchStack, subscriber: AddedSubscriber, corpus: list[Corpus
         "mb_per_s": round(sum(len(m.raw) for m in corpus) / elapsed / 1e6, 2) if elapsed > 0 else None,
         # CPU per stored email (ms): the harness's own SMTP clients and subscriber are in machine_busy
         "cpu_ms_per_email": cpu_per_email_ms(cpu_before, cpu_after, len(stored)),
+        # every committed transaction, the harness's few polls included
+        "commits_per_email": {name: round((commits_after[name] - commits_before.get(name, 0)) / max(len(stored), 1), 2)
+                              for name in commits_after},
     }
 
 

@@ -73,7 +73,9 @@ def nameko_config(amqp_uri: str, web_address: str, level: str = "INFO") -> dict:
     return {
         "AMQP_URI": amqp_uri,
         "WEB_SERVER_ADDRESS": web_address,
-        "max_workers": 10,
+        # concurrent workers = prefetch per queue; under load, the events that group commit can
+        # put in one transaction
+        "max_workers": env_int("NAMEKO_MAX_WORKERS", 10),
         "LOGGING": {"version": 1, "disable_existing_loggers": False,
                     "formatters": {"plain": {"format": "%(asctime)s %(name)s %(levelname)s %(message)s"}},
                     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},

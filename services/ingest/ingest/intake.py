@@ -73,13 +73,16 @@ def dedupe_key(raw: bytes) -> str:
 
 
 def accept(database: Database, blobs: DirectoryBlobStore, raw: bytes, recipients: list[str], via: str,
-           settings: IntakeSettings, envelope_from: str | None = None) -> AcceptResult:
-    """Store the bytes durably and log one intake row per inbox channel addressed."""
+           settings: IntakeSettings, envelope_from: str | None = None,
+           channels: set[str] | None = None) -> AcceptResult:
+    """Store the bytes durably and log one intake row per inbox channel addressed. `channels`:
+    the inbox addresses if the caller has them (the SMTP listener's cache); read otherwise."""
     if len(raw) > settings.max_message_bytes:
         raise MessageTooLarge(f"message of {len(raw)} bytes exceeds the {settings.max_message_bytes} byte limit")
     result = AcceptResult()
-    with database.transaction() as session:
-        channels = known_channels(session)
+    if channels is None:
+        with database.transaction() as session:
+            channels = known_channels(session)
     targets: dict[str, str | None] = {}
     for recipient in recipients:
         resolved = split_recipient(recipient, channels)

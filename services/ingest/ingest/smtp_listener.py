@@ -76,9 +76,10 @@ class IntakeHandler:
             return "554 5.6.0 Empty message"
         loop = asyncio.get_running_loop()
         try:
+            # the addresses RCPT was checked against (cached): no extra transaction per message
             result = await loop.run_in_executor(None, lambda: intake.accept(
                 self.database, self.blobs, raw, list(envelope.rcpt_tos), "smtp", self.settings,
-                envelope_from=envelope.mail_from))
+                envelope_from=envelope.mail_from, channels=self.channels.get()))
         except intake.MessageTooLarge as exc:
             return f"552 5.3.4 {exc}"
         except Exception:

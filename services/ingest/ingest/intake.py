@@ -30,6 +30,7 @@ from ingest.domain.recipients import split_recipient
 from ingest.models import Channel, Intake, TrustedSender
 from mailroom_shared.addresses import try_normalise_email
 from mailroom_shared.db import Database, is_postgres, utcnow
+from mailroom_shared.events.envelope import build_envelope
 from mailroom_shared.messaging.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -171,33 +172,37 @@ def process_batch(database: Database, blobs: DirectoryBlobStore, outbox: Outbox,
     directory = directory or InboxDirectory(ttl=0)
     with database.transaction() as session:
         claimed = _claim_stored(session, limit)
-        for intake in claimed:
-            _process(session, blobs, outbox, settings, directory, intake)
+        # the batch's events go into the outbox in one INSERT at the end (in order); the intake
+        # rows' UPDATEs are flushed together just before it
+        outbox.record_envelopes(session, [_process(session, blobs, settings, directory, intake)
+                                          for intake in claimed])
         return len(claimed)
 
 
-def _process(session: Session, blobs: DirectoryBlobStore, outbox: Outbox, settings: IntakeSettings,
-             directory: InboxDirectory, intake: Intake) -> None:
+def _process(session: Session, blobs: DirectoryBlobStore, settings: IntakeSettings,
+             directory: InboxDirectory, intake: Intake) -> tuple[str, dict]:
+    """The intake row updated; the event that announces it (event type, envelope)."""
     try:
         data = _message_received(session, blobs, intake, settings, directory)
+        # built (and validated) here: an event the catalogue refuses quarantines its message
+        # instead of failing the batch again and again
+        envelope = build_envelope("message_received", intake.id, data)
     except MessageTooComplex as exc:
-        _quarantine(session, outbox, intake, f"too complex to parse safely: {exc}")
-        return
+        return _quarantine(intake, f"too complex to parse safely: {exc}")
     except Exception as exc:  # never let one message crash the pipeline
         log.exception("quarantining intake %s", intake.id)
-        _quarantine(session, outbox, intake, f"processing failed: {type(exc).__name__}: {exc}")
-        return
+        return _quarantine(intake, f"processing failed: {type(exc).__name__}: {exc}")
     intake.status = "processed"
     intake.processed_at = utcnow()
     intake.attachments = data["attachments"]
-    outbox.record(session, "message_received", intake.id, data)
+    return "message_received", envelope
 
 
-def _quarantine(session: Session, outbox: Outbox, intake: Intake, reason: str) -> None:
+def _quarantine(intake: Intake, reason: str) -> tuple[str, dict]:
     intake.status = "quarantined"
     intake.reason = reason[:2000]
     intake.processed_at = utcnow()
-    outbox.record(session, "message_quarantined", intake.id, {
+    return "message_quarantined", build_envelope("message_quarantined", intake.id, {
         "intake_id": intake.id, "channel_address": intake.channel_address, "via": intake.via,
         "reason": intake.reason, "size": intake.size, "raw_url": raw_url(intake.id),
     })

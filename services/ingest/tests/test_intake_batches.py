@@ -2,7 +2,7 @@
 PostgreSQL: every message still gets its own outcome, and a hostile one is quarantined alone."""
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 
 from ingest import intake
 from ingest.blobstore import DirectoryBlobStore
@@ -73,3 +73,21 @@ def test_a_batch_takes_at_most_its_limit_oldest_first(ingest_db):
     with database.transaction() as session:
         done = sorted(session.execute(select(Intake.dedupe_key).where(Intake.status == "processed")).scalars())
     assert done == ["q0@example.org", "q1@example.org"]
+
+
+def test_a_message_whose_event_the_catalogue_refuses_is_quarantined_not_retried_forever(ingest_db):
+    """An event that fails validation used to fail its transaction on every pass, holding back
+    all the mail behind it. Now its message is quarantined with the reason and the rest flows."""
+    database, blobs = ingest_db
+    settings = intake.IntakeSettings()
+    intake.accept(database, blobs, email(1), [CHANNEL], "smtp", settings)
+    intake.accept(database, blobs, email(2), [CHANNEL], "smtp", settings)
+    with database.transaction() as session:  # a channel the catalogue does not know (`via` is an enum)
+        session.execute(update(Intake).where(Intake.dedupe_key == "q1@example.org").values(via="pigeon"))
+
+    assert intake.process_batch(database, blobs, Outbox(outbox), settings, limit=16) == 2
+
+    with database.transaction() as session:
+        rows = {row.dedupe_key: (row.status, row.reason or "") for row in session.execute(select(Intake)).scalars()}
+    assert rows["q2@example.org"] == ("processed", "")
+    assert rows["q1@example.org"][0] == "quarantined" and "InvalidEvent" in rows["q1@example.org"][1]

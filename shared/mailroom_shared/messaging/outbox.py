@@ -57,12 +57,22 @@ class Outbox:
         self.table = table
 
     def record(self, session: Session, event_type: str, subject: str, data: dict) -> dict:
-        envelope = build_envelope(event_type, subject, data)
-        session.execute(self.table.insert().values(
-            event_id=envelope["id"], event_type=event_type, envelope=envelope, created_at=utcnow(),
-            attempts=0,
-        ))
-        return envelope
+        return self.record_many(session, [(event_type, subject, data)])[0]
+
+    def record_many(self, session: Session, events: list[tuple[str, str, dict]]) -> list[dict]:
+        """Several (event_type, subject, data) in one INSERT, published in this order."""
+        envelopes = [build_envelope(event_type, subject, data) for event_type, subject, data in events]
+        self.record_envelopes(session, [(event_type, envelope)
+                                        for (event_type, _s, _d), envelope in zip(events, envelopes, strict=True)])
+        return envelopes
+
+    def record_envelopes(self, session: Session, envelopes: list[tuple[str, dict]]) -> None:
+        """(event_type, envelope from build_envelope) pairs in one INSERT, published in this order."""
+        if envelopes:
+            now = utcnow()
+            session.execute(self.table.insert().values([
+                {"event_id": envelope["id"], "event_type": event_type, "envelope": envelope, "created_at": now,
+                 "attempts": 0} for event_type, envelope in envelopes]))
 
 
 @dataclass(frozen=True)

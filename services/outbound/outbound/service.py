@@ -14,6 +14,7 @@ from nameko.web.handlers import http
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
+from mailroom_shared import config
 from mailroom_shared.db import Database
 from mailroom_shared.events.envelope import parse_envelope
 from mailroom_shared.http import (
@@ -70,7 +71,7 @@ class DeliveryWorker(BackgroundWorker):
 
     def __init__(self):
         super().__init__()
-        self._busy = False
+        self._busy = 0  # sends in flight
 
     def setup(self):
         self.relay = next(d for d in self.container.dependencies if isinstance(d, OutboxRelayProvider))
@@ -79,6 +80,13 @@ class DeliveryWorker(BackgroundWorker):
         self.default_relay = settings.default_relay()
         self.overrides = settings.relay_overrides()
         self.poll_interval = self.settings.poll_seconds
+        # several sends at once (each claims its own email under FOR UPDATE SKIP LOCKED and a
+        # lease): one slow relay answer no longer holds back every other email
+        self.concurrency = max(1, config.env_int("OUTBOUND_DELIVERY_CONCURRENCY", 4))
+
+    def start(self):
+        for n in range(self.concurrency):
+            self.container.spawn_managed_thread(self._run, identifier=f"{self.identifier}.{n}")
 
     def _relay_for(self, from_email: str) -> settings.SmtpRelay:
         return settings.relay_for(from_email, self.overrides, self.default_relay)
@@ -95,7 +103,7 @@ class DeliveryWorker(BackgroundWorker):
         if not claimed.raw:  # failed (attempts used up) instead of claimed
             self.relay.wake()
             return True
-        self._busy = True
+        self._busy += 1
         try:
             outcome = smtp.deliver(self._relay_for(claimed.mail_from), claimed.mail_from, claimed.recipients,
                                    claimed.raw, local_hostname=self.settings.message_id_domain)
@@ -104,7 +112,7 @@ class DeliveryWorker(BackgroundWorker):
             with self.database.transaction() as session:
                 handlers.record_outcome(session, OUTBOX, claimed, outcome, self.settings)
         finally:
-            self._busy = False
+            self._busy -= 1
         self.relay.wake()
         return True
 

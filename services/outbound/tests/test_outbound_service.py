@@ -51,7 +51,7 @@ class Sink:
         self._lock = threading.Lock()
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
-        if self.stall:
+        if self.stall and not self.stalling.is_set():  # only the first DATA is held
             self.stalling.set()
             while not self.release.is_set():
                 await asyncio.sleep(0.05)
@@ -80,8 +80,7 @@ def sink():
     controller.stop()
 
 
-@pytest.fixture
-def stack(stack_factory, sink, tmp_path):
+def start_stack(stack_factory, sink, tmp_path, **env):
     inboxes = tmp_path / "inboxes.yaml"
     inboxes.write_text(INBOXES)
     _, port = sink
@@ -89,9 +88,14 @@ def stack(stack_factory, sink, tmp_path):
         "CONVERSATIONS_INBOXES_FILE": str(inboxes), "OUTBOUND_SMTP_HOST": "127.0.0.1",
         "OUTBOUND_SMTP_PORT": str(port), "OUTBOUND_SMTP_TIMEOUT": "20", "OUTBOUND_RETRY_BASE_SECONDS": "0.5",
         "OUTBOUND_POLL_SECONDS": "0.2", "OUTBOUND_SEND_LEASE_SECONDS": "3", "OUTBOUND_MAX_ATTEMPTS": "4",
-        "MAILROOM_MESSAGE_ID_DOMAIN": "mailroom.test"})
+        "MAILROOM_MESSAGE_ID_DOMAIN": "mailroom.test", **env})
     started.inbox_ids = started.eventually(lambda: _inbox_ids(started), timeout=30)
     return started
+
+
+@pytest.fixture
+def stack(stack_factory, sink, tmp_path):
+    return start_stack(stack_factory, sink, tmp_path)
 
 
 def _inbox_ids(stack):
@@ -429,6 +433,26 @@ def test_killing_the_worker_mid_send_loses_nothing_and_keeps_the_message_id(stac
     assert all(c["message"]["Message-ID"] == f"<{email['message_id']}>" for c in copies)
     assert sent["attempts"] == 2
     assert {c["raw"] for c in copies} == {copies[0]["raw"]}  # the very same bytes
+
+
+def test_a_relay_holding_one_email_does_not_hold_back_the_others(stack_factory, sink, tmp_path):
+    """Delivery runs several sends at once: while the relay sits on one DATA (a slow content
+    check, a tarpit), the next reply is still delivered."""
+    # the held send neither times out nor loses its lease while the test runs
+    stack = start_stack(stack_factory, sink, tmp_path, OUTBOUND_SEND_LEASE_SECONDS="120", OUTBOUND_SMTP_TIMEOUT="120")
+    handler, _ = sink
+    conversation, _ = start_conversation(stack)
+    handler.stall = True
+    status, slow = stack.post(f"/api/outbound/conversations/{conversation['id']}/replies", {"text": "First"})
+    assert status == 202, slow
+    assert handler.stalling.wait(30), "the worker never reached DATA"
+    status, other = stack.post(f"/api/outbound/conversations/{conversation['id']}/replies", {"text": "Second"})
+    assert status == 202, other
+    email_in_state(stack, other["id"], "sent")
+    assert handler.with_message_id(slow["message_id"]) == []  # still held by the relay
+    handler.release.set()
+    email_in_state(stack, slow["id"], "sent")
+    assert len(handler.with_message_id(other["message_id"])) == 1
 
 
 def test_forward_to_another_team_and_to_any_address(stack, sink):

@@ -170,7 +170,8 @@ def store_outbound_email(session: Session, outbox: Outbox, data: dict, state: st
     if message is not None:
         _apply_state(message, state, details)
         return message
-    if session.get(Inbox, data["inbox_id"]) is None:
+    # an existence check: not session.get(), which loads the inbox's channels, members and teams
+    if session.execute(select(Inbox.id).where(Inbox.id == data["inbox_id"])).first() is None:
         raise PoisonMessage(f"no inbox {data['inbox_id']}")
     at = parse_time(data.get("queued_at"))
     conversation = session.get(Conversation, data["conversation_id"], with_for_update=True, populate_existing=True)

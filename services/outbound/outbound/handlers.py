@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload, undefer
 
 from mailroom_shared.db import is_postgres, parse_time, utcnow
 from mailroom_shared.messaging.outbox import Outbox
@@ -546,6 +546,7 @@ def claim_next(session: Session, outbox: Outbox, settings: Settings, relay_name)
     now = utcnow()
     query = (select(Email).where(Email.state.in_(("queued", "deferred")), Email.next_attempt_at <= now,
                                  or_(Email.claimed_until.is_(None), Email.claimed_until < now))
+             .options(undefer(Email.raw), lazyload(Email.attachments))
              .order_by(Email.next_attempt_at, Email.id).limit(1))
     if is_postgres(session):
         query = query.with_for_update(skip_locked=True)

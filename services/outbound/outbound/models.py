@@ -64,8 +64,9 @@ class Email(Base):
     in_reply_to: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
     references: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
     automatic: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
-    # the exact bytes handed to the relay, built and verified once when queued
-    raw: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    # the exact bytes handed to the relay, built and verified once when queued; deferred: only
+    # the delivery worker's claim reads them (undefer), not every state change and API read
+    raw: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, deferred=True)
     state: Mapped[str] = mapped_column(String(16), nullable=False)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     next_attempt_at: Mapped[object | None] = mapped_column(DateTime(timezone=True))
@@ -98,7 +99,8 @@ class Attachment(Base):
     sha256: Mapped[str] = mapped_column(String(64), nullable=False)
     disposition: Mapped[str] = mapped_column(String(16), nullable=False)  # attachment | inline
     content_id: Mapped[str | None] = mapped_column(String(255))
-    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    # deferred: the email's metadata (events, API, state changes) lists attachments without their bytes
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, deferred=True)
     email: Mapped[Email] = relationship(back_populates="attachments")
 
 

@@ -6,7 +6,7 @@
 Environment overrides: BENCH_N (emails end to end, default 5000), BENCH_SCALE_ROWS (existing
 messages for the scale run, default 1,000,000), BENCH_CLIENTS (concurrent SMTP clients, 8),
 BENCH_SEED (corpus seed, 6), BENCH_OUTBOUND_N (replies in the outbound run, default 1000; 300 with
---quick), BENCH_OUTBOUND_SEND_S (seconds of reply requests at most, 40), BENCH_SINK_DELAY_MS (0).
+--quick), BENCH_OUTBOUND_SEND_S (seconds of reply requests at most, 30), BENCH_SINK_DELAY_MS (0).
 Prints a table and writes bench/results/latest.json. Every run uses a fresh RabbitMQ vhost and
 fresh PostgreSQL databases, dropped afterwards. See docs/benchmarks.md.
 """
@@ -228,10 +228,10 @@ def run_e2e(resources: Infra, workdir: Path, mail: list, clients: int, seed_valu
 
 
 def run_outbound(resources: Infra, workdir: Path, n: int, clients: int, seed_value: int) -> dict:
-    """bench/outbound_bench.py. BENCH_OUTBOUND_SEND_S (default 40; 0: always send N): seconds of
+    """bench/outbound_bench.py. BENCH_OUTBOUND_SEND_S (default 30; 0: always send N): seconds of
     HTTP requests at most; BENCH_SINK_DELAY_MS (default 0): the sink answers DATA that much later."""
     return outbound_bench.measure(resources, workdir, n, clients, extra_env=auth_env(), seed=seed_value,
-                                  send_s=float(os.environ.get("BENCH_OUTBOUND_SEND_S", "40")),
+                                  send_s=float(os.environ.get("BENCH_OUTBOUND_SEND_S", "30")),
                                   sink_delay_ms=float(os.environ.get("BENCH_SINK_DELAY_MS", "0")), log=log)
 
 

@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="replies in the outbound run (BENCH_OUTBOUND_N, default 1000; 300 with --quick)")
     parser.add_argument("--profile", action="store_true", help="py-spy each service during the empty-DB run")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
-    parser.add_argument("--window", type=float, default=float(os.environ.get("BENCH_WINDOW_S", "100")),
+    parser.add_argument("--window", type=float, default=float(os.environ.get("BENCH_WINDOW_S", "80")),
                         help="seconds of end-to-end traffic per run at most (BENCH_WINDOW_S; 0: always send N)")
     args = parser.parse_args(argv)
 

@@ -329,6 +329,7 @@ def receive_message(session: Session, outbox: Outbox, data: dict, settings: Sett
     received_at = parse_time(data.get("received_at"))
     message_uuid = str(uuid.uuid4())
 
+    events: list[tuple[str, str, dict]] = []  # recorded together at the end: one INSERT
     if placement.action == "new":
         conversation = _new_conversation(session, incoming, data, placement, received_at)
     else:
@@ -337,19 +338,20 @@ def receive_message(session: Session, outbox: Outbox, data: dict, settings: Sett
                                    populate_existing=True)
         if placement.action == "reopen":
             conversation.status, conversation.closed_at = domain.OPEN, None
-            outbox.record(session, "conversation_reopened", conversation.id, {
+            events.append(("conversation_reopened", conversation.id, {
                 "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "reason": "reply",
-                "message_id": message_uuid})
+                "message_id": message_uuid}))
 
     message = _store_message(session, message_uuid, conversation, incoming, data, address, received_at)
     if placement.action == "new":
-        _announce_conversation(session, outbox, conversation)
-    outbox.record(session, "message_added", conversation.id, {
+        events.append(_conversation_created(conversation))
+    events.append(("message_added", conversation.id, {
         "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "message_id": message.id,
         "rfc_message_id": message.rfc_message_id, "direction": "in", "sender": _address(data.get("sender")),
         "attributed_to": _address(data.get("attributed_to")), "subject": message.subject,
         "intake_id": data.get("intake_id"), "spam": conversation.spam,
-    })
+    }))
+    outbox.record_many(session, events)
     return Received(message, conversation, placement)
 
 
@@ -372,12 +374,12 @@ def _new_conversation(session: Session, incoming: domain.Incoming, data: dict,
     return conversation
 
 
-def _announce_conversation(session: Session, outbox: Outbox, conversation: Conversation) -> None:
-    outbox.record(session, "conversation_created", conversation.id, {
+def _conversation_created(conversation: Conversation) -> tuple[str, str, dict]:
+    return "conversation_created", conversation.id, {
         "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "subject": conversation.subject,
         "contact_email": conversation.contact_email, "contact_name": conversation.contact_name,
         "status": conversation.status, "spam": conversation.spam, "reopened_from": conversation.reopened_from,
-    })
+    }
 
 
 def _store_message(session: Session, message_id: str, conversation: Conversation, incoming: domain.Incoming,

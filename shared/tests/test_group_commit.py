@@ -143,3 +143,27 @@ def test_batch_size_one_commits_every_event_alone(make_database):
         assert len(commits) == 8
     finally:
         database.dispose()
+
+
+def test_a_caller_killed_while_queued_does_not_strand_the_others(setup):
+    """A queued worker that dies (nameko kills workers when a container goes down) gives up its
+    place, and the lead if it had just been given it: the calls behind it still run."""
+    from mailroom_shared.messaging.idempotency import _Call
+
+    database, effects, processed, _commits = setup
+    committer = processed._committer(database)
+    promoted, behind = _Call(envelope("doomed"), "h", lambda s: None), _Call(envelope("after"), "h", lambda s: None)
+    committer._leading = True
+    committer._queue.extend([promoted, behind])
+    promoted.lead = True  # its predecessor handed it the lead; it is killed before it takes it
+    committer._abandon(promoted)
+    assert list(committer._queue) == [behind]
+    assert behind.lead and behind.done.is_set()  # the lead passed on
+    committer._lead()  # what `behind`'s worker does when it wakes
+    assert behind.error is None and behind.ran is True
+    assert not committer._leading  # nothing left: the next call leads at once
+
+    queued = _Call(envelope("queued"), "h", lambda s: None)
+    committer._queue.append(queued)
+    committer._abandon(queued)  # not promoted: simply leaves the queue
+    assert list(committer._queue) == []

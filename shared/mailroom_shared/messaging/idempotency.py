@@ -148,12 +148,29 @@ class _GroupCommit:
             lead = not self._leading
             self._leading = True
         if not lead:
-            call.done.wait()
+            try:
+                call.done.wait()
+            except BaseException:  # this worker was killed while queued: never strand the others
+                self._abandon(call)
+                raise
         if call.lead or lead:
             self._lead()
         if call.error is not None:
             raise call.error
         return call.ran
+
+    def _abandon(self, call: _Call) -> None:
+        with self._lock:
+            if call in self._queue:
+                self._queue.remove(call)
+            if not call.lead:
+                return
+            if self._queue:  # it had been promoted: the lead passes on
+                successor = self._queue[0]
+                successor.lead = True
+                successor.done.set()
+            else:
+                self._leading = False
 
     def _lead(self) -> None:
         with self._lock:

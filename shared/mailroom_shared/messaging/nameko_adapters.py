@@ -14,7 +14,7 @@ import eventlet
 from eventlet.event import Event
 from kombu import Connection
 from marshmallow import ValidationError
-from nameko.amqp.publish import Publisher, get_producer
+from nameko.amqp.publish import get_producer
 from nameko.events import EventHandler
 from nameko.extensions import DependencyProvider
 from nameko.messaging import QueueConsumer
@@ -24,6 +24,7 @@ from mailroom_shared.db import Database
 from mailroom_shared.events.catalogue import spec_for
 from mailroom_shared.messaging import topology
 from mailroom_shared.messaging.outbox import OutboxRelay, PendingEvent
+from mailroom_shared.messaging.publishing import ConfirmedBatchPublisher, OutgoingMessage
 
 log = logging.getLogger(__name__)
 
@@ -153,18 +154,16 @@ class OutboxRelayProvider(BackgroundWorker):
     def setup(self):
         self.identifier = f"{self.service}.outbox_relay"
         self.database = Database(database_url_for(self.container, self.service))
-        self.publisher = Publisher(_amqp_uri(self.container), use_confirms=True, mandatory=True,
-                                   serializer="json")
-        self.relay = OutboxRelay(self.database, self.table_getter(), self._publish)
+        # a batch goes out on one channel and the broker's confirms are awaited once per batch
+        self.publisher = ConfirmedBatchPublisher(_amqp_uri(self.container))
+        self.relay = OutboxRelay(self.database, self.table_getter(), publish_batch=self._publish_batch)
         self.poll_interval = self.configured_poll_interval or config.env_float("OUTBOX_POLL_SECONDS", 0.2)
 
-    def _publish(self, event: PendingEvent, exchange: str, routing_key: str) -> None:
-        # content_type given: kombu sends the stored JSON as is (no parse + serialise round trip)
-        self.publisher.publish(
-            event.body, exchange=topology.events_exchange(exchange.split(".")[0]), routing_key=routing_key,
-            content_type="application/json", content_encoding="utf-8",
-            message_id=event.event_id, type=event.event_type, app_id=f"mailroom/{spec_for(event.event_type).producer}",
-        )
+    def _publish_batch(self, items: list[tuple[PendingEvent, str, str]]) -> tuple[int, Exception | None]:
+        return self.publisher.publish_batch([
+            OutgoingMessage(event.body, topology.events_exchange(exchange.split(".")[0]).name, routing_key,
+                            event.event_id, event.event_type, f"mailroom/{spec_for(event.event_type).producer}")
+            for event, exchange, routing_key in items])
 
     def work_once(self) -> bool:
         return bool(self.relay.relay_once())
@@ -179,6 +178,7 @@ class OutboxRelayProvider(BackgroundWorker):
             self.relay.relay_once()
         except Exception:
             log.exception("final outbox relay pass of %s failed; rows stay pending", self.service)
+        self.publisher.close()
         self.database.dispose()
 
 

@@ -86,16 +86,34 @@ class PendingEvent:
 
 
 Publish = Callable[[PendingEvent, str, str], None]  # (event, exchange, routing_key)
+# a batch of (event, exchange, routing_key), in order -> (how many of the first ones the broker
+# confirmed, the error that stopped the rest or None)
+PublishBatch = Callable[[list[tuple[PendingEvent, str, str]]], tuple[int, Exception | None]]
+
+
+def one_by_one(publish: Publish) -> PublishBatch:
+    """A batch publisher from a per-event one (which raises on failure)."""
+    def publish_batch(items: list[tuple[PendingEvent, str, str]]) -> tuple[int, Exception | None]:
+        for index, (event, exchange, routing_key) in enumerate(items):
+            try:
+                publish(event, exchange, routing_key)
+            except Exception as exc:
+                return index, exc
+        return len(items), None
+    return publish_batch
 
 
 class OutboxRelay:
     """Publishes pending outbox rows in order. Several relays may run: on PostgreSQL each batch
     is claimed with FOR UPDATE SKIP LOCKED; SQLite is single-writer anyway."""
 
-    def __init__(self, database: Database, table: Table, publish: Publish, batch_size: int = 200):
+    def __init__(self, database: Database, table: Table, publish: Publish | None = None, batch_size: int = 200,
+                 publish_batch: PublishBatch | None = None):
+        if (publish is None) == (publish_batch is None):
+            raise ValueError("give publish or publish_batch")
         self.database = database
         self.table = table
-        self.publish = publish
+        self.publish_batch = publish_batch or one_by_one(publish)
         self.batch_size = batch_size
         self.last_failed = False
 
@@ -112,18 +130,18 @@ class OutboxRelay:
             if is_postgres(session):
                 query = query.with_for_update(skip_locked=True)
             rows = session.execute(query).all()
-            confirmed: list[int] = []
+            items = []
             for row in rows:
                 spec = spec_for(row.event_type)
-                try:
-                    self.publish(PendingEvent(row.event_id, row.event_type, row.body), spec.exchange, spec.name)
-                except Exception as exc:  # broker down, unroutable: keep the row, try later
-                    log.warning("outbox: publishing %s %s failed: %s", row.event_type, row.id, exc)
-                    session.execute(update(self.table).where(self.table.c.id == row.id).values(
-                        attempts=self.table.c.attempts + 1, last_error=str(exc)[:2000]))
-                    self.last_failed = True
-                    break
-                confirmed.append(row.id)
+                items.append((PendingEvent(row.event_id, row.event_type, row.body), spec.exchange, spec.name))
+            done, error = self.publish_batch(items) if items else (0, None)
+            confirmed = [row.id for row in rows[:done]]
+            if error is not None:  # broker down, unroutable: keep the row, try later
+                failed = rows[done]
+                log.warning("outbox: publishing %s %s failed: %s", failed.event_type, failed.id, error)
+                session.execute(update(self.table).where(self.table.c.id == failed.id).values(
+                    attempts=self.table.c.attempts + 1, last_error=str(error)[:2000]))
+                self.last_failed = True
             if confirmed:
                 # One statement for the batch (was one per row), in the same transaction as before:
                 # the rows stay locked until it commits, and a crash before the commit republishes

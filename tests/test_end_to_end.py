@@ -175,6 +175,9 @@ def test_every_step_publishes_its_event_in_order(mailroom):
     assert added["data"]["intake_id"] == received["data"]["intake_id"]
     assert added["data"]["conversation_id"] == conversation["data"]["conversation_id"]
     assert all(e["specversion"] == "1.0" and e["source"].startswith("mailroom/") for e in events.received)
+    # AMQP properties mirror the envelope (subscribers may filter on them) and every event is persistent
+    assert all(e["_amqp"] == {"message_id": e["id"], "type": e["type"], "app_id": e["source"],
+                              "content_type": "application/json", "delivery_mode": 2} for e in events.received)
 
 
 def test_spam_stays_out_of_the_inbox_until_a_member_says_it_is_not_spam(mailroom):

@@ -160,10 +160,13 @@ class OutboxRelayProvider(BackgroundWorker):
         self.poll_interval = self.configured_poll_interval or config.env_float("OUTBOX_POLL_SECONDS", 0.2)
 
     def _publish_batch(self, items: list[tuple[PendingEvent, str, str]]) -> tuple[int, Exception | None]:
-        return self.publisher.publish_batch([
-            OutgoingMessage(event.body, topology.events_exchange(exchange.split(".")[0]).name, routing_key,
-                            event.event_id, event.event_type, f"mailroom/{spec_for(event.event_type).producer}")
-            for event, exchange, routing_key in items])
+        messages = []
+        for event, exchange, routing_key in items:
+            spec = spec_for(event.event_type)  # AMQP type = CloudEvents type, app_id = source
+            messages.append(OutgoingMessage(event.body, topology.events_exchange(exchange.split(".")[0]).name,
+                                            routing_key, event.event_id, spec.cloudevents_type,
+                                            f"mailroom/{spec.producer}"))
+        return self.publisher.publish_batch(messages)
 
     def work_once(self) -> bool:
         return bool(self.relay.relay_once())

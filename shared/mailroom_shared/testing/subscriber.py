@@ -43,7 +43,10 @@ class EventSubscriber:
                 channel.queue_bind(declared.method.queue, exchange, routing_key)
 
             def on_message(ch, method, properties, body):
-                self._inbox.put((method.exchange, method.routing_key, json.loads(body)))
+                amqp_properties = {"message_id": properties.message_id, "type": properties.type,
+                                   "app_id": properties.app_id, "content_type": properties.content_type,
+                                   "delivery_mode": properties.delivery_mode}
+                self._inbox.put((method.exchange, method.routing_key, json.loads(body), amqp_properties))
                 ch.basic_ack(method.delivery_tag)
 
             channel.basic_consume(declared.method.queue, on_message)
@@ -58,11 +61,12 @@ class EventSubscriber:
     def _drain(self) -> None:
         while True:
             try:
-                exchange, routing_key, envelope = self._inbox.get_nowait()
+                exchange, routing_key, envelope, amqp_properties = self._inbox.get_nowait()
             except queue.Empty:
                 return
             envelope["_routing_key"] = routing_key
             envelope["_exchange"] = exchange
+            envelope["_amqp"] = amqp_properties
             self.received.append(envelope)
 
     def of_type(self, event_type: str) -> list[dict]:

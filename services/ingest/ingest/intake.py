@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -35,6 +35,7 @@ from mailroom_shared.messaging.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
+INTAKE_NOTIFY_CHANNEL = "mailroom_ingest_intake"  # PostgreSQL LISTEN/NOTIFY: mail was stored
 TEXT_LIMIT = 1_000_000  # characters of text/plain carried in the event; the raw message has it all
 
 
@@ -102,6 +103,8 @@ def accept(database: Database, blobs: DirectoryBlobStore, raw: bytes, recipients
                 session.add(Intake(id=intake_id, channel_address=channel, reply_token=token, via=via,
                                    dedupe_key=key, blob_key=blob_key, size=len(raw),
                                    envelope_from=envelope_from, status="stored", received_at=utcnow()))
+                if is_postgres(session):  # delivered on commit: wakes the intake processors at once
+                    session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": INTAKE_NOTIFY_CHANNEL})
         except IntegrityError:
             result.duplicates.append(channel)
             continue

@@ -247,3 +247,15 @@ def test_a_forward_from_another_of_our_inboxes_is_not_a_loop_but_our_own_mail_co
     assert to_billing["attributed_to"]["email"] == "kim@customer.example"  # our inbox forwards as a member
     assert to_billing["forward"]["trusted"] is True
     assert to_support["flags"]["loop"] is True  # the same inbox: our own mail coming back
+
+
+def test_mail_stored_by_the_smtp_listener_is_picked_up_at_once_not_at_the_next_poll(stack_factory):
+    """The SMTP listener is another process: it NOTIFYs ingest through PostgreSQL. With the poll
+    set to 10 minutes, only the notification can make the message arrive within the wait."""
+    stack = start_ingest(stack_factory, extra_env={"INGEST_INTAKE_POLL_SECONDS": "600"})
+    with EventSubscriber(stack.amqp_uri, [("ingest.events", "message_received")]) as events:
+        for n in range(2):  # the second shows the listener keeps listening
+            message = customer_email(subject=f"Notified {n}")
+            with smtplib.SMTP("127.0.0.1", stack.smtp_port) as client:
+                client.send_message(message)
+            events.wait_for("message_received", lambda e, n=n: e["data"]["subject"] == f"Notified {n}", timeout=30)

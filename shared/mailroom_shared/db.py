@@ -11,6 +11,8 @@ import time
 from collections.abc import Iterator
 
 from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
@@ -136,6 +138,12 @@ def ping_when_idle(engine: Engine, idle_s: float = PING_AFTER_IDLE_S) -> None:
 def is_postgres(engine_or_session: Engine | Session) -> bool:
     bind = engine_or_session.get_bind() if isinstance(engine_or_session, Session) else engine_or_session
     return bind.dialect.name == "postgresql"
+
+
+def conflict_insert(session: Session, table):
+    """INSERT with `on_conflict_do_nothing` / `on_conflict_do_update`, in the session's dialect
+    (PostgreSQL or SQLite: both have ON CONFLICT)."""
+    return (postgresql_insert if is_postgres(session) else sqlite_insert)(table)
 
 
 class Database:

@@ -4,14 +4,10 @@ outbox; nameko adapters in service.py call them inside one transaction."""
 from __future__ import annotations
 
 import datetime as dt
-import threading
-import time
 import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, lazyload
 
@@ -26,7 +22,8 @@ from contacts.models import (
     TimelineEntry,
 )
 from mailroom_shared.addresses import try_normalise_email
-from mailroom_shared.db import parse_time
+from mailroom_shared.caching import Expiring
+from mailroom_shared.db import conflict_insert, parse_time
 from mailroom_shared.messaging.outbox import Outbox
 
 
@@ -41,21 +38,13 @@ class OwnAddresses:
     process that applied it (`forget`) and within `ttl` in other replicas."""
 
     def __init__(self, ttl: float = 2.0):
-        self.ttl = ttl
-        self._lock = threading.Lock()
-        self._loaded_at = -1e9
-        self._addresses: frozenset[str] = frozenset()
+        self._addresses = Expiring(ttl, frozenset())
 
     def get(self, session: Session) -> frozenset[str]:
-        if time.monotonic() - self._loaded_at > self.ttl:
-            addresses = frozenset(session.execute(select(OwnAddress.email)).scalars())
-            with self._lock:
-                self._addresses, self._loaded_at = addresses, time.monotonic()
-        return self._addresses
+        return self._addresses.get(lambda: frozenset(session.execute(select(OwnAddress.email)).scalars()))
 
     def forget(self) -> None:
-        with self._lock:
-            self._loaded_at = -1e9
+        self._addresses.forget()
 
 
 def find_contact_by_email(session: Session, email: str) -> Contact | None:
@@ -167,8 +156,8 @@ def link_conversation(session: Session, intake_id: str | None, conversation_id: 
     if not intake_id:
         return
     # one upsert (was a read then a write); a move or re-thread: the latest conversation wins
-    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(MessageConversation).values(intake_id=intake_id, conversation_id=conversation_id)
+    statement = conflict_insert(session, MessageConversation).values(intake_id=intake_id,
+                                                                     conversation_id=conversation_id)
     session.execute(statement.on_conflict_do_update(
         index_elements=[MessageConversation.intake_id], set_={"conversation_id": conversation_id}))
 

@@ -11,8 +11,6 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import select, text, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from conversations import domain
@@ -33,7 +31,7 @@ from conversations.models import (
 )
 from mailroom_shared.addresses import InvalidAddress, normalise_email, try_normalise_email
 from mailroom_shared.auth import Principal
-from mailroom_shared.db import aware, is_postgres, parse_time, utcnow
+from mailroom_shared.db import aware, conflict_insert, is_postgres, parse_time, utcnow
 from mailroom_shared.messaging.outbox import Outbox
 
 SEED_LOCK_KEY = 0x6D61696C  # pg advisory lock: replicas starting together seed one at a time
@@ -610,11 +608,11 @@ def mark_spam(session: Session, outbox: Outbox, conversation: Conversation, spam
 # --- contacts ----------------------------------------------------------------------------------
 
 def learn_contact(session: Session, contact_id: str, emails: list[str]) -> None:
-    insert = postgresql_insert if is_postgres(session) else sqlite_insert
     for email in {e for e in (try_normalise_email(x) for x in emails) if e}:
         # one upsert (merge() read the row first)
-        session.execute(insert(KnownContact).values(email=email, contact_id=contact_id).on_conflict_do_update(
-            index_elements=[KnownContact.email], set_={"contact_id": contact_id}))
+        known = conflict_insert(session, KnownContact).values(email=email, contact_id=contact_id)
+        session.execute(known.on_conflict_do_update(index_elements=[KnownContact.email],
+                                                    set_={"contact_id": contact_id}))
         session.execute(update(Conversation).where(
             Conversation.contact_email == email, Conversation.contact_id.is_(None)).values(contact_id=contact_id))
 

@@ -12,7 +12,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import logging
-import time
 import uuid
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
@@ -29,6 +28,7 @@ from ingest.domain.parsing import MessageTooComplex, parse_message, parse_messag
 from ingest.domain.recipients import split_recipient
 from ingest.models import Channel, Intake, TrustedSender
 from mailroom_shared.addresses import try_normalise_email
+from mailroom_shared.caching import Expiring
 from mailroom_shared.db import Database, is_postgres, utcnow
 from mailroom_shared.events.envelope import build_envelope
 from mailroom_shared.messaging.outbox import Outbox
@@ -140,17 +140,16 @@ class InboxDirectory:
     per message otherwise. A change (inbox_updated) is seen within `ttl`."""
 
     def __init__(self, ttl: float = 2.0):
-        self.ttl = ttl
-        self._loaded_at = -1e9
-        self._snapshot = InboxSnapshot(frozenset(), frozenset(), {})
+        self._snapshot = Expiring(ttl, InboxSnapshot(frozenset(), frozenset(), {}))
 
     def get(self, session: Session) -> InboxSnapshot:
-        if time.monotonic() - self._loaded_at > self.ttl:
-            inbox_of = {row.address: row.inbox_id for row in session.execute(select(Channel.address, Channel.inbox_id))}
-            trusted = frozenset(session.execute(select(TrustedSender.email)).scalars())
-            self._snapshot = InboxSnapshot(frozenset(inbox_of), trusted, inbox_of)
-            self._loaded_at = time.monotonic()
-        return self._snapshot
+        return self._snapshot.get(lambda: self._load(session))
+
+    @staticmethod
+    def _load(session: Session) -> InboxSnapshot:
+        inbox_of = {row.address: row.inbox_id for row in session.execute(select(Channel.address, Channel.inbox_id))}
+        trusted = frozenset(session.execute(select(TrustedSender.email)).scalars())
+        return InboxSnapshot(frozenset(inbox_of), trusted, inbox_of)
 
 
 def internal_forward(classification: Classification, sender_email: str | None, channel_address: str,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import time
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -22,6 +21,7 @@ from ingest import intake
 from ingest.blobstore import DirectoryBlobStore
 from ingest.domain.recipients import split_recipient
 from mailroom_shared import config
+from mailroom_shared.caching import Expiring
 from mailroom_shared.db import Database
 
 log = logging.getLogger("ingest.smtp")
@@ -35,15 +35,14 @@ class ChannelCache:
 
     def __init__(self, database: Database):
         self.database = database
-        self._channels: set[str] = set()
-        self._loaded_at = 0.0
+        self._channels = Expiring(CHANNEL_CACHE_SECONDS, set())
 
     def get(self) -> set[str]:
-        if time.monotonic() - self._loaded_at > CHANNEL_CACHE_SECONDS:
-            with self.database.transaction() as session:
-                self._channels = intake.known_channels(session)
-            self._loaded_at = time.monotonic()
-        return self._channels
+        return self._channels.get(self._load)
+
+    def _load(self) -> set[str]:
+        with self.database.transaction() as session:
+            return intake.known_channels(session)
 
 
 class IntakeHandler:

@@ -15,11 +15,10 @@ from collections.abc import Callable
 
 from sqlalchemy import Column, DateTime, MetaData, String, Table
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from mailroom_shared import config
-from mailroom_shared.db import utcnow
+from mailroom_shared.db import conflict_insert, is_postgres, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +60,13 @@ class ProcessedEvents:
         delivery of the same event waits on the row lock and then inserts nothing."""
         values = {"source": envelope["source"], "event_id": envelope["id"], "handler": handler,
                   "processed_at": utcnow()}
-        dialect = session.get_bind().dialect.name
-        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-        result = session.execute(insert(self.table).values(**values).on_conflict_do_nothing())
+        result = session.execute(conflict_insert(session, self.table).values(**values).on_conflict_do_nothing())
         return result.rowcount == 1
 
     def claim_many(self, session: Session, items: list[tuple[dict, str]]) -> list[bool]:
         """`claim` for several (envelope, handler) pairs: one statement on PostgreSQL. The same
         event twice in one batch runs once (the first)."""
-        if session.get_bind().dialect.name != "postgresql" or len(items) == 1:
+        if not is_postgres(session) or len(items) == 1:
             return [self.claim(session, envelope, handler) for envelope, handler in items]
         now = utcnow()
         rows = {}

@@ -154,7 +154,7 @@ def test_outbox_relay_reads_pending_rows_by_index(databases, service):
 
     module = __import__(f"{service}.models", fromlist=["outbox"])
     database = databases[service]
-    relay = OutboxRelay(database, module.outbox, publish=lambda event, exchange, key: None)
+    relay = OutboxRelay(database, module.outbox, publish_batch=lambda items: (len(items), None))
     with database.transaction() as session:
         Outbox(module.outbox).record(session, "inbox_updated" if service == "conversations" else
                                      "contact_created" if service == "contacts" else "message_quarantined",

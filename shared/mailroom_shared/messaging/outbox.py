@@ -85,35 +85,19 @@ class PendingEvent:
     body: str
 
 
-Publish = Callable[[PendingEvent, str, str], None]  # (event, exchange, routing_key)
 # a batch of (event, exchange, routing_key), in order -> (how many of the first ones the broker
 # confirmed, the error that stopped the rest or None)
 PublishBatch = Callable[[list[tuple[PendingEvent, str, str]]], tuple[int, Exception | None]]
-
-
-def one_by_one(publish: Publish) -> PublishBatch:
-    """A batch publisher from a per-event one (which raises on failure)."""
-    def publish_batch(items: list[tuple[PendingEvent, str, str]]) -> tuple[int, Exception | None]:
-        for index, (event, exchange, routing_key) in enumerate(items):
-            try:
-                publish(event, exchange, routing_key)
-            except Exception as exc:
-                return index, exc
-        return len(items), None
-    return publish_batch
 
 
 class OutboxRelay:
     """Publishes pending outbox rows in order. Several relays may run: on PostgreSQL each batch
     is claimed with FOR UPDATE SKIP LOCKED; SQLite is single-writer anyway."""
 
-    def __init__(self, database: Database, table: Table, publish: Publish | None = None, batch_size: int = 200,
-                 publish_batch: PublishBatch | None = None):
-        if (publish is None) == (publish_batch is None):
-            raise ValueError("give publish or publish_batch")
+    def __init__(self, database: Database, table: Table, publish_batch: PublishBatch, batch_size: int = 200):
         self.database = database
         self.table = table
-        self.publish_batch = publish_batch or one_by_one(publish)
+        self.publish_batch = publish_batch
         self.batch_size = batch_size
         self.last_failed = False
 

@@ -212,25 +212,30 @@ def start_stack(amqp_uri: str, database_urls: dict[str, str], workdir: Path,
                   extra_env=env)
     stack.start()
     stack.start_process("smtp", [sys.executable, "-m", "ingest.smtp_listener"], port=smtp_port)
-    # ready when ingest has learnt the inbox's address (from conversations' inbox_updated)
-    engine = create_engine(normalise_url(database_urls["ingest"]))
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with engine.connect() as connection:
-                if connection.execute(text("SELECT count(*) FROM channels")).scalar_one():
-                    break
-            time.sleep(0.2)
-        else:
-            raise TimeoutError("ingest never learnt the inbox address")
-    finally:
-        engine.dispose()
+    wait_for_inbox_address(database_urls["ingest"])
     return BenchStack(stack, smtp_port, {name: p.pid for name, p in stack.processes.items()}, dict(database_urls))
 
 
-def wait_idle(amqp_uri: str, timeout: float = 120) -> None:
-    """Every service queue empty for a second (contacts may still be busy after the last event)."""
-    queues = [sub.queue_name for sub in SUBSCRIPTIONS if sub.service in {s.name for s in SERVICES}]
+def wait_for_inbox_address(ingest_url: str, timeout: float = 60) -> None:
+    """Ready when ingest has learnt the inbox's address (from conversations' inbox_updated)."""
+    engine = create_engine(normalise_url(ingest_url))
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with engine.connect() as connection:
+                if connection.execute(text("SELECT count(*) FROM channels")).scalar_one():
+                    return
+            time.sleep(0.2)
+        raise TimeoutError("ingest never learnt the inbox address")
+    finally:
+        engine.dispose()
+
+
+def wait_idle(amqp_uri: str, timeout: float = 120, services=SERVICES) -> float:
+    """Until every queue of `services` has been empty for a second (contacts may still be busy
+    after the last event); returns when they first were (monotonic), so the caller can tell when
+    the work caused by a batch was done."""
+    queues = [sub.queue_name for sub in SUBSCRIPTIONS if sub.service in {s.name for s in services}]
     deadline = time.monotonic() + timeout
     quiet_since = None
     with Connection(amqp_uri) as connection:
@@ -240,10 +245,11 @@ def wait_idle(amqp_uri: str, timeout: float = 120) -> None:
             if busy == 0:
                 quiet_since = quiet_since or time.monotonic()
                 if time.monotonic() - quiet_since > 1.0:
-                    return
+                    return quiet_since
             else:
                 quiet_since = None
             time.sleep(0.2)
+    return time.monotonic()
 
 
 def peak_rss_mb(pids: dict[str, int]) -> dict[str, float | None]:

@@ -47,11 +47,9 @@ from pathlib import Path
 import e2e  # bench/ is on sys.path
 from aiosmtpd.controller import Controller
 from corpus import INBOX_ADDRESS, MEMBER, CorpusMessage
-from kombu import Connection
 from sqlalchemy import create_engine, text
 
 from mailroom_shared.db import normalise_url
-from mailroom_shared.messaging.topology import SUBSCRIPTIONS
 from mailroom_shared.testing.specs import CONTACTS, CONVERSATIONS, INGEST, OUTBOUND
 from mailroom_shared.testing.stack import Stack, free_port
 
@@ -158,45 +156,10 @@ def running_stack(resources, workdir: Path, sink_port: int, extra_env: dict | No
     try:
         stack.start()
         stack.start_process("smtp", [sys.executable, "-m", "ingest.smtp_listener"], port=smtp_port)
-        _wait_for_channels(urls["ingest"])
+        e2e.wait_for_inbox_address(urls["ingest"])
         yield OutboundStack(stack, smtp_port, amqp, urls, {name: p.pid for name, p in stack.processes.items()})
     finally:
         stack.stop()
-
-
-def _wait_for_channels(ingest_url: str, timeout: float = 60) -> None:
-    """Ready when ingest has learnt the inbox's address (from conversations' inbox_updated)."""
-    engine = create_engine(normalise_url(ingest_url))
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with engine.connect() as connection:
-                if connection.execute(text("SELECT count(*) FROM channels")).scalar_one():
-                    return
-            time.sleep(0.2)
-        raise TimeoutError("ingest never learnt the inbox address")
-    finally:
-        engine.dispose()
-
-
-def wait_idle(amqp_uri: str, timeout: float = 120) -> float:
-    """Until every queue of the started services has been empty for a second; returns when they
-    first were (monotonic), so the caller can tell when the work caused by a batch was done."""
-    queues = [sub.queue_name for sub in SUBSCRIPTIONS if sub.service in {s.name for s in SERVICES}]
-    deadline = time.monotonic() + timeout
-    quiet_since = None
-    with Connection(amqp_uri) as connection:
-        channel = connection.default_channel
-        while time.monotonic() < deadline:
-            busy = sum(channel.queue_declare(q, passive=True).message_count for q in queues)
-            if busy == 0:
-                quiet_since = quiet_since or time.monotonic()
-                if time.monotonic() - quiet_since > 1.0:
-                    return quiet_since
-            else:
-                quiet_since = None
-            time.sleep(0.2)
-    return time.monotonic()
 
 
 # --- the conversations replied to -------------------------------------------------------------------
@@ -435,7 +398,7 @@ def run_replies(bench: OutboundStack, sink: Sink, requests: list[ReplyRequest], 
     delivered_at = time.monotonic()
     cpu_delivered = e2e.cpu_snapshot(pids)
     sent = collect(handle)
-    drained_at = wait_idle(bench.amqp)
+    drained_at = e2e.wait_idle(bench.amqp, services=SERVICES)
     cpu_drained = e2e.cpu_snapshot(pids)
     cpu_before["bench_http_clients"] = 0.0  # the child process's own count, sent when it is done
     cpu_delivered["bench_http_clients"] = cpu_drained["bench_http_clients"] = sent["cpu_s"]
@@ -545,7 +508,7 @@ def measure(resources, workdir: Path, n: int, clients: int = 8, conversations: i
         t0 = time.monotonic()
         threads = make_conversations(bench, conversations, "seed", clients=4, log=log)
         seeded_s = round(time.monotonic() - t0, 1)
-        wait_idle(bench.amqp)
+        e2e.wait_idle(bench.amqp, services=SERVICES)
         harness = {"bench_harness_and_sink": os.getpid()}
         warm = run_replies(bench, sink, make_replies(threads, min(40, n), "warm", seed=seed + 1), clients, "warm",
                            token, harness, log=lambda _message: None)

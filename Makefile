@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install run migrate test test-unit lint docs bench clean
 
-$(STAMP): constraints.txt requirements-dev.txt $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
+$(STAMP): constraints.txt requirements-dev.txt testing/pyproject.toml $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 (or make PYTHON=/path/to/python3.11)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip==24.3.1"

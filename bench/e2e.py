@@ -27,8 +27,8 @@ from sqlalchemy import create_engine, make_url, text
 
 from mailroom_shared.db import normalise_url
 from mailroom_shared.messaging.topology import SUBSCRIPTIONS
-from mailroom_shared.testing.specs import CONTACTS, CONVERSATIONS, INGEST
-from mailroom_shared.testing.stack import Stack, free_port
+from mailroom_testing.specs import CONTACTS, CONVERSATIONS, INGEST
+from mailroom_testing.stack import Stack, free_port
 
 SERVICES = [INGEST, CONTACTS, CONVERSATIONS]
 INBOXES_YAML = f"""

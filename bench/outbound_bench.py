@@ -50,8 +50,8 @@ from corpus import INBOX_ADDRESS, MEMBER, CorpusMessage
 from sqlalchemy import create_engine, text
 
 from mailroom_shared.db import normalise_url
-from mailroom_shared.testing.specs import CONTACTS, CONVERSATIONS, INGEST, OUTBOUND
-from mailroom_shared.testing.stack import Stack, free_port
+from mailroom_testing.specs import CONTACTS, CONVERSATIONS, INGEST, OUTBOUND
+from mailroom_testing.stack import Stack, free_port
 
 SERVICES = [INGEST, CONTACTS, CONVERSATIONS, OUTBOUND]
 AGENT = "agent-1"  # the bench inbox's member (e2e.INBOXES_YAML): only members may reply
@@ -496,7 +496,7 @@ def measure(resources, workdir: Path, n: int, clients: int = 8, conversations: i
     of replies at half the measured rate for the latency. With `send_s`, the HTTP clients take no
     new reply after that many seconds (keeps `make bench` within its time budget while delivery is
     slow; `replies` in the result says how many were sent)."""
-    from mailroom_shared.testing.tokens import token as mint
+    from mailroom_testing.tokens import token as mint
 
     conversations = conversations or max(20, min(200, n // 10))
     token = mint(AGENT, email=MEMBER[1], seconds=3600)

@@ -38,7 +38,7 @@ import parse_bench  # noqa: E402
 import seed  # noqa: E402
 
 from mailroom_shared.migrations import upgrade  # noqa: E402
-from mailroom_shared.testing import infra  # noqa: E402
+from mailroom_testing import infra  # noqa: E402
 
 RESULTS = BENCH / "results"
 TARGETS = {"e2e_emails_per_s": 200, "e2e_latency_p99_ms_at_half_rate": 500, "scale_ratio": 0.8,
@@ -119,7 +119,7 @@ def _rabbit_version() -> str | None:
 def auth_env() -> dict[str, str]:
     """The stack's services may require a JWT secret to start (bearer auth on HTTP)."""
     try:
-        from mailroom_shared.testing.tokens import TEST_ENV
+        from mailroom_testing.tokens import TEST_ENV
     except ImportError:
         return {}
     return dict(TEST_ENV)

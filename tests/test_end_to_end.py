@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from mailroom_shared.testing.specs import CONTACTS, CONVERSATIONS, INGEST
-from mailroom_shared.testing.stack import free_port
-from mailroom_shared.testing.subscriber import EventSubscriber
+from mailroom_testing.specs import CONTACTS, CONVERSATIONS, INGEST
+from mailroom_testing.stack import free_port
+from mailroom_testing.subscriber import EventSubscriber
 
 pytestmark = pytest.mark.integration
 
@@ -181,7 +181,7 @@ def test_every_step_publishes_its_event_in_order(mailroom):
 
 
 def test_spam_stays_out_of_the_inbox_until_a_member_says_it_is_not_spam(mailroom):
-    from mailroom_shared.testing.tokens import auth
+    from mailroom_testing.tokens import auth
 
     member = auth("agent-1", email=MEMBER)
     send(mailroom, email_from("Gil <gil@customer.example>", "Totally legit offer", X_Spam_Flag="YES"))
@@ -199,7 +199,7 @@ def test_spam_stays_out_of_the_inbox_until_a_member_says_it_is_not_spam(mailroom
 
 
 def test_a_teammate_corrects_a_wrong_attribution_and_the_change_is_recorded(mailroom):
-    from mailroom_shared.testing.tokens import NO_AUTH, auth
+    from mailroom_testing.tokens import NO_AUTH, auth
 
     body = ("---------- Forwarded message ---------\nFrom: Hana Customer <hana@customer.example>\n"
             "Date: Tue, 4 Nov 2026 at 08:00\nSubject: Refund\nTo: <ivan@partner.example>\n\nPlease refund me.\n")

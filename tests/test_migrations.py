@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, inspect
 
 from mailroom_shared.db import normalise_url
 from mailroom_shared.migrations import alembic_config, upgrade
-from mailroom_shared.testing.specs import CONTACTS, CONVERSATIONS, INGEST, NOTIFIER, OUTBOUND
+from mailroom_testing.specs import CONTACTS, CONVERSATIONS, INGEST, NOTIFIER, OUTBOUND
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from sqlalchemy import event, text
 
 from mailroom_shared.db import Database
 from mailroom_shared.migrations import upgrade
-from mailroom_shared.testing.specs import CONTACTS, CONVERSATIONS, INGEST
+from mailroom_testing.specs import CONTACTS, CONVERSATIONS, INGEST
 
 pytestmark = pytest.mark.integration
 

@@ -13,6 +13,14 @@ from sqlalchemy.engine import make_url
 
 DEFAULT_AMQP_URI = "amqp://guest:guest@localhost:5672/"
 
+SERVICE_NAMES = ("ingest", "contacts", "conversations", "outbound", "notifier")
+"""Every mailroom service, in pipeline order: the CLI, the tests and the deploy generation use
+this one tuple."""
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot run with; the message names the variable."""
+
 
 def var_dir() -> Path:
     path = Path(os.environ.get("MAILROOM_VAR_DIR", "var")).resolve()
@@ -32,21 +40,62 @@ def database_url(service: str) -> str:
     return f"sqlite:///{var_dir() / f'{service}.db'}"
 
 
+def env_str(name: str, default: str | None = None) -> str | None:
+    """The variable's value, or `default` when it is unset or empty."""
+    value = os.environ.get(name)
+    return default if value in (None, "") else value
+
+
+def env_path(name: str, default: Path | None = None) -> Path | None:
+    value = env_str(name)
+    return Path(value) if value is not None else default
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
 def env_bool(name: str, default: bool) -> bool:
     value = os.environ.get(name)
-    if value is None:
+    if value is None or not value.strip():
         return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    lowered = value.strip().lower()
+    if lowered not in _TRUE | _FALSE:
+        raise ConfigError(f"{name} must be true or false, not {value!r}")
+    return lowered in _TRUE
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int, minimum: int | None = None) -> int:
     value = os.environ.get(name)
-    return default if value in (None, "") else int(value)
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, not {number}")
+    return number
 
 
-def env_float(name: str, default: float) -> float:
+def env_float(name: str, default: float, minimum: float | None = None) -> float:
     value = os.environ.get(name)
-    return default if value in (None, "") else float(value)
+    if value in (None, ""):
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, not {number}")
+    return number
+
+
+def env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    value = (env_str(name) or default).strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
 
 
 def env_list(name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:

@@ -49,6 +49,22 @@ class Forbidden(HttpError):
     code = "forbidden"
 
 
+class ServiceUnavailable(HttpError):
+    """A service this request needs (another mailroom service over RPC, the blob store) did not
+    answer: the client may retry."""
+
+    status = 503
+    code = "service_unavailable"
+
+
+def get_or_404(session, model, entity_id, what: str | None = None):
+    """`session.get(model, entity_id)`, or NotFound naming what was asked for."""
+    found = session.get(model, entity_id)
+    if found is None:
+        raise NotFound(f"no {what or model.__name__.lower()} {entity_id}")
+    return found
+
+
 def json_response(body, status: int = 200, headers: dict | None = None) -> Response:
     return Response(json.dumps(body, default=str), status=status, mimetype="application/json",
                     headers=headers or {})

@@ -5,9 +5,9 @@ import uuid
 
 import pytest
 
-from mailroom_shared.testing.publishing import publish_event, publish_raw, queue_depth
-from mailroom_shared.testing.specs import CONTACTS
-from mailroom_shared.testing.subscriber import EventSubscriber
+from mailroom_testing.publishing import publish_event, publish_raw, queue_depth
+from mailroom_testing.specs import CONTACTS
+from mailroom_testing.subscriber import EventSubscriber
 
 pytestmark = pytest.mark.integration
 
@@ -176,7 +176,7 @@ def test_marking_spam_as_not_spam_creates_the_held_back_contact_with_its_timelin
 
 
 def test_timeline_shows_a_restricted_inboxs_mail_only_to_those_who_may_see_that_inbox(contacts):
-    from mailroom_shared.testing.tokens import auth
+    from mailroom_testing.tokens import auth
 
     publish_event(contacts.amqp_uri, "inbox_updated", "vip", {
         "inbox_id": "vip", "name": "VIP", "channel_addresses": ["vip@mailroom.test"], "member_emails": [],

@@ -9,10 +9,10 @@ import uuid
 
 import pytest
 
-from mailroom_shared.testing.publishing import publish_event
-from mailroom_shared.testing.specs import CONVERSATIONS
-from mailroom_shared.testing.subscriber import EventSubscriber
-from mailroom_shared.testing.tokens import NO_AUTH, auth, token
+from mailroom_testing.publishing import publish_event
+from mailroom_testing.specs import CONVERSATIONS
+from mailroom_testing.subscriber import EventSubscriber
+from mailroom_testing.tokens import NO_AUTH, auth, token
 
 pytestmark = pytest.mark.integration
 

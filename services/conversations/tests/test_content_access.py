@@ -7,9 +7,9 @@ from email.message import EmailMessage
 
 import pytest
 
-from mailroom_shared.testing.specs import CONTACTS, CONVERSATIONS, INGEST
-from mailroom_shared.testing.subscriber import EventSubscriber
-from mailroom_shared.testing.tokens import NO_AUTH, auth
+from mailroom_testing.specs import CONTACTS, CONVERSATIONS, INGEST
+from mailroom_testing.subscriber import EventSubscriber
+from mailroom_testing.tokens import NO_AUTH, auth
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ from sqlalchemy import create_engine
 
 from mailroom_shared.db import normalise_url
 from mailroom_shared.migrations import upgrade
-from mailroom_shared.testing.publishing import publish_event, queue_depth
-from mailroom_shared.testing.specs import CONVERSATIONS
-from mailroom_shared.testing.subscriber import EventSubscriber
+from mailroom_testing.publishing import publish_event, queue_depth
+from mailroom_testing.specs import CONVERSATIONS
+from mailroom_testing.subscriber import EventSubscriber
 
 pytestmark = pytest.mark.integration
 

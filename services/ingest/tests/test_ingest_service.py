@@ -12,10 +12,10 @@ from email.message import EmailMessage
 import pytest
 import yaml
 
-from mailroom_shared.testing.publishing import publish_event
-from mailroom_shared.testing.specs import INGEST
-from mailroom_shared.testing.stack import free_port
-from mailroom_shared.testing.subscriber import EventSubscriber
+from mailroom_testing.publishing import publish_event
+from mailroom_testing.specs import INGEST
+from mailroom_testing.stack import free_port
+from mailroom_testing.subscriber import EventSubscriber
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,7 @@
 import pika
 import pytest
 
-from mailroom_shared.testing.specs import NOTIFIER
+from mailroom_testing.specs import NOTIFIER
 
 pytestmark = pytest.mark.integration
 

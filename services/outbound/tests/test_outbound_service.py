@@ -14,10 +14,10 @@ from email.parser import BytesParser
 import pytest
 from aiosmtpd.controller import Controller
 
-from mailroom_shared.testing.specs import CONTACTS, CONVERSATIONS, INGEST, OUTBOUND
-from mailroom_shared.testing.stack import free_port
-from mailroom_shared.testing.subscriber import EventSubscriber
-from mailroom_shared.testing.tokens import NO_AUTH, auth
+from mailroom_testing.specs import CONTACTS, CONVERSATIONS, INGEST, OUTBOUND
+from mailroom_testing.stack import free_port
+from mailroom_testing.subscriber import EventSubscriber
+from mailroom_testing.tokens import NO_AUTH, auth
 
 pytestmark = pytest.mark.integration
 

@@ -53,8 +53,9 @@ def outbox_table(metadata: MetaData) -> Table:
 class Outbox:
     """Records events inside the caller's transaction."""
 
-    def __init__(self, table: Table):
+    def __init__(self, table: Table, publishes=None):
         self.table = table
+        self.publishes = dict(publishes or {})  # event name → the version this producer publishes
 
     def record(self, session: Session, event_type: str, subject: str, data: dict) -> dict:
         return self.record_many(session, [(event_type, subject, data)])[0]

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from mailroom_shared.testing import infra
-from mailroom_shared.testing.stack import Stack
-from mailroom_shared.testing.tokens import TEST_ENV, admin_headers
+from mailroom_testing import infra
+from mailroom_testing.stack import Stack
+from mailroom_testing.tokens import TEST_ENV, admin_headers
 
 
 @pytest.fixture(scope="session")

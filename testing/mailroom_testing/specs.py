@@ -5,7 +5,7 @@ Paths only: importing this module imports no service code.
 
 from pathlib import Path
 
-from mailroom_shared.testing.stack import ServiceSpec
+from mailroom_testing.stack import ServiceSpec
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mailroom_testing.stack import ServiceSpec
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def spec(name: str) -> ServiceSpec:

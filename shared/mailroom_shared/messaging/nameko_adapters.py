@@ -6,6 +6,7 @@ Domain code never imports this module; services' `service.py` files do.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import traceback
 from functools import partial
@@ -23,13 +24,17 @@ from mailroom_shared import config
 from mailroom_shared.db import Database
 from mailroom_shared.events.catalogue import spec_for
 from mailroom_shared.messaging import topology
+from mailroom_shared.messaging.dead_letters import (
+    ATTEMPT_HEADER,
+    ERROR_HEADER,
+    FIRST_FAILED_HEADER,
+    LAST_FAILED_HEADER,
+)
 from mailroom_shared.messaging.outbox import OutboxRelay, PendingEvent
 from mailroom_shared.messaging.publishing import ConfirmedBatchPublisher, OutgoingMessage
 
 log = logging.getLogger(__name__)
 
-ATTEMPT_HEADER = "x-mailroom-attempt"
-ERROR_HEADER = "x-mailroom-error"
 
 
 class PoisonMessage(Exception):
@@ -206,6 +211,7 @@ class DeadLetteringQueueConsumer(QueueConsumer):
         log.error("undecodable message on %s parked in %s: %s", provider.queue.name, queue.name, exc)
         headers = dict(message.headers or {})
         headers[ERROR_HEADER] = f"undecodable body: {exc}"[:1000]
+        headers[FIRST_FAILED_HEADER] = headers[LAST_FAILED_HEADER] = dt.datetime.now(dt.UTC).isoformat()
         _publish_to_queue(self.container, queue, message.body, headers,
                           {"content_type": message.content_type, "content_encoding": message.content_encoding})
         message.ack()
@@ -242,6 +248,9 @@ class RetryingEventHandler(EventHandler):
         error = "".join(traceback.format_exception_only(exc_type, exc)).strip()[:1000]
         headers[ATTEMPT_HEADER] = attempt
         headers[ERROR_HEADER] = error
+        now = dt.datetime.now(dt.UTC).isoformat()
+        headers.setdefault(FIRST_FAILED_HEADER, now)
+        headers[LAST_FAILED_HEADER] = now
         queue_name = self.queue.name
         permanent = isinstance(exc, self.permanent_errors)
         if permanent or attempt > len(topology.RETRY_DELAYS_MS):

@@ -25,8 +25,11 @@ from sqlalchemy.orm import Session, lazyload, undefer
 
 from mailroom_shared.db import is_postgres, parse_time, utcnow
 from mailroom_shared.messaging.outbox import Outbox
-from outbound import domain_body, domain_mime, domain_recipients, domain_templates
-from outbound.domain_headers import HeaderInjection, Mailbox, check_header_value, mailbox, mailboxes
+from outbound.domain import body as domain_body
+from outbound.domain import mime as domain_mime
+from outbound.domain import recipients as domain_recipients
+from outbound.domain import templates as domain_templates
+from outbound.domain.headers import HeaderInjection, Mailbox, check_header_value, mailbox, mailboxes
 from outbound.models import Attachment, DeliveryAttempt, Email, Snippet, Template
 from outbound.settings import Settings
 from outbound.smtp import Outcome

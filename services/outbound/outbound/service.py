@@ -1,5 +1,5 @@
 """nameko adapter of the outbound service: HTTP endpoints, RPC methods, the bounce handler and
-the SMTP delivery worker, a few lines each. The rules live in domain_*.py and handlers.py."""
+the SMTP delivery worker, a few lines each. The rules live in domain/ and handlers.py."""
 
 from __future__ import annotations
 
@@ -460,7 +460,7 @@ class OutboundService:
         elif args.get("inbox_id"):
             inbox_info = self._inbox(args["inbox_id"])
             inbox = {"name": inbox_info.get("name"), "address": inbox_info.get("primary_address")}
-        from outbound.domain_templates import token_context
+        from outbound.domain.templates import token_context
 
         tokens = token_context(contact=contact, conversation=conversation, inbox=inbox, sender=sender)
         with self.db.transaction() as session:

@@ -12,7 +12,7 @@
 - never a Bcc header: BCC recipients exist only in the SMTP envelope.
 
 `build()` serialises with `email.policy.SMTP`, parses the bytes again and checks that the header
-set is exactly the intended one (domain_headers.verify_message) before returning them.
+set is exactly the intended one (headers.verify_message) before returning them.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import format_datetime
 
-from outbound.domain_headers import Intended, Mailbox, check_header_value, verify_message
+from outbound.domain.headers import Intended, Mailbox, check_header_value, verify_message
 
 SMTP_POLICY = policy.SMTP.clone(cte_type="7bit")  # 7-bit clean: no 8BITMIME needed from the relay
 ORIGIN_HEADER = "X-Mailroom-Origin"

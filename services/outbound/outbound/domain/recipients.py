@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mailroom_shared.addresses import try_normalise_email
-from outbound.domain_headers import Mailbox
+from outbound.domain.headers import Mailbox
 
 MAX_REFERENCES = 10  # first id + the 9 newest (RT keeps 4 + 6, FreeScout ~1 500 chars)
 _REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|antw|vs|odp|r|rif)\s*(\[\d+\])?\s*:\s*", re.IGNORECASE)

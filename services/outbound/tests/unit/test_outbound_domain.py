@@ -9,10 +9,11 @@ from unittest import mock
 
 import pytest
 
-from outbound import domain_mime, domain_recipients
-from outbound.domain_body import InvalidBody, compose_body, html_to_text, parse_inserts, sanitise_html
-from outbound.domain_headers import HeaderInjection, InvalidRecipient, Mailbox, check_header_value, mailbox
-from outbound.domain_templates import TemplateRenderError, render, token_context
+from outbound.domain import mime as domain_mime
+from outbound.domain import recipients as domain_recipients
+from outbound.domain.body import InvalidBody, compose_body, html_to_text, parse_inserts, sanitise_html
+from outbound.domain.headers import HeaderInjection, InvalidRecipient, Mailbox, check_header_value, mailbox
+from outbound.domain.templates import TemplateRenderError, render, token_context
 from outbound.smtp import queue_id_from
 
 OWN = ["support@mailroom.test", "sales@mailroom.test"]

@@ -43,13 +43,21 @@ class RabbitAdmin:
         self.base = urllib.parse.urlsplit(base_amqp_uri)
         self.management = urllib.parse.urlsplit(management_url)
 
-    def _api(self, method: str, path: str, body: dict | None = None) -> None:
+    def _api(self, method: str, path: str, body: dict | None = None) -> bytes:
         url = f"{self.management.scheme}://{self.management.hostname}:{self.management.port}{path}"
         request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body else None)
         token = base64.b64encode(f"{self.management.username}:{self.management.password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
         request.add_header("Content-Type", "application/json")
-        urllib.request.urlopen(request, timeout=10).read()
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.read()
+
+    def queue_stats(self, amqp_uri: str, queue: str) -> dict:
+        """The management API's view of one queue of the vhost in `amqp_uri` (message_stats holds
+        counters such as `redeliver`; they appear once the queue saw traffic)."""
+        vhost = urllib.parse.unquote(urllib.parse.urlsplit(amqp_uri).path.lstrip("/")) or "/"
+        path = f"/api/queues/{urllib.parse.quote(vhost, safe='')}/{urllib.parse.quote(queue, safe='')}"
+        return json.loads(self._api("GET", path))
 
     def create_vhost(self) -> str:
         vhost = f"mailroom-test-{uuid.uuid4().hex[:10]}"

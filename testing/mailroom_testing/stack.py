@@ -1,4 +1,4 @@
-"""Runs mailroom services as real processes (`nameko run`, the SMTP listener), the way they run
+"""Runs mailroom services as real processes (`mailroom-service`, the SMTP listener), the way they run
 in production, against a test's own vhost and databases."""
 
 from __future__ import annotations
@@ -97,8 +97,8 @@ class Stack:
             self.ports[spec.name] = free_port()
             config_path = self.workdir / f"nameko-{spec.name}.yaml"
             config_path.write_text(yaml.safe_dump(nameko_config(self.amqp_uri, f"127.0.0.1:{self.ports[spec.name]}")))
-            self.start_process(spec.name, [sys.executable, "-m", "nameko", "run", "--config", str(config_path),
-                                           spec.module])
+            self.start_process(spec.name, [sys.executable, "-m", "mailroom_shared.service_process",
+                                           "--config", str(config_path), spec.module])
         for spec in self.services:
             self.wait_for_http(spec.name)
         self.wait_for_consumers()

@@ -1,0 +1,112 @@
+"""`mailroom-service --config FILE MODULE`: one service process, a drop-in for `nameko run` that
+stops gracefully exactly once.
+
+`nameko run` starts `runner.stop()` for every SIGTERM it gets. A second signal while the first
+stop is under way (a terminal's Ctrl-C reaching the process group and the parent's SIGTERM; a
+supervisor that signals twice) stops the runner twice: nameko then fails with "Trying to re-send()
+an already-triggered event" and `KeyError: <RpcConsumer …>`, and the process hangs until it is
+killed (seen in 6 of 9 runs of `mailroom run`). Here:
+- the first SIGTERM or SIGINT starts one graceful stop: consumers stop taking messages, in-flight
+  workers finish and are acknowledged, then the providers stop (the outbox relay publishes what
+  committed); the process exits 0;
+- further signals during the stop are logged and ignored;
+- a stop still running after the grace period (`MAILROOM_STOP_GRACE_SECONDS`, default 25 s, under
+  Kubernetes' default 30 s) kills the workers; unacknowledged messages are redelivered to another
+  consumer and the process exits 1.
+
+The config file is read as `nameko run` reads it (`${VAR:default}` expands from the environment).
+"""
+
+from __future__ import annotations
+
+import eventlet
+
+eventlet.monkey_patch()  # first, before anything imports socket or threading (as `nameko run` does)
+
+import argparse  # noqa: E402
+import errno  # noqa: E402
+import logging  # noqa: E402
+import logging.config  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+
+import yaml  # noqa: E402
+from nameko.cli.main import setup_yaml_parser  # noqa: E402
+from nameko.cli.run import import_service  # noqa: E402
+from nameko.runners import ServiceRunner  # noqa: E402
+
+from mailroom_shared import config as mailroom_config  # noqa: E402
+
+log = logging.getLogger("mailroom.service_process")
+
+
+class GracefulRunner:
+    def __init__(self, runner: ServiceRunner, grace_seconds: float):
+        self.runner = runner
+        self.grace_seconds = grace_seconds
+        self.stopping = False
+        self.killed = False
+
+    def on_signal(self, signum, frame) -> None:
+        # runs in the main loop, not in a green thread: only hand the work to one
+        if self.stopping:
+            log.info("%s received while stopping; the stop already under way continues",
+                     signal.Signals(signum).name)
+            return
+        self.stopping = True
+        log.info("%s received: finishing in-flight work (at most %gs)", signal.Signals(signum).name,
+                 self.grace_seconds)
+        eventlet.spawn_n(self._stop)
+
+    def _stop(self) -> None:
+        deadline = eventlet.spawn_after(self.grace_seconds, self._kill)
+        try:
+            self.runner.stop()
+        finally:
+            deadline.cancel()
+
+    def _kill(self) -> None:
+        self.killed = True
+        log.error("graceful stop took over %gs: killing the workers still running", self.grace_seconds)
+        self.runner.kill()
+
+    def run(self) -> int:
+        self.runner.start()
+        waiter = eventlet.spawn(self.runner.wait)
+        while True:
+            try:
+                waiter.wait()
+            except OSError as exc:  # a signal interrupted the hub's wait
+                if exc.errno == errno.EINTR:
+                    continue
+                raise
+            break
+        return 1 if self.killed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mailroom-service", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="nameko config file (YAML)")
+    parser.add_argument("services", nargs="+", help="module[:Class] of the service, e.g. contacts.service")
+    args = parser.parse_args(argv)
+
+    setup_yaml_parser()  # ${VAR:default} in the config, as `nameko run`
+    with open(args.config) as handle:
+        service_config = yaml.safe_load(handle) or {}
+    if "LOGGING" in service_config:
+        logging.config.dictConfig(service_config["LOGGING"])
+    else:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    runner = ServiceRunner(service_config)
+    for path in args.services:
+        for service_cls in import_service(path):
+            runner.add_service(service_cls)
+    graceful = GracefulRunner(runner, mailroom_config.env_float("MAILROOM_STOP_GRACE_SECONDS", 25.0, minimum=1.0))
+    signal.signal(signal.SIGTERM, graceful.on_signal)
+    signal.signal(signal.SIGINT, graceful.on_signal)
+    return graceful.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

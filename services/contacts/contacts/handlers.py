@@ -1,17 +1,18 @@
-"""Use cases of the contacts service. They take a SQLAlchemy session (the unit of work) and an
-outbox; nameko adapters in service.py call them inside one transaction."""
+"""Use cases of the contacts service (the write side). Each takes a SQLAlchemy session (the unit
+of work) and, where it records events, the service's outbox; service.py calls them inside one
+transaction."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, lazyload
 
-from contacts import domain
+from contacts.domain.senders import decide_contact
+from contacts.domain.timeline import outbound_link_id, sender_of, sent_to, timeline_attachments
 from contacts.models import (
     Contact,
     ContactEmail,
@@ -21,27 +22,30 @@ from contacts.models import (
     OwnAddress,
     TimelineEntry,
 )
-from mailroom_shared.addresses import try_normalise_email
+from contacts.settings import Settings
+from mailroom_shared.addresses import InvalidAddress, normalise_email, try_normalise_email
 from mailroom_shared.caching import Expiring
 from mailroom_shared.db import conflict_insert, parse_time
+from mailroom_shared.http import Conflict, HttpError
 from mailroom_shared.messaging.outbox import Outbox
+from mailroom_shared.text import snippet
 
 
-@dataclass(frozen=True)
-class Settings:
-    create_for_automated_senders: bool = False
+def own_addresses(session: Session) -> frozenset[str]:
+    """Our inboxes' channel addresses (from inbox_updated): never made into contacts."""
+    return frozenset(session.execute(select(OwnAddress.email)).scalars())
 
 
 class OwnAddresses:
-    """Our inbox addresses, re-read at most every `ttl` seconds (one query per message otherwise;
+    """`own_addresses`, re-read at most every `ttl` seconds (one query per message otherwise;
     ingest's InboxDirectory does the same). A change from inbox_updated is seen at once in the
-    process that applied it (`forget`) and within `ttl` in other replicas."""
+    process that applied it (`forget`, after its commit) and within `ttl` in other replicas."""
 
     def __init__(self, ttl: float = 2.0):
         self._addresses = Expiring(ttl, frozenset())
 
     def get(self, session: Session) -> frozenset[str]:
-        return self._addresses.get(lambda: frozenset(session.execute(select(OwnAddress.email)).scalars()))
+        return self._addresses.get(lambda: own_addresses(session))
 
     def forget(self) -> None:
         self._addresses.forget()
@@ -82,13 +86,32 @@ def resolve_or_create(session: Session, outbox: Outbox, email: str, name: str | 
     return contact, True
 
 
+def create_contact(session: Session, outbox: Outbox, name: str | None, emails: list[str]) -> Contact:
+    """`POST /api/contacts`: a contact with these addresses (the first is its main one). 400 for
+    an address that is not one, 409 when one already belongs to a contact."""
+    try:
+        normalised = [normalise_email(e) for e in emails]
+    except InvalidAddress as exc:
+        raise HttpError(str(exc)) from exc
+    for email in normalised:
+        if find_contact_by_email(session, email):
+            raise Conflict(f"{email} already belongs to a contact")
+    contact, _ = resolve_or_create(session, outbox, normalised[0], name, "api")
+    for extra in normalised[1:]:
+        session.add(ContactEmail(contact_id=contact.id, email=extra))
+    session.flush()
+    return contact
+
+
 def record_inbound_message(session: Session, outbox: Outbox, data: dict, event_id: str,
-                           settings: Settings, own_addresses: OwnAddresses | None = None) -> TimelineEntry | None:
-    own = (own_addresses or OwnAddresses(ttl=0)).get(session)
+                           settings: Settings, own: OwnAddresses | None = None) -> TimelineEntry | None:
+    """ingest's message_received: the sender's contact (created if new) gets the message on its
+    timeline, unless the domain rules say no contact (spam is held back for later)."""
     flags = data.get("flags") or {}
-    decision = domain.decide_contact(
-        data.get("attributed_to"), own_addresses=own, spam=bool(flags.get("spam")),
-        loop=bool(flags.get("loop")), create_for_automated=settings.create_for_automated_senders,
+    decision = decide_contact(
+        data.get("attributed_to"), own_addresses=(own or OwnAddresses(ttl=0)).get(session),
+        spam=bool(flags.get("spam")), loop=bool(flags.get("loop")),
+        create_for_automated=settings.create_for_automated_senders,
     )
     if decision.email is None:
         if decision.held_back:
@@ -112,9 +135,8 @@ def log_inbound(session: Session, outbox: Outbox, contact: Contact, data: dict,
         id=str(uuid.uuid4()), contact_id=contact.id, direction="in", rfc_message_id=data["message_id"],
         intake_id=data.get("intake_id"), channel_address=data.get("channel_address"),
         subject=data.get("subject") or "",
-        snippet=data.get("snippet") or domain.snippet(data.get("text"), data.get("html")),
-        attachments=[{k: a.get(k) for k in ("filename", "content_type", "size", "sha256", "url")}
-                     for a in data.get("attachments") or []],
+        snippet=data.get("snippet") or snippet(data.get("text"), data.get("html")),
+        attachments=timeline_attachments(data.get("attachments")),
         forwarded_by=(forward or {}).get("forwarded_by") if forward and forward.get("trusted") else None,
         occurred_at=parse_time(data.get("received_at")),
     )
@@ -132,7 +154,7 @@ def _hold(session: Session, data: dict) -> None:
     if email is None or not data.get("intake_id"):
         return
     kept = {k: v for k, v in data.items() if k not in ("text", "html")}
-    kept["snippet"] = domain.snippet(data.get("text"), data.get("html"))
+    kept["snippet"] = snippet(data.get("text"), data.get("html"))
     session.merge(HeldMessage(intake_id=data["intake_id"], email=email, name=attributed.get("name"), data=kept))
 
 
@@ -153,6 +175,8 @@ def release_held(session: Session, outbox: Outbox, intake_ids: list[str], contac
 
 
 def link_conversation(session: Session, intake_id: str | None, conversation_id: str) -> None:
+    """conversations' message_added: which conversation an inbound message is in (the timeline
+    shows it, whichever of the two events arrives first)."""
     if not intake_id:
         return
     # one upsert (was a read then a write); a move or re-thread: the latest conversation wins
@@ -171,11 +195,6 @@ def apply_inbox_update(session: Session, data: dict) -> None:
     session.merge(InboxAccess(inbox_id=inbox_id, visibility=data.get("visibility") or "everyone",
                               member_user_ids=list(data.get("member_user_ids") or []),
                               team_ids=list(data.get("team_ids") or [])))
-
-
-
-def add_email(session: Session, contact: Contact, email: str) -> None:
-    session.add(ContactEmail(contact_id=contact.id, email=email))
 
 
 def move_attribution(session: Session, outbox: Outbox, data: dict, event_id: str) -> TimelineEntry | None:
@@ -202,3 +221,35 @@ def move_attribution(session: Session, outbox: Outbox, data: dict, event_id: str
         "entry_id": entry.id, "contact_id": contact.id, "direction": "in", "message_id": entry.rfc_message_id,
         "subject": entry.subject, "conversation_id": data.get("conversation_id")})
     return entry
+
+
+def record_outbound_email(session: Session, outbox: Outbox, data: dict, event_id: str) -> list[TimelineEntry]:
+    """outbound's email_sent (issue #4): the email, with its attachments, on the timeline of every
+    recipient (To, CC and BCC), creating contacts as needed. Our own inbox addresses (a forward
+    to another team's inbox) never become contacts."""
+    link = outbound_link_id(data["email_id"])
+    if session.get(MessageConversation, link) is None:
+        session.add(MessageConversation(intake_id=link, conversation_id=data["conversation_id"]))
+    sender = sender_of(data)
+    entries = []
+    for email, name in sent_to(data, sender, own_addresses(session)):
+        contact, _ = resolve_or_create(session, outbox, email, name, created_from=event_id)
+        existing = session.execute(select(TimelineEntry).where(
+            TimelineEntry.contact_id == contact.id, TimelineEntry.direction == "out",
+            TimelineEntry.rfc_message_id == data["rfc_message_id"])).scalar_one_or_none()
+        if existing is not None:
+            continue
+        entry = TimelineEntry(
+            id=str(uuid.uuid4()), contact_id=contact.id, direction="out", rfc_message_id=data["rfc_message_id"],
+            intake_id=link, channel_address=sender, subject=data.get("subject") or "",
+            snippet=snippet(data.get("text"), data.get("html")),
+            attachments=timeline_attachments(data.get("attachments")),
+            forwarded_by=None, occurred_at=parse_time(data.get("sent_at")))
+        session.add(entry)
+        session.flush()
+        outbox.record(session, "timeline_entry_added", contact.id, {
+            "entry_id": entry.id, "contact_id": contact.id, "direction": "out",
+            "message_id": data["rfc_message_id"], "subject": entry.subject,
+            "conversation_id": data["conversation_id"]})
+        entries.append(entry)
+    return entries

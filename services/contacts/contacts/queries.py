@@ -1,13 +1,16 @@
-"""Read side of the contacts HTTP API."""
+"""Read models of the contacts HTTP API: functions (session, ...) -> dicts for the answers."""
 
 from __future__ import annotations
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from contacts.domain.visibility import may_see_inbox
 from contacts.models import Contact, ContactEmail, InboxAccess, MessageConversation, OwnAddress, TimelineEntry
 from contacts.schemas import ContactSchema, TimelineEntrySchema
+from mailroom_shared.addresses import InvalidAddress, normalise_email
 from mailroom_shared.auth import Principal
+from mailroom_shared.http import HttpError
 from mailroom_shared.pagination import newest_first, next_cursor
 
 
@@ -18,8 +21,20 @@ def contact_view(contact: Contact) -> dict:
     })
 
 
-def search_contacts(session: Session, query: str, limit: int) -> list[dict]:
-    """By name or email, case-insensitively (for recipient pickers)."""
+def contacts_with_email(session: Session, email: str) -> dict:
+    """`?email=`: the contact holding this address (compared normalised: case, IDNA), as a page
+    of zero or one; 400 for something that is not an address."""
+    try:
+        normalised = normalise_email(email)
+    except InvalidAddress as exc:
+        raise HttpError(str(exc)) from exc
+    contact = session.execute(
+        select(Contact).join(ContactEmail).where(ContactEmail.email == normalised)).scalar_one_or_none()
+    return {"items": [contact_view(contact)] if contact else [], "next_cursor": None}
+
+
+def search_page(session: Session, query: str, limit: int) -> dict:
+    """`?q=`: by name or email, case-insensitively (for recipient pickers); one page."""
     pattern = f"%{query.lower()}%"
     ids = session.execute(
         select(Contact.id).outerjoin(ContactEmail)
@@ -27,19 +42,17 @@ def search_contacts(session: Session, query: str, limit: int) -> list[dict]:
         .group_by(Contact.id).order_by(Contact.id).limit(limit)
     ).scalars().all()
     contacts = session.execute(select(Contact).where(Contact.id.in_(ids))).scalars().all()
-    return [contact_view(c) for c in sorted(contacts, key=lambda c: (c.name or "", c.id))]
+    return {"items": [contact_view(c) for c in sorted(contacts, key=lambda c: (c.name or "", c.id))],
+            "next_cursor": None}
 
 
 def visible_channel_addresses(session: Session, principal: Principal) -> set[str] | None:
-    """The inbox addresses whose mail `principal` may see; None = every inbox (account-wide admins).
-    The same rule as conversations/access.py: everyone-visible inboxes, or member by user or team."""
+    """The inbox addresses whose mail `principal` may see; None = every inbox (account-wide admins)."""
     if principal.sees_every_inbox:
         return None
-    visible = set()
-    for access in session.execute(select(InboxAccess)).scalars():
-        if (access.visibility == "everyone" or principal.user_id in (access.member_user_ids or [])
-                or principal.team_ids & set(access.team_ids or [])):
-            visible.add(access.inbox_id)
+    visible = {access.inbox_id for access in session.execute(select(InboxAccess)).scalars()
+               if may_see_inbox(access.visibility, access.member_user_ids, access.team_ids,
+                                user_id=principal.user_id, caller_team_ids=principal.team_ids)}
     return set(session.execute(select(OwnAddress.email).where(OwnAddress.inbox_id.in_(visible))).scalars())
 
 

@@ -1,154 +1,86 @@
-"""nameko adapter of the contacts service: event handlers and HTTP endpoints, a few lines each.
-The rules live in domain.py and handlers.py."""
+"""nameko entrypoints of the contacts service, a few lines each: the events it consumes and its
+HTTP API. The rules are in domain/, the use cases in handlers.py, the read models in queries.py."""
 
 from __future__ import annotations
 
-from nameko.web.handlers import http
-
-from contacts import SERVICE_NAME, handlers, outbound_events, queries
+from contacts import SERVICE_NAME, handlers, queries, settings
 from contacts.models import Contact, outbox, processed_events
 from contacts.schemas import ContactCreateSchema
-from mailroom_shared import config
-from mailroom_shared.addresses import InvalidAddress, normalise_email
-from mailroom_shared.auth import authenticated
-from mailroom_shared.events.envelope import parse_envelope
-from mailroom_shared.http import (
-    Conflict,
-    HttpError,
-    NotFound,
-    decode_cursor,
-    health_response,
-    json_endpoint,
-    page_limit,
-    read_json,
-)
-from mailroom_shared.messaging.idempotency import ProcessedEvents
-from mailroom_shared.messaging.nameko_adapters import (
-    DatabaseProvider,
-    OutboxRelayProvider,
-    TopologyProvider,
-    reliable_event_handler,
-)
-from mailroom_shared.messaging.outbox import Outbox
+from mailroom_shared.http import HttpError, decode_cursor, get_or_404, health_response, page_limit, read_json
+from mailroom_shared.kit import after_commit, consumes, endpoint, service_base
 
-OUTBOX = Outbox(outbox)
-PROCESSED = ProcessedEvents(processed_events)
-OWN_ADDRESSES = handlers.OwnAddresses()
+Base = service_base(SERVICE_NAME, outbox, processed_events, settings.load,
+                    publishes={"contact_created": 1, "timeline_entry_added": 1})
 
 
-def _settings() -> handlers.Settings:
-    return handlers.Settings(
-        create_for_automated_senders=config.env_bool("CONTACTS_CREATE_FOR_AUTOMATED_SENDERS", False))
-
-
-class ContactsService(outbound_events.OutboundEvents):  # issue #4: outbound_events.py
+class ContactsService(Base):
     name = SERVICE_NAME
-
-    topology = TopologyProvider()
-    db = DatabaseProvider(SERVICE_NAME)
-    relay = OutboxRelayProvider(SERVICE_NAME, lambda: outbox)
+    own_addresses = handlers.OwnAddresses()  # our inboxes' addresses, cached in this process
 
     # --- events -------------------------------------------------------------------------
 
-    @reliable_event_handler("ingest", "message_received")
-    def handle_message_received(self, envelope):
-        data = parse_envelope(envelope, "message_received")
-        PROCESSED.run_once(self.db, envelope, "handle_message_received",
-                           lambda session: handlers.record_inbound_message(session, OUTBOX, data, envelope["id"],
-                                                                           _settings(), OWN_ADDRESSES))
-        self.relay.wake()
+    @consumes("ingest", "message_received")
+    def handle_message_received(self, session, data, envelope):
+        handlers.record_inbound_message(session, self.outbox, data, envelope["id"], self.settings,
+                                        self.own_addresses)
 
-    @reliable_event_handler("conversations", "message_added")
-    def handle_message_added(self, envelope):
-        data = parse_envelope(envelope, "message_added")
-        PROCESSED.run_once(self.db, envelope, "handle_message_added", lambda session: handlers.link_conversation(
-            session, data.get("intake_id"), data["conversation_id"]))
+    @consumes("conversations", "message_added")
+    def handle_message_added(self, session, data, envelope):
+        handlers.link_conversation(session, data.get("intake_id"), data["conversation_id"])
 
-    @reliable_event_handler("conversations", "conversation_spam_marked")
-    def handle_conversation_spam_marked(self, envelope):
-        data = parse_envelope(envelope, "conversation_spam_marked")
+    @consumes("conversations", "conversation_spam_marked")
+    def handle_conversation_spam_marked(self, session, data, envelope):
         if data["spam"]:
             return  # marking spam later leaves the contact: it may have other, real mail
-        PROCESSED.run_once(self.db, envelope, "handle_conversation_spam_marked", lambda session: handlers.release_held(
-            session, OUTBOX, data["intake_ids"], data["contact_email"], data["contact_name"], envelope["id"]))
-        self.relay.wake()
+        handlers.release_held(session, self.outbox, data["intake_ids"], data["contact_email"],
+                              data["contact_name"], envelope["id"])
 
-    @reliable_event_handler("conversations", "message_attribution_corrected")
-    def handle_message_attribution_corrected(self, envelope):
-        data = parse_envelope(envelope, "message_attribution_corrected")
-        PROCESSED.run_once(self.db, envelope, "handle_message_attribution_corrected",
-                           lambda session: handlers.move_attribution(session, OUTBOX, data, envelope["id"]))
-        self.relay.wake()
+    @consumes("conversations", "message_attribution_corrected")
+    def handle_message_attribution_corrected(self, session, data, envelope):
+        handlers.move_attribution(session, self.outbox, data, envelope["id"])
 
-    @reliable_event_handler("conversations", "inbox_updated")
-    def handle_inbox_updated(self, envelope):
-        data = parse_envelope(envelope, "inbox_updated")
-        PROCESSED.run_once(self.db, envelope, "handle_inbox_updated",
-                           lambda session: handlers.apply_inbox_update(session, data))
-        OWN_ADDRESSES.forget()
+    @consumes("conversations", "inbox_updated")
+    def handle_inbox_updated(self, session, data, envelope):
+        handlers.apply_inbox_update(session, data)
+        after_commit(session, self.own_addresses.forget)
 
-    # --- HTTP ---------------------------------------------------------------------------
+    @consumes("outbound", "email_sent")
+    def handle_email_sent(self, session, data, envelope):
+        handlers.record_outbound_email(session, self.outbox, data, envelope["id"])
 
-    @http("GET", "/health/contacts")
+    # --- HTTP: any signed-in user of the account (docs/access.md: contacts are account-wide) ---
+
+    @endpoint("GET", "/health/contacts", auth=False)
     def health(self, request):
         return health_response(self.db, SERVICE_NAME)
 
-
-    @http("GET", "/api/contacts/<string:contact_id>")
-    @json_endpoint
-    @authenticated  # any signed-in user of the account (docs/access.md: contacts are account-wide)
+    @endpoint("GET", "/api/contacts/<string:contact_id>")
     def get_contact(self, request, contact_id):
         with self.db.transaction() as session:
-            contact = session.get(Contact, contact_id)
-            if contact is None:
-                raise NotFound(f"no contact {contact_id}")
-            return queries.contact_view(contact)
+            return queries.contact_view(get_or_404(session, Contact, contact_id, "contact"))
 
-    @http("GET", "/api/contacts")
-    @json_endpoint
-    @authenticated  # any signed-in user of the account (docs/access.md: contacts are account-wide)
+    @endpoint("GET", "/api/contacts")
     def find_contacts(self, request):
         """`?email=` exact (normalised) match, or `?q=` search by name or email."""
         email, query = request.args.get("email"), request.args.get("q")
         with self.db.transaction() as session:
             if email:
-                try:
-                    contact = handlers.find_contact_by_email(session, normalise_email(email))
-                except InvalidAddress as exc:
-                    raise HttpError(str(exc)) from exc
-                return {"items": [queries.contact_view(contact)] if contact else [], "next_cursor": None}
+                return queries.contacts_with_email(session, email)
             if query:
-                return {"items": queries.search_contacts(session, query, page_limit(request, 20, 100)),
-                        "next_cursor": None}
+                return queries.search_page(session, query, page_limit(request, 20, 100))
         raise HttpError("give ?email= or ?q=")
 
-    @http("POST", "/api/contacts")
-    @json_endpoint
-    @authenticated  # any signed-in user of the account (docs/access.md: contacts are account-wide)
+    @endpoint("POST", "/api/contacts")
     def create_contact(self, request):
         body = ContactCreateSchema().load(read_json(request))
-        try:
-            emails = [normalise_email(e) for e in body["emails"]]
-        except InvalidAddress as exc:
-            raise HttpError(str(exc)) from exc
         with self.db.transaction() as session:
-            for email in emails:
-                if handlers.find_contact_by_email(session, email):
-                    raise Conflict(f"{email} already belongs to a contact")
-            contact, _ = handlers.resolve_or_create(session, OUTBOX, emails[0], body["name"], "api")
-            for extra in emails[1:]:
-                handlers.add_email(session, contact, extra)
-            session.flush()
-            view = queries.contact_view(contact)
+            view = queries.contact_view(handlers.create_contact(session, self.outbox, body["name"], body["emails"]))
         self.relay.wake()
         return 201, view
 
-    @http("GET", "/api/contacts/<string:contact_id>/timeline")
-    @json_endpoint
-    @authenticated  # any signed-in user of the account (docs/access.md: contacts are account-wide)
+    @endpoint("GET", "/api/contacts/<string:contact_id>/timeline")
     def get_timeline(self, request, contact_id):
         with self.db.transaction() as session:
-            if session.get(Contact, contact_id) is None:
-                raise NotFound(f"no contact {contact_id}")
+            get_or_404(session, Contact, contact_id, "contact")
             return queries.timeline_page(session, contact_id, decode_cursor(request.args.get("cursor")),
                                          page_limit(request), request.principal)

@@ -199,3 +199,26 @@ def test_timeline_shows_a_restricted_inboxs_mail_only_to_those_who_may_see_that_
     assert subjects(user_id="gold-1", teams=["team-gold"]) == ["Broken widget", "Secret merger"]  # by team
     assert subjects(user_id="someone-else") == ["Broken widget"]  # may not see the VIP inbox
     assert subjects(user_id="auditor", roles=["account_access"]) == ["Broken widget", "Secret merger"]
+
+
+def test_an_email_we_sent_is_on_every_recipients_timeline_but_never_on_our_inboxes(contacts):
+    publish_event(contacts.amqp_uri, "inbox_updated", "sales", {
+        "inbox_id": "sales", "name": "Sales", "channel_addresses": ["sales@mailroom.test"], "member_emails": []})
+    contacts.eventually(lambda: queue_depth(
+        contacts.amqp_uri, "evt-conversations-inbox_updated--contacts.handle_inbox_updated") == 0)
+    conversation_id = str(uuid.uuid4())
+    sent = {"email_id": str(uuid.uuid4()), "inbox_id": "support", "conversation_id": conversation_id,
+            "rfc_message_id": f"{uuid.uuid4()}@mailroom.test", "kind": "compose", "new_conversation": True,
+            "from": {"name": "Support", "email": "support@mailroom.test"},
+            "to": [{"name": "Zoe", "email": "Zoe@Example.com"}], "cc": [{"name": None, "email": "sales@mailroom.test"}],
+            "bcc": [{"name": "Yan", "email": "yan@example.com"}], "subject": "Your order", "text": "It ships  today.",
+            "attachments": [], "queued_at": "2026-11-25T11:00:00+00:00", "sent_at": "2026-11-25T11:00:01+00:00",
+            "attempts": 1}
+    publish_event(contacts.amqp_uri, "email_sent", sent["email_id"], sent)
+    for email in ("zoe@example.com", "yan@example.com"):
+        contact = contacts.eventually(lambda e=email: find_by_email(contacts, e))
+        [entry] = contacts.eventually(lambda c=contact: contacts.get(f"/api/contacts/{c['id']}/timeline")[1]["items"])
+        assert (entry["direction"], entry["subject"], entry["snippet"], entry["conversation_id"]) == (
+            "out", "Your order", "It ships today.", conversation_id)
+    assert find_by_email(contacts, "sales@mailroom.test") is None
+    assert find_by_email(contacts, "support@mailroom.test") is None

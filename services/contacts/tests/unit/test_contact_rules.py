@@ -2,7 +2,8 @@
 
 import pytest
 
-from contacts.domain import decide_contact, is_automated_sender, snippet
+from contacts.domain.senders import decide_contact, is_automated_sender
+from mailroom_shared.text import snippet
 
 
 def decide(email, *, name="Ada", own=(), spam=False, loop=False, automated=False):

@@ -1,4 +1,5 @@
-"""Contact rules in plain Python: who gets a contact, and what a timeline entry shows."""
+"""Who gets a contact for an inbound message: spam is held back, loops and our own addresses
+never become contacts, machines (mailer-daemon, no-reply) only when configured."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ import re
 from dataclasses import dataclass
 
 from mailroom_shared.addresses import try_normalise_email
-
-SNIPPET_CHARS = 200
 
 # Senders that are machines, not people: no contact unless configured (bounces, notifications).
 _AUTOMATED_LOCAL_PARTS = re.compile(
@@ -24,12 +23,17 @@ class ContactDecision:
     held_back: bool = False  # spam: the contact is created if a teammate marks it not-spam
 
 
+def display_name(value: str | None) -> str | None:
+    """A person's name as given in a header, trimmed; None when there is none."""
+    return (value or "").strip() or None
+
+
 def is_automated_sender(email: str) -> bool:
     return bool(_AUTOMATED_LOCAL_PARTS.match(email.split("@", 1)[0]))
 
 
-def decide_contact(attributed_to: dict | None, *, own_addresses: set[str], spam: bool, loop: bool,
-                   create_for_automated: bool) -> ContactDecision:
+def decide_contact(attributed_to: dict | None, *, own_addresses: set[str] | frozenset[str], spam: bool,
+                   loop: bool, create_for_automated: bool) -> ContactDecision:
     """Which contact an inbound message belongs to.
 
     Spam holds the contact back (created later if a teammate marks it not-spam); our own
@@ -40,7 +44,7 @@ def decide_contact(attributed_to: dict | None, *, own_addresses: set[str], spam:
     if loop:
         return ContactDecision(None, None, "our own mail looping back")
     email = try_normalise_email((attributed_to or {}).get("email"))
-    name = ((attributed_to or {}).get("name") or "").strip() or None
+    name = display_name((attributed_to or {}).get("name"))
     if email is None:
         return ContactDecision(None, name, "no usable sender address")
     if email in own_addresses:
@@ -48,13 +52,3 @@ def decide_contact(attributed_to: dict | None, *, own_addresses: set[str], spam:
     if is_automated_sender(email) and not create_for_automated:
         return ContactDecision(None, name, "automated sender")
     return ContactDecision(email, name, "sender")
-
-
-def snippet(text: str | None, html_fallback: str | None = None, limit: int = SNIPPET_CHARS) -> str:
-    source = text if text and text.strip() else _strip_tags(html_fallback or "")
-    collapsed = " ".join(source.split())
-    return collapsed if len(collapsed) <= limit else collapsed[: limit - 1].rstrip() + "…"
-
-
-def _strip_tags(html: str) -> str:
-    return re.sub(r"<[^>]+>", " ", html)

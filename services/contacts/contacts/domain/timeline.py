@@ -1,0 +1,39 @@
+"""What a timeline entry shows, and whom an email we sent is logged for."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from contacts.domain.senders import display_name
+from mailroom_shared.addresses import try_normalise_email
+
+ATTACHMENT_FIELDS = ("filename", "content_type", "size", "sha256", "url")
+
+
+def timeline_attachments(attachments: Iterable[dict] | None) -> list[dict]:
+    """The attachment fields a timeline entry keeps (no content, no disposition)."""
+    return [{k: a.get(k) for k in ATTACHMENT_FIELDS} for a in attachments or []]
+
+
+def outbound_link_id(email_id: str) -> str:
+    """The timeline's link to the conversation (message_conversations) for an email we sent."""
+    return f"outbound:{email_id}"
+
+
+def sender_of(email: dict) -> str | None:
+    """The normalised From address of an email we sent (the inbox it was sent from)."""
+    return try_normalise_email((email.get("from_") or {}).get("email"))
+
+
+def sent_to(email: dict, sender: str | None,
+            own_addresses: set[str] | frozenset[str]) -> Iterator[tuple[str, str | None]]:
+    """(normalised address, name) of every recipient of an email we sent (To, CC, then BCC) who
+    gets it on their timeline: once each, never the sender and never one of our own inboxes (a
+    forward to another team's inbox)."""
+    seen = set()
+    for recipient in [*(email.get("to") or []), *(email.get("cc") or []), *(email.get("bcc") or [])]:
+        address = try_normalise_email(recipient.get("email"))
+        if address is None or address in own_addresses or address in seen or address == sender:
+            continue
+        seen.add(address)
+        yield address, display_name(recipient.get("name"))

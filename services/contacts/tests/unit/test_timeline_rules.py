@@ -1,0 +1,45 @@
+"""What a timeline entry shows, whom a sent email is logged for, and whose inbox mail a caller
+may see: plain rules, no IO."""
+
+from contacts.domain.senders import display_name
+from contacts.domain.timeline import outbound_link_id, sender_of, sent_to, timeline_attachments
+from contacts.domain.visibility import may_see_inbox
+
+
+def test_a_timeline_entry_keeps_only_the_attachment_fields_it_shows():
+    attachment = {"filename": "a.pdf", "content_type": "application/pdf", "size": 3, "sha256": "ab",
+                  "url": "/x", "disposition": "attachment", "content_id": None}
+    assert timeline_attachments([attachment, {"filename": "b.txt"}]) == [
+        {"filename": "a.pdf", "content_type": "application/pdf", "size": 3, "sha256": "ab", "url": "/x"},
+        {"filename": "b.txt", "content_type": None, "size": None, "sha256": None, "url": None}]
+    assert timeline_attachments(None) == []
+
+
+def test_a_sent_email_is_logged_once_for_each_recipient_but_never_for_us():
+    email = {"from_": {"email": "Support@Team.example"},
+             "to": [{"name": " Ada ", "email": "ADA@example.com"}, {"email": "support@team.example"}],
+             "cc": [{"name": "Ada again", "email": "ada@example.com"}, {"email": "sales@team.example"},
+                    {"email": "not an address"}],
+             "bcc": [{"name": "", "email": "bob@example.com"}]}
+    sender = sender_of(email)
+    assert sender == "support@team.example"
+    assert list(sent_to(email, sender, {"sales@team.example"})) == [("ada@example.com", "Ada"),
+                                                                   ("bob@example.com", None)]
+    assert list(sent_to({}, None, set())) == []
+
+
+def test_the_link_of_a_sent_email_to_its_conversation():
+    assert outbound_link_id("e-1") == "outbound:e-1"
+
+
+def test_names_are_trimmed_and_blank_is_none():
+    assert display_name("  Ada Lovelace ") == "Ada Lovelace"
+    assert display_name("  ") is None and display_name(None) is None
+
+
+def test_inbox_mail_is_visible_to_everyone_or_to_members_by_user_or_team():
+    assert may_see_inbox("everyone", [], [], user_id="u", caller_team_ids=set())
+    assert may_see_inbox("specific", ["u"], [], user_id="u", caller_team_ids=set())
+    assert may_see_inbox("specific", None, ["gold"], user_id="u", caller_team_ids={"gold", "red"})
+    assert not may_see_inbox("specific", ["v"], ["gold"], user_id="u", caller_team_ids={"red"})
+    assert not may_see_inbox("specific", None, None, user_id="u", caller_team_ids=set())

@@ -1,4 +1,4 @@
-"""The notifier has no HTTP API yet (only /health/notifier)."""
+"""The OPERATIONS table of the notifier's HTTP API: empty, its only route is /health/notifier."""
 
 from apispec import APISpec
 

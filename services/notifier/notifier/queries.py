@@ -1,0 +1,1 @@
+"""The notifier's read models: none yet (its only HTTP route is the health check)."""

@@ -1,0 +1,1 @@
+"""marshmallow shapes of the notifier's HTTP bodies, RPC payloads and config files: none yet."""

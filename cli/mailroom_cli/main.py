@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import os
 import signal
 import subprocess
@@ -13,12 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-SERVICES = ("ingest", "contacts", "conversations", "outbound", "notifier")
-
-
-def available_services() -> list[str]:
-    """Services that have a nameko module (outbound/notifier may still be empty packages)."""
-    return [name for name in SERVICES if importlib.util.find_spec(f"{name}.service") is not None]
+# First, before any command imports a service: flanker's address parser, built quietly (see
+# mailroom_shared.addresses; ingest imports flanker too, and whoever imports it first decides).
+import mailroom_shared.addresses  # noqa: F401
+from mailroom_shared.config import SERVICE_NAMES
 
 
 def migrations_dir(service: str) -> Path:
@@ -29,7 +26,7 @@ def cmd_migrate(args) -> int:
     from mailroom_shared import config
     from mailroom_shared.migrations import upgrade
 
-    for service in [args.service] if args.service else available_services():
+    for service in [args.service] if args.service else SERVICE_NAMES:
         url = config.database_url(service)
         print(f"migrating {service}: {config.redact_url(url)}")
         upgrade(service, migrations_dir(service), url)
@@ -77,7 +74,7 @@ def cmd_run(args) -> int:
     if error:
         print(BROKER_HELP.format(uri=config.redact_url(amqp_uri), error=error), file=sys.stderr)
         return 1
-    services = available_services()
+    services = SERVICE_NAMES
     os.environ.setdefault("CONVERSATIONS_INBOXES_FILE", str(Path("config/inboxes.yaml").resolve()))
     for service in services:
         from mailroom_shared.migrations import upgrade
@@ -101,8 +98,13 @@ def cmd_run(args) -> int:
     proxy = serve_in_thread(http_host, int(http_port), backends)
     http = f"{http_host}:{http_port}"
     smtp_host, smtp_port = ingest_config.smtp_address()
-    ready = wait_until_ready(http, timeout=60)
-    print(f"""
+    ready = wait_until_ready(http, timeout=60, children=children)
+    exited = [name for name, child in children.items() if child.poll() is not None]
+    if exited:  # e.g. a service that does not import: its traceback is above
+        print(f"mailroom run: {', '.join(exited)} stopped while starting (see its error above); stopping the rest",
+              file=sys.stderr, flush=True)
+    else:
+        print(f"""
 mailroom is {'ready' if ready else 'starting (not ready after 60 s: see the log above)'}: {', '.join(services)}
   HTTP API      http://{http}/api/   every request needs a bearer token; one for the demo inbox's member:
                 export TOKEN=$(.venv/bin/mailroom dev-token --user agent-1 --email agent@mailroom.test)
@@ -135,13 +137,16 @@ Ctrl-C stops everything gracefully.
     return max(child.returncode or 0 for child in children.values())
 
 
-def wait_until_ready(http: str, timeout: float) -> bool:
-    """Ready = every service answers its health check and ingest knows the inbox addresses."""
+def wait_until_ready(http: str, timeout: float, children: dict[str, subprocess.Popen] | None = None) -> bool:
+    """Ready = ingest answers its health check and knows the inbox addresses.
+    Not ready as soon as one of `children` has exited."""
     import json
     import urllib.request
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if children and any(child.poll() is not None for child in children.values()):
+            return False
         try:
             with urllib.request.urlopen(f"http://{http}/health/ingest", timeout=2) as response:  # noqa: S310
                 if json.load(response).get("channels", 0) > 0:
@@ -186,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="run every service and the SMTP listener locally").set_defaults(func=cmd_run)
     migrate = commands.add_parser("migrate", help="apply database migrations")
-    migrate.add_argument("--service", choices=SERVICES)
+    migrate.add_argument("--service", choices=SERVICE_NAMES)
     migrate.set_defaults(func=cmd_migrate)
     explain = commands.add_parser("explain", help="what ingest concludes about a raw message")
     explain.add_argument("path", help="a raw RFC 5322 message (.eml), or - for standard input")

@@ -2,6 +2,9 @@
 
 flanker does the RFC 5322 parsing; we only decide what "the same address" means:
 local part kept as written except for case, domain lower-cased and IDNA-decoded to Unicode.
+
+Import flanker's address parser from here (`flanker_address`), not from flanker, so that it is
+always built quietly (below).
 """
 
 from __future__ import annotations
@@ -10,9 +13,16 @@ import logging
 
 import idna
 
-# flanker builds its parsers at import time and logs harmless grammar warnings ("Symbol … is
-# unreachable") through this logger; they would otherwise land on every command's stderr.
-logging.getLogger("flanker.addresslib._parser.parser").setLevel(logging.ERROR)
+# flanker builds its five address parsers with ply when it is imported. The tables it ships were
+# made by ply 3.10; ply 3.11 sorts the tokens in a grammar's signature, so it finds them stale,
+# rebuilds the parsers (about 50 ms), logs some thirty harmless "Symbol '…' is unreachable"
+# warnings (each parser starts from another rule of one grammar) and tries to write new tables
+# into site-packages ("Couldn't create …" where it may not, e.g. a read-only image). All of that
+# goes through this logger: keep its errors, drop its warnings. It must be set before flanker's
+# parser is first imported, which is why the `mailroom` command imports this module first
+# (tests/test_mailroom_run.py checks `mailroom explain` with stale tables).
+PARSER_LOG = "flanker.addresslib._parser.parser"
+logging.getLogger(PARSER_LOG).setLevel(logging.ERROR)
 
 from flanker.addresslib import address as flanker_address  # noqa: E402
 

@@ -1,3 +1,10 @@
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from mailroom_shared.addresses import InvalidAddress, normalise_email, try_normalise_email
@@ -18,3 +25,16 @@ def test_anything_but_one_mailbox_is_refused(raw):
     with pytest.raises(InvalidAddress):
         normalise_email(raw)
     assert try_normalise_email(raw) is None
+
+
+def test_importing_it_builds_flankers_parsers_quietly_even_with_stale_tables(tmp_path):
+    # a copy of flanker without its parser tables, first on the path: ply rebuilds them on import
+    package = Path(importlib.util.find_spec("flanker").submodule_search_locations[0])
+    shutil.copytree(package, tmp_path / "flanker", ignore=shutil.ignore_patterns("__pycache__", "*_parsetab.py"))
+    result = subprocess.run(
+        [sys.executable, "-c", "import flanker, mailroom_shared.addresses as a;"
+                               "print(flanker.__file__, a.normalise_email('A@B.com'))"],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(tmp_path / "flanker" / "__init__.py"), "a@b.com"]
+    assert result.stderr == ""

@@ -93,10 +93,15 @@ def test_each_handler_of_an_event_runs_once_under_its_own_name(service, database
     assert handlers == {"handle_contact_created", "remember_contact"}
 
 
-def test_an_event_of_another_type_is_refused_before_the_handler_runs(service):
-    with pytest.raises(ValidationError):  # dead-lettered at once by the retrying handler
-        service.handle_contact_created({**contact_created(), "type": "mailroom.email_sent.v1"})
+def test_an_event_its_schema_cannot_read_is_refused_before_the_handler_runs(service, database):
+    event = contact_created()
+    del event["data"]["contact_id"]
+    for unreadable in (event, {"not": "an envelope"}):
+        with pytest.raises(ValidationError):  # dead-lettered at once by the retrying handler
+            service.handle_contact_created(unreadable)
     assert service.seen == []
+    with database.transaction() as session:
+        assert session.scalar(select(processed_events.c.event_id)) is None
 
 
 def test_a_handler_that_fails_records_nothing_and_runs_again_on_redelivery(database):

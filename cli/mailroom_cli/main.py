@@ -15,6 +15,7 @@ from pathlib import Path
 # First, before any command imports a service: flanker's address parser, built quietly (see
 # mailroom_shared.addresses; ingest imports flanker too, and whoever imports it first decides).
 import mailroom_shared.addresses  # noqa: F401
+from mailroom_cli import dead_letters
 from mailroom_shared.config import SERVICE_NAMES
 
 
@@ -89,9 +90,9 @@ def cmd_run(args) -> int:
         config_path = var / f"nameko-{service}.yaml"
         config_path.write_text(yaml.safe_dump(nameko_config(amqp_uri, f"{host}:{port}",
                                                             os.environ.get("LOG_LEVEL", "INFO"))))
-        children[service] = subprocess.Popen([sys.executable, "-m", "nameko", "run", "--config", str(config_path),
-                                              f"{service}.service"], preexec_fn=_die_with_parent)
-    children["smtp"] = subprocess.Popen([sys.executable, "-m", "ingest.smtp_listener"], preexec_fn=_die_with_parent)
+        children[service] = _start_child([sys.executable, "-m", "mailroom_shared.service_process",
+                                          "--config", str(config_path), f"{service}.service"])
+    children["smtp"] = _start_child([sys.executable, "-m", "ingest.smtp_listener"])
     from ingest import config as ingest_config
     from mailroom_shared.devproxy import serve_in_thread
 
@@ -116,15 +117,24 @@ mailroom is {'ready' if ready else 'starting (not ready after 60 s: see the log 
 Ctrl-C stops everything gracefully.
 """, flush=True)
 
+    # Each child gets exactly one SIGTERM, from here: the children run in their own sessions, so a
+    # terminal's Ctrl-C reaches only this process, and a second signal is not passed on (a service
+    # told twice to stop used to stop twice and hang).
+    signalled: set[str] = set()
+    stopping = False
+
     def stop(*_):
-        for child in children.values():
-            if child.poll() is None:
+        nonlocal stopping
+        stopping = True
+        for name, child in children.items():
+            if name not in signalled and child.poll() is None:
+                signalled.add(name)
                 child.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        while all(child.poll() is None for child in children.values()):
+        while not stopping and all(child.poll() is None for child in children.values()):
             time.sleep(0.5)
     finally:
         stop()
@@ -134,7 +144,12 @@ Ctrl-C stops everything gracefully.
                 child.wait(30)
             except subprocess.TimeoutExpired:
                 child.kill()
+                child.wait()
     return max(child.returncode or 0 for child in children.values())
+
+
+def _start_child(argv: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(argv, preexec_fn=_die_with_parent, start_new_session=True)
 
 
 def wait_until_ready(http: str, timeout: float, children: dict[str, subprocess.Popen] | None = None) -> bool:
@@ -211,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                            help="a role (repeatable)")
     dev_token.add_argument("--hours", type=float, default=12.0, help="validity (default 12)")
     dev_token.set_defaults(func=cmd_dev_token)
+    dead_letters.add_commands(commands)
     args = parser.parse_args(argv)
     return args.func(args)
 

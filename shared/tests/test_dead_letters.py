@@ -110,3 +110,20 @@ def test_queue_names_are_resolved_or_refused_clearly():
         resolve_queue("handle_message_received")
     with pytest.raises(UnknownQueue, match="no subscription queue"):
         resolve_queue("nothing.here")
+
+
+def test_the_cli_lists_shows_and_replays(broker, capsys):
+    from mailroom_cli.main import main
+
+    ids = park(broker, 2)
+    assert main(["dead-letters", "--amqp-uri", broker, "list"]) == 0
+    assert f"{QUEUE}  2" in capsys.readouterr().out
+    assert main(["dead-letters", "--amqp-uri", broker, "show", "--queue", "contacts.handle_message_received"]) == 0
+    shown = capsys.readouterr().out
+    assert f"id={ids[0]}" in shown and "attempts=6" in shown and "KeyError: 'x1'" in shown
+    assert main(["dead-letters", "--amqp-uri", broker, "replay", "--queue", QUEUE, "--id", ids[0]]) == 0
+    assert "replayed 1 message(s)" in capsys.readouterr().out
+    assert main(["dead-letters", "--amqp-uri", broker, "replay", "--queue", QUEUE, "--id", "no-such-id"]) == 1
+    assert main(["dead-letters", "--amqp-uri", broker, "purge", "--queue", QUEUE, "--all", "--yes"]) == 0
+    assert "dropped 1 message(s)" in capsys.readouterr().out
+    assert main(["dead-letters", "--amqp-uri", broker, "show", "--queue", "nope"]) == 2

@@ -14,8 +14,8 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 def test_asyncapi_document_is_generated_from_the_catalogue():
     assert (DOCS / "events.asyncapi.yaml").read_text() == render(asyncapi()), "stale: run `make docs`"
     document = yaml.safe_load((DOCS / "events.asyncapi.yaml").read_text())
-    assert set(document["components"]["messages"]) == set(CATALOGUE)
-    for name, spec in CATALOGUE.items():
+    assert set(document["components"]["messages"]) == {f"{name}.v{version}" for name, version in CATALOGUE}
+    for (name, _version), spec in CATALOGUE.items():
         channel = document["channels"][f"{spec.exchange}/{name}"]
         assert channel["bindings"]["amqp"]["exchange"]["name"] == spec.exchange
 

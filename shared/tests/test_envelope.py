@@ -1,5 +1,5 @@
 """The event contract: producers cannot publish what the catalogue does not describe; consumers
-read tolerantly."""
+read tolerantly (with the schema of the version the envelope's type names: test_event_versions.py)."""
 
 import pytest
 from marshmallow import ValidationError
@@ -31,6 +31,9 @@ def test_consumer_ignores_unknown_fields_but_rejects_missing_ones():
     envelope["data"]["added_in_a_later_version"] = True
     assert parse_envelope(envelope, "inbox_updated")["name"] == "Support"
     with pytest.raises(ValidationError):
-        parse_envelope({"id": "x", "data": {"name": "no inbox id"}}, "inbox_updated")
+        parse_envelope({"id": "x", "type": "mailroom.inbox_updated.v1", "data": {"name": "no inbox id"}},
+                       "inbox_updated")
+    with pytest.raises(ValidationError, match="type"):  # CloudEvents requires a type: no guessing v1
+        parse_envelope({"id": "x", "data": INBOX}, "inbox_updated")
     with pytest.raises(ValidationError):
         parse_envelope(["not", "an", "envelope"], "inbox_updated")

@@ -6,13 +6,15 @@ import json
 
 import pika
 
-from mailroom_shared.events.catalogue import spec_for
+from mailroom_shared.events.catalogue import exchange_of
 from mailroom_shared.events.envelope import build_envelope
 
 
-def publish_event(amqp_uri: str, event_type: str, subject: str, data: dict, event_id: str | None = None) -> dict:
-    envelope = build_envelope(event_type, subject, data, event_id=event_id)
-    publish_raw(amqp_uri, spec_for(event_type).exchange, event_type, json.dumps(envelope).encode())
+def publish_event(amqp_uri: str, event_type: str, subject: str, data: dict, event_id: str | None = None,
+                  version: int | None = None) -> dict:
+    """`event_type` (an event name) at `version` (by default its only version)."""
+    envelope = build_envelope(event_type, subject, data, version=version, event_id=event_id)
+    publish_raw(amqp_uri, exchange_of(event_type), event_type, json.dumps(envelope).encode())
     return envelope
 
 

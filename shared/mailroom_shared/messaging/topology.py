@@ -121,4 +121,5 @@ def declare_topology(connection: Connection) -> None:
 
 
 def published_event_types(service: str) -> list[str]:
-    return [spec.name for spec in CATALOGUE.values() if spec.producer == service]
+    # one name per event, whatever its versions
+    return list(dict.fromkeys(spec.name for spec in CATALOGUE.values() if spec.producer == service))

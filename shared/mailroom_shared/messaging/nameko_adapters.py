@@ -22,7 +22,6 @@ from nameko.messaging import QueueConsumer
 
 from mailroom_shared import config
 from mailroom_shared.db import Database
-from mailroom_shared.events.catalogue import spec_for
 from mailroom_shared.messaging import topology
 from mailroom_shared.messaging.dead_letters import (
     ATTEMPT_HEADER,
@@ -167,10 +166,9 @@ class OutboxRelayProvider(BackgroundWorker):
     def _publish_batch(self, items: list[tuple[PendingEvent, str, str]]) -> tuple[int, Exception | None]:
         messages = []
         for event, exchange, routing_key in items:
-            spec = spec_for(event.event_type)  # AMQP type = CloudEvents type, app_id = source
+            # AMQP type = the stored envelope's CloudEvents type (its version), app_id = its source
             messages.append(OutgoingMessage(event.body, topology.events_exchange(exchange.split(".")[0]).name,
-                                            routing_key, event.event_id, spec.cloudevents_type,
-                                            f"mailroom/{spec.producer}"))
+                                            routing_key, event.event_id, event.type, event.source))
         return self.publisher.publish_batch(messages)
 
     def work_once(self) -> bool:

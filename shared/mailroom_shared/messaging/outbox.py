@@ -6,9 +6,12 @@ marking it published only after the broker confirmed it. A crash between the two
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from json.decoder import scanstring
 
 from sqlalchemy import (
     JSON,
@@ -28,8 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from mailroom_shared.db import Database, is_postgres, utcnow
-from mailroom_shared.events.catalogue import spec_for
-from mailroom_shared.events.envelope import build_envelope
+from mailroom_shared.events.catalogue import exchange_of, spec_for, spec_for_type, versions
+from mailroom_shared.events.envelope import InvalidEvent, build_envelope
 
 log = logging.getLogger(__name__)
 
@@ -50,25 +53,76 @@ def outbox_table(metadata: MetaData) -> Table:
     return table
 
 
-class Outbox:
-    """Records events inside the caller's transaction."""
+class UndeclaredEvent(LookupError):
+    """A producer recorded an event, or a version of it, that it does not declare in `publishes`."""
 
-    def __init__(self, table: Table, publishes=None):
+
+class Outbox:
+    """Records events inside the caller's transaction, at the version the producer publishes.
+
+    `publishes` maps every event name the producer records to the version it publishes
+    (`{"contact_created": 1, ...}`); recording anything else raises UndeclaredEvent. Without it
+    (None: old callers, tests) an event is recorded at its only version, and an event with
+    several versions raises VersionRequired: it must be declared."""
+
+    def __init__(self, table: Table, publishes: Mapping[str, int] | None = None):
         self.table = table
-        self.publishes = dict(publishes or {})  # event name → the version this producer publishes
+        self.publishes = None if publishes is None else dict(publishes)
+        for name, version in (self.publishes or {}).items():
+            if not isinstance(version, int) or isinstance(version, bool):
+                raise TypeError(f"publishes[{name!r}] must be a version number, not {version!r}")
+            spec_for(name, version)  # KeyError at once for an event or version the catalogue lacks
+
+    def version_of(self, event_type: str) -> int:
+        """The version of `event_type` (an event name) this producer publishes."""
+        if self.publishes is None:
+            return spec_for(event_type).version
+        try:
+            return self.publishes[event_type]
+        except KeyError:
+            known = versions(event_type)
+            hint = f"publishes={{{event_type!r}: {known[-1]}}}" if known else "first add it to the catalogue"
+            raise UndeclaredEvent(f"this producer does not declare {event_type!r} in its publishes "
+                                  f"({', '.join(sorted(self.publishes)) or 'none'}): {hint}") from None
+
+    def envelope(self, event_type: str, subject: str, data: dict, *, event_id: str | None = None) -> dict:
+        """A validated envelope of `event_type` at the version this producer publishes, for
+        record_envelopes (built outside the transaction, recorded later)."""
+        return build_envelope(event_type, subject, data, version=self.version_of(event_type), event_id=event_id)
 
     def record(self, session: Session, event_type: str, subject: str, data: dict) -> dict:
         return self.record_many(session, [(event_type, subject, data)])[0]
 
     def record_many(self, session: Session, events: list[tuple[str, str, dict]]) -> list[dict]:
         """Several (event_type, subject, data) in one INSERT, published in this order."""
-        envelopes = [build_envelope(event_type, subject, data) for event_type, subject, data in events]
-        self.record_envelopes(session, [(event_type, envelope)
-                                        for (event_type, _s, _d), envelope in zip(events, envelopes, strict=True)])
+        envelopes = [self.envelope(event_type, subject, data) for event_type, subject, data in events]
+        self._insert(session, [(event_type, envelope)
+                               for (event_type, _s, _d), envelope in zip(events, envelopes, strict=True)])
         return envelopes
 
     def record_envelopes(self, session: Session, envelopes: list[tuple[str, dict]]) -> None:
-        """(event_type, envelope from build_envelope) pairs in one INSERT, published in this order."""
+        """(event_type, envelope from build_envelope or envelope()) pairs in one INSERT, published
+        in this order. Each envelope's `type` must be this event at the version the producer
+        publishes."""
+        for event_type, envelope in envelopes:
+            self._check(event_type, envelope)
+        self._insert(session, envelopes)
+
+    def _check(self, event_type: str, envelope: dict) -> None:
+        cloudevents_type = envelope.get("type")
+        try:
+            spec = spec_for_type(cloudevents_type)
+        except KeyError as exc:
+            raise InvalidEvent(f"{event_type}: the envelope's type is not in the catalogue: {exc.args[0]}") from None
+        if spec.name != event_type:
+            raise InvalidEvent(f"an envelope of type {cloudevents_type} recorded as {event_type!r}")
+        declared = self.version_of(event_type)
+        if spec.version != declared:
+            raise UndeclaredEvent(f"{cloudevents_type} recorded, but this producer publishes {event_type} "
+                                  f"v{declared}: build it with Outbox.envelope()")
+
+    def _insert(self, session: Session, envelopes: list[tuple[str, dict]]) -> None:
+        # event_type is the event name (the routing key); the version travels in the envelope's type
         if envelopes:
             now = utcnow()
             session.execute(self.table.insert().values([
@@ -79,11 +133,51 @@ class Outbox:
 @dataclass(frozen=True)
 class PendingEvent:
     """An outbox row to publish. `body` is the envelope's JSON exactly as stored: the relay sends
-    those bytes as they are, instead of parsing 10–200 KB of JSON and serialising it again."""
+    those bytes as they are, instead of parsing 10–200 KB of JSON and serialising it again.
+    `type` and `source` are the envelope's (read from its first members only): the AMQP `type`
+    and `app_id`, so each row goes out with the version it was recorded at."""
 
     event_id: str
-    event_type: str
+    event_type: str  # the event name: the routing key
     body: str
+    type: str
+    source: str
+
+
+_decoder = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def envelope_head(body: str, keys: tuple[str, ...] = ("type", "source")) -> dict:
+    """The top-level members `keys` of the JSON object `body`, decoding only the members that come
+    before the last of them (build_envelope writes specversion, id, source, type first and data
+    last, so the 10–200 KB of data is not parsed). Members in another order are still read right,
+    only slower; a key that is absent is absent from the result."""
+    found: dict = {}
+    try:
+        index = _SPACE.match(body, 0).end()
+        if body[index] != "{":
+            raise ValueError("not an object")
+        index += 1
+        while len(found) < len(keys):
+            index = _SPACE.match(body, index).end()
+            if body[index] == "}":
+                break
+            if body[index] == ",":
+                index = _SPACE.match(body, index + 1).end()
+            if body[index] != '"':
+                raise ValueError("not a member name")
+            key, index = scanstring(body, index + 1)
+            index = _SPACE.match(body, index).end()
+            if body[index] != ":":
+                raise ValueError("no colon")
+            value, index = _decoder.raw_decode(body, _SPACE.match(body, index + 1).end())
+            if key in keys:
+                found[key] = value
+    except (ValueError, IndexError):
+        document = json.loads(body)  # not what build_envelope writes: read it the slow way
+        return {key: document[key] for key in keys if isinstance(document, dict) and key in document}
+    return found
 
 
 # a batch of (event, exchange, routing_key), in order -> (how many of the first ones the broker
@@ -117,8 +211,12 @@ class OutboxRelay:
             rows = session.execute(query).all()
             items = []
             for row in rows:
-                spec = spec_for(row.event_type)
-                items.append((PendingEvent(row.event_id, row.event_type, row.body), spec.exchange, spec.name))
+                # exchange and routing key come from the event name (the same for every version);
+                # the type (with the version) and source from the stored envelope itself
+                head = envelope_head(row.body)
+                items.append((PendingEvent(row.event_id, row.event_type, row.body, head.get("type", ""),
+                                           head.get("source", "")),
+                              exchange_of(row.event_type), row.event_type))
             done, error = self.publish_batch(items) if items else (0, None)
             confirmed = [row.id for row in rows[:done]]
             if error is not None:  # broker down, unroutable: keep the row, try later

@@ -69,7 +69,10 @@ class SettingsProvider(DependencyProvider):
         self.value: Any = None
 
     def setup(self):
-        self.value = self.load()
+        # nameko sets providers up in no set order: a service's own provider that needs the
+        # settings in its setup (conversations' inbox seeder) calls this first; loaded once
+        if self.value is None:
+            self.value = self.load()
 
     def get_dependency(self, worker_ctx):
         return self.value

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 
 from ingest.domain.classify import classify
 from ingest.domain.forwards import detect_forward
 from ingest.domain.model import Address, Classification, ForwardInfo, ParsedMessage, ParseLimits
-from ingest.domain.parsing import parse_message
+from ingest.domain.parsing import parse_message, parse_message_ids
 from ingest.domain.sanitize import html_preview, sanitize_html
 
 GENERATED_ID_DOMAIN = "generated.mailroom.invalid"
@@ -64,6 +66,17 @@ def stable_message_id(raw: bytes) -> str:
     return f"{hashlib.sha256(raw).hexdigest()[:40]}@{GENERATED_ID_DOMAIN}"
 
 
+def dedupe_key(raw: bytes) -> str:
+    """What makes two deliveries the same message (with the channel): the Message-ID read from
+    the headers alone (cheap, before any parsing), else a stable id from the bytes."""
+    try:
+        headers = BytesHeaderParser(policy=compat32).parsebytes(raw[:256 * 1024])
+        ids = parse_message_ids([str(v) for v in headers.get_all("Message-ID", [])])
+    except Exception:  # a header section we cannot even split: the bytes identify it
+        ids = []
+    return ids[0] if ids else stable_message_id(raw)
+
+
 def is_trusted_forwarder(sender: Address | None, trusted_senders: frozenset[str],
                          internal_domains: frozenset[str]) -> bool:
     if sender is None or not sender.email:
@@ -97,10 +110,11 @@ def analyse(raw: bytes, settings: AnalysisSettings, *, trusted_senders: frozense
     )
 
 
-def render_html(parsed: ParsedMessage, cid_urls: dict[str, str], max_bytes: int) -> tuple[str | None, bool, int]:
+def render_html(parsed: ParsedMessage, cid_urls: dict[str, str], max_bytes: int, *,
+                allow_remote_images: bool = False) -> tuple[str | None, bool, int]:
     """Sanitised HTML preview: (html, truncated, remote images blocked)."""
     if not parsed.html:
         return None, False, 0
-    sanitised = sanitize_html(parsed.html, cid_urls)
+    sanitised = sanitize_html(parsed.html, cid_urls, allow_remote_images=allow_remote_images)
     preview, truncated = html_preview(sanitised.html, max_bytes)
     return preview, truncated, sanitised.remote_images_blocked

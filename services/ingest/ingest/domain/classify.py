@@ -18,6 +18,7 @@ Decisions:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from email.message import Message
 
@@ -194,3 +195,16 @@ def classify(
         loop=bool(loop),
         reasons=tuple(auto_submitted + bounce + spam + loop),
     )
+
+
+def internal_forward(classification: Classification, sender_email: str | None, channel_address: str,
+                     inbox_of: dict[str, str]) -> Classification:
+    """Mail we sent from one inbox to another (a team forwarding to another team) carries our
+    origin header but is not a loop: only mail coming back to the inbox it left is.
+    `inbox_of`: every inbox channel address → its inbox id."""
+    sender_inbox = inbox_of.get((sender_email or "").lower())
+    if not classification.loop or sender_inbox is None or sender_inbox == inbox_of.get(channel_address):
+        return classification
+    reasons = tuple(r for r in classification.reasons if not r.startswith("loop:"))
+    return dataclasses.replace(classification, loop=False,
+                               reasons=reasons + (f"internal:from another inbox ({sender_email})",))

@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from ingest import config as ingest_config
+from ingest import settings as ingest_settings
 from ingest.domain.analysis import AnalysisSettings, analyse
 from ingest.domain.parsing import MessageTooComplex
 
@@ -18,7 +18,7 @@ def explain(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"mailroom explain: cannot read {args.path}: {exc.strerror}", file=sys.stderr)
         return 2
-    settings = ingest_config.intake_settings()
+    settings = ingest_settings.load(mailboxes=False)
     try:
         analysis = analyse(raw, AnalysisSettings(
             internal_domains=settings.internal_domains, own_message_id_domain=settings.own_message_id_domain,

@@ -1,21 +1,43 @@
-"""Glue between the IMAP poller and the intake: cursors in ingest's database, accepted mail
-into the intake log, unreachable mailboxes reported as events."""
+"""Connected IMAP mailboxes, polled by the ingest service: the timer that runs every
+INGEST_IMAP_POLL_SECONDS, and the glue between the IMAP poller (imap_poller.py) and ingest —
+cursors in ingest's database, fetched mail into the intake, failures recorded and announced."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from ingest import intake
+from nameko.timer import Timer
+
+from ingest import handlers
 from ingest.blobstore import DirectoryBlobStore
 from ingest.imap_poller import MailboxConfig, MailboxCursor, PollResult, poll_mailbox
+from ingest.intake import loaded_settings
 from ingest.models import MailboxCursor as CursorRow
+from ingest.settings import Settings
 from mailroom_shared.db import Database
 from mailroom_shared.messaging.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
 
+class MailboxPollTimer(Timer):
+    """nameko's timer, firing every `Settings.imap_poll_seconds` (known once the settings are loaded)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(interval=None, **kwargs)
+
+    def start(self):
+        self.interval = loaded_settings(self.container).imap_poll_seconds
+        super().start()
+
+
+every_mailbox_poll = MailboxPollTimer.decorator
+
+
 class DatabaseCursorStore:
+    """The poller's cursors (UIDVALIDITY, last UID) in ingest's database."""
+
     def __init__(self, database: Database):
         self.database = database
 
@@ -31,10 +53,18 @@ class DatabaseCursorStore:
             session.merge(row)
 
 
+def poll_all(database: Database, blobs: DirectoryBlobStore, outbox: Outbox, settings: Settings,
+             fetched: Callable[[], None]) -> None:
+    """Poll every configured mailbox once; `fetched()` after each one that brought mail."""
+    for mailbox, channel in settings.mailboxes:
+        if poll(database, blobs, outbox, mailbox, channel, settings).fetched:
+            fetched()
+
+
 def poll(database: Database, blobs: DirectoryBlobStore, outbox: Outbox, mailbox: MailboxConfig,
-         channel_address: str, settings: intake.IntakeSettings) -> PollResult:
+         channel_address: str, settings: Settings) -> PollResult:
     def accept(raw: bytes) -> None:
-        result = intake.accept(database, blobs, raw, [channel_address], "imap", settings)
+        result = handlers.accept(database, blobs, raw, [channel_address], "imap", settings)
         if not (result.intake_ids or result.duplicates):
             raise RuntimeError(f"mailbox {mailbox.id}: channel {channel_address} is not an inbox address")
 
@@ -44,16 +74,5 @@ def poll(database: Database, blobs: DirectoryBlobStore, outbox: Outbox, mailbox:
 
     result = poll_mailbox(mailbox, DatabaseCursorStore(database), accept, reject_oversized)
     with database.transaction() as session:
-        row = session.get(CursorRow, mailbox.id) or CursorRow(mailbox_id=mailbox.id, last_uid=0)
-        if result.ok:
-            row.consecutive_failures, row.last_error = 0, None
-        else:
-            row.consecutive_failures = (row.consecutive_failures or 0) + 1
-            row.last_error = result.error
-            log.error("mailbox %s: %s (%s failures in a row)", mailbox.id, result.error, row.consecutive_failures)
-            if row.consecutive_failures == 1:  # announce the change, not every failed poll
-                outbox.record(session, "mailbox_unreachable", mailbox.id, {
-                    "mailbox_id": mailbox.id, "error": f"{result.error_kind}: {result.error}",
-                    "consecutive_failures": row.consecutive_failures})
-        session.merge(row)
+        handlers.record_mailbox_poll(session, outbox, mailbox.id, result.error, result.error_kind)
     return result

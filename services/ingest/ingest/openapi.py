@@ -1,27 +1,10 @@
 """The ingest HTTP API, described for docs/openapi.yaml."""
 
 from apispec import APISpec
-from marshmallow import Schema, fields
 
+from ingest.schemas import AcceptedSchema, IntakeSchema
 from mailroom_shared import openapi
 from mailroom_shared.openapi import Operation
-
-
-class AcceptedSchema(Schema):
-    intake_ids = fields.List(fields.String())
-    duplicate = fields.Boolean()
-
-
-class IntakeSchema(Schema):
-    id = fields.String()
-    channel_address = fields.String()
-    via = fields.String()
-    status = fields.String(metadata={"description": "stored | processed | quarantined"})
-    reason = fields.String(allow_none=True)
-    size = fields.Integer()
-    received_at = fields.DateTime()
-    raw_url = fields.String()
-
 
 COMPONENTS = {"Accepted": AcceptedSchema, "Intake": IntakeSchema}
 

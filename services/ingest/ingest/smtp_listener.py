@@ -16,10 +16,11 @@ import signal
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from ingest import config as ingest_config
-from ingest import intake
+from ingest import SERVICE_NAME, handlers, queries
 from ingest.blobstore import DirectoryBlobStore
 from ingest.domain.recipients import split_recipient
+from ingest.settings import Settings
+from ingest.settings import load as load_settings
 from mailroom_shared import config
 from mailroom_shared.caching import Expiring
 from mailroom_shared.db import Database
@@ -42,11 +43,11 @@ class ChannelCache:
 
     def _load(self) -> set[str]:
         with self.database.transaction() as session:
-            return intake.known_channels(session)
+            return queries.known_channels(session)
 
 
 class IntakeHandler:
-    def __init__(self, database: Database, blobs: DirectoryBlobStore, settings: intake.IntakeSettings):
+    def __init__(self, database: Database, blobs: DirectoryBlobStore, settings: Settings):
         self.database = database
         self.blobs = blobs
         self.settings = settings
@@ -76,10 +77,10 @@ class IntakeHandler:
         loop = asyncio.get_running_loop()
         try:
             # the addresses RCPT was checked against (cached): no extra transaction per message
-            result = await loop.run_in_executor(None, lambda: intake.accept(
+            result = await loop.run_in_executor(None, lambda: handlers.accept(
                 self.database, self.blobs, raw, list(envelope.rcpt_tos), "smtp", self.settings,
                 envelope_from=envelope.mail_from, channels=self.channels.get()))
-        except intake.MessageTooLarge as exc:
+        except handlers.MessageTooLarge as exc:
             return f"552 5.3.4 {exc}"
         except Exception:
             log.exception("could not store a message from %s", envelope.mail_from)
@@ -89,18 +90,17 @@ class IntakeHandler:
         return f"250 2.0.0 OK queued as {ids}"
 
 
-def build_server(handler: IntakeHandler, max_bytes: int) -> SMTP:
-    return SMTP(handler, data_size_limit=max_bytes, enable_SMTPUTF8=True, decode_data=False,
-                hostname=config.env_list("INGEST_SMTP_HOSTNAME", ("mailroom.local",))[0],
-                ident="mailroom ingest")
+def build_server(handler: IntakeHandler) -> SMTP:
+    return SMTP(handler, data_size_limit=handler.settings.max_message_bytes, enable_SMTPUTF8=True,
+                decode_data=False, hostname=handler.settings.smtp_hostname, ident="mailroom ingest")
 
 
-async def serve(host: str, port: int) -> None:
-    settings = ingest_config.intake_settings()
-    database = Database(config.database_url("ingest"))
-    handler = IntakeHandler(database, DirectoryBlobStore(ingest_config.blob_dir()), settings)
+async def serve(settings: Settings) -> None:
+    database = Database(config.database_url(SERVICE_NAME))
+    handler = IntakeHandler(database, DirectoryBlobStore(settings.blob_dir), settings)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: build_server(handler, settings.max_message_bytes), host, port)
+    host, port = settings.smtp_host, settings.smtp_port
+    server = await loop.create_server(lambda: build_server(handler), host, port)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -114,8 +114,7 @@ async def serve(host: str, port: int) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    host, port = ingest_config.smtp_address()
-    asyncio.run(serve(host, port))
+    asyncio.run(serve(load_settings(mailboxes=False)))
 
 
 if __name__ == "__main__":

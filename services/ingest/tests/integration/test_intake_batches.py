@@ -4,9 +4,10 @@ PostgreSQL: every message still gets its own outcome, and a hostile one is quara
 import pytest
 from sqlalchemy import event, select, update
 
-from ingest import intake
+from ingest import handlers
 from ingest.blobstore import DirectoryBlobStore
 from ingest.models import Base, Channel, Intake, outbox
+from ingest.settings import Settings
 from mailroom_shared.db import Database
 from mailroom_shared.messaging.outbox import Outbox
 
@@ -43,16 +44,16 @@ def ingest_db(make_database, tmp_path):
 
 def test_waiting_mail_is_processed_in_one_transaction_each_message_with_its_own_outcome(ingest_db):
     database, blobs = ingest_db
-    settings = intake.IntakeSettings()
+    settings = Settings()
     for n in range(5):
-        intake.accept(database, blobs, email(n), [CHANNEL], "smtp", settings)
-    intake.accept(database, blobs, nested(60), [CHANNEL], "smtp", settings)
+        handlers.accept(database, blobs, email(n), [CHANNEL], "smtp", settings)
+    handlers.accept(database, blobs, nested(60), [CHANNEL], "smtp", settings)
     commits = []
     event.listen(database.engine, "commit", lambda _conn: commits.append(1))
 
-    assert intake.process_batch(database, blobs, Outbox(outbox), settings, limit=16) == 6
+    assert handlers.process_batch(database, blobs, Outbox(outbox), settings, limit=16) == 6
     assert len(commits) == 1
-    assert intake.process_batch(database, blobs, Outbox(outbox), settings, limit=16) == 0
+    assert handlers.process_batch(database, blobs, Outbox(outbox), settings, limit=16) == 0
 
     with database.transaction() as session:
         statuses = sorted(session.execute(select(Intake.status)).scalars())
@@ -66,10 +67,10 @@ def test_waiting_mail_is_processed_in_one_transaction_each_message_with_its_own_
 
 def test_a_batch_takes_at_most_its_limit_oldest_first(ingest_db):
     database, blobs = ingest_db
-    settings = intake.IntakeSettings()
+    settings = Settings()
     for n in range(5):
-        intake.accept(database, blobs, email(n), [CHANNEL], "smtp", settings)
-    assert intake.process_batch(database, blobs, Outbox(outbox), settings, limit=2) == 2
+        handlers.accept(database, blobs, email(n), [CHANNEL], "smtp", settings)
+    assert handlers.process_batch(database, blobs, Outbox(outbox), settings, limit=2) == 2
     with database.transaction() as session:
         done = sorted(session.execute(select(Intake.dedupe_key).where(Intake.status == "processed")).scalars())
     assert done == ["q0@example.org", "q1@example.org"]
@@ -79,13 +80,13 @@ def test_a_message_whose_event_the_catalogue_refuses_is_quarantined_not_retried_
     """An event that fails validation used to fail its transaction on every pass, holding back
     all the mail behind it. Now its message is quarantined with the reason and the rest flows."""
     database, blobs = ingest_db
-    settings = intake.IntakeSettings()
-    intake.accept(database, blobs, email(1), [CHANNEL], "smtp", settings)
-    intake.accept(database, blobs, email(2), [CHANNEL], "smtp", settings)
+    settings = Settings()
+    handlers.accept(database, blobs, email(1), [CHANNEL], "smtp", settings)
+    handlers.accept(database, blobs, email(2), [CHANNEL], "smtp", settings)
     with database.transaction() as session:  # a channel the catalogue does not know (`via` is an enum)
         session.execute(update(Intake).where(Intake.dedupe_key == "q1@example.org").values(via="pigeon"))
 
-    assert intake.process_batch(database, blobs, Outbox(outbox), settings, limit=16) == 2
+    assert handlers.process_batch(database, blobs, Outbox(outbox), settings, limit=16) == 2
 
     with database.transaction() as session:
         rows = {row.dedupe_key: (row.status, row.reason or "") for row in session.execute(select(Intake)).scalars()}

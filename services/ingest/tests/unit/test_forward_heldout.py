@@ -12,7 +12,7 @@ import pytest
 
 from ingest.domain.analysis import AnalysisSettings, analyse
 
-HELDOUT = Path(__file__).parent / "forward_heldout"
+HELDOUT = Path(__file__).parents[1] / "forward_heldout"
 EXPECTED: dict[str, dict] = json.loads((HELDOUT / "expected.json").read_text(encoding="utf-8"))
 
 # Cases where the reference itself leaves the answer open and this codebase made the other documented

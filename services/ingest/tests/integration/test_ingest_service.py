@@ -198,15 +198,15 @@ def test_imap_mailbox_is_polled_into_the_inbox_and_an_unreachable_one_reported(s
     mailboxes.write_text(yaml.safe_dump([
         {"id": "team", "host": dovecot.host, "port": dovecot.port, "username": dovecot.user,
          "password_env": "TEAM_IMAP_PASSWORD", "ssl": False, "channel_address": CHANNEL},
-        {"id": "dead", "host": "127.0.0.1", "port": dead_port, "username": "x", "password": "y", "ssl": False,
-         "channel_address": CHANNEL},
+        {"id": "dead", "host": "127.0.0.1", "port": dead_port, "username": "x", "password_env": "DEAD_IMAP_PASSWORD",
+         "ssl": False, "channel_address": CHANNEL},
     ]))
     dovecot.deliver(customer_email(subject="polled from IMAP").as_bytes())
     dovecot.deliver(customer_email(subject="junk").as_bytes(), folder="Junk")
     # subscribe before ingest starts: its first poll may come at once
     with EventSubscriber(amqp_uri, [("ingest.events", "#")]) as events:
         start_ingest(stack_factory, {"INGEST_MAILBOXES_FILE": str(mailboxes), "INGEST_IMAP_POLL_SECONDS": "0.5",
-                                     "TEAM_IMAP_PASSWORD": dovecot.password})
+                                     "TEAM_IMAP_PASSWORD": dovecot.password, "DEAD_IMAP_PASSWORD": "y"})
         [event] = events.wait_for("message_received", timeout=30)
         assert event["data"]["subject"] == "polled from IMAP" and event["data"]["via"] == "imap"
         [unreachable] = events.wait_for("mailbox_unreachable", timeout=30)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-CORPUS = Path(__file__).parent / "forward_corpus"
+CORPUS = Path(__file__).parents[1] / "forward_corpus"
 MAILROOM = shutil.which("mailroom") or str(Path(sys.executable).parent / "mailroom")
 OFFLINE = {"AMQP_URI": "amqp://nobody:nothing@127.0.0.1:1/", "INGEST_DATABASE_URL": "postgresql://x@127.0.0.1:1/x",
            "PATH": "/usr/bin:/bin"}

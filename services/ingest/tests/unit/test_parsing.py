@@ -11,7 +11,7 @@ import pytest
 from ingest.domain.model import Address, ParseLimits
 from ingest.domain.parsing import MessageTooComplex, parse_message
 
-FIXTURES = Path(__file__).parent / "fixtures" / "mime"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "mime"
 
 
 def load(name: str):

@@ -10,7 +10,7 @@ from ingest.domain.classify import ORIGIN_HEADER, classify
 from ingest.domain.model import Classification
 from ingest.domain.parsing import parse_message
 
-FIXTURES = Path(__file__).parent / "fixtures" / "mime"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "mime"
 OWN = frozenset({"Support@MailRoom.test"})
 SCORES = {"X-Spam-Score": 5.0, "X-Rspamd-Score": 6.0}
 

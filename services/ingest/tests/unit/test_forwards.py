@@ -17,7 +17,7 @@ from ingest.domain.forwards import detect_forward, html_to_text, parse_from_valu
 from ingest.domain.model import Address, ParsedMessage
 from ingest.domain.parsing import parse_message
 
-CORPUS = Path(__file__).parent / "forward_corpus"
+CORPUS = Path(__file__).parents[1] / "forward_corpus"
 EXPECTED: dict[str, dict] = json.loads((CORPUS / "expected.json").read_text(encoding="utf-8"))
 
 

@@ -1,0 +1,48 @@
+"""marshmallow shapes of ingest: the HTTP answers (openapi.py documents the API from them) and the
+IMAP mailboxes file (`INGEST_MAILBOXES_FILE`, read by settings.py)."""
+
+from marshmallow import Schema, ValidationError, fields, pre_load, validate
+
+
+class AcceptedSchema(Schema):
+    intake_ids = fields.List(fields.String())
+    duplicate = fields.Boolean()
+
+
+class IntakeSchema(Schema):
+    id = fields.String()
+    channel_address = fields.String()
+    via = fields.String()
+    status = fields.String(metadata={"description": "stored | processed | quarantined"})
+    reason = fields.String(allow_none=True)
+    size = fields.Integer()
+    received_at = fields.DateTime()
+    raw_url = fields.String()
+
+
+# --- the mailboxes file (settings.py) ----------------------------------------------------------------
+
+_NOT_EMPTY = validate.Length(min=1)
+
+
+class MailboxSchema(Schema):
+    """One IMAP mailbox polled into an inbox channel. The password is never in the file:
+    `password_env` names the environment variable that holds it."""
+
+    id = fields.String(required=True, validate=_NOT_EMPTY)
+    host = fields.String(required=True, validate=_NOT_EMPTY)
+    port = fields.Integer(load_default=993, validate=validate.Range(min=1, max=65535))
+    username = fields.String(required=True, validate=_NOT_EMPTY)
+    password_env = fields.String(required=True, validate=_NOT_EMPTY)
+    channel_address = fields.String(required=True, validate=_NOT_EMPTY)
+    ssl = fields.Boolean(load_default=True)  # IMAPS (implicit TLS)
+    starttls = fields.Boolean(load_default=False)  # plain connection upgraded; needs ssl: false
+    mark_seen = fields.Boolean(load_default=False)
+    delete_after_fetch = fields.Boolean(load_default=False)
+
+    @pre_load
+    def no_password(self, data, **kwargs):
+        if isinstance(data, dict) and "password" in data:
+            raise ValidationError("a mailboxes file never holds a password: put it in an environment variable "
+                                  "and name that variable in password_env", "password")
+        return data

@@ -1,4 +1,5 @@
-"""Read side of the outbound HTTP API."""
+"""Read side of the outbound service: functions (session, …) → the dicts its HTTP and RPC answers
+are made of."""
 
 from __future__ import annotations
 
@@ -6,9 +7,13 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from mailroom_shared.db import aware
+from mailroom_shared.http import HttpError, NotFound
 from mailroom_shared.pagination import newest_first, next_cursor
-from outbound.handlers import attachment_url
-from outbound.models import DeliveryAttempt, Email, Snippet, Template
+from outbound.domain import recipients
+from outbound.domain.attachments import attachment_url
+from outbound.domain.errors import InvalidEmail
+from outbound.domain.senders import choose_sender
+from outbound.models import Attachment, DeliveryAttempt, Email, Snippet, Template
 from outbound.schemas import EmailSchema, SnippetSchema, TemplateSchema
 
 
@@ -36,12 +41,57 @@ def email_view(session: Session, email: Email) -> dict:
     })
 
 
+def email_or_none(session: Session, email_id: str) -> dict | None:
+    """An email's view, or None (RPC)."""
+    email = session.get(Email, email_id)
+    return email_view(session, email) if email is not None else None
+
+
 def emails_page(session: Session, where, cursor: dict | None, limit: int) -> dict:
     """Newest first; the cursor is the (created_at, id) of the last item returned."""
     rows = session.execute(newest_first(select(Email).where(where), Email.created_at, Email.id, cursor,
                                         limit)).scalars().all()
     return {"items": [email_view(session, e) for e in rows[:limit]],
             "next_cursor": next_cursor(rows, limit, lambda e: e.created_at)}
+
+
+def conversation_emails(session: Session, conversation_id: str, cursor: dict | None, limit: int) -> dict:
+    return emails_page(session, Email.conversation_id == conversation_id, cursor, limit)
+
+
+def inbox_emails(session: Session, inbox_id: str, state: str | None, cursor: dict | None, limit: int) -> dict:
+    """Everything sent from an inbox with its delivery state, optionally in one state."""
+    where = Email.inbox_id == inbox_id
+    if state:
+        where = where & (Email.state == state)
+    return emails_page(session, where, cursor, limit)
+
+
+def attachment_file(session: Session, email_id: str, attachment_id: str) -> dict:
+    """An attachment's bytes and media type, and the inbox whose visibility decides who may read it."""
+    attachment = session.get(Attachment, attachment_id)
+    email = session.get(Email, email_id)
+    if attachment is None or email is None or attachment.email_id != email_id:
+        raise NotFound(f"no attachment {attachment_id} of email {email_id}")
+    return {"inbox_id": email.inbox_id, "data": attachment.data, "content_type": attachment.content_type}
+
+
+def reply_defaults(context: dict, reply_all: bool) -> dict:
+    """What the reply form starts with: To, CC, From and Subject, from conversations' reply context."""
+    try:
+        message = context.get("message")
+        if message is None:
+            raise InvalidEmail("the conversation has no message to reply to", "message_id")
+        own = [i["email"] for i in context["inbox"].get("identities") or []]
+        defaults = recipients.default_reply_recipients(message, own, reply_all=reply_all)
+        sender = choose_sender(context["inbox"], None, context.get("channel_address"))
+    except InvalidEmail as exc:
+        raise HttpError(str(exc)) from exc
+    return {"to": [m.as_dict() for m in defaults.to], "cc": [m.as_dict() for m in defaults.cc],
+            "from": sender.as_dict(), "subject": recipients.reply_subject(
+                message.get("subject") or context["conversation"].get("subject")),
+            "message_id": message["id"],
+            "identities": [{"email": i["email"], "name": i.get("name")} for i in context["inbox"]["identities"]]}
 
 
 def template_view(template: Template) -> dict:
@@ -53,14 +103,16 @@ def snippet_view(snippet: Snippet) -> dict:
 
 
 def list_templates(session: Session, inbox_id: str | None) -> dict:
-    query = select(Template).order_by(Template.name, Template.id)
-    if inbox_id:
-        query = query.where(or_(Template.inbox_id.is_(None), Template.inbox_id == inbox_id))
-    return {"items": [template_view(t) for t in session.execute(query).scalars()], "next_cursor": None}
+    return _for_inbox(session, Template, inbox_id, template_view)
 
 
 def list_snippets(session: Session, inbox_id: str | None) -> dict:
-    query = select(Snippet).order_by(Snippet.name, Snippet.id)
+    return _for_inbox(session, Snippet, inbox_id, snippet_view)
+
+
+def _for_inbox(session: Session, model, inbox_id: str | None, view) -> dict:
+    """By name; with an inbox, those of that inbox and those of every inbox."""
+    query = select(model).order_by(model.name, model.id)
     if inbox_id:
-        query = query.where(or_(Snippet.inbox_id.is_(None), Snippet.inbox_id == inbox_id))
-    return {"items": [snippet_view(s) for s in session.execute(query).scalars()], "next_cursor": None}
+        query = query.where(or_(model.inbox_id.is_(None), model.inbox_id == inbox_id))
+    return {"items": [view(item) for item in session.execute(query).scalars()], "next_cursor": None}

@@ -1,10 +1,11 @@
-"""marshmallow schemas of the outbound HTTP API (openapi.py documents the API from them).
+"""marshmallow schemas of the outbound HTTP API (openapi.py documents the API from them), and of
+the relays file (`OUTBOUND_SMTP_RELAYS_FILE`, read by settings.py).
 
 Recipients are given as `"ada@example.com"` or `{"email": "ada@example.com", "name": "Ada"}`;
 the handlers validate each one (addresses, CR/LF/NUL, encoded words) and say which is wrong.
 """
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
 _RECIPIENT = {"description": "\"a@b\" or {email, name}"}
 
@@ -206,3 +207,30 @@ class RenderedSchema(Schema):
     subject = fields.String(allow_none=True)
     html = fields.String(allow_none=True)
     text = fields.String(allow_none=True)
+
+
+# --- the relays file (settings.py) -----------------------------------------------------------------
+
+class RelaySchema(Schema):
+    """One per-From relay. The password is never in the file: `password_env` names the
+    environment variable that holds it."""
+
+    from_ = fields.String(data_key="from", attribute="from", required=True, validate=validate.Length(min=1))
+    host = fields.String(required=True, validate=validate.Length(min=1))
+    port = fields.Integer(validate=validate.Range(min=1, max=65535))
+    starttls = fields.Boolean(load_default=False)
+    ssl = fields.Boolean(load_default=False)
+    username = fields.String(allow_none=True, load_default=None)
+    password_env = fields.String(allow_none=True, load_default=None)
+    timeout = fields.Float(validate=validate.Range(min=0, min_inclusive=False))
+
+    @pre_load
+    def no_password(self, data, **kwargs):
+        if isinstance(data, dict) and "password" in data:
+            raise ValidationError("a relays file never holds a password: put it in an environment variable "
+                                  "and name that variable in password_env", "password")
+        return data
+
+
+class RelaysFileSchema(Schema):
+    relays = fields.List(fields.Nested(RelaySchema), allow_none=True, load_default=list)

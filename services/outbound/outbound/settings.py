@@ -1,7 +1,9 @@
-"""The outbound service's configuration, from the environment (and an optional relays file).
+"""The outbound service's settings: one frozen `Settings`, read from the environment by `load()`
+(once per process, through the kit's SettingsProvider; a bad value stops the start with the
+variable's name). The README's configuration table lists every variable.
 
 SMTP relay: `OUTBOUND_SMTP_HOST/PORT/USERNAME/PASSWORD/STARTTLS/SSL/TIMEOUT` is the default;
-`OUTBOUND_SMTP_RELAYS_FILE` may name a YAML file of per-From overrides:
+`OUTBOUND_SMTP_RELAYS_FILE` may name a YAML file of per-From overrides (schemas.RelaysFileSchema):
 
     relays:
       - from: sales@example.com        # an address, or "@example.com" for a whole domain
@@ -11,18 +13,23 @@ SMTP relay: `OUTBOUND_SMTP_HOST/PORT/USERNAME/PASSWORD/STARTTLS/SSL/TIMEOUT` is 
         username: sales@example.com
         password_env: SALES_SMTP_PASSWORD   # the secret stays in the environment
 
-Passwords are never read from the file and never logged.
+The file never holds a password (a `password` key is refused): it names the environment variable
+that holds it. Passwords are never logged.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, replace
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import yaml
+from marshmallow import ValidationError
 
 from mailroom_shared import config
+from outbound.schemas import RelaysFileSchema
+
+RELAYS_FILE = "OUTBOUND_SMTP_RELAYS_FILE"
 
 
 @dataclass(frozen=True)
@@ -30,10 +37,15 @@ class SmtpRelay:
     host: str = "127.0.0.1"
     port: int = 25
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     starttls: bool = False
     ssl: bool = False
     timeout: float = 60.0
+
+    @property
+    def name(self) -> str:
+        """How a delivery attempt names the relay it used."""
+        return f"{self.host}:{self.port}"
 
     def __repr__(self) -> str:  # never print the password
         return f"SmtpRelay({self.host}:{self.port}, user={self.username!r}, starttls={self.starttls}, ssl={self.ssl})"
@@ -55,14 +67,31 @@ class Settings:
     send_lease_seconds: float = 300.0
     poll_seconds: float = 1.0
     rpc_timeout_seconds: float = 10.0
+    delivery_concurrency: int = 4  # SMTP sends in flight per process
+    smtp: SmtpRelay = SmtpRelay()  # the default relay
+    relays: Mapping[str, SmtpRelay] = field(default_factory=lambda: MappingProxyType({}))  # From / @domain → relay
+
+    def relay_for(self, from_email: str) -> SmtpRelay:
+        """The relay for a From address: its own, else its domain's, else the default."""
+        email = from_email.lower()
+        return self.relays.get(email) or self.relays.get("@" + email.rpartition("@")[2]) or self.smtp
 
 
 def load() -> Settings:
+    smtp = SmtpRelay(
+        host=config.env_str("OUTBOUND_SMTP_HOST", "127.0.0.1"),
+        port=config.env_int("OUTBOUND_SMTP_PORT", 25),
+        username=config.env_str("OUTBOUND_SMTP_USERNAME"),
+        password=config.env_str("OUTBOUND_SMTP_PASSWORD"),
+        starttls=config.env_bool("OUTBOUND_SMTP_STARTTLS", False),
+        ssl=config.env_bool("OUTBOUND_SMTP_SSL", False),
+        timeout=config.env_float("OUTBOUND_SMTP_TIMEOUT", 60.0),
+    )
     return Settings(
-        message_id_domain=config.env_list("MAILROOM_MESSAGE_ID_DOMAIN", ("mailroom.local",))[0],
-        origin=os.environ.get("OUTBOUND_ORIGIN", "mailroom"),
+        message_id_domain=_message_id_domain(),
+        origin=config.env_str("OUTBOUND_ORIGIN", "mailroom"),
         reply_to_token=config.env_bool("OUTBOUND_REPLY_TO_TOKEN", True),
-        template_on_missing=_choice("OUTBOUND_TEMPLATE_MISSING", "error", ("error", "empty")),
+        template_on_missing=config.env_choice("OUTBOUND_TEMPLATE_MISSING", ("error", "empty"), "error"),
         max_attachment_bytes=config.env_int("OUTBOUND_MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024),
         max_total_attachment_bytes=config.env_int("OUTBOUND_MAX_TOTAL_ATTACHMENT_BYTES", 20 * 1024 * 1024),
         max_attachments=config.env_int("OUTBOUND_MAX_ATTACHMENTS", 50),
@@ -73,48 +102,43 @@ def load() -> Settings:
         send_lease_seconds=config.env_float("OUTBOUND_SEND_LEASE_SECONDS", 300.0),
         poll_seconds=config.env_float("OUTBOUND_POLL_SECONDS", 1.0),
         rpc_timeout_seconds=config.env_float("OUTBOUND_RPC_TIMEOUT_SECONDS", 10.0),
+        delivery_concurrency=max(1, config.env_int("OUTBOUND_DELIVERY_CONCURRENCY", 4)),
+        smtp=smtp,
+        relays=MappingProxyType(_relays(smtp)),
     )
 
 
-def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = os.environ.get(name, default).strip().lower()
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
-    return value
+def _message_id_domain() -> str:
+    domains = config.env_list("MAILROOM_MESSAGE_ID_DOMAIN", ("mailroom.local",))
+    if not domains:
+        raise config.ConfigError("MAILROOM_MESSAGE_ID_DOMAIN must name a domain")
+    return domains[0]
 
 
-def default_relay() -> SmtpRelay:
-    return SmtpRelay(
-        host=os.environ.get("OUTBOUND_SMTP_HOST", "127.0.0.1"),
-        port=config.env_int("OUTBOUND_SMTP_PORT", 25),
-        username=os.environ.get("OUTBOUND_SMTP_USERNAME") or None,
-        password=os.environ.get("OUTBOUND_SMTP_PASSWORD") or None,
-        starttls=config.env_bool("OUTBOUND_SMTP_STARTTLS", False),
-        ssl=config.env_bool("OUTBOUND_SMTP_SSL", False),
-        timeout=config.env_float("OUTBOUND_SMTP_TIMEOUT", 60.0),
-    )
-
-
-def relay_overrides() -> dict[str, SmtpRelay]:
-    """From address (or `@domain`) → relay, from OUTBOUND_SMTP_RELAYS_FILE. A bad file stops the start."""
-    path = os.environ.get("OUTBOUND_SMTP_RELAYS_FILE")
-    if not path:
+def _relays(default: SmtpRelay) -> dict[str, SmtpRelay]:
+    """From address (or `@domain`) → relay, from OUTBOUND_SMTP_RELAYS_FILE. An entry takes the
+    default relay's port and timeout unless it gives its own; nothing else is inherited."""
+    path = config.env_path(RELAYS_FILE)
+    if path is None:
         return {}
-    document = yaml.safe_load(Path(path).read_text()) or {}
-    base = default_relay()
+    try:
+        document = RelaysFileSchema().load(yaml.safe_load(path.read_text()) or {})
+    except OSError as exc:
+        raise config.ConfigError(f"{RELAYS_FILE}: cannot read {path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise config.ConfigError(f"{RELAYS_FILE}: {path} is not valid YAML: {exc}") from exc
+    except ValidationError as exc:
+        raise config.ConfigError(f"{RELAYS_FILE}: {path}: {exc.messages}") from exc
     result = {}
-    for i, entry in enumerate(document.get("relays") or []):
-        if not isinstance(entry, dict) or not entry.get("from") or not entry.get("host"):
-            raise ValueError(f"{path}: relays[{i}] needs `from` and `host`")
-        password = os.environ.get(entry["password_env"]) if entry.get("password_env") else None
-        result[str(entry["from"]).strip().lower()] = replace(
-            base, host=str(entry["host"]), port=int(entry.get("port", base.port)),
-            username=entry.get("username"), password=password,
-            starttls=bool(entry.get("starttls", False)), ssl=bool(entry.get("ssl", False)),
-            timeout=float(entry.get("timeout", base.timeout)))
+    for i, entry in enumerate(document["relays"] or []):
+        password = None
+        if entry.get("password_env"):
+            password = config.env_str(entry["password_env"])
+            if password is None:
+                raise config.ConfigError(f"{RELAYS_FILE}: {path}: relays[{i}].password_env names "
+                                         f"{entry['password_env']}, which is not set")
+        result[entry["from"].strip().lower()] = SmtpRelay(
+            host=entry["host"], port=entry.get("port", default.port), username=entry.get("username"),
+            password=password, starttls=entry["starttls"], ssl=entry["ssl"],
+            timeout=entry.get("timeout", default.timeout))
     return result
-
-
-def relay_for(from_email: str, overrides: dict[str, SmtpRelay], default: SmtpRelay) -> SmtpRelay:
-    email = from_email.lower()
-    return overrides.get(email) or overrides.get("@" + email.rpartition("@")[2]) or default

@@ -22,6 +22,7 @@ from email.header import decode_header, make_header
 from email.headerregistry import Address
 
 from mailroom_shared.addresses import InvalidAddress, normalise_email
+from outbound.domain.errors import invalid
 
 # C0 controls (incl. CR, LF, NUL, but not TAB), DEL, C1 controls, and the Unicode line/paragraph
 # separators (U+2028/2029, U+0085) that some software treats as line breaks.
@@ -65,6 +66,16 @@ def check_header_value(field: str, value: str | None, *, max_length: int = MAX_H
         if _CONTROL.search(decoded):
             raise HeaderInjection(field, "an encoded word decodes to a control character (CVE-2024-6923)")
     return value
+
+
+def checked_subject(value, field: str = "subject") -> str:
+    """A subject (or other free-text header) as it will be sent: safe, stripped; InvalidEmail if not."""
+    if value is None:
+        return ""
+    try:
+        return check_header_value(field, value).strip()
+    except HeaderInjection as exc:
+        raise invalid(exc) from exc
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,10 @@ from __future__ import annotations
 from jinja2 import ChainableUndefined, StrictUndefined, TemplateError, UndefinedError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
+from outbound.domain.body import sanitise_html
+from outbound.domain.errors import InvalidEmail
+from outbound.domain.headers import Mailbox, checked_subject
+
 ON_MISSING = ("error", "empty")
 MAX_TEMPLATE_CHARS = 200_000
 MAX_OUTPUT_CHARS = 1_000_000
@@ -90,6 +94,63 @@ def render(source: str | None, context: dict, *, on_missing: str = "error", html
     if len(output) > MAX_OUTPUT_CHARS:
         raise TemplateRenderError(f"{field}: the rendered text is longer than {MAX_OUTPUT_CHARS} characters")
     return output
+
+
+def render_fields(item, context: dict, on_missing: str, names: tuple[str, ...]) -> dict:
+    """`item`'s fields (a template's or snippet's subject/html/text) rendered in the order given;
+    `html` auto-escaped."""
+    return {name: render(getattr(item, name), context, on_missing=on_missing, html=name == "html", field=name)
+            for name in names}
+
+
+def render_saved(item, context: dict, on_missing: str, *, with_subject: bool) -> dict:
+    """A saved template or snippet rendered for the composer: HTML sanitised, subject header-safe."""
+    try:
+        result = render_fields(item, context, on_missing, ("html", "text", "subject") if with_subject
+                               else ("html", "text"))
+    except TemplateRenderError as exc:
+        raise InvalidEmail(str(exc), "template") from exc
+    if result.get("html") is not None:
+        result["html"] = sanitise_html(result["html"])
+    if result.get("subject") is not None:
+        checked_subject(result["subject"])
+    return result
+
+
+def check_saved(values: dict) -> None:
+    """A template or snippet about to be saved parses, and its subject is header-safe."""
+    for name in ("subject", "html", "text"):
+        try:
+            check_syntax(values.get(name), name)
+        except TemplateRenderError as exc:
+            raise InvalidEmail(str(exc), name) from exc
+    if values.get("subject") is not None:
+        checked_subject(values["subject"])
+
+
+def render_tokens(contact: dict | None, *, reply_context: dict | None = None,
+                  inbox_identities: dict | None = None) -> dict:
+    """The tokens of a render request: from a conversation's reply context (its contact, subject,
+    reply address, inbox and the address it came in on), or from an inbox; `contact` overrides
+    the conversation's contact."""
+    conversation = inbox = sender = None
+    if reply_context is not None:
+        conversation = {"id": reply_context["conversation"]["id"],
+                        "subject": reply_context["conversation"].get("subject"),
+                        "reply_address": reply_context.get("reply_address")}
+        contact = contact or reply_context["conversation"].get("contact")
+        inbox = {"name": reply_context["inbox"].get("name"), "address": reply_context.get("channel_address")}
+        sender = next((i for i in reply_context["inbox"].get("identities") or []
+                       if i["email"] == reply_context.get("channel_address")), None)
+    elif inbox_identities is not None:
+        inbox = {"name": inbox_identities.get("name"), "address": inbox_identities.get("primary_address")}
+    return token_context(contact=contact, conversation=conversation, inbox=inbox, sender=sender)
+
+
+def sending_tokens(*, contact: dict | None, conversation: dict, inbox_name: str | None, sender: Mailbox) -> dict:
+    """The tokens of a template used in a send request, from the email's own sender."""
+    return token_context(contact=contact, conversation=conversation,
+                         inbox={"name": inbox_name, "address": sender.email}, sender=sender.as_dict())
 
 
 def token_context(*, contact: dict | None = None, conversation: dict | None = None, inbox: dict | None = None,

@@ -14,7 +14,7 @@ from outbound.domain import recipients as domain_recipients
 from outbound.domain.body import InvalidBody, compose_body, html_to_text, parse_inserts, sanitise_html
 from outbound.domain.headers import HeaderInjection, InvalidRecipient, Mailbox, check_header_value, mailbox
 from outbound.domain.templates import TemplateRenderError, render, token_context
-from outbound.smtp import queue_id_from
+from outbound.smtp_client import queue_id_from
 
 OWN = ["support@mailroom.test", "sales@mailroom.test"]
 NOW = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC)

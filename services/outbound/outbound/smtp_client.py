@@ -1,8 +1,9 @@
-"""One SMTP delivery with smtplib, and what its outcome means for the email's state.
+"""The SMTP client: one delivery with smtplib through a relay, and its Outcome
+(domain/delivery.py says what an outcome means for the email).
 
 accepted (250 to DATA, with the server's queue id) → sent; a 4xx anywhere or a connection
-problem → deferred (retried); a 5xx → failed. If some recipients are refused while others are
-accepted, the message is sent to those accepted (a resend would double it for them) and the
+problem → temporary (retried); a 5xx → permanent. If some recipients are refused while others
+are accepted, the message is sent to those accepted (a resend would double it for them) and the
 refused ones are reported.
 """
 
@@ -12,32 +13,17 @@ import contextlib
 import re
 import smtplib
 import ssl as ssl_lib
-from dataclasses import dataclass, field
 
+from outbound.domain.delivery import Outcome, refusal
 from outbound.settings import SmtpRelay
 
 _QUEUE_ID = re.compile(r"(?:queued as|id=|queue id)\s*<?([A-Za-z0-9._\-@]+)>?", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: str  # "sent" | "temporary" | "permanent"
-    code: int | None = None
-    response: str = ""
-    queue_id: str | None = None
-    refused: list[str] = field(default_factory=list)
 
 
 def _text(value) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value or "")
-
-
-def _classify(code: int | None, response: str) -> Outcome:
-    if code is not None and 500 <= code < 600:
-        return Outcome("permanent", code, response)
-    return Outcome("temporary", code, response)
 
 
 def queue_id_from(response: str) -> str | None:
@@ -71,7 +57,7 @@ def deliver(relay: SmtpRelay, mail_from: str, recipients: list[str], raw: bytes,
         code, response = client.mail(_envelope_address(mail_from))
         if code != 250:
             client.rset()
-            return _classify(code, f"MAIL FROM: {code} {_text(response)}")
+            return refusal(code, f"MAIL FROM: {code} {_text(response)}")
         refused: dict[str, tuple[int, str]] = {}
         for recipient in recipients:
             code, response = client.rcpt(_envelope_address(recipient))
@@ -83,17 +69,17 @@ def deliver(relay: SmtpRelay, mail_from: str, recipients: list[str], raw: bytes,
             detail = "; ".join(f"{r}: {c} {t}" for r, (c, t) in refused.items())
             # any temporary refusal: retry (the permanent ones will be refused again and reported)
             worst = min(codes) if any(400 <= c < 500 for c in codes) else max(codes)
-            return _classify(worst, f"RCPT TO refused: {detail}")
+            return refusal(worst, f"RCPT TO refused: {detail}")
         code, response = client.data(raw)
         text = _text(response)
         if code != 250:
-            return _classify(code, f"DATA: {code} {text}")
+            return refusal(code, f"DATA: {code} {text}")
         return Outcome("sent", code, text, queue_id_from(text) or text[:200],
                        refused=[f"{r}: {c} {t}" for r, (c, t) in refused.items()])
     except smtplib.SMTPAuthenticationError as exc:
-        return _classify(exc.smtp_code, f"authentication failed: {exc.smtp_code} {_text(exc.smtp_error)}")
+        return refusal(exc.smtp_code, f"authentication failed: {exc.smtp_code} {_text(exc.smtp_error)}")
     except smtplib.SMTPResponseException as exc:
-        return _classify(exc.smtp_code, f"{exc.smtp_code} {_text(exc.smtp_error)}")
+        return refusal(exc.smtp_code, f"{exc.smtp_code} {_text(exc.smtp_error)}")
     except (TimeoutError, smtplib.SMTPException, OSError, ssl_lib.SSLError) as exc:
         return Outcome("temporary", None, f"{type(exc).__name__}: {exc}")
     finally:

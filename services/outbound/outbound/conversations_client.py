@@ -1,0 +1,89 @@
+"""outbound's client of the conversations service, which owns inboxes and conversations and decides
+who may do what with them: an inbox's From identities, the context of a reply or forward (the
+conversation, the message replied to, the thread) and whether a caller may view an inbox's or a
+conversation's emails — over RPC, as a nameko dependency.
+
+Whether the caller may send from an inbox (only its members act; account-wide admins only view)
+is decided by conversations: the caller's principal goes along with the RPC, and "not found" or
+"forbidden" comes back (conversations' reply-context RPC). A conversations service that does not
+answer in time (OUTBOUND_RPC_TIMEOUT_SECONDS), is not running or fails is a 503: try again.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import eventlet
+from nameko.exceptions import RemoteError, UnknownService
+from nameko.rpc import RpcProxy
+
+from mailroom_shared.auth import Principal
+from mailroom_shared.http import Forbidden, HttpError, NotFound, ServiceUnavailable
+from mailroom_shared.kit import SettingsProvider
+
+log = logging.getLogger(__name__)
+
+
+class Conversations:
+    """What one worker asks conversations."""
+
+    def __init__(self, proxy, timeout_seconds: float):
+        self._proxy = proxy
+        self._timeout = timeout_seconds
+
+    def inbox(self, inbox_id: str, principal: Principal | None = None) -> dict:
+        """The inbox's name, primary address and From identities (404, or 403 for this caller)."""
+        inbox = self._call("get_inbox_identities", inbox_id, _as_dict(principal))
+        if inbox is None:
+            raise NotFound(f"no inbox {inbox_id}")
+        if "forbidden" in inbox:
+            raise Forbidden(inbox["forbidden"])
+        return inbox
+
+    def reply_context(self, conversation_id: str, message_id: str | None, include_thread: bool = False,
+                      principal: Principal | None = None) -> dict:
+        """The conversation, its inbox, the message replied to (and the thread, for a forward)."""
+        context = self._call("get_reply_context", conversation_id, message_id, include_thread, _as_dict(principal))
+        if context is None:
+            raise NotFound(f"no conversation {conversation_id}")
+        if "forbidden" in context:
+            raise Forbidden(context["forbidden"])
+        if message_id and context.get("message") is None:
+            raise NotFound(f"no message {message_id} in conversation {conversation_id}")
+        return context
+
+    def require_view(self, token: str | None, *, inbox_id: str | None = None,
+                     conversation_id: str | None = None) -> None:
+        """Reads follow the inbox's visibility, decided by conversations (404 when not visible)."""
+        answer = self._proxy.check_access(token, "view", conversation_id=conversation_id, inbox_id=inbox_id)
+        if not answer.get("allowed"):
+            error = HttpError(answer.get("message") or "not allowed")
+            error.status, error.code = answer.get("status", 404), answer.get("code", "not_found")
+            raise error
+
+    def _call(self, method: str, *args):
+        try:
+            with eventlet.Timeout(self._timeout):
+                return getattr(self._proxy, method).call_async(*args).result()
+        except eventlet.Timeout as exc:
+            raise ServiceUnavailable("the conversations service did not answer in time; try again") from exc
+        except UnknownService as exc:
+            raise ServiceUnavailable("the conversations service is not running; try again") from exc
+        except RemoteError as exc:
+            log.error("conversations.%s failed: %s", method, exc)
+            raise ServiceUnavailable(f"the conversations service failed: {exc.exc_type}") from exc
+
+
+def _as_dict(principal: Principal | None) -> dict | None:
+    return principal.as_dict() if principal is not None else None
+
+
+class ConversationsClient(RpcProxy):
+    """The dependency: a `Conversations` per worker, with the service's RPC timeout."""
+
+    def __init__(self):
+        super().__init__("conversations")
+
+    def get_dependency(self, worker_ctx) -> Conversations:
+        settings = next(d for d in self.container.dependencies if isinstance(d, SettingsProvider)).value
+        return Conversations(super().get_dependency(worker_ctx), settings.rpc_timeout_seconds)

@@ -1,0 +1,71 @@
+"""The delivery worker: a nameko provider running OUTBOUND_DELIVERY_CONCURRENCY managed green
+threads that each claim a due email (handlers.claim_next), send it through its relay
+(smtp_client) and record the outcome (handlers.record_outcome). Woken after an email is queued
+in this process, and polling for due retries (OUTBOUND_POLL_SECONDS). On SIGTERM the email being
+sent is finished and recorded before the process exits."""
+
+from __future__ import annotations
+
+import logging
+
+import eventlet
+
+from mailroom_shared.db import Database
+from mailroom_shared.kit import SettingsProvider
+from mailroom_shared.messaging.nameko_adapters import BackgroundWorker, OutboxRelayProvider, database_url_for
+from outbound import SERVICE_NAME, handlers, smtp_client
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryWorker(BackgroundWorker):
+    identifier = "outbound.delivery_worker"
+
+    def __init__(self):
+        super().__init__()
+        self._busy = 0  # sends in flight
+
+    def setup(self):
+        self.relay = self._dependency(OutboxRelayProvider)
+        self.outbox = self.container.service_cls.outbox
+        self.database = Database(database_url_for(self.container, SERVICE_NAME))
+
+    def start(self):
+        # the settings are loaded in SettingsProvider.setup, which has run for every provider by now
+        self.settings = self._dependency(SettingsProvider).value
+        self.poll_interval = self.settings.poll_seconds
+        # several sends at once (each claims its own email under FOR UPDATE SKIP LOCKED and a
+        # lease): one slow relay answer no longer holds back every other email
+        for n in range(self.settings.delivery_concurrency):
+            self.container.spawn_managed_thread(self._run, identifier=f"{self.identifier}.{n}")
+
+    def _dependency(self, kind):
+        return next(d for d in self.container.dependencies if isinstance(d, kind))
+
+    def work_once(self) -> bool:
+        with self.database.transaction() as session:
+            claimed = handlers.claim_next(session, self.outbox, self.settings)
+        if claimed is None:
+            return False
+        if claimed.raw:  # else: failed (attempts used up) instead of claimed
+            self._busy += 1
+            try:
+                outcome = smtp_client.deliver(self.settings.relay_for(claimed.mail_from), claimed.mail_from,
+                                              claimed.recipients, claimed.raw,
+                                              local_hostname=self.settings.message_id_domain)
+                log.info("email %s attempt %d: %s %s", claimed.email_id, claimed.attempt, outcome.status,
+                         outcome.code or "")
+                with self.database.transaction() as session:
+                    handlers.record_outcome(session, self.outbox, claimed, outcome, self.settings)
+            finally:
+                self._busy -= 1
+        self.relay.wake()
+        return True
+
+    def stop(self):
+        self._stopping = True
+        for _ in range(300):  # let an in-flight send finish and be recorded (up to 30 s)
+            if not self._busy:
+                break
+            eventlet.sleep(0.1)
+        self.database.dispose()

@@ -29,7 +29,6 @@ from ingest.settings import Settings
 from mailroom_shared.addresses import try_normalise_email
 from mailroom_shared.caching import Expiring
 from mailroom_shared.db import Database, is_postgres, utcnow
-from mailroom_shared.events.envelope import build_envelope
 from mailroom_shared.http import HttpError, NotFound, PayloadTooLarge
 from mailroom_shared.messaging.outbox import Outbox
 from mailroom_shared.text import iso_time
@@ -152,35 +151,35 @@ def process_batch(database: Database, blobs: DirectoryBlobStore, outbox: Outbox,
         claimed = _claim_stored(session, limit)
         # the batch's events go into the outbox in one INSERT at the end (in order); the intake
         # rows' UPDATEs are flushed together just before it
-        outbox.record_envelopes(session, [_process(session, blobs, settings, directory, intake)
+        outbox.record_envelopes(session, [_process(session, blobs, outbox, settings, directory, intake)
                                           for intake in claimed])
         return len(claimed)
 
 
-def _process(session: Session, blobs: DirectoryBlobStore, settings: Settings,
+def _process(session: Session, blobs: DirectoryBlobStore, outbox: Outbox, settings: Settings,
              directory: InboxDirectory, intake: Intake) -> tuple[str, dict]:
     """The intake row updated; the event that announces it (event type, envelope)."""
     try:
         data = _message_received(session, blobs, intake, settings, directory)
         # built (and validated) here: an event the catalogue refuses quarantines its message
         # instead of failing the batch again and again
-        envelope = build_envelope("message_received", intake.id, data)
+        envelope = outbox.envelope("message_received", intake.id, data)
     except MessageTooComplex as exc:
-        return _quarantine(intake, f"too complex to parse safely: {exc}")
+        return _quarantine(outbox, intake, f"too complex to parse safely: {exc}")
     except Exception as exc:  # never let one message crash the pipeline
         log.exception("quarantining intake %s", intake.id)
-        return _quarantine(intake, f"processing failed: {type(exc).__name__}: {exc}")
+        return _quarantine(outbox, intake, f"processing failed: {type(exc).__name__}: {exc}")
     intake.status = "processed"
     intake.processed_at = utcnow()
     intake.attachments = data["attachments"]
     return "message_received", envelope
 
 
-def _quarantine(intake: Intake, reason: str) -> tuple[str, dict]:
+def _quarantine(outbox: Outbox, intake: Intake, reason: str) -> tuple[str, dict]:
     intake.status = "quarantined"
     intake.reason = reason[:2000]
     intake.processed_at = utcnow()
-    return "message_quarantined", build_envelope("message_quarantined", intake.id, {
+    return "message_quarantined", outbox.envelope("message_quarantined", intake.id, {
         "intake_id": intake.id, "channel_address": intake.channel_address, "via": intake.via,
         "reason": intake.reason, "size": intake.size, "raw_url": raw_url(intake.id),
     })

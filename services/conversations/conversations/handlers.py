@@ -1,21 +1,34 @@
-"""Use cases of the conversations service. They take a SQLAlchemy session (the unit of work) and
-an outbox; the nameko adapters in service.py call them inside one transaction, so every state
-change and the events describing it commit together."""
+"""Use cases of the conversations service (the write side). Each takes a SQLAlchemy session (the
+unit of work) and the service's outbox; service.py calls it inside one transaction, so every
+state change and the events describing it commit together. The rules are in domain/; what a
+caller may do is checked here (404 / 403 through the shared HTTP errors)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import datetime as dt
-import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from conversations import domain
-from conversations.access import EVERYONE, VISIBILITIES
-from conversations.domain import ConversationRef, ReplyToClosed, StoredMessageRef
+from conversations.domain import access, delivery, inboxes
+from conversations.domain.comments import mentioned_handles
+from conversations.domain.conversation import CLOSED, OPEN, new_reply_token
+from conversations.domain.inboxes import InvalidInbox
+from conversations.domain.placement import Placement, place
+from conversations.domain.threads import (
+    ConversationRef,
+    Incoming,
+    StoredMessageRef,
+    ThreadMatch,
+    clean_message_id,
+    find_thread,
+    lookup_ids,
+)
 from conversations.models import (
     Channel,
     Comment,
@@ -29,18 +42,18 @@ from conversations.models import (
     Message,
     Ticket,
 )
-from mailroom_shared.addresses import InvalidAddress, normalise_email, try_normalise_email
+from conversations.settings import Settings
+from mailroom_shared.addresses import try_normalise_email
 from mailroom_shared.auth import Principal
 from mailroom_shared.db import aware, conflict_insert, is_postgres, parse_time, utcnow
+from mailroom_shared.http import Conflict, Forbidden, HttpError, NotFound, get_or_404
+from mailroom_shared.messaging.nameko_adapters import PoisonMessage
 from mailroom_shared.messaging.outbox import Outbox
+from mailroom_shared.text import snippet
 
 SEED_LOCK_KEY = 0x6D61696C  # pg advisory lock: replicas starting together seed one at a time
 MAX_SUCCESSOR_HOPS = 50
-
-
-@dataclass(frozen=True)
-class Settings:
-    reply_to_closed: ReplyToClosed = ReplyToClosed.REOPEN
+UNSET = object()
 
 
 class UnknownChannel(Exception):
@@ -48,12 +61,38 @@ class UnknownChannel(Exception):
     backoff — the inbox_updated that makes ingest accept it may be ahead of our own state."""
 
 
-class InvalidInbox(ValueError):
-    pass
-
-
 class InboxConflict(Exception):
-    pass
+    """Another inbox has the key or a channel address (HTTP 409; a bad inboxes file stops the start)."""
+
+
+class OutboundMessageNotYetStored(Exception):
+    """A delivery state arrived before email_queued was stored: retried with backoff."""
+
+
+# --- who may act -------------------------------------------------------------------------------
+
+def require_manage(principal: Principal) -> None:
+    if not access.can_manage(principal):
+        raise Forbidden(access.MANAGE_REFUSAL)
+
+
+def require_act(principal: Principal, inbox: Inbox | None, not_found: str, action: str) -> Inbox:
+    """The inbox if the principal may `action` in it: 404 with `not_found` when it may not even
+    view it (the answer for something that does not exist), 403 when it may only view it."""
+    if inbox is None or not access.can_view(principal, inbox.access):
+        raise NotFound(not_found)
+    if not access.can_act(principal, inbox.access):
+        raise Forbidden(access.act_refusal(inbox.name, action), {"inbox_id": inbox.id, "action": action})
+    return inbox
+
+
+def _conversation_to_act_on(session: Session, principal: Principal, conversation_id: str,
+                            action: str) -> tuple[Conversation, Inbox]:
+    """The conversation, locked for the change, and its inbox, if the principal may `action` there."""
+    conversation = session.get(Conversation, conversation_id, with_for_update=True)
+    inbox = require_act(principal, conversation and session.get(Inbox, conversation.inbox_id),
+                        f"no conversation {conversation_id}", action)
+    return conversation, inbox
 
 
 # --- inboxes -----------------------------------------------------------------------------------
@@ -65,7 +104,7 @@ def inbox_payload(inbox: Inbox) -> dict:
         "inbox_id": inbox.id, "name": inbox.name, "primary_address": primary,
         "channel_addresses": sorted(c.address for c in inbox.channels),
         "member_emails": sorted({m.email for m in inbox.members}),
-        "visibility": inbox.visibility or EVERYONE,
+        "visibility": inbox.visibility or access.EVERYONE,
         "member_user_ids": sorted({m.user_id for m in inbox.members}),
         "team_ids": sorted({t.team_id for t in inbox.teams}),
     }
@@ -74,7 +113,7 @@ def inbox_payload(inbox: Inbox) -> dict:
 def announce(session: Session, outbox: Outbox, inbox: Inbox, *, only_if_changed: bool) -> bool:
     """Record inbox_updated; with `only_if_changed`, only when it differs from the last one."""
     payload = inbox_payload(inbox)
-    digest = domain.inbox_digest(payload)
+    digest = inboxes.inbox_digest(payload)
     if only_if_changed and digest == inbox.announced_digest:
         return False
     outbox.record(session, "inbox_updated", inbox.id, payload)
@@ -82,29 +121,8 @@ def announce(session: Session, outbox: Outbox, inbox: Inbox, *, only_if_changed:
     return True
 
 
-def _normalised_channels(channels: list[dict]) -> list[dict]:
-    try:
-        result = domain.choose_primary([{**c, "address": normalise_email(c["address"])} for c in channels])
-    except (InvalidAddress, ValueError) as exc:
-        raise InvalidInbox(str(exc)) from exc
-    addresses = [c["address"] for c in result]
-    if len(set(addresses)) != len(addresses):
-        raise InvalidInbox("a channel address is listed twice")
-    return result
-
-
-def _normalised_members(members: list[dict]) -> list[dict]:
-    try:
-        result = [{"user_id": m["user_id"], "email": normalise_email(m["email"])} for m in members]
-    except InvalidAddress as exc:
-        raise InvalidInbox(str(exc)) from exc
-    if len({m["user_id"] for m in result}) != len(result):
-        raise InvalidInbox("a member user_id is listed twice")
-    return result
-
-
 def _set_channels(session: Session, inbox: Inbox, channels: list[dict]) -> None:
-    wanted = _normalised_channels(channels)
+    wanted = inboxes.normalised_channels(channels)
     taken = session.execute(select(Channel).where(
         Channel.address.in_([c["address"] for c in wanted]), Channel.inbox_id != inbox.id)).scalars().first()
     if taken is not None:
@@ -123,7 +141,7 @@ def _set_channels(session: Session, inbox: Inbox, channels: list[dict]) -> None:
 def _set_members(inbox: Inbox, members: list[dict]) -> None:
     current = {m.user_id: m for m in inbox.members}
     keep = []
-    for item in _normalised_members(members):
+    for item in inboxes.normalised_members(members):
         member = current.get(item["user_id"]) or Member(user_id=item["user_id"])
         member.email = item["email"]
         keep.append(member)
@@ -131,53 +149,64 @@ def _set_members(inbox: Inbox, members: list[dict]) -> None:
 
 
 def _set_access(inbox: Inbox, body: dict) -> None:
-    access = body.get("access")
-    if access is None:
+    wanted = body.get("access")
+    if wanted is None:
         return
-    if access.get("visibility") is not None:
-        if access["visibility"] not in VISIBILITIES:
-            raise InvalidInbox(f"visibility must be one of {', '.join(VISIBILITIES)}")
-        inbox.visibility = access["visibility"]
-    if access.get("teams") is not None:
+    if wanted.get("visibility") is not None:
+        inbox.visibility = inboxes.checked_visibility(wanted["visibility"])
+    if wanted.get("teams") is not None:
         current = {t.team_id: t for t in inbox.teams}
-        inbox.teams = [current.get(team) or InboxTeam(team_id=team) for team in dict.fromkeys(access["teams"])]
+        inbox.teams = [current.get(team) or InboxTeam(team_id=team) for team in dict.fromkeys(wanted["teams"])]
+
+
+@contextlib.contextmanager
+def _inbox_errors() -> Iterator[None]:
+    """An inbox that can never be stored as written: 400; an address or key taken (also by a
+    concurrent writer, caught by the unique keys): 409."""
+    try:
+        yield
+    except InvalidInbox as exc:
+        raise HttpError(str(exc)) from exc
+    except (InboxConflict, IntegrityError) as exc:
+        raise Conflict(str(exc).splitlines()[0]) from exc
 
 
 def create_inbox(session: Session, outbox: Outbox, body: dict) -> Inbox:
-    if body.get("key") and session.execute(select(Inbox.id).where(Inbox.key == body["key"])).first():
-        raise InboxConflict(f"an inbox with key {body['key']!r} exists")
-    now = utcnow()
-    inbox = Inbox(id=str(uuid.uuid4()), key=body.get("key"), name=body["name"], created_at=now, updated_at=now)
-    session.add(inbox)
-    _set_channels(session, inbox, body["channels"])
-    _set_members(inbox, body.get("members") or [])
-    inbox.visibility = EVERYONE
-    _set_access(inbox, body)
-    session.flush()
-    announce(session, outbox, inbox, only_if_changed=False)
-    return inbox
-
-
-def update_inbox(session: Session, outbox: Outbox, inbox: Inbox, body: dict) -> Inbox:
-    """Replace the given fields; always re-announces (an operator can re-sync ingest/contacts)."""
-    if "name" in body:
-        inbox.name = body["name"]
-    if "channels" in body:
+    with _inbox_errors():
+        if body.get("key") and session.execute(select(Inbox.id).where(Inbox.key == body["key"])).first():
+            raise InboxConflict(f"an inbox with key {body['key']!r} exists")
+        now = utcnow()
+        inbox = Inbox(id=str(uuid.uuid4()), key=body.get("key"), name=body["name"], created_at=now, updated_at=now)
+        session.add(inbox)
         _set_channels(session, inbox, body["channels"])
-    if "members" in body:
-        _set_members(inbox, body["members"])
-    _set_access(inbox, body)
-    inbox.updated_at = utcnow()
-    session.flush()
-    announce(session, outbox, inbox, only_if_changed=False)
+        _set_members(inbox, body.get("members") or [])
+        inbox.visibility = access.EVERYONE
+        _set_access(inbox, body)
+        session.flush()
+        announce(session, outbox, inbox, only_if_changed=False)
+        session.flush()
     return inbox
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:100] or "inbox"
+def update_inbox(session: Session, outbox: Outbox, inbox_id: str, body: dict) -> Inbox:
+    """Replace the given fields; always re-announces (an operator can re-sync ingest/contacts)."""
+    inbox = get_or_404(session, Inbox, inbox_id, "inbox")
+    with _inbox_errors():
+        if "name" in body:
+            inbox.name = body["name"]
+        if "channels" in body:
+            _set_channels(session, inbox, body["channels"])
+        if "members" in body:
+            _set_members(inbox, body["members"])
+        _set_access(inbox, body)
+        inbox.updated_at = utcnow()
+        session.flush()
+        announce(session, outbox, inbox, only_if_changed=False)
+        session.flush()
+    return inbox
 
 
-def seed_inboxes(session: Session, outbox: Outbox, entries: list[dict]) -> list[tuple[Inbox, bool]]:
+def seed_inboxes(session: Session, outbox: Outbox, entries: list[dict] | tuple[dict, ...]) -> list[tuple[Inbox, bool]]:
     """Upsert the configured inboxes (by key, default: the name slugified). inbox_updated is
     recorded when what other services need changed — so on a fresh database, once; on a
     restart with the same file, never. Inboxes no longer in the file are left alone."""
@@ -185,24 +214,81 @@ def seed_inboxes(session: Session, outbox: Outbox, entries: list[dict]) -> list[
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEED_LOCK_KEY})
     results = []
     for entry in entries:
-        key = entry.get("key") or _slug(entry["name"])
+        key = entry.get("key") or inboxes.inbox_key(entry["name"])
         inbox = session.execute(select(Inbox).where(Inbox.key == key)).scalar_one_or_none()
         if inbox is None:
             now = utcnow()
             inbox = Inbox(id=str(uuid.uuid4()), key=key, name=entry["name"], created_at=now, updated_at=now)
             session.add(inbox)
-        before = domain.inbox_digest(inbox_payload(inbox)) if inbox.channels else None
+        before = inboxes.inbox_digest(inbox_payload(inbox)) if inbox.channels else None
         inbox.name = entry["name"]
         _set_channels(session, inbox, entry["channels"])
         _set_members(inbox, entry.get("members") or [])
         if inbox.visibility is None:
-            inbox.visibility = EVERYONE
+            inbox.visibility = access.EVERYONE
         _set_access(inbox, entry)
         session.flush()
-        if domain.inbox_digest(inbox_payload(inbox)) != before:
+        if inboxes.inbox_digest(inbox_payload(inbox)) != before:
             inbox.updated_at = utcnow()
         results.append((inbox, announce(session, outbox, inbox, only_if_changed=True)))
     return results
+
+
+# --- messages, inbound and ours ----------------------------------------------------------------
+
+def _address(value: dict | None) -> dict | None:
+    if not value:
+        return None
+    return {"name": value.get("name"), "email": value.get("email")}
+
+
+def _message(data: dict, **fields) -> Message:
+    """A message row: what inbound and outbound messages share, from their event's data."""
+    return Message(
+        subject=data.get("subject") or "", to=[_address(a) for a in data.get("to") or []],
+        cc=[_address(a) for a in data.get("cc") or []], reply_to=[_address(a) for a in data.get("reply_to") or []],
+        in_reply_to=list(data.get("in_reply_to") or []), references=list(data.get("references") or []),
+        text=data.get("text"), html=data.get("html"), snippet=snippet(data.get("text"), data.get("html")),
+        attachments=[dict(a) for a in data.get("attachments") or []], created_at=utcnow(), **fields)
+
+
+def _add_to_conversation(session: Session, conversation: Conversation, message: Message) -> None:
+    session.add(message)
+    conversation.message_count = (conversation.message_count or 0) + 1
+    if conversation.message_count == 1 or message.received_at >= aware(conversation.last_message_at):
+        conversation.last_message_at = message.received_at
+        conversation.snippet = message.snippet
+    session.flush()  # the unique (inbox_id, rfc_message_id) decides a race: the loser is retried
+
+
+def _message_added(conversation: Conversation, message: Message, intake_id: str | None) -> tuple[str, str, dict]:
+    return "message_added", conversation.id, {
+        "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "message_id": message.id,
+        "rfc_message_id": message.rfc_message_id, "direction": message.direction, "sender": message.sender,
+        "attributed_to": message.attributed_to, "subject": message.subject, "intake_id": intake_id,
+        "spam": conversation.spam,
+    }
+
+
+def _conversation_created(conversation: Conversation) -> tuple[str, str, dict]:
+    return "conversation_created", conversation.id, {
+        "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "subject": conversation.subject,
+        "contact_email": conversation.contact_email, "contact_name": conversation.contact_name,
+        "status": conversation.status, "spam": conversation.spam, "reopened_from": conversation.reopened_from,
+    }
+
+
+def _new_conversation(session: Session, inbox_id: str, subject: str | None, contact: dict, **fields) -> Conversation:
+    """Added, not yet flushed: its first message sets the counters, and both rows are then
+    inserted together (flushing here cost one more UPDATE per new conversation)."""
+    contact_email = try_normalise_email(contact.get("email"))
+    known = session.get(KnownContact, contact_email) if contact_email else None
+    conversation = Conversation(
+        inbox_id=inbox_id, subject=subject or "(no subject)", status=OPEN, contact_email=contact_email,
+        contact_name=(contact.get("name") or "").strip() or None, contact_id=known.contact_id if known else None,
+        message_count=0, snippet="", created_at=utcnow(), **fields)
+    session.add(conversation)
+    return conversation
 
 
 # --- inbound messages --------------------------------------------------------------------------
@@ -211,7 +297,7 @@ def seed_inboxes(session: Session, outbox: Outbox, entries: list[dict]) -> list[
 class Received:
     message: Message
     conversation: Conversation
-    placement: domain.Placement | None  # None: a duplicate, nothing changed
+    placement: Placement | None  # None: a duplicate, nothing changed
 
 
 def _ref(conversation: Conversation) -> ConversationRef:
@@ -219,12 +305,10 @@ def _ref(conversation: Conversation) -> ConversationRef:
                            conversation.reply_token)
 
 
-
-
-def _incoming(inbox_id: str, data: dict) -> domain.Incoming:
+def _incoming(inbox_id: str, data: dict) -> Incoming:
     flags = data.get("flags") or {}
-    return domain.Incoming(
-        inbox_id=inbox_id, rfc_message_id=domain.clean_message_id(data["message_id"]),
+    return Incoming(
+        inbox_id=inbox_id, rfc_message_id=clean_message_id(data["message_id"]),
         subject=data.get("subject") or "", reply_token=data.get("reply_token"),
         in_reply_to=tuple(data.get("in_reply_to") or ()), references=tuple(data.get("references") or ()),
         spam=bool(flags.get("spam")),
@@ -232,7 +316,7 @@ def _incoming(inbox_id: str, data: dict) -> domain.Incoming:
     )
 
 
-def _find_thread(session: Session, incoming: domain.Incoming) -> domain.ThreadMatch | None:
+def _find_thread(session: Session, incoming: Incoming) -> ThreadMatch | None:
     by_token: dict[str, ConversationRef] = {}
     token = (incoming.reply_token or "").strip().lower()
     if token:
@@ -240,7 +324,7 @@ def _find_thread(session: Session, incoming: domain.Incoming) -> domain.ThreadMa
                 Conversation.reply_token == token, Conversation.inbox_id == incoming.inbox_id)).scalars():
             by_token[token] = _ref(conversation)
     by_message_id: dict[str, StoredMessageRef] = {}
-    ids = domain.lookup_ids(incoming)
+    ids = lookup_ids(incoming)
     if ids:
         rows = session.execute(
             select(Message.rfc_message_id, Message.inbox_id, Conversation)
@@ -248,10 +332,10 @@ def _find_thread(session: Session, incoming: domain.Incoming) -> domain.ThreadMa
             .where(Message.inbox_id == incoming.inbox_id, Message.rfc_message_id.in_(ids))).all()
         for rfc_id, inbox_id, conversation in rows:
             by_message_id[rfc_id] = StoredMessageRef(inbox_id, rfc_id, _ref(conversation))
-    return domain.find_thread(incoming, by_token, by_message_id)
+    return find_thread(incoming, by_token, by_message_id)
 
 
-def _find_moved_thread(session: Session, incoming: domain.Incoming) -> domain.ThreadMatch | None:
+def _find_moved_thread(session: Session, incoming: Incoming) -> ThreadMatch | None:
     """A reply that reached the old inbox of a conversation moved away from it (by reply token,
     In-Reply-To or References, as in the inbox itself): it follows the conversation."""
     moved = select(ConversationMove.conversation_id).where(ConversationMove.from_inbox_id == incoming.inbox_id)
@@ -260,23 +344,22 @@ def _find_moved_thread(session: Session, incoming: domain.Incoming) -> domain.Th
         conversation = session.execute(select(Conversation).where(
             Conversation.reply_token == token, Conversation.id.in_(moved))).scalar_one_or_none()
         if conversation is not None:
-            return domain.ThreadMatch(_ref(conversation), "reply_token", token)
-    for key in domain.lookup_ids(incoming):
+            return ThreadMatch(_ref(conversation), "reply_token", token)
+    for key in lookup_ids(incoming):
         conversation = session.execute(
             select(Conversation).join(Message, Message.conversation_id == Conversation.id)
             .where(Message.rfc_message_id == key, Conversation.id.in_(moved)).limit(1)).scalar_one_or_none()
         if conversation is not None:
-            field = "in_reply_to" if key in {domain.clean_message_id(i) for i in incoming.in_reply_to} \
-                else "references"
-            return domain.ThreadMatch(_ref(conversation), field, key)
+            field = "in_reply_to" if key in {clean_message_id(i) for i in incoming.in_reply_to} else "references"
+            return ThreadMatch(_ref(conversation), field, key)
     return None
 
 
-def _follow_successors(session: Session, match: domain.ThreadMatch) -> domain.ThreadMatch:
+def _follow_successors(session: Session, match: ThreadMatch) -> ThreadMatch:
     """A reply to a closed conversation that already continued in a linked one goes there."""
     current = match.conversation
     for _ in range(MAX_SUCCESSOR_HOPS):
-        if current.status != domain.CLOSED:
+        if current.status != CLOSED:
             break
         successor = session.execute(
             select(Conversation).where(Conversation.reopened_from == current.id,
@@ -285,13 +368,16 @@ def _follow_successors(session: Session, match: domain.ThreadMatch) -> domain.Th
         if successor is None:
             break
         current = _ref(successor)
-    return match if current is match.conversation else domain.ThreadMatch(current, match.matched_by, match.key)
+    return match if current is match.conversation else ThreadMatch(current, match.matched_by, match.key)
 
 
-def _address(value: dict | None) -> dict | None:
-    if not value:
+def _duplicate(session: Session, incoming: Incoming) -> Received | None:
+    duplicate = session.execute(select(Message).where(
+        Message.inbox_id == incoming.inbox_id, Message.rfc_message_id == incoming.rfc_message_id)
+    ).scalar_one_or_none()
+    if duplicate is None:
         return None
-    return {"name": value.get("name"), "email": value.get("email")}
+    return Received(duplicate, session.get(Conversation, duplicate.conversation_id), None)
 
 
 def receive_message(session: Session, outbox: Outbox, data: dict, settings: Settings) -> Received:
@@ -305,161 +391,154 @@ def receive_message(session: Session, outbox: Outbox, data: dict, settings: Sett
     if not incoming.rfc_message_id:
         raise ValueError("message_received without a Message-ID")  # ingest always generates one
 
-    duplicate = session.execute(select(Message).where(
-        Message.inbox_id == incoming.inbox_id, Message.rfc_message_id == incoming.rfc_message_id)
-    ).scalar_one_or_none()
+    duplicate = _duplicate(session, incoming)
     if duplicate is not None:
-        return Received(duplicate, session.get(Conversation, duplicate.conversation_id), None)
-
+        return duplicate
     match = _find_thread(session, incoming)
     if match is None:
         match = _find_moved_thread(session, incoming)
         if match is not None:  # stored in the inbox the conversation lives in now
             incoming = dataclasses.replace(incoming, inbox_id=match.conversation.inbox_id)
-            duplicate = session.execute(select(Message).where(
-                Message.inbox_id == incoming.inbox_id, Message.rfc_message_id == incoming.rfc_message_id)
-            ).scalar_one_or_none()
+            duplicate = _duplicate(session, incoming)
             if duplicate is not None:
-                return Received(duplicate, session.get(Conversation, duplicate.conversation_id), None)
+                return duplicate
     if match is not None:
         match = _follow_successors(session, match)
-    placement = domain.place(incoming, match, settings.reply_to_closed)
+    placement = place(incoming, match, settings.reply_to_closed)
     received_at = parse_time(data.get("received_at"))
     message_uuid = str(uuid.uuid4())
 
     events: list[tuple[str, str, dict]] = []  # recorded together at the end: one INSERT
     if placement.action == "new":
-        conversation = _new_conversation(session, incoming, data, placement, received_at)
+        conversation = _new_conversation(
+            session, incoming.inbox_id, incoming.subject, data.get("attributed_to") or {}, id=str(uuid.uuid4()),
+            spam=incoming.spam, reply_token=new_reply_token(), reopened_from=placement.reopened_from,
+            related_conversation_id=placement.related_conversation_id, last_message_at=received_at)
     else:
         # lock the row: concurrent messages of one conversation update its counters in turn
         conversation = session.get(Conversation, placement.conversation.id, with_for_update=True,
                                    populate_existing=True)
         if placement.action == "reopen":
-            conversation.status, conversation.closed_at = domain.OPEN, None
+            conversation.status, conversation.closed_at = OPEN, None
             events.append(("conversation_reopened", conversation.id, {
                 "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "reason": "reply",
                 "message_id": message_uuid}))
 
-    message = _store_message(session, message_uuid, conversation, incoming, data, address, received_at)
+    message = _message(
+        data, id=message_uuid, conversation_id=conversation.id, inbox_id=incoming.inbox_id,
+        rfc_message_id=incoming.rfc_message_id, direction="in", intake_id=data.get("intake_id"),
+        channel_address=address, via=data.get("via"), sender=_address(data.get("sender")),
+        attributed_to=_address(data.get("attributed_to")), html_truncated=bool(data.get("html_truncated")),
+        remote_images_blocked=int(data.get("remote_images_blocked") or 0), size=data.get("size"),
+        full_message_url=data.get("raw_url"), forward=data.get("forward"), flags=dict(data.get("flags") or {}),
+        date_header=data.get("date"), received_at=received_at)
+    _add_to_conversation(session, conversation, message)
     if placement.action == "new":
         events.append(_conversation_created(conversation))
-    events.append(("message_added", conversation.id, {
-        "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "message_id": message.id,
-        "rfc_message_id": message.rfc_message_id, "direction": "in", "sender": _address(data.get("sender")),
-        "attributed_to": _address(data.get("attributed_to")), "subject": message.subject,
-        "intake_id": data.get("intake_id"), "spam": conversation.spam,
-    }))
+    events.append(_message_added(conversation, message, data.get("intake_id")))
     outbox.record_many(session, events)
     return Received(message, conversation, placement)
 
 
-def _new_conversation(session: Session, incoming: domain.Incoming, data: dict,
-                      placement: domain.Placement, received_at: dt.datetime) -> Conversation:
-    """Added, not yet flushed: its first message sets the counters, and both rows are then
-    inserted together (flushing here cost one more UPDATE per new conversation)."""
-    attributed = data.get("attributed_to") or {}
-    contact_email = try_normalise_email(attributed.get("email"))
-    known = session.get(KnownContact, contact_email) if contact_email else None
-    conversation = Conversation(
-        id=str(uuid.uuid4()), inbox_id=incoming.inbox_id, subject=incoming.subject or "(no subject)",
-        status=domain.OPEN, spam=incoming.spam, reply_token=domain.new_reply_token(),
-        contact_email=contact_email, contact_name=(attributed.get("name") or "").strip() or None,
-        contact_id=known.contact_id if known else None, reopened_from=placement.reopened_from,
-        related_conversation_id=placement.related_conversation_id, message_count=0, snippet="",
-        created_at=utcnow(), last_message_at=received_at,
-    )
-    session.add(conversation)
-    return conversation
+# --- our emails (outbound's delivery events) -----------------------------------------------------
+
+def store_outbound_email(session: Session, outbox: Outbox, data: dict, state: str, details: dict) -> Message:
+    """Our email in its conversation (and the Sent view): one row per email, whichever of
+    email_queued / email_sent arrives first; a redelivery changes nothing. Stored with our
+    Message-ID, so that the customer's answer threads back by In-Reply-To/References; the email
+    of a compose creates its conversation."""
+    message = session.get(Message, data["email_id"])
+    if message is not None:
+        _record_state(message, state, details)
+        return message
+    # an existence check: not session.get(), which loads the inbox's channels, members and teams
+    if session.execute(select(Inbox.id).where(Inbox.id == data["inbox_id"])).first() is None:
+        raise PoisonMessage(f"no inbox {data['inbox_id']}")
+    at = parse_time(data.get("queued_at"))
+    conversation = session.get(Conversation, data["conversation_id"], with_for_update=True, populate_existing=True)
+    if conversation is None:
+        if not data.get("new_conversation"):
+            raise PoisonMessage(f"no conversation {data['conversation_id']}")
+        conversation = _new_conversation(
+            session, data["inbox_id"], data.get("subject"), (data.get("to") or [{}])[0], id=data["conversation_id"],
+            spam=False, reply_token=(data.get("reply_token") or "").lower() or new_reply_token(), last_message_at=at)
+        session.flush()
+        outbox.record(session, *_conversation_created(conversation))
+    sender = _address(data.get("from_"))
+    message = _message(
+        data, id=data["email_id"], conversation_id=conversation.id, inbox_id=conversation.inbox_id,
+        rfc_message_id=clean_message_id(data["rfc_message_id"]), direction="out", intake_id=None,
+        channel_address=try_normalise_email((sender or {}).get("email")), via="outbound", sender=sender,
+        attributed_to=sender, html_truncated=False, remote_images_blocked=0, size=None,
+        full_message_url=f"/api/outbound/emails/{data['email_id']}", forward=None,
+        flags=delivery.with_state({"auto_submitted": bool(data.get("automatic")), "bounce": False, "spam": False,
+                                   "loop": False, "reasons": []}, state, details),
+        date_header=None, received_at=at)
+    _add_to_conversation(session, conversation, message)
+    outbox.record(session, *_message_added(conversation, message, None))
+    return message
 
 
-def _conversation_created(conversation: Conversation) -> tuple[str, str, dict]:
-    return "conversation_created", conversation.id, {
-        "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "subject": conversation.subject,
-        "contact_email": conversation.contact_email, "contact_name": conversation.contact_name,
-        "status": conversation.status, "spam": conversation.spam, "reopened_from": conversation.reopened_from,
-    }
+def _record_state(message: Message, state: str, details: dict) -> None:
+    flags = delivery.advanced(message.flags, state, details)
+    if flags is not None:
+        message.flags = flags
 
 
-def _store_message(session: Session, message_id: str, conversation: Conversation, incoming: domain.Incoming,
-                   data: dict, channel_address: str, received_at: dt.datetime) -> Message:
-    message = Message(
-        id=message_id, conversation_id=conversation.id, inbox_id=incoming.inbox_id,
-        rfc_message_id=incoming.rfc_message_id, direction="in", intake_id=data.get("intake_id"),
-        channel_address=channel_address, via=data.get("via"), subject=data.get("subject") or "",
-        sender=_address(data.get("sender")), attributed_to=_address(data.get("attributed_to")),
-        to=[_address(a) for a in data.get("to") or []], cc=[_address(a) for a in data.get("cc") or []],
-        reply_to=[_address(a) for a in data.get("reply_to") or []],
-        in_reply_to=list(data.get("in_reply_to") or []), references=list(data.get("references") or []),
-        text=data.get("text"), html=data.get("html"), html_truncated=bool(data.get("html_truncated")),
-        remote_images_blocked=int(data.get("remote_images_blocked") or 0),
-        snippet=domain.snippet(data.get("text"), data.get("html")), size=data.get("size"),
-        full_message_url=data.get("raw_url"), attachments=[dict(a) for a in data.get("attachments") or []],
-        forward=data.get("forward"), flags=dict(data.get("flags") or {}), date_header=data.get("date"),
-        received_at=received_at, created_at=utcnow(),
-    )
-    session.add(message)
-    conversation.message_count = (conversation.message_count or 0) + 1
-    if conversation.message_count == 1 or received_at >= aware(conversation.last_message_at):
-        conversation.last_message_at = received_at
-        conversation.snippet = message.snippet
-    session.flush()  # the unique (inbox_id, rfc_message_id) decides a race: the loser is retried
+def record_delivery_state(session: Session, data: dict, state: str, details: dict) -> Message:
+    message = session.get(Message, data["email_id"], with_for_update=True)
+    if message is None:
+        raise OutboundMessageNotYetStored(f"email {data['email_id']} is not stored yet ({state} arrived first)")
+    _record_state(message, state, details)
     return message
 
 
 # --- status ------------------------------------------------------------------------------------
 
-class ActionRefused(Exception):
-    """A request that conflicts with the conversation's current state (HTTP 409)."""
-
-    def __init__(self, message: str, details: dict | None = None):
-        super().__init__(message)
-        self.details = details
-
-
-class InvalidAction(ValueError):
-    """A request that can never succeed as written (HTTP 400)."""
-
-
-def close_conversation(session: Session, outbox: Outbox, conversation: Conversation,
-                       closed_by: str | None = None, close_ticket: bool = False) -> bool:
+def close_conversation(session: Session, outbox: Outbox, principal: Principal, conversation_id: str,
+                       close_ticket: bool = False) -> Conversation:
     """Close the conversation and, with `close_ticket`, its associated ticket too."""
-    if conversation.status == domain.CLOSED:
-        return False
-    conversation.status, conversation.closed_at = domain.CLOSED, utcnow()
+    conversation, _ = _conversation_to_act_on(session, principal, conversation_id, "close")
+    if conversation.status == CLOSED:
+        return conversation
+    conversation.status, conversation.closed_at = CLOSED, utcnow()
     ticket = session.get(Ticket, conversation.ticket_id, with_for_update=True) if conversation.ticket_id else None
     ticket_closed = False
-    if ticket is not None and close_ticket and ticket.status != domain.CLOSED:
-        ticket.status, ticket.closed_at = domain.CLOSED, utcnow()
+    if ticket is not None and close_ticket and ticket.status != CLOSED:
+        ticket.status, ticket.closed_at = CLOSED, utcnow()
         ticket_closed = True
     outbox.record(session, "conversation_closed", conversation.id, {
         "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "reason": "api",
-        "closed_by": closed_by, "ticket_id": conversation.ticket_id, "ticket_closed": ticket_closed})
+        "closed_by": principal.user_id, "ticket_id": conversation.ticket_id, "ticket_closed": ticket_closed})
     if ticket_closed:
         outbox.record(session, "ticket_closed", ticket.id, {
-            "ticket_id": ticket.id, "conversation_id": conversation.id, "closed_by": closed_by})
-    return True
+            "ticket_id": ticket.id, "conversation_id": conversation.id, "closed_by": principal.user_id})
+    return conversation
 
 
-def reopen_conversation(session: Session, outbox: Outbox, conversation: Conversation,
-                        reopened_by: str | None = None) -> bool:
+def reopen_conversation(session: Session, outbox: Outbox, principal: Principal, conversation_id: str) -> Conversation:
     """Reopen the conversation (its ticket keeps its own status)."""
-    if conversation.status == domain.OPEN:
-        return False
-    conversation.status, conversation.closed_at = domain.OPEN, None
+    conversation, _ = _conversation_to_act_on(session, principal, conversation_id, "reopen")
+    if conversation.status == OPEN:
+        return conversation
+    conversation.status, conversation.closed_at = OPEN, None
     outbox.record(session, "conversation_reopened", conversation.id, {
         "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "reason": "api",
         "message_id": None})
-    return True
+    return conversation
 
 
 # --- users, assignment, comments -----------------------------------------------------------------
 
 def remember_user(session: Session, principal: Principal) -> None:
-    """Keep the directory of users as their tokens describe them (assignees, @mentions)."""
+    """Keep the directory of users as their tokens describe them (assignees, @mentions). The
+    first requests of a new user may come at once: the first insert wins, the others change nothing."""
     teams = sorted(principal.team_ids)
     known = session.get(KnownUser, principal.user_id)
     if known is None:
-        session.add(KnownUser(user_id=principal.user_id, email=principal.email, team_ids=teams, updated_at=utcnow()))
+        session.execute(conflict_insert(session, KnownUser).values(
+            user_id=principal.user_id, email=principal.email, team_ids=teams, updated_at=utcnow(),
+        ).on_conflict_do_nothing(index_elements=[KnownUser.user_id]))
     elif known.email != principal.email or list(known.team_ids or []) != teams:
         known.email, known.team_ids, known.updated_at = principal.email, teams, utcnow()
 
@@ -467,38 +546,32 @@ def remember_user(session: Session, principal: Principal) -> None:
 def user_is_member(session: Session, inbox: Inbox, user_id: str) -> bool:
     """An explicit member, or a known user (seen with a valid token) whom the inbox's access
     includes: everyone, or one of its teams."""
-    if any(m.user_id == user_id for m in inbox.members):
+    rules = inbox.access
+    if user_id in rules.member_user_ids:
         return True
     known = session.get(KnownUser, user_id)
-    if known is None:
-        return False
-    return inbox.visibility == EVERYONE or bool(set(known.team_ids or []) & {t.team_id for t in inbox.teams})
+    return known is not None and access.includes(rules, user_id, known.team_ids or [])
 
 
-UNSET = object()
-
-
-def assign(session: Session, outbox: Outbox, conversation: Conversation, inbox: Inbox, assignee: str | None,
-           by: str, expected=UNSET) -> bool:
+def assign(session: Session, outbox: Outbox, principal: Principal, conversation_id: str, assignee: str | None,
+           expected=UNSET) -> Conversation:
     """Assign (reassign, or unassign with None). `expected` (the assignee the caller saw) makes it
-    a compare-and-set: of several concurrent assignments of one conversation, one wins and the
-    others get ActionRefused. The caller holds the conversation's row lock."""
+    a compare-and-set: of several concurrent assignments of one conversation, one wins (the row
+    is locked) and the others get 409."""
+    conversation, inbox = _conversation_to_act_on(session, principal, conversation_id, "assign")
     current = conversation.assignee_user_id
     if expected is not UNSET and expected != current:
-        raise ActionRefused("the conversation was assigned meanwhile", {"assignee_user_id": current})
+        raise Conflict("the conversation was assigned meanwhile", {"assignee_user_id": current})
     if assignee is not None and not user_is_member(session, inbox, assignee):
-        raise InvalidAction(f"{assignee} is not a member of the inbox {inbox.name!r}")
+        raise HttpError(f"{assignee} is not a member of the inbox {inbox.name!r}")
     if assignee == current:
-        return False
+        return conversation
     conversation.assignee_user_id = assignee
     conversation.assigned_at = utcnow() if assignee else None
     outbox.record(session, "conversation_assigned", conversation.id, {
         "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "assignee_user_id": assignee,
-        "previous_assignee_user_id": current, "assigned_by": by})
-    return True
-
-
-_MENTION = re.compile(r"(?<![\w.])@([\w.+-]+(?:@[\w-]+(?:\.[\w-]+)+)?)")
+        "previous_assignee_user_id": current, "assigned_by": principal.user_id})
+    return conversation
 
 
 def _member_ids_by_handle(session: Session, inbox: Inbox, handles: set[str]) -> dict[str, str]:
@@ -516,14 +589,15 @@ def _member_ids_by_handle(session: Session, inbox: Inbox, handles: set[str]) -> 
     return found
 
 
-def add_comment(session: Session, outbox: Outbox, conversation: Conversation, inbox: Inbox,
-                principal: Principal, body: str, mentions: list[str]) -> Comment:
+def add_comment(session: Session, outbox: Outbox, principal: Principal, conversation_id: str, body: str,
+                mentions: list[str]) -> Comment:
     """An internal note. Mentions: the explicit `mentions` (user ids, each must be a member) and
     every @user-id / @email in the text that names a member (other @words are plain text)."""
+    conversation, inbox = _conversation_to_act_on(session, principal, conversation_id, "comment")
     for user_id in mentions:
         if not user_is_member(session, inbox, user_id):
-            raise InvalidAction(f"cannot mention {user_id}: not a member of the inbox {inbox.name!r}")
-    handles = {h.lower().rstrip(".") for h in _MENTION.findall(body)}
+            raise HttpError(f"cannot mention {user_id}: not a member of the inbox {inbox.name!r}")
+    handles = mentioned_handles(body)
     resolved = _member_ids_by_handle(session, inbox, handles) if handles else {}
     mentioned = list(dict.fromkeys([*mentions, *resolved.values()]))
     comment = Comment(id=str(uuid.uuid4()), conversation_id=conversation.id, author_user_id=principal.user_id,
@@ -532,18 +606,32 @@ def add_comment(session: Session, outbox: Outbox, conversation: Conversation, in
     outbox.record(session, "comment_added", conversation.id, {
         "comment_id": comment.id, "conversation_id": conversation.id, "inbox_id": conversation.inbox_id,
         "author_user_id": principal.user_id, "body": body, "mentions": mentioned})
+    session.flush()
     return comment
 
 
 # --- tickets -----------------------------------------------------------------------------------
 
-def associate_ticket(session: Session, outbox: Outbox, conversation: Conversation, by: str,
-                     ticket: Ticket | None = None, subject: str | None = None) -> Ticket:
-    """Associate `ticket`, or create one (subject: given, else the conversation's)."""
+def _may_act_on_ticket(session: Session, principal: Principal, ticket: Ticket) -> bool:
+    """An existing ticket is associated only by who may act on every conversation it has."""
+    of_ticket = session.query(Inbox).join(Conversation, Conversation.inbox_id == Inbox.id) \
+        .filter(Conversation.ticket_id == ticket.id).all()
+    return all(access.can_act(principal, inbox.access) for inbox in of_ticket)
+
+
+def associate_ticket(session: Session, outbox: Outbox, principal: Principal, conversation_id: str,
+                     ticket_id: str | None = None, subject: str | None = None) -> Ticket:
+    """Associate the ticket `ticket_id`, or create one (subject: given, else the conversation's)."""
+    conversation, _ = _conversation_to_act_on(session, principal, conversation_id, "associate a ticket")
+    ticket = None
+    if ticket_id:
+        ticket = session.get(Ticket, ticket_id)
+        if ticket is None or not _may_act_on_ticket(session, principal, ticket):
+            raise NotFound(f"no ticket {ticket_id}")
     created = ticket is None
     if created:
         ticket = Ticket(id=str(uuid.uuid4()), subject=(subject or conversation.subject).strip() or "(no subject)",
-                        status=domain.OPEN, created_by=by, created_at=utcnow())
+                        status=OPEN, created_by=principal.user_id, created_at=utcnow())
         session.add(ticket)
         session.flush()
     if conversation.ticket_id == ticket.id:
@@ -551,31 +639,35 @@ def associate_ticket(session: Session, outbox: Outbox, conversation: Conversatio
     conversation.ticket_id = ticket.id
     outbox.record(session, "ticket_associated", ticket.id, {
         "ticket_id": ticket.id, "conversation_id": conversation.id, "inbox_id": conversation.inbox_id,
-        "subject": ticket.subject, "status": ticket.status, "created": created, "associated_by": by})
+        "subject": ticket.subject, "status": ticket.status, "created": created, "associated_by": principal.user_id})
     return ticket
 
 
 # --- moves and spam ----------------------------------------------------------------------------
 
-def move_conversation(session: Session, outbox: Outbox, conversation: Conversation, target: Inbox,
-                      by: str) -> bool:
-    """Move to `target`: the messages, comments and ticket stay with the conversation (history
-    kept); its messages are scoped to the new inbox so replies thread there; the assignee is
-    unassigned when not a member of the new inbox. The caller checked access to both inboxes."""
+def move_conversation(session: Session, outbox: Outbox, principal: Principal, conversation_id: str,
+                      target_inbox_id: str) -> Conversation:
+    """Move to the inbox `target_inbox_id` (the caller must act in both inboxes): the messages,
+    comments and ticket stay with the conversation (history kept); its messages are scoped to the
+    new inbox so replies thread there; the assignee is unassigned when not a member of the new
+    inbox."""
+    conversation, _ = _conversation_to_act_on(session, principal, conversation_id, "move")
+    target = require_act(principal, session.get(Inbox, target_inbox_id), f"no inbox {target_inbox_id}",
+                         "move conversations into it")
     source_id = conversation.inbox_id
     if source_id == target.id:
-        return False
+        return conversation
     ids = list(session.execute(select(Message.rfc_message_id).where(
         Message.conversation_id == conversation.id)).scalars())
     clash = session.execute(select(Message.rfc_message_id).where(
         Message.inbox_id == target.id, Message.rfc_message_id.in_(ids)).limit(1)).scalar_one_or_none() if ids else None
     if clash is not None:
-        raise ActionRefused("the target inbox already holds a copy of a message of this conversation "
-                            "(the email reached both inboxes)", {"rfc_message_id": clash})
+        raise Conflict("the target inbox already holds a copy of a message of this conversation "
+                       "(the email reached both inboxes)", {"rfc_message_id": clash})
     session.execute(update(Message).where(Message.conversation_id == conversation.id).values(inbox_id=target.id))
     conversation.inbox_id = target.id
     session.add(ConversationMove(conversation_id=conversation.id, from_inbox_id=source_id, to_inbox_id=target.id,
-                                 moved_by=by, moved_at=utcnow()))
+                                 moved_by=principal.user_id, moved_at=utcnow()))
     unassigned = False
     if conversation.assignee_user_id and not user_is_member(session, target, conversation.assignee_user_id):
         previous, conversation.assignee_user_id, conversation.assigned_at = conversation.assignee_user_id, None, None
@@ -585,24 +677,27 @@ def move_conversation(session: Session, outbox: Outbox, conversation: Conversati
             "previous_assignee_user_id": previous, "assigned_by": None})
     outbox.record(session, "conversation_moved", conversation.id, {
         "conversation_id": conversation.id, "from_inbox_id": source_id, "to_inbox_id": target.id,
-        "inbox_id": target.id, "moved_by": by, "unassigned": unassigned})
-    return True
+        "inbox_id": target.id, "moved_by": principal.user_id, "unassigned": unassigned})
+    return conversation
 
 
-def mark_spam(session: Session, outbox: Outbox, conversation: Conversation, spam: bool, by: str) -> bool:
+def mark_spam(session: Session, outbox: Outbox, principal: Principal, conversation_id: str,
+              spam: bool) -> Conversation:
     """Mark spam (it leaves the inbox's views for the spam view) or not spam (it comes back, and
     the event carries the contact that contacts held back while it was spam)."""
+    conversation, _ = _conversation_to_act_on(session, principal, conversation_id,
+                                              "mark spam" if spam else "mark not spam")
     if conversation.spam == spam:
-        return False
+        return conversation
     conversation.spam = spam
     intake_ids = [] if spam else [i for i in session.execute(select(Message.intake_id).where(
         Message.conversation_id == conversation.id, Message.intake_id.is_not(None))
         .order_by(Message.received_at)).scalars()]
     outbox.record(session, "conversation_spam_marked", conversation.id, {
-        "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "spam": spam, "marked_by": by,
-        "contact_email": conversation.contact_email, "contact_name": conversation.contact_name,
-        "intake_ids": intake_ids})
-    return True
+        "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "spam": spam,
+        "marked_by": principal.user_id, "contact_email": conversation.contact_email,
+        "contact_name": conversation.contact_name, "intake_ids": intake_ids})
+    return conversation
 
 
 # --- contacts ----------------------------------------------------------------------------------
@@ -619,18 +714,19 @@ def learn_contact(session: Session, contact_id: str, emails: list[str]) -> None:
 
 # --- attribution ---------------------------------------------------------------------------------
 
-def correct_attribution(session: Session, outbox: Outbox, conversation: Conversation, message_id: str,
-                        email: str, name: str | None, by: str) -> dict:
+def correct_attribution(session: Session, outbox: Outbox, principal: Principal, conversation_id: str,
+                        message_id: str, email: str, name: str | None) -> dict:
     """Give an inbound message to another person (auditable: the event keeps the previous one).
     When the message is the one the conversation's contact came from, the conversation follows."""
+    conversation, _ = _conversation_to_act_on(session, principal, conversation_id, "correct attribution")
     message = session.get(Message, message_id)
     if message is None or message.conversation_id != conversation.id:
-        raise InvalidAction(f"message {message_id} is not in conversation {conversation.id}")
+        raise HttpError(f"message {message_id} is not in conversation {conversation.id}")
     if message.direction != "in":
-        raise InvalidAction("only inbound messages are attributed to a sender")
+        raise HttpError("only inbound messages are attributed to a sender")
     normalised = try_normalise_email(email)
     if normalised is None:
-        raise InvalidAction(f"not a valid email address: {email!r}")
+        raise HttpError(f"not a valid email address: {email!r}")
     previous = dict(message.attributed_to or {})
     new = {"name": name if name is not None else None, "email": normalised}
     if (previous.get("email") or "").lower() == normalised and previous.get("name") == new["name"]:
@@ -641,5 +737,5 @@ def correct_attribution(session: Session, outbox: Outbox, conversation: Conversa
     outbox.record(session, "message_attribution_corrected", message.id, {
         "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "message_id": message.id,
         "rfc_message_id": message.rfc_message_id, "intake_id": message.intake_id,
-        "previous": previous or None, "attributed_to": new, "corrected_by": by})
+        "previous": previous or None, "attributed_to": new, "corrected_by": principal.user_id})
     return {"message_id": message.id, "attributed_to": new, "previous": previous or None, "changed": True}

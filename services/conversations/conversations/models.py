@@ -15,6 +15,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from conversations.domain.access import InboxAccess
 from mailroom_shared.db import new_metadata, utcnow
 from mailroom_shared.messaging.idempotency import processed_events_table
 from mailroom_shared.messaging.outbox import outbox_table
@@ -40,12 +41,18 @@ class Inbox(Base):
         cascade="all, delete-orphan")
     members: Mapped[list[Member]] = relationship(
         back_populates="inbox", order_by="Member.id", lazy="selectin", cascade="all, delete-orphan")
-    # who may view and act (access.py): "everyone" in the account, or only "specific" users and teams
+    # who may view and act (domain/access.py): "everyone" in the account, or only "specific" users and teams
     # (the members above, and every user whose token carries one of `teams`)
     visibility: Mapped[str] = mapped_column(String(16), nullable=False, default="everyone",
                                             server_default="everyone")
     teams: Mapped[list[InboxTeam]] = relationship(
         back_populates="inbox", order_by="InboxTeam.team_id", lazy="selectin", cascade="all, delete-orphan")
+
+    @property
+    def access(self) -> InboxAccess:
+        """What access to the inbox depends on, for the rules of domain/access.py."""
+        return InboxAccess(self.visibility, frozenset(m.user_id for m in self.members),
+                           frozenset(t.team_id for t in self.teams))
 
 
 class InboxTeam(Base):

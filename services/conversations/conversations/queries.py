@@ -1,21 +1,100 @@
-"""Read side of the conversations HTTP API."""
+"""Read models of the conversations service: what its HTTP API and its RPC answer (dicts), and
+who may view what (404 through the shared HTTP errors, as for something that does not exist)."""
 
 from __future__ import annotations
 
-from sqlalchemy import and_, exists, func, select, true
+from sqlalchemy import and_, exists, func, or_, select, true
 from sqlalchemy.orm import Session
 
-from conversations import access, domain
-from conversations.models import Channel, Comment, Conversation, Inbox, Message, Ticket
+from conversations.domain import access
+from conversations.domain.conversation import CLOSED, OPEN, VIEWS
+from conversations.models import Channel, Comment, Conversation, Inbox, InboxTeam, Member, Message, Ticket
 from conversations.schemas import (
+    CommentSchema,
     ConversationSchema,
     ConversationSummarySchema,
     InboxSchema,
     MessageSchema,
+    TicketSchema,
 )
 from mailroom_shared.auth import Principal, sign_blob_access, with_access
 from mailroom_shared.db import aware
+from mailroom_shared.http import Forbidden, HttpError, NotFound
 from mailroom_shared.pagination import newest_first, next_cursor
+from mailroom_shared.text import iso_time, reply_address
+
+MAX_THREAD_MESSAGES = 50
+
+
+# --- who may view ------------------------------------------------------------------------------
+
+def require_view(principal: Principal, inbox: Inbox | None, not_found: str) -> Inbox:
+    """The inbox if the principal may view it; else 404 with `not_found` (the same answer as for
+    something that does not exist)."""
+    if inbox is None or not access.can_view(principal, inbox.access):
+        raise NotFound(not_found)
+    return inbox
+
+
+def viewable_inbox(session: Session, principal: Principal, inbox_id: str) -> Inbox:
+    return require_view(principal, session.get(Inbox, inbox_id), f"no inbox {inbox_id}")
+
+
+def viewable_conversation(session: Session, principal: Principal, conversation_id: str) -> tuple[Conversation, Inbox]:
+    conversation = session.get(Conversation, conversation_id)
+    inbox = require_view(principal, conversation and session.get(Inbox, conversation.inbox_id),
+                         f"no conversation {conversation_id}")
+    return conversation, inbox
+
+
+def viewable_message(session: Session, principal: Principal, message_id: str) -> Message:
+    """The message (detached from the session: it outlives the transaction) if the principal may view it."""
+    message = session.get(Message, message_id)
+    require_view(principal, message and session.get(Inbox, message.inbox_id), f"no message {message_id}")
+    session.expunge(message)
+    return message
+
+
+def _member_inboxes(principal: Principal):
+    """SQL condition on Inbox: the inboxes the principal is a member of (domain/access.py)."""
+    conditions = [Inbox.visibility == access.EVERYONE,
+                  exists(select(Member.id).where(Member.inbox_id == Inbox.id,
+                                                 Member.user_id == principal.user_id))]
+    if principal.team_ids:
+        conditions.append(exists(select(InboxTeam.team_id).where(
+            InboxTeam.inbox_id == Inbox.id, InboxTeam.team_id.in_(sorted(principal.team_ids)))))
+    return or_(*conditions)
+
+
+def _viewable_inboxes(principal: Principal):
+    """SQL condition on Inbox: the inboxes the principal may view (None = every inbox)."""
+    if principal.sees_every_inbox:
+        return None
+    return _member_inboxes(principal)
+
+
+def refused(error: HttpError) -> dict:
+    return {"allowed": False, "status": error.status, "code": error.code, "message": error.message}
+
+
+def access_answer(session: Session, principal: Principal, action: str, conversation_id: str | None = None,
+                  inbox_id: str | None = None) -> dict:
+    """May the principal `action` ("view" or a verb: "reply", …) on the conversation or inbox?
+    `{"allowed": True, "principal": {...}, "inbox_id": ...}`, else the 404 / 403 it would get."""
+    if conversation_id is not None:
+        conversation = session.get(Conversation, conversation_id)
+        inbox = conversation and session.get(Inbox, conversation.inbox_id)
+        missing = f"no conversation {conversation_id}"
+    else:
+        inbox, missing = (session.get(Inbox, inbox_id) if inbox_id else None), f"no inbox {inbox_id}"
+    if inbox is None or not access.can_view(principal, inbox.access):
+        return refused(NotFound(missing))
+    if action != "view" and not access.can_act(principal, inbox.access):
+        return refused(Forbidden(access.act_refusal(inbox.name, action)))
+    return {"allowed": True, "principal": principal.as_dict(), "inbox_id": inbox.id}
+
+
+# --- inboxes -----------------------------------------------------------------------------------
 
 
 def inbox_view(inbox: Inbox, principal: Principal | None = None) -> dict:
@@ -25,7 +104,7 @@ def inbox_view(inbox: Inbox, principal: Principal | None = None) -> dict:
         "channel_addresses": [c.address for c in inbox.channels], "channels": inbox.channels,
         "members": [{"user_id": m.user_id, "email": m.email} for m in inbox.members],
         "access": {"visibility": inbox.visibility, "teams": [t.team_id for t in inbox.teams]},
-        "permissions": access.permissions(principal, inbox) if principal else None,
+        "permissions": access.permissions(principal, inbox.access) if principal else None,
         "created_at": aware(inbox.created_at), "updated_at": aware(inbox.updated_at),
     })
 
@@ -33,12 +112,14 @@ def inbox_view(inbox: Inbox, principal: Principal | None = None) -> dict:
 def list_inboxes(session: Session, principal: Principal) -> dict:
     """The inboxes the principal may view (with what it may do in each)."""
     query = select(Inbox).order_by(Inbox.name, Inbox.id)
-    condition = access.viewable_filter(principal)
+    condition = _viewable_inboxes(principal)
     if condition is not None:
         query = query.where(condition)
     inboxes = session.execute(query).scalars().all()
     return {"items": [inbox_view(i, principal) for i in inboxes], "next_cursor": None}
 
+
+# --- conversations and messages ---------------------------------------------------------------
 
 def _conversation_fields(conversation: Conversation) -> dict:
     return {
@@ -70,9 +151,9 @@ def conversation_view(session: Session, conversation: Conversation, inbox: Inbox
     return ConversationSchema().dump({
         **_conversation_fields(conversation),
         "messages": [_message_fields(m, principal, with_html=False) for m in messages],
-        "comments": comments, "ticket": ticket, "permissions": access.permissions(principal, inbox),
+        "comments": comments, "ticket": ticket, "permissions": access.permissions(principal, inbox.access),
         "reply_token": conversation.reply_token,
-        "reply_address": domain.reply_address(primary, conversation.reply_token) if primary else None,
+        "reply_address": reply_address(primary, conversation.reply_token) if primary else None,
     })
 
 
@@ -110,18 +191,18 @@ def _view_filter(view: str, principal: Principal, inbox_id: str | None):
     if inbox_id is not None:
         scope = Conversation.inbox_id == inbox_id
     else:
-        viewable = access.viewable_filter(principal)
+        viewable = _viewable_inboxes(principal)
         scope = Conversation.inbox_id.in_(select(Inbox.id).where(viewable)) if viewable is not None else true()
     not_spam = Conversation.spam.is_(False)
     if view == "open":
-        return and_(scope, not_spam, Conversation.status == domain.OPEN)
+        return and_(scope, not_spam, Conversation.status == OPEN)
     if view == "closed":
-        return and_(scope, not_spam, Conversation.status == domain.CLOSED)
+        return and_(scope, not_spam, Conversation.status == CLOSED)
     if view == "mine":
-        return and_(scope, not_spam, Conversation.status == domain.OPEN,
+        return and_(scope, not_spam, Conversation.status == OPEN,
                     Conversation.assignee_user_id == principal.user_id)
     if view == "unassigned":
-        return and_(scope, not_spam, Conversation.status == domain.OPEN, Conversation.assignee_user_id.is_(None))
+        return and_(scope, not_spam, Conversation.status == OPEN, Conversation.assignee_user_id.is_(None))
     if view == "sent":
         return and_(scope, not_spam, exists(select(Message.id).where(
             Message.conversation_id == Conversation.id, Message.direction == "out")))
@@ -146,4 +227,109 @@ def view_counts(session: Session, principal: Principal, inbox_id: str | None) ->
     """How many conversations each view holds (the numbers next to the view names)."""
     return {view: session.execute(select(func.count()).select_from(Conversation)
                                   .where(_view_filter(view, principal, inbox_id))).scalar_one()
-            for view in domain.VIEWS}
+            for view in VIEWS}
+
+
+def comment_view(comment: Comment) -> dict:
+    return CommentSchema().dump(comment)
+
+
+def ticket_view(ticket: Ticket) -> dict:
+    return TicketSchema().dump(ticket)
+
+
+# --- our emails: the Sent view -----------------------------------------------------------------
+
+def sent_page(session: Session, inbox_id: str, cursor: dict | None, limit: int, principal: Principal) -> dict:
+    """The inbox's Sent view: our messages, newest first, each with its delivery state."""
+    query = newest_first(select(Message).where(Message.inbox_id == inbox_id, Message.direction == "out"),
+                         Message.received_at, Message.id, cursor, limit)
+    rows = session.execute(query).scalars().all()
+    items = []
+    for message in rows[:limit]:
+        item = message_view(message, principal)
+        item["delivery"] = (message.flags or {}).get("delivery")
+        items.append(item)
+    return {"items": items, "next_cursor": next_cursor(rows, limit, lambda m: m.received_at)}
+
+
+# --- what outbound asks before it sends: From identities and reply context ---------------------
+
+def sending_refusal(principal: dict | None, inbox: Inbox | None) -> dict | None:
+    """{} (not found) / {"forbidden": …} when `principal` (as_dict) may not send from `inbox`;
+    None if it may. Without a principal (another service calling), only existence is checked."""
+    if inbox is None:
+        return {}
+    if principal is None:
+        return None
+    caller = Principal(user_id=principal["user_id"], email=principal.get("email"),
+                       team_ids=frozenset(principal.get("team_ids") or ()),
+                       roles=frozenset(principal.get("roles") or ()))
+    if not access.can_view(caller, inbox.access):
+        return {}
+    if not access.can_act(caller, inbox.access):
+        return {"forbidden": f"you can view the inbox {inbox.name!r} but not send from it: only its members can act"}
+    return None
+
+
+def inbox_identities(inbox: Inbox) -> dict:
+    """The inbox's From identities (its channels)."""
+    primary = next((c.address for c in inbox.channels if c.is_primary), None)
+    return {"inbox_id": inbox.id, "name": inbox.name, "primary_address": primary,
+            "identities": [{"email": c.address, "name": c.display_name, "primary": c.is_primary}
+                           for c in inbox.channels]}
+
+
+def _context_message(message: Message) -> dict:
+    return {
+        "id": message.id, "direction": message.direction, "rfc_message_id": message.rfc_message_id,
+        "subject": message.subject, "sender": message.sender, "attributed_to": message.attributed_to,
+        "forward": message.forward, "to": message.to or [], "cc": message.cc or [], "reply_to": message.reply_to or [],
+        "in_reply_to": message.in_reply_to or [], "references": message.references or [], "text": message.text,
+        "html": message.html, "date": message.date_header, "received_at": iso_time(message.received_at),
+        "channel_address": message.channel_address,
+    }
+
+
+def reply_context(session: Session, conversation_id: str, message_id: str | None,
+                  include_thread: bool) -> dict | None:
+    """What a reply or forward needs from a conversation: the message replied to (given, else the
+    latest inbound one, else the latest of ours), the thread's Message-IDs, the reply token and
+    the channel the conversation came in on (else the inbox's primary address)."""
+    conversation = session.get(Conversation, conversation_id)
+    if conversation is None:
+        return None
+    inbox = session.get(Inbox, conversation.inbox_id)
+    ordered = select(Message).where(Message.conversation_id == conversation.id).order_by(
+        Message.received_at.desc(), Message.created_at.desc(), Message.id.desc())
+    if message_id:
+        message = session.get(Message, message_id)
+        if message is not None and message.conversation_id != conversation.id:
+            message = None
+    else:  # the latest inbound message, else the latest of ours
+        message = session.execute(ordered.where(Message.direction == "in").limit(1)).scalar_one_or_none() \
+            or session.execute(ordered.limit(1)).scalar_one_or_none()
+    channels = {c.address for c in inbox.channels}
+    first_inbound = session.execute(
+        select(Message.channel_address).where(Message.conversation_id == conversation.id, Message.direction == "in")
+        .order_by(Message.received_at, Message.id).limit(1)).scalar_one_or_none()
+    candidates = [message.channel_address if message is not None else None, first_inbound]
+    channel_address = next((c for c in candidates if c and c in channels), None)
+    primary = next((c.address for c in inbox.channels if c.is_primary), None)
+    result = {
+        "conversation": {"id": conversation.id, "inbox_id": conversation.inbox_id, "subject": conversation.subject,
+                         "status": conversation.status, "reply_token": conversation.reply_token,
+                         "created_at": iso_time(conversation.created_at),
+                         "contact": {"email": conversation.contact_email, "name": conversation.contact_name}},
+        "inbox": inbox_identities(inbox),
+        "message": _context_message(message) if message is not None else None,
+        "channel_address": channel_address or primary,
+        "reply_address": reply_address(channel_address or primary, conversation.reply_token)
+        if (channel_address or primary) else None,
+    }
+    if include_thread:
+        rows = session.execute(select(Message).where(Message.conversation_id == conversation.id)
+                               .order_by(Message.received_at, Message.created_at, Message.id)
+                               .limit(MAX_THREAD_MESSAGES)).scalars().all()
+        result["thread"] = [_context_message(m) for m in rows]
+    return result

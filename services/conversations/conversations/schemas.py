@@ -1,8 +1,9 @@
 """marshmallow schemas of the conversations HTTP API (openapi.py documents the API from them)."""
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields, pre_load, validate
 
-from conversations.domain import VIEWS
+from conversations.domain.access import VISIBILITIES
+from conversations.domain.conversation import VIEWS
 
 MAX_CHANNELS = 20
 MAX_MEMBERS = 500
@@ -23,7 +24,7 @@ class MemberSchema(Schema):
 
 
 class AccessInputSchema(Schema):
-    visibility = fields.String(validate=validate.OneOf(["everyone", "specific"]), metadata={
+    visibility = fields.String(validate=validate.OneOf(VISIBILITIES), metadata={
         "description": "everyone in the account, or only the members and the users of `teams`"})
     teams = fields.List(fields.String(validate=validate.Length(min=1, max=100)),
                         validate=validate.Length(max=MAX_MEMBERS),
@@ -52,8 +53,19 @@ class InboxUpdateSchema(Schema):
     access = fields.Nested(AccessInputSchema)
 
 
+class InboxFileEntrySchema(InboxCreateSchema):
+    """An inbox of the inboxes file (CONVERSATIONS_INBOXES_FILE): a channel may be written as a
+    bare address."""
+
+    @pre_load
+    def bare_addresses(self, data, **kwargs):
+        if isinstance(data, dict) and isinstance(data.get("channels"), list):
+            data = {**data, "channels": [{"address": c} if isinstance(c, str) else c for c in data["channels"]]}
+        return data
+
+
 class InboxesFileSchema(Schema):
-    inboxes = fields.List(fields.Nested(InboxCreateSchema), load_default=list)
+    inboxes = fields.List(fields.Nested(InboxFileEntrySchema), load_default=list)
 
 
 class ChannelSchema(Schema):
@@ -285,8 +297,6 @@ class ViewCountsSchema(Schema):
 class MessageArgsSchema(Schema):
     images = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(["load"]),
                            metadata={"description": "load: re-sanitise from the raw message with remote images"})
-
-
 
 
 class SentPageSchema(Schema):

@@ -1,52 +1,70 @@
-"""The conversations service's configuration, read from the environment (and the inboxes file)."""
+"""The conversations service's settings: one frozen object, loaded once per process from the
+environment (through the kit's SettingsProvider) and passed to what needs it.
+
+- CONVERSATIONS_REPLY_TO_CLOSED (default `reopen`): a reply to a closed conversation reopens it;
+  `new`: it starts a new conversation linked to the closed one.
+- CONVERSATIONS_INBOXES_FILE (default: config/inboxes.yaml at the repository root, if present):
+  the inboxes upserted at start; set but empty: none.
+
+The inboxes file is read and validated (schemas.InboxesFileSchema) with the settings, so a bad
+file stops the start with a clear error instead of running without the inboxes it expects. It
+holds no secret.
+"""
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from marshmallow import ValidationError
 
-from conversations.domain import ReplyToClosed
+from conversations.domain.placement import ReplyToClosed
 from conversations.schemas import InboxesFileSchema
+from mailroom_shared import config
+from mailroom_shared.config import ConfigError
+
+__all__ = ["DEFAULT_INBOXES_FILE", "ConfigError", "Settings", "load", "load_inboxes_file"]
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_INBOXES_FILE = REPO_ROOT / "config" / "inboxes.yaml"
+INBOXES_FILE = "CONVERSATIONS_INBOXES_FILE"
 
 
-class ConfigError(ValueError):
-    pass
+@dataclass(frozen=True)
+class Settings:
+    reply_to_closed: ReplyToClosed = ReplyToClosed.REOPEN
+    inboxes_file: Path | None = None  # None: seed no inboxes
+    inboxes: tuple[dict, ...] = ()  # the inboxes file's entries, validated
 
 
-def reply_to_closed() -> ReplyToClosed:
-    """CONVERSATIONS_REPLY_TO_CLOSED: `reopen` (default) or `new` (a new, linked conversation)."""
-    raw = os.environ.get("CONVERSATIONS_REPLY_TO_CLOSED", "reopen").strip().lower()
-    try:
-        return ReplyToClosed(raw)
-    except ValueError:
-        raise ConfigError(f"CONVERSATIONS_REPLY_TO_CLOSED must be 'reopen' or 'new', not {raw!r}") from None
+def load() -> Settings:
+    """The settings from the environment (and the inboxes file it names); config.ConfigError
+    naming the variable or the file on a bad value."""
+    reply_to_closed = config.env_choice("CONVERSATIONS_REPLY_TO_CLOSED", tuple(r.value for r in ReplyToClosed),
+                                       ReplyToClosed.REOPEN.value)
+    path = _inboxes_file()
+    return Settings(reply_to_closed=ReplyToClosed(reply_to_closed), inboxes_file=path,
+                    inboxes=tuple(load_inboxes_file(path)) if path is not None else ())
 
 
-def inboxes_file() -> Path | None:
-    """CONVERSATIONS_INBOXES_FILE (empty: no seeding), else config/inboxes.yaml if it exists."""
-    configured = os.environ.get("CONVERSATIONS_INBOXES_FILE")
-    if configured is not None:
-        return Path(configured) if configured.strip() else None
-    return DEFAULT_INBOXES_FILE if DEFAULT_INBOXES_FILE.exists() else None
+def _inboxes_file() -> Path | None:
+    """CONVERSATIONS_INBOXES_FILE; set but empty (or blank): no seeding; unset: the repository's
+    config/inboxes.yaml if it exists."""
+    configured = config.env_str(INBOXES_FILE)  # None when unset or empty
+    if configured is not None and configured.strip():
+        return Path(configured)
+    if config.env_list(INBOXES_FILE, None) is None:  # only an unset variable gives the default back
+        return DEFAULT_INBOXES_FILE if DEFAULT_INBOXES_FILE.exists() else None
+    return None
 
 
 def load_inboxes_file(path: Path) -> list[dict]:
-    """The inboxes to seed. A channel may be written as a bare address; a bad file is an error
-    that stops the service from starting (better than running without the inboxes it expects)."""
+    """The inboxes to seed (a channel may be written as a bare address)."""
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read inboxes file {path}: {exc}") from exc
-    if isinstance(raw, dict):
-        for inbox in raw.get("inboxes") or []:
-            if isinstance(inbox, dict) and isinstance(inbox.get("channels"), list):
-                inbox["channels"] = [{"address": c} if isinstance(c, str) else c for c in inbox["channels"]]
     try:
         return InboxesFileSchema().load(raw)["inboxes"]
     except ValidationError as exc:

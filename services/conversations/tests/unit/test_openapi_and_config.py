@@ -30,9 +30,9 @@ def test_inboxes_file_accepts_bare_addresses_and_rejects_bad_files(tmp_path, mon
         settings.load_inboxes_file(bad)
 
     monkeypatch.setenv("CONVERSATIONS_INBOXES_FILE", "")
-    assert settings.inboxes_file() is None
+    assert settings.load().inboxes_file is None
     monkeypatch.delenv("CONVERSATIONS_INBOXES_FILE")
-    assert settings.inboxes_file() == settings.DEFAULT_INBOXES_FILE
+    assert settings.load().inboxes_file == settings.DEFAULT_INBOXES_FILE
     monkeypatch.setenv("CONVERSATIONS_REPLY_TO_CLOSED", "sometimes")
     with pytest.raises(settings.ConfigError):
-        settings.reply_to_closed()
+        settings.load()

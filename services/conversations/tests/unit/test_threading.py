@@ -1,15 +1,9 @@
-"""The threading and placement rules (domain.py), without IO."""
+"""The threading and placement rules (domain/threads.py, domain/placement.py), without IO."""
 
-from conversations.domain import (
-    ConversationRef,
-    Incoming,
-    ReplyToClosed,
-    StoredMessageRef,
-    find_thread,
-    inbox_digest,
-    place,
-    snippet,
-)
+from conversations.domain.inboxes import inbox_digest
+from conversations.domain.placement import ReplyToClosed, place
+from conversations.domain.threads import ConversationRef, Incoming, StoredMessageRef, find_thread
+from mailroom_shared.text import snippet
 
 INBOX, OTHER_INBOX = "inbox-1", "inbox-2"
 A = ConversationRef("conv-a", INBOX, "open", False, "token-a")

@@ -1,0 +1,6 @@
+"""The conversations service's rules in plain Python (no nameko, SQLAlchemy, kombu or eventlet):
+`threads` — which conversation an inbound message continues; `placement` — where it goes once
+matched (join, reopen or a new, linked conversation); `conversation` — statuses, views and the
+reply token; `inboxes` — an inbox's channels, members and announced digest; `access` — who may
+view, act in and manage inboxes; `comments` — @mentions; `delivery` — the delivery state of an
+email we sent."""

@@ -44,6 +44,7 @@ DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0
 SECRETISH = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I)
 URL_WITH_PASSWORD = re.compile(r"://[^/\s:@]+:(?![$][({])[^@\s/]+@")
 MIN_GRACE_SECONDS = 30
+HAND_MADE_SECRETS = {"mailroom-auth", "mailroom-outbound-smtp"}
 
 
 # --- loading -----------------------------------------------------------------------------------
@@ -442,8 +443,9 @@ def operator_secrets() -> set[str]:
     names = {f"{c['metadata']['name']}-app" for c in of_kind("Cluster")}
     names |= {f"{u['metadata']['name']}-user-credentials" for u in of_kind("User")}
     names |= {f"{r['metadata']['name']}-default-user" for r in of_kind("RabbitmqCluster")}
-    # the one Secret a platform team creates by hand (docs/operations.md): token and link signing keys
-    names.add("mailroom-auth")
+    # the Secrets a platform team creates by hand (docs/operations.md): token and link signing
+    # keys, and the outbound SMTP relay's login
+    names |= HAND_MADE_SECRETS
     return names
 
 
@@ -463,6 +465,119 @@ def test_every_secret_reference_is_to_an_operator_generated_secret():
         refs += [v["secret"]["secretName"] for v in pod_spec(workload).get("volumes", []) if "secret" in v]
     assert refs
     assert set(refs) <= allowed, f"unknown secrets: {set(refs) - allowed}"
+
+
+# --- outbound's SMTP relay ---------------------------------------------------------------------
+
+
+def outbound_settings_source() -> str:
+    return (ROOT / "services/outbound/outbound/settings.py").read_text()
+
+
+def relay_variables() -> set[str]:
+    """Every OUTBOUND_SMTP_* variable outbound's settings read (the relays file excepted)."""
+    names = set(re.findall(r'"(OUTBOUND_SMTP_[A-Z_]+)"', outbound_settings_source()))
+    assert {"OUTBOUND_SMTP_HOST", "OUTBOUND_SMTP_PORT", "OUTBOUND_SMTP_PASSWORD"} <= names
+    return names - {"OUTBOUND_SMTP_RELAYS_FILE"}
+
+
+def outbound_environment(docs=None, configmaps=None) -> tuple[dict, dict[str, str]]:
+    container = pod_spec(deployment_for("outbound", docs))["containers"][0]
+    configmaps = base_configmaps() if configmaps is None else configmaps
+    settings = {}
+    for source in container["envFrom"]:
+        settings.update(configmaps[source["configMapRef"]["name"]])
+    return env_of(container), settings
+
+
+def test_outbound_relay_settings_are_all_configured():
+    env, settings = outbound_environment()
+    for name in relay_variables():
+        assert name in env or name in settings, f"outbound: {name} is not configured"
+    for name in ("OUTBOUND_SMTP_PASSWORD", "OUTBOUND_SMTP_USERNAME"):
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == "mailroom-outbound-smtp" and ref.get("optional") is True, name
+        assert name not in settings, f"{name} belongs in the Secret, not the ConfigMap"
+    assert settings["OUTBOUND_SMTP_HOST"] not in ("", "127.0.0.1", "localhost")
+    assert not (settings["OUTBOUND_SMTP_STARTTLS"] == "true" and settings["OUTBOUND_SMTP_SSL"] == "true")
+    assert float(settings["OUTBOUND_SEND_LEASE_SECONDS"]) > float(settings["OUTBOUND_SMTP_TIMEOUT"])
+
+
+def test_outbound_relay_settings_load_with_outbounds_own_loader():
+    """The ConfigMap's values, plus a login from the Secret, read by outbound's settings.load()."""
+    _, settings = outbound_environment()
+    env = {k: v for k, v in settings.items() if k.startswith(("OUTBOUND_", "MAILROOM_MESSAGE_ID"))}
+    env.update({"OUTBOUND_SMTP_USERNAME": "mailer", "OUTBOUND_SMTP_PASSWORD": "s3cr3t-from-the-secret"})
+    code = textwrap.dedent("""
+        import json
+        from outbound.settings import load
+        relay = load().smtp
+        print(json.dumps([relay.host, relay.port, relay.starttls, relay.ssl, relay.username,
+                          relay.password, repr(relay)]))
+    """)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOUND_")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**clean, **env}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    host, port, starttls, ssl, user, password, shown = json.loads(result.stdout)
+    assert (host, port) == (settings["OUTBOUND_SMTP_HOST"], int(settings["OUTBOUND_SMTP_PORT"]))
+    assert (starttls, ssl) == (settings["OUTBOUND_SMTP_STARTTLS"] == "true", settings["OUTBOUND_SMTP_SSL"] == "true")
+    assert (user, password) == ("mailer", "s3cr3t-from-the-secret")
+    assert "s3cr3t" not in shown
+
+
+def test_outbound_is_the_only_workload_with_the_relay_login_and_smtp_egress():
+    for workload in of_kind("Deployment") + of_kind("Job"):
+        if workload["metadata"]["name"] == "mailroom-outbound":
+            continue
+        for container in all_containers(workload):
+            for item in container.get("env", []):
+                ref = item.get("valueFrom", {}).get("secretKeyRef", {})
+                assert ref.get("name") != "mailroom-outbound-smtp", workload["metadata"]["name"]
+    for policy in of_kind("NetworkPolicy"):
+        ports = {p.get("port") for rule in policy["spec"].get("egress", []) for p in rule.get("ports", [])}
+        if ports & {25, 465, 587}:
+            assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "outbound", (
+                policy["metadata"]["name"])
+
+
+def render_with_components(tmp_path, overlay: str, *components: str) -> tuple[dict, ...]:
+    """An overlay plus optional components, rendered the way a platform team would add them."""
+    rel = os.path.relpath(K8S, tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "resources": [f"{rel}/overlays/{overlay}"],
+        "components": [f"{rel}/components/{c}" for c in components]}))
+    result = subprocess.run([kubectl(), "kustomize", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def test_outbound_smtp_ca_component_mounts_the_bundle_it_points_at(tmp_path):
+    if not kubectl():
+        pytest.skip("kubectl (with its built-in kustomize) is not installed")
+    docs = render_with_components(tmp_path, "production", "outbound-smtp-ca")
+    container = pod_spec(deployment_for("outbound", docs))["containers"][0]
+    path = Path(env_of(container)["SSL_CERT_FILE"]["value"])
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == str(path.parent))
+    assert mount["readOnly"] is True
+    volume = next(v for v in pod_spec(deployment_for("outbound", docs))["volumes"] if v["name"] == mount["name"])
+    assert volume["configMap"]["name"] == "mailroom-outbound-smtp-ca"
+    others = [d for d in of_kind("Deployment", docs) if d["metadata"]["name"] != "mailroom-outbound"]
+    assert all("SSL_CERT_FILE" not in env_of(c) for d in others for c in all_containers(d))
+
+
+def test_production_overlay_sets_the_relay():
+    if not kubectl():
+        pytest.skip("kubectl (with its built-in kustomize) is not installed")
+    docs = rendered("production")
+    configmaps = {name: doc.get("data", {}) for name, doc in by_name("ConfigMap", docs).items()}
+    env, settings = outbound_environment(docs, configmaps)
+    overlay = parse_env_file(K8S / "overlays/production/outbound-relay.env")
+    assert overlay.keys() >= {"OUTBOUND_SMTP_HOST", "OUTBOUND_SMTP_PORT"}
+    assert {k: settings[k] for k in overlay} == overlay
+    assert env["OUTBOUND_SMTP_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "mailroom-outbound-smtp"
 
 
 def test_configmaps_hold_no_secrets():
@@ -529,7 +644,7 @@ def test_health_endpoint_exists_where_the_service_module_exists(service):
     if not module.exists():
         pytest.skip(f"services/{service} has no service module yet")
     source = module.read_text()
-    assert re.search(rf"""@http\(\s*["']GET["']\s*,\s*["']/health/{service}["']""", source), (
+    assert re.search(rf"""@(http|endpoint)\(\s*["']GET["']\s*,\s*["']/health/{service}["']""", source), (
         f"{service}.service must answer GET /health/{service} (the probes use it)")
 
 

@@ -108,7 +108,8 @@ def service_base(service: str, outbox_table: Table, processed_table: Table,
     return ServiceBase
 
 
-def consumes(source: str, event_name: str, *, handler_name: str | None = None):
+def consumes(source: str, event_name: str, *, handler_name: str | None = None,
+             when: Callable[[dict], bool] | None = None):
     """Declare an event handler: `method(self, session, data, envelope)`.
 
     `data` is the event's data read tolerantly with the schema of the version named by the
@@ -116,7 +117,11 @@ def consumes(source: str, event_name: str, *, handler_name: str | None = None):
     at once). The method runs exactly once per event (`processed_events`, keyed by `handler_name`,
     by default the method's name), inside a transaction shared with the other events that arrived
     meanwhile (group commit). Whatever it records in `self.outbox` is published after the commit.
-    Work that must happen only after the commit goes through `after_commit(session, fn)`."""
+    Work that must happen only after the commit goes through `after_commit(session, fn)`.
+
+    `when(data)`, if given, says whether the event concerns this handler at all: an event it
+    refuses is acknowledged without a transaction (outbound reads every inbound message only to
+    find the bounces among them)."""
 
     def decorate(method):
         name = handler_name or method.__name__
@@ -124,6 +129,8 @@ def consumes(source: str, event_name: str, *, handler_name: str | None = None):
         @functools.wraps(method)
         def handle(self, envelope):
             data = parse_envelope(envelope, event_name)
+            if when is not None and not when(data):
+                return
             self.processed.run_once(self.db, envelope, name, lambda session: method(self, session, data, envelope))
             self.relay.wake()
 

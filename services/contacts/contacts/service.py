@@ -28,10 +28,9 @@ class ContactsService(Base):
     def handle_message_added(self, session, data, envelope):
         handlers.link_conversation(session, data.get("intake_id"), data["conversation_id"])
 
-    @consumes("conversations", "conversation_spam_marked")
+    # marking spam later leaves the contact alone: it may have other, real mail
+    @consumes("conversations", "conversation_spam_marked", when=lambda data: not data["spam"])
     def handle_conversation_spam_marked(self, session, data, envelope):
-        if data["spam"]:
-            return  # marking spam later leaves the contact: it may have other, real mail
         handlers.release_held(session, self.outbox, data["intake_ids"], data["contact_email"],
                               data["contact_name"], envelope["id"])
 

@@ -18,6 +18,7 @@ from mailroom_shared.kit import consumes, endpoint, service_base
 from outbound import SERVICE_NAME, handlers, models, queries, settings
 from outbound.conversations_client import ConversationsClient
 from outbound.delivery_worker import DeliveryWorker
+from outbound.domain import delivery
 from outbound.models import Email, Snippet, Template
 from outbound.schemas import (
     RenderInputSchema,
@@ -207,7 +208,7 @@ class OutboundService(Base):
 
     # --- events ------------------------------------------------------------------------------------
 
-    @consumes("ingest", "message_received")
+    @consumes("ingest", "message_received", when=delivery.is_bounce_report)
     def handle_message_received(self, session, data, envelope):
         """Bounces (DSNs) are matched to the sent email they return; other mail is not ours."""
         handlers.record_bounce(session, self.outbox, data)

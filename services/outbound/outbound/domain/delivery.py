@@ -47,3 +47,10 @@ def bounce_reason(data: dict) -> str:
         return " ".join(match.group(0).split())[:500]
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return (first or data.get("subject") or "delivery status notification")[:500]
+
+
+def is_bounce_report(message_received: dict) -> bool:
+    """Whether an inbound message (ingest's message_received data) is a delivery status
+    notification returning mail: the only inbound mail outbound cares about."""
+    return bool((message_received.get("flags") or {}).get("bounce")) and bool(
+        message_received.get("bounced_message_ids"))

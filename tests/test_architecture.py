@@ -11,20 +11,20 @@ from pathlib import Path
 import pytest
 from nameko.events import EventHandler
 
+from mailroom_shared.config import SERVICE_NAMES
 from mailroom_shared.events.catalogue import CATALOGUE
 from mailroom_shared.messaging.nameko_adapters import RetryingEventHandler
 from mailroom_shared.messaging.topology import SUBSCRIPTIONS, Subscription
 
 REPO = Path(__file__).resolve().parents[1]
-SERVICES = ("ingest", "contacts", "conversations", "outbound", "notifier")
+TEMPLATE = ("domain", "handlers.py", "queries.py", "models.py", "migrations", "schemas.py", "settings.py",
+            "service.py", "openapi.py")
 
 
 def service_classes():
-    for name in SERVICES:
-        try:
-            module = importlib.import_module(f"{name}.service")
-        except ModuleNotFoundError:
-            continue
+    # every service has a service module: one that fails to import fails here, loudly
+    for name in SERVICE_NAMES:
+        module = importlib.import_module(f"{name}.service")
         for value in vars(module).values():
             if isinstance(value, type) and getattr(value, "name", None) == name:
                 yield value
@@ -109,3 +109,45 @@ def test_code_is_lint_clean():
     result = subprocess.run([str(Path(sys.executable).parent / "ruff"), "check", "--no-cache", "."],
                             capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+@pytest.mark.parametrize("service", SERVICE_NAMES)
+def test_every_service_has_the_same_shape(service):
+    """docs/architecture.md, "One service template": learning one service teaches all five."""
+    package = REPO / "services" / service / service
+    missing = [name for name in TEMPLATE if not (package / name).exists()]
+    assert not missing, f"{service} lacks {missing}"
+    assert (package / "domain" / "__init__.py").exists(), "domain/ is a package"
+    assert not (package / "domain.py").exists() and not (package / "config.py").exists()
+    for kind in ("unit", "integration"):
+        assert (REPO / "services" / service / "tests" / kind).is_dir(), f"{service} has no tests/{kind}"
+
+
+@pytest.mark.parametrize("cls", list(service_classes()), ids=lambda c: c.name)
+def test_service_modules_hold_only_entrypoints_and_providers(cls):
+    """service.py is thin: every method of the service class is an entrypoint (or the kit's
+    authenticated_as hook), and none is long."""
+    from nameko.extensions import Entrypoint
+
+    for name, method in inspect.getmembers(cls, inspect.isfunction):
+        if name.startswith("__") or name == "authenticated_as":
+            continue
+        lines = len(inspect.getsource(method).splitlines())
+        if name.startswith("_"):  # a small private helper the entrypoints share (e.g. wake after a send)
+            assert lines <= 12, f"{cls.name}.{name} has {lines} lines: the work belongs in handlers/queries"
+            continue
+        entrypoints = [e for e in getattr(method, "nameko_entrypoints", ()) if isinstance(e, Entrypoint)]
+        assert entrypoints, f"{cls.name}.{name} is not an entrypoint: move it to handlers/queries"
+        assert lines <= 25, f"{cls.name}.{name} has {lines} lines: the work belongs in handlers/queries"
+
+
+def test_no_service_reads_the_environment_directly():
+    """Settings come from settings.py through mailroom_shared.config's helpers, loaded once."""
+    offenders = []
+    for path in (REPO / "services").glob("*/*/**/*.py"):
+        if "/tests/" in str(path) or "/migrations/" in str(path):
+            continue
+        text = path.read_text()
+        if "os.environ" in text or "os.getenv" in text:
+            offenders.append(str(path.relative_to(REPO)))
+    assert not offenders, offenders

@@ -134,7 +134,7 @@ def _message_received(channel: str, message_id: str, in_reply_to: list[str], ema
 
 
 def test_intake_claim_uses_the_pending_index(databases):
-    from ingest import intake
+    from ingest import handlers
     from ingest.models import Intake
 
     database = databases["ingest"]
@@ -144,7 +144,7 @@ def test_intake_claim_uses_the_pending_index(databases):
                                dedupe_key=f"pending-{n}@x", blob_key="0" * 64, size=100, status="stored",
                                received_at=dt.datetime.now(dt.UTC)))
     with scratch(database) as session, recorded(database) as statements:
-        assert len(intake._claim_stored(session, 16)) == 3
+        assert len(handlers._claim_stored(session, 16)) == 3
         assert_indexed(explain(session, statements), {"intake"})
 
 
@@ -177,14 +177,15 @@ def _event_data(service: str) -> dict:
 
 def test_receiving_a_reply_looks_messages_up_by_inbox_and_message_id(databases):
     from conversations import handlers
-    from conversations.service import OUTBOX
+    from conversations.service import ConversationsService
+    from conversations.settings import Settings
 
     database = databases["conversations"]
     parent = "seed-12345@customer1.example"  # conversation 12345 % 10 = 5 → the support inbox
     data = _message_received("support@mailroom.test", f"<{uuid.uuid4()}@customer.example>", [f"<{parent}>"],
                              "customer2470@customer1.example")
     with scratch(database) as session, recorded(database) as statements:
-        received = handlers.receive_message(session, OUTBOX, data, handlers.Settings())
+        received = handlers.receive_message(session, ConversationsService.outbox, data, Settings())
         assert received.placement is not None and received.placement.action != "new"  # threaded to the seeded one
         assert_indexed(explain(session, statements), {"messages", "conversations"})
 
@@ -218,13 +219,14 @@ def test_conversation_views_read_the_view_indexes(databases):
 
 def test_an_inbound_message_finds_its_contact_by_email_and_links_its_conversation(databases):
     from contacts import handlers
-    from contacts.service import OUTBOX
+    from contacts.service import ContactsService
+    from contacts.settings import Settings
 
     database = databases["contacts"]
     data = _message_received("support@mailroom.test", "new-message@customer.example", [],
                              "customer321@customer0.example")
     with scratch(database) as session, recorded(database) as statements:
-        entry = handlers.record_inbound_message(session, OUTBOX, data, str(uuid.uuid4()), handlers.Settings())
+        entry = handlers.record_inbound_message(session, ContactsService.outbox, data, str(uuid.uuid4()), Settings())
         assert entry is not None
         assert handlers.find_contact_by_email(session, "customer321@customer0.example") is not None
         handlers.link_conversation(session, "f" * 32, str(uuid.uuid4()))
@@ -234,7 +236,7 @@ def test_an_inbound_message_finds_its_contact_by_email_and_links_its_conversatio
 
 
 def test_a_redelivered_event_is_recognised_by_the_processed_events_key(databases):
-    from contacts.service import PROCESSED
+    from contacts.service import ContactsService
 
     database = databases["contacts"]
     with scratch(database) as session, recorded(database) as statements:
@@ -242,7 +244,9 @@ def test_a_redelivered_event_is_recognised_by_the_processed_events_key(databases
         source = session.execute(text("SELECT source FROM processed_events WHERE event_id = :e"),
                                  {"e": event_id}).scalar_one()
         statements.clear()
-        assert PROCESSED.claim(session, {"source": source, "id": event_id}, "handle_message_received") is False
+        envelope = {"source": source, "id": event_id}
+        claimed = ContactsService.processed.claim(session, envelope, "handle_message_received")
+        assert claimed is False
         # One statement and no read: INSERT … ON CONFLICT DO NOTHING, which PostgreSQL resolves
         # through the primary key's unique index (it cannot do otherwise: the index is the arbiter).
         [(sql, _)] = statements

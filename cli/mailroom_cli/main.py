@@ -93,12 +93,13 @@ def cmd_run(args) -> int:
         children[service] = _start_child([sys.executable, "-m", "mailroom_shared.service_process",
                                           "--config", str(config_path), f"{service}.service"])
     children["smtp"] = _start_child([sys.executable, "-m", "ingest.smtp_listener"])
-    from ingest import config as ingest_config
+    from ingest.settings import load as load_ingest_settings
     from mailroom_shared.devproxy import serve_in_thread
 
     proxy = serve_in_thread(http_host, int(http_port), backends)
     http = f"{http_host}:{http_port}"
-    smtp_host, smtp_port = ingest_config.smtp_address()
+    ingest_settings = load_ingest_settings(mailboxes=False)
+    smtp_host, smtp_port = ingest_settings.smtp_host, ingest_settings.smtp_port
     ready = wait_until_ready(http, timeout=60, children=children)
     exited = [name for name, child in children.items() if child.poll() is not None]
     if exited:  # e.g. a service that does not import: its traceback is above

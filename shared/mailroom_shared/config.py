@@ -130,3 +130,50 @@ def nameko_config(amqp_uri: str, web_address: str, level: str = "INFO") -> dict:
                     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
                     "root": {"level": level, "handlers": ["console"]}},
     }
+
+
+# --- configuration files (inboxes, mailboxes, relays) --------------------------------------------
+
+def load_yaml_file(variable: str, path: Path, schema) -> object:
+    """The YAML file `path` (named by the environment variable `variable`), validated by the
+    marshmallow `schema`; every problem is a ConfigError naming the variable and the file."""
+    import yaml
+    from marshmallow import ValidationError
+
+    try:
+        return schema.load(yaml.safe_load(path.read_text()) or schema_empty(schema))
+    except OSError as exc:
+        raise ConfigError(f"{variable}: cannot read {path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{variable}: {path} is not valid YAML: {exc}") from exc
+    except ValidationError as exc:
+        raise ConfigError(f"{variable}: {path}: {exc.messages}") from exc
+
+
+def schema_empty(schema) -> object:
+    """What an empty file means for `schema`: no entries."""
+    return [] if getattr(schema, "many", False) else {}
+
+
+def env_secret(name: str, where: str) -> str:
+    """A secret a configuration file refers to by the name of its environment variable (files
+    never hold secrets); `where` says which entry asked for it."""
+    value = env_str(name)
+    if value is None:
+        raise ConfigError(f"{where} names {name}, which is not set")
+    return value
+
+
+def secrets_by_reference(file_kind: str):
+    """A marshmallow `pre_load` hook for an entry of a configuration file: a `password` key is
+    refused with a message that says where the password goes instead (`password_env`)."""
+    from marshmallow import ValidationError, pre_load
+
+    @pre_load
+    def no_password(self, data, **kwargs):
+        if isinstance(data, dict) and "password" in data:
+            raise ValidationError(f"a {file_kind} file never holds a password: put it in an environment variable "
+                                  "and name that variable in password_env", "password")
+        return data
+
+    return no_password

@@ -77,6 +77,14 @@ class SettingsProvider(DependencyProvider):
     def get_dependency(self, worker_ctx):
         return self.value
 
+    @classmethod
+    def of(cls, container) -> Any:
+        """The settings of `container`, for another provider: loaded now if that provider's setup
+        runs first (nameko sets providers up in no set order); loaded once either way."""
+        provider = next(d for d in container.dependencies if isinstance(d, cls))
+        provider.setup()
+        return provider.value
+
 
 def _no_settings() -> None:
     return None

@@ -45,16 +45,15 @@ class InboxSeeder(DependencyProvider):
     serves anything; the outbox relay then announces what changed."""
 
     def setup(self):
-        provider = next(d for d in self.container.dependencies if isinstance(d, SettingsProvider))
-        provider.setup()  # the settings are loaded once: by whichever provider asks first
-        if provider.value.inboxes_file is None:
+        settings = SettingsProvider.of(self.container)
+        if settings.inboxes_file is None:
             return
         database = Database(database_url_for(self.container, SERVICE_NAME))
         try:
             with database.transaction() as session:
-                results = handlers.seed_inboxes(session, Base.outbox, provider.value.inboxes)
+                results = handlers.seed_inboxes(session, Base.outbox, settings.inboxes)
             for inbox, announced in results:
-                log.info("inbox %s (%s) seeded from %s%s", inbox.name, inbox.id, provider.value.inboxes_file,
+                log.info("inbox %s (%s) seeded from %s%s", inbox.name, inbox.id, settings.inboxes_file,
                          "; inbox_updated recorded" if announced else "; unchanged")
         finally:
             database.dispose()

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def loaded_settings(container) -> Settings:
     """The settings the container's SettingsProvider loaded (during setup: read them in start)."""
-    return next(d for d in container.dependencies if isinstance(d, SettingsProvider)).value
+    return SettingsProvider.of(container)
 
 
 class BlobStoreProvider(DependencyProvider):

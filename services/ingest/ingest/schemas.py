@@ -1,7 +1,9 @@
 """marshmallow shapes of ingest: the HTTP answers (openapi.py documents the API from them) and the
 IMAP mailboxes file (`INGEST_MAILBOXES_FILE`, read by settings.py)."""
 
-from marshmallow import Schema, ValidationError, fields, pre_load, validate
+from marshmallow import Schema, fields, validate
+
+from mailroom_shared import config
 
 
 class AcceptedSchema(Schema):
@@ -40,9 +42,4 @@ class MailboxSchema(Schema):
     mark_seen = fields.Boolean(load_default=False)
     delete_after_fetch = fields.Boolean(load_default=False)
 
-    @pre_load
-    def no_password(self, data, **kwargs):
-        if isinstance(data, dict) and "password" in data:
-            raise ValidationError("a mailboxes file never holds a password: put it in an environment variable "
-                                  "and name that variable in password_env", "password")
-        return data
+    no_password = config.secrets_by_reference("mailboxes")

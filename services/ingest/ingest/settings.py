@@ -18,9 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-from marshmallow import ValidationError
-
 from ingest.domain.model import ParseLimits
 from ingest.imap_poller import MailboxConfig
 from ingest.schemas import MailboxSchema
@@ -54,8 +51,9 @@ def load(*, mailboxes: bool = True) -> Settings:
     """The settings from the environment; config.ConfigError names the variable of a bad value.
     `mailboxes=False` leaves the mailboxes file unread: the SMTP listener and `mailroom explain`
     poll no mailbox (and the file and its passwords are only given to the ingest service)."""
+    max_message_bytes = config.env_int("INGEST_MAX_MESSAGE_BYTES", 25 * 1024 * 1024, minimum=1)
     return Settings(
-        max_message_bytes=config.env_int("INGEST_MAX_MESSAGE_BYTES", 25 * 1024 * 1024),
+        max_message_bytes=max_message_bytes,
         internal_domains=frozenset(d.lower() for d in config.env_list("INGEST_INTERNAL_DOMAINS")),
         own_message_id_domain=_first("MAILROOM_MESSAGE_ID_DOMAIN", "mailroom.local"),
         spam_score_headers=_spam_score_headers(),
@@ -69,7 +67,7 @@ def load(*, mailboxes: bool = True) -> Settings:
         intake_poll_seconds=config.env_float("INGEST_INTAKE_POLL_SECONDS", None),  # unset: by database
         intake_batch=max(1, config.env_int("INGEST_INTAKE_BATCH", 16)),
         imap_poll_seconds=config.env_float("INGEST_IMAP_POLL_SECONDS", 30.0),
-        mailboxes=_mailboxes() if mailboxes else (),
+        mailboxes=_mailboxes(max_message_bytes) if mailboxes else (),
     )
 
 
@@ -92,29 +90,21 @@ def _spam_score_headers() -> dict[str, float]:
     return result
 
 
-def _mailboxes() -> tuple[tuple[MailboxConfig, str], ...]:
+def _mailboxes(max_message_bytes: int) -> tuple[tuple[MailboxConfig, str], ...]:
+    """The IMAP mailboxes of INGEST_MAILBOXES_FILE. Their size limit is intake's: a larger one would
+    fetch a message intake refuses on every poll, and the mailbox would be stuck at it."""
     path = config.env_path(MAILBOXES_FILE)
     if path is None:
         return ()
-    try:
-        entries = MailboxSchema(many=True).load(yaml.safe_load(path.read_text()) or [])
-    except OSError as exc:
-        raise config.ConfigError(f"{MAILBOXES_FILE}: cannot read {path}: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise config.ConfigError(f"{MAILBOXES_FILE}: {path} is not valid YAML: {exc}") from exc
-    except ValidationError as exc:
-        raise config.ConfigError(f"{MAILBOXES_FILE}: {path}: {exc.messages}") from exc
+    entries = config.load_yaml_file(MAILBOXES_FILE, path, MailboxSchema(many=True))
     result = []
     for i, entry in enumerate(entries):
-        password = config.env_str(entry["password_env"])
-        if password is None:
-            raise config.ConfigError(f"{MAILBOXES_FILE}: {path}: [{i}].password_env names "
-                                     f"{entry['password_env']}, which is not set")
+        password = config.env_secret(entry["password_env"], f"{MAILBOXES_FILE}: {path}: [{i}].password_env")
         try:
             mailbox = MailboxConfig(
                 id=entry["id"], host=entry["host"], port=entry["port"], username=entry["username"],
                 password=password, ssl=entry["ssl"], starttls=entry["starttls"], mark_seen=entry["mark_seen"],
-                delete_after_fetch=entry["delete_after_fetch"])
+                delete_after_fetch=entry["delete_after_fetch"], max_message_bytes=max_message_bytes)
         except ValueError as exc:  # e.g. both ssl and starttls
             raise config.ConfigError(f"{MAILBOXES_FILE}: {path}: {exc}") from exc
         result.append((mailbox, entry["channel_address"]))

@@ -85,5 +85,5 @@ class ConversationsClient(RpcProxy):
         super().__init__("conversations")
 
     def get_dependency(self, worker_ctx) -> Conversations:
-        settings = next(d for d in self.container.dependencies if isinstance(d, SettingsProvider)).value
+        settings = SettingsProvider.of(self.container)
         return Conversations(super().get_dependency(worker_ctx), settings.rpc_timeout_seconds)

@@ -32,7 +32,7 @@ class DeliveryWorker(BackgroundWorker):
 
     def start(self):
         # the settings are loaded in SettingsProvider.setup, which has run for every provider by now
-        self.settings = self._dependency(SettingsProvider).value
+        self.settings = SettingsProvider.of(self.container)
         self.poll_interval = self.settings.poll_seconds
         # several sends at once (each claims its own email under FOR UPDATE SKIP LOCKED and a
         # lease): one slow relay answer no longer holds back every other email

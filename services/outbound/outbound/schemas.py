@@ -5,7 +5,9 @@ Recipients are given as `"ada@example.com"` or `{"email": "ada@example.com", "na
 the handlers validate each one (addresses, CR/LF/NUL, encoded words) and say which is wrong.
 """
 
-from marshmallow import Schema, ValidationError, fields, pre_load, validate
+from marshmallow import Schema, fields, validate
+
+from mailroom_shared import config
 
 _RECIPIENT = {"description": "\"a@b\" or {email, name}"}
 
@@ -224,12 +226,7 @@ class RelaySchema(Schema):
     password_env = fields.String(allow_none=True, load_default=None)
     timeout = fields.Float(validate=validate.Range(min=0, min_inclusive=False))
 
-    @pre_load
-    def no_password(self, data, **kwargs):
-        if isinstance(data, dict) and "password" in data:
-            raise ValidationError("a relays file never holds a password: put it in an environment variable "
-                                  "and name that variable in password_env", "password")
-        return data
+    no_password = config.secrets_by_reference("relays")
 
 
 class RelaysFileSchema(Schema):

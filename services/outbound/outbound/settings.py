@@ -23,9 +23,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-import yaml
-from marshmallow import ValidationError
-
 from mailroom_shared import config
 from outbound.schemas import RelaysFileSchema
 
@@ -121,22 +118,12 @@ def _relays(default: SmtpRelay) -> dict[str, SmtpRelay]:
     path = config.env_path(RELAYS_FILE)
     if path is None:
         return {}
-    try:
-        document = RelaysFileSchema().load(yaml.safe_load(path.read_text()) or {})
-    except OSError as exc:
-        raise config.ConfigError(f"{RELAYS_FILE}: cannot read {path}: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise config.ConfigError(f"{RELAYS_FILE}: {path} is not valid YAML: {exc}") from exc
-    except ValidationError as exc:
-        raise config.ConfigError(f"{RELAYS_FILE}: {path}: {exc.messages}") from exc
+    document = config.load_yaml_file(RELAYS_FILE, path, RelaysFileSchema())
     result = {}
     for i, entry in enumerate(document["relays"] or []):
         password = None
         if entry.get("password_env"):
-            password = config.env_str(entry["password_env"])
-            if password is None:
-                raise config.ConfigError(f"{RELAYS_FILE}: {path}: relays[{i}].password_env names "
-                                         f"{entry['password_env']}, which is not set")
+            password = config.env_secret(entry["password_env"], f"{RELAYS_FILE}: {path}: relays[{i}].password_env")
         result[entry["from"].strip().lower()] = SmtpRelay(
             host=entry["host"], port=entry.get("port", default.port), username=entry.get("username"),
             password=password, starttls=entry["starttls"], ssl=entry["ssl"],

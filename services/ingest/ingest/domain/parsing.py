@@ -36,10 +36,8 @@ from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
 
-from flanker.addresslib import address as flanker_address
-
 from ingest.domain.model import Address, Attachment, ParsedMessage, ParseLimits
-from mailroom_shared.addresses import try_normalise_email
+from mailroom_shared.addresses import flanker_address, try_normalise_email
 
 try:  # optional, better guesses for unlabelled legacy text
     from charset_normalizer import from_bytes as _detect_charset

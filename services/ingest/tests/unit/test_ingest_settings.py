@@ -86,6 +86,15 @@ def test_settings_are_frozen():
 
 # --- the mailboxes file ---------------------------------------------------------------------------
 
+def test_a_mailbox_takes_intakes_size_limit(monkeypatch, mailboxes_file):
+    """A mailbox that fetched what intake refuses would be stuck at that message on every poll."""
+    mailboxes_file([TEAM])
+    monkeypatch.setenv("TEAM_IMAP_PASSWORD", "s3cret")
+    monkeypatch.setenv("INGEST_MAX_MESSAGE_BYTES", "1000000")
+    [(team, _)] = load().mailboxes
+    assert team.max_message_bytes == 1_000_000
+
+
 def test_a_mailbox_gets_its_password_from_the_variable_the_file_names(monkeypatch, mailboxes_file):
     mailboxes_file([TEAM, {**TEAM, "id": "sales", "port": 143, "ssl": False, "starttls": True, "mark_seen": True}])
     monkeypatch.setenv("TEAM_IMAP_PASSWORD", "s3cret")

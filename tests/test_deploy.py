@@ -274,7 +274,9 @@ def test_database_url_comes_from_the_cnpg_app_secret(service):
 def test_nameko_runs_the_service_with_its_config(service):
     deployment = deployment_for(service)
     container = pod_spec(deployment)["containers"][0]
-    assert container["command"] == ["nameko", "run", "--config", "/app/config/nameko.yaml", f"{service}.service"]
+    assert container["command"] == ["mailroom-service", "--config", "/app/config/nameko.yaml", f"{service}.service"]
+    scripts = tomllib.loads((ROOT / "shared/pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["mailroom-service"] == "mailroom_shared.service_process:main"
     assert "--backdoor" not in " ".join(container["command"] + container.get("args", []))
     assert {"name": "http", "containerPort": 8000, "protocol": "TCP"} in container["ports"]
     mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/app/config")
@@ -286,6 +288,49 @@ def test_nameko_runs_the_service_with_its_config(service):
     assert isinstance(config["max_workers"], int)
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": f"/health/{service}", "port": "http"}
+
+
+def migration_jobs(docs=None) -> dict[str, dict]:
+    return {pod_spec(job)["containers"][0]["command"][-1]: job for job in of_kind("Job", docs)
+            if job["metadata"]["labels"]["app.kubernetes.io/component"] == "migration"}
+
+
+def test_no_deployment_migrates():
+    for deployment in of_kind("Deployment"):
+        assert not pod_spec(deployment).get("initContainers"), deployment["metadata"]["name"]
+        for container in all_containers(deployment):
+            assert "migrate" not in container["command"], deployment["metadata"]["name"]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_migration_job_runs_once_per_release_before_the_deployments(service):
+    job = migration_jobs()[service]
+    assert job["metadata"]["name"] == f"mailroom-{service}-migrate-release", "the overlay fills in the release"
+    annotations = job["metadata"]["annotations"]
+    assert annotations["argocd.argoproj.io/hook"] == "Sync"
+    assert int(annotations["argocd.argoproj.io/sync-wave"]) < 0
+    assert "pre-upgrade" in annotations["helm.sh/hook"].split(",")
+    assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation"
+    cluster = next(c for c in of_kind("Cluster") if c["spec"]["bootstrap"]["initdb"]["database"] == service)
+    assert (int(cluster["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"])
+            < int(annotations["argocd.argoproj.io/sync-wave"])), "the database exists before the Job runs"
+    env = env_of(pod_spec(job)["containers"][0])
+    assert int(env["MAILROOM_MIGRATE_WAIT_SECONDS"]["value"]) >= 300, "a first install waits for its database"
+    assert job["spec"]["activeDeadlineSeconds"] > int(env["MAILROOM_MIGRATE_WAIT_SECONDS"]["value"])
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlays_name_migration_jobs_after_their_release(overlay):
+    if not kubectl():
+        pytest.skip("kubectl (with its built-in kustomize) is not installed")
+    docs = rendered(overlay)
+    release = by_name("ConfigMap", docs)["mailroom-release"]["data"]["release"]
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", release), "a DNS label: it ends Job names"
+    jobs = migration_jobs(docs)
+    assert set(jobs) == set(SERVICES)
+    for service, job in jobs.items():
+        name = job["metadata"]["name"]
+        assert name == f"mailroom-{service}-migrate-{release}" and len(name) <= 63
 
 
 def load_nameko_config(text: str, env: dict[str, str]) -> dict:
@@ -677,6 +722,22 @@ def expected_queues() -> dict[str, object]:
     return queues
 
 
+def load_generator(name: str):
+    spec = importlib.util.spec_from_file_location(name, K8S / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_service_manifests_are_generated():
+    module = load_generator("gen_services")
+    assert set(module.SERVICES) == set(SERVICES)
+    stale = [str(path.relative_to(ROOT)) for path, text in module.outputs().items()
+             if not path.exists() or path.read_text() != text]
+    assert not stale, f"out of date: {stale}: run .venv/bin/python deploy/k8s/gen_services.py"
+
+
 def test_topology_manifest_is_generated_from_the_code():
     spec = importlib.util.spec_from_file_location("gen_topology", K8S / "gen_topology.py")
     module = importlib.util.module_from_spec(spec)
@@ -844,7 +905,7 @@ def test_dockerfile_installs_with_the_constraints():
         assert (ROOT / "services" / service / "pyproject.toml").is_file()
     cmd = [rest for ins, rest in final_stage() if ins in ("CMD", "ENTRYPOINT")]
     assert cmd and cmd[-1].startswith("["), "exec form"
-    assert "exec nameko run" in cmd[-1]
+    assert "exec mailroom-service --config /app/config/nameko.yaml" in cmd[-1]
 
 
 def test_image_default_nameko_config_expands_from_the_environment():

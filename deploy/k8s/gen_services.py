@@ -1,0 +1,386 @@
+"""Render each service's workload manifests under deploy/k8s/base/<service>/ from one table.
+
+The five services run the same way (one image each, `mailroom-service` as PID 1, the same probes,
+security context, migration Job, PDB, NetworkPolicy, CloudNativePG cluster...); what differs is in
+SERVICES below. Hand-written files stay hand-written: each service's `service.env` (its settings),
+conversations' `inboxes.yaml`, ingest's `smtp.yaml` and `blobs-pvc.yaml`.
+
+    .venv/bin/python deploy/k8s/gen_services.py          # rewrite the files
+    .venv/bin/python deploy/k8s/gen_services.py --check  # exit 1 if one is out of date
+
+tests/test_deploy.py fails when a committed file differs from what this renders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+BASE = Path(__file__).resolve().parent / "base"
+TMP = "/tmp"  # noqa: S108 - an emptyDir mounted there in every pod
+VERSION = "0.1.0"
+UID = 10001
+HTTP_PORT = 8000
+NAMESPACE = "mailroom"
+RABBITMQ = {"name": "mailroom-rabbitmq"}
+# The release placeholder in migration Job names: each overlay replaces it with its `release`
+# (kustomize `replacements`), so every release gets Jobs of its own (a Job cannot be changed).
+RELEASE_PLACEHOLDER = "release"
+
+
+@dataclass(frozen=True)
+class Egress:
+    why: str
+    ports: tuple[int, ...]
+    cidr: str = "0.0.0.0/0"
+
+
+@dataclass(frozen=True)
+class Spec:
+    memory: str = "384Mi"
+    grace_seconds: int = 60
+    egress: tuple[Egress, ...] = ()
+    secret_env: tuple[tuple[str, str, str, bool], ...] = ()  # (variable, Secret, key, optional)
+    mounts: tuple[dict, ...] = ()  # extra volumeMounts of the service container
+    volumes: tuple[dict, ...] = ()
+    configmaps: tuple[dict, ...] = ()  # extra configMapGenerator entries
+    extra_resources: tuple[str, ...] = ()  # hand-written files in the service's folder
+
+
+SERVICES: dict[str, Spec] = {
+    "ingest": Spec(
+        memory="1Gi",
+        egress=(Egress("IMAP (connected mailboxes)", (993, 143)),),
+        mounts=({"name": "blobs", "mountPath": "/var/lib/mailroom/blobs"},),
+        volumes=({"name": "blobs", "persistentVolumeClaim": {"claimName": "mailroom-ingest-blobs"}},),
+        extra_resources=("blobs-pvc.yaml", "smtp.yaml"),
+    ),
+    "contacts": Spec(),
+    "conversations": Spec(
+        memory="512Mi",
+        mounts=({"name": "inboxes", "mountPath": "/app/inboxes", "readOnly": True},),
+        volumes=({"name": "inboxes", "configMap": {"name": "mailroom-conversations-inboxes"}},),
+        configmaps=({"name": "mailroom-conversations-inboxes", "files": ["inboxes.yaml"]},),
+    ),
+    "outbound": Spec(
+        memory="512Mi",
+        grace_seconds=120,  # a handler may wait on the SMTP relay (OUTBOUND_SMTP_TIMEOUT)
+        egress=(Egress("the SMTP relay", (25, 465, 587)),),
+        # the relay's login (host, port, STARTTLS/SSL are in service.env); optional: a relay
+        # without AUTH needs none (docs/operations.md, "Outbound SMTP relay")
+        secret_env=(("OUTBOUND_SMTP_USERNAME", "mailroom-outbound-smtp", "username", True),
+                    ("OUTBOUND_SMTP_PASSWORD", "mailroom-outbound-smtp", "password", True)),
+    ),
+    "notifier": Spec(
+        egress=(Egress("Slack API and webhook endpoints (HTTPS)", (443,)),),
+    ),
+}
+
+
+def labels(service: str, component: str, version: bool = True) -> dict:
+    result = {"app.kubernetes.io/name": service, "app.kubernetes.io/instance": "mailroom",
+              "app.kubernetes.io/component": component}
+    if version:
+        result.update({"app.kubernetes.io/part-of": "mailroom", "app.kubernetes.io/version": VERSION,
+                       "app.kubernetes.io/managed-by": "kustomize"})
+    return result
+
+
+def metadata(name: str, service: str, component: str, **extra) -> dict:
+    return {"name": name, "labels": labels(service, component), **extra}
+
+
+def secret_ref(name: str, key: str, optional: bool = False) -> dict:
+    ref = {"name": name, "key": key}
+    if optional:
+        ref["optional"] = True
+    return {"secretKeyRef": ref}
+
+
+RESTRICTED = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+POD_SECURITY = {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
+                "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def database_env(service: str) -> dict:
+    return {"name": f"{service.upper()}_DATABASE_URL", "valueFrom": secret_ref(f"mailroom-{service}-db-app", "uri")}
+
+
+def deployment(service: str, spec: Spec) -> dict:
+    user = f"mailroom-{service}-user-credentials"
+    env = [database_env(service),
+           {"name": "MAILROOM_JWT_SECRET", "valueFrom": secret_ref("mailroom-auth", "jwt-secret", True)},
+           {"name": "MAILROOM_URL_SIGNING_SECRET", "valueFrom": secret_ref("mailroom-auth", "url-signing-secret")}]
+    env += [{"name": var, "valueFrom": secret_ref(secret, key, optional)}
+            for var, secret, key, optional in spec.secret_env]
+    env += [{"name": "AMQP_USERNAME", "valueFrom": secret_ref(user, "username")},
+            {"name": "AMQP_PASSWORD", "valueFrom": secret_ref(user, "password")},
+            # $(VAR) expands only variables defined above it
+            {"name": "AMQP_URI", "value": f"amqp://$(AMQP_USERNAME):$(AMQP_PASSWORD)@{RABBITMQ['name']}:5672/mailroom"}]
+    probe = {"httpGet": {"path": f"/health/{service}", "port": "http"}}
+    container = {
+        "name": service,
+        "image": f"mailroom-{service}:{VERSION}",
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["mailroom-service", "--config", "/app/config/nameko.yaml", f"{service}.service"],
+        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "env": env,
+        "envFrom": [{"configMapRef": {"name": f"mailroom-{service}-env"}}],
+        "resources": {"requests": {"cpu": "100m", "memory": spec.memory}, "limits": {"memory": spec.memory}},
+        "securityContext": RESTRICTED,
+        "startupProbe": {**probe, "periodSeconds": 5, "timeoutSeconds": 5, "failureThreshold": 36},
+        "readinessProbe": {**probe, "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": {**probe, "periodSeconds": 20, "timeoutSeconds": 10, "failureThreshold": 6},
+        # let the Service's endpoints drop the pod before SIGTERM arrives
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", "5"]}}},
+        "volumeMounts": [{"name": "config", "mountPath": "/app/config", "readOnly": True},
+                         {"name": "tmp", "mountPath": TMP}, *spec.mounts],
+    }
+    selector = labels(service, "service", version=False)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(f"mailroom-{service}", service, "service"),
+        "spec": {
+            "replicas": 2,
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": selector},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": labels(service, "service")},
+                "spec": {
+                    "serviceAccountName": f"mailroom-{service}",
+                    "automountServiceAccountToken": False,
+                    "terminationGracePeriodSeconds": spec.grace_seconds,
+                    "securityContext": POD_SECURITY,
+                    "containers": [container],
+                    "volumes": [{"name": "config", "configMap": {"name": f"mailroom-{service}-config"}},
+                                {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}, *spec.volumes],
+                },
+            },
+        },
+    }
+
+
+def migration_job(service: str) -> dict:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(f"mailroom-{service}-migrate-{RELEASE_PLACEHOLDER}", service, "migration", annotations={
+            # Argo CD: a Sync hook in wave -1, after the databases (wave -2), before the
+            # Deployments (wave 0). Not PreSync: on a first install the database does not exist
+            # before the sync.
+            "argocd.argoproj.io/hook": "Sync",
+            "argocd.argoproj.io/hook-delete-policy": "BeforeHookCreation",
+            "argocd.argoproj.io/sync-wave": "-1",
+            # Helm (when these manifests are wrapped in a chart): before an upgrade, and after
+            # the first install has created the database.
+            "helm.sh/hook": "post-install,pre-upgrade",
+            "helm.sh/hook-weight": "-1",
+            "helm.sh/hook-delete-policy": "before-hook-creation",
+        }),
+        "spec": {
+            "backoffLimit": 3,
+            "activeDeadlineSeconds": 900,
+            "ttlSecondsAfterFinished": 86400,
+            "template": {
+                "metadata": {"labels": labels(service, "migration")},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": f"mailroom-{service}",
+                    "automountServiceAccountToken": False,
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": POD_SECURITY,
+                    "containers": [{
+                        "name": "migrate",
+                        "image": f"mailroom-{service}:{VERSION}",
+                        "imagePullPolicy": "IfNotPresent",
+                        "command": ["mailroom", "migrate", "--service", service],
+                        "env": [database_env(service),
+                                # on a first install the database may still be being created
+                                {"name": "MAILROOM_MIGRATE_WAIT_SECONDS", "value": "600"}],
+                        "envFrom": [{"configMapRef": {"name": f"mailroom-{service}-env"}}],
+                        "resources": {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
+                        "securityContext": RESTRICTED,
+                        "volumeMounts": [{"name": "tmp", "mountPath": TMP}],
+                    }],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                },
+            },
+        },
+    }
+
+
+def service_objects(service: str) -> list[dict]:
+    return [
+        {"apiVersion": "v1", "kind": "Service", "metadata": metadata(f"mailroom-{service}", service, "service"),
+         "spec": {"type": "ClusterIP", "selector": labels(service, "service", version=False),
+                  "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}]}},
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": metadata(f"mailroom-{service}", service, "service"), "automountServiceAccountToken": False},
+    ]
+
+
+def pdb(service: str) -> dict:
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": metadata(f"mailroom-{service}", service, "service"),
+            "spec": {"maxUnavailable": 1, "unhealthyPodEvictionPolicy": "AlwaysAllow",
+                     "selector": {"matchLabels": labels(service, "service", version=False)}}}
+
+
+DNS = {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+       "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+
+
+def own_database(service: str) -> dict:
+    return {"to": [{"podSelector": {"matchLabels": {"cnpg.io/cluster": f"mailroom-{service}-db"}}}],
+            "ports": [{"protocol": "TCP", "port": 5432}]}
+
+
+def network_policies(service: str, spec: Spec) -> list[dict]:
+    egress = [DNS, own_database(service),
+              {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": RABBITMQ["name"]}}}],
+               "ports": [{"protocol": "TCP", "port": 5672}]}]
+    egress += [{"to": [{"ipBlock": {"cidr": rule.cidr}}], "ports": [{"protocol": "TCP", "port": p} for p in rule.ports]}
+               for rule in spec.egress]
+    return [
+        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+         "metadata": metadata(f"mailroom-{service}", service, "service"),
+         "spec": {"podSelector": {"matchLabels": labels(service, "service", version=False)},
+                  "policyTypes": ["Ingress", "Egress"],
+                  "ingress": [{"from": [{"podSelector": {}},
+                                        {"namespaceSelector": {"matchLabels": {"mailroom.dev/allow-http": "true"}}}],
+                               "ports": [{"protocol": "TCP", "port": HTTP_PORT}]}],
+                  "egress": egress}},
+        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+         "metadata": metadata(f"mailroom-{service}-migrate", service, "migration"),
+         "spec": {"podSelector": {"matchLabels": labels(service, "migration", version=False)},
+                  "policyTypes": ["Ingress", "Egress"], "ingress": [],
+                  "egress": [DNS, own_database(service)]}},
+    ]
+
+
+def postgres(service: str) -> dict:
+    return {
+        "apiVersion": "postgresql.cnpg.io/v1",
+        "kind": "Cluster",
+        "metadata": metadata(f"mailroom-{service}-db", service, "database", annotations={
+            "argocd.argoproj.io/sync-wave": "-2"}),
+        "spec": {
+            "instances": 3,
+            "inheritedMetadata": {"labels": {"app.kubernetes.io/part-of": "mailroom", "app.kubernetes.io/name": service,
+                                             "app.kubernetes.io/component": "database"}},
+            "enableSuperuserAccess": False,
+            "bootstrap": {"initdb": {"database": service, "owner": service}},
+            "postgresql": {"parameters": {"max_connections": "200"}},
+            "storage": {"size": "10Gi"},
+            "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
+            "affinity": {"enablePodAntiAffinity": True, "topologyKey": "kubernetes.io/hostname"},
+            "enablePDB": True,
+        },
+    }
+
+
+NAMEKO_CONFIG = """\
+# GENERATED by deploy/k8s/gen_services.py: do not edit.
+# nameko configuration of the {service} service, mounted at /app/config/nameko.yaml.
+# ${{VAR}} is expanded from the environment by mailroom-service (as by nameko run): no secret lives here.
+AMQP_URI: ${{AMQP_URI}}
+WEB_SERVER_ADDRESS: 0.0.0.0:{port}
+max_workers: ${{NAMEKO_MAX_WORKERS:10}}
+LOGGING:
+  version: 1
+  disable_existing_loggers: false
+  formatters:
+    plain:
+      format: "%(asctime)s %(name)s %(levelname)s %(message)s"
+  handlers:
+    console:
+      class: logging.StreamHandler
+      formatter: plain
+  root:
+    level: ${{LOG_LEVEL:INFO}}
+    handlers: [console]
+"""
+
+
+def kustomization(service: str, spec: Spec, files: list[str]) -> dict:
+    return {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": files + list(spec.extra_resources),
+        "configMapGenerator": [{"name": f"mailroom-{service}-config", "files": ["nameko.yaml"]},
+                               {"name": f"mailroom-{service}-env", "envs": ["service.env"]},
+                               *spec.configmaps],
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data):  # shared dicts (security contexts) are written out each time
+        return True
+
+
+def dump(docs: list[dict], comment: str) -> str:
+    header = "# GENERATED by deploy/k8s/gen_services.py: do not edit.\n" + "".join(
+        f"# {line}\n" if line else "#\n" for line in comment.splitlines())
+    body = "---\n".join(yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=120) for doc in docs)
+    return header + body
+
+
+def render(service: str) -> dict[str, str]:
+    """File name → content for one service."""
+    spec = SERVICES[service]
+    files = {
+        "deployment.yaml": dump([deployment(service, spec)], (
+            f"mailroom {service}: the nameko service (consumers, outbox relay, HTTP on :{HTTP_PORT}),\n"
+            "run by mailroom-service as PID 1. It never migrates: its migration Job does, once per release.")),
+        "migration-job.yaml": dump([migration_job(service)], (
+            f"mailroom {service}: `mailroom migrate --service {service}`, once per release: the name ends in\n"
+            "the overlay's release (kustomize replacements), and concurrent runs serialise on an advisory lock.")),
+        "service.yaml": dump(service_objects(service), f"mailroom {service}: HTTP Service and ServiceAccount."),
+        "pdb.yaml": dump([pdb(service)], f"mailroom {service}: at most one pod voluntarily disrupted at a time."),
+        "networkpolicy.yaml": dump(network_policies(service, spec), (
+            f"mailroom {service}: who may reach its pods and what they may reach.")),
+        "postgres.yaml": dump([postgres(service)], (
+            f"mailroom {service}: its own PostgreSQL cluster (CloudNativePG). The operator creates the Secret\n"
+            f"mailroom-{service}-db-app (keys username, password, host, port, dbname, uri) and the Services\n"
+            f"mailroom-{service}-db-rw / -ro / -r.")),
+        "nameko.yaml": NAMEKO_CONFIG.format(service=service, port=HTTP_PORT),
+    }
+    manifest_files = [name for name in files if name != "nameko.yaml"]
+    files["kustomization.yaml"] = dump([kustomization(service, spec, manifest_files)], (
+        f"mailroom {service}: generated manifests, plus its hand-written settings (service.env)."))
+    return files
+
+
+def outputs() -> dict[Path, str]:
+    return {BASE / service / name: text for service in SERVICES for name, text in render(service).items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if a file is out of date")
+    args = parser.parse_args(argv)
+    stale = [path for path, text in outputs().items() if not path.exists() or path.read_text() != text]
+    if args.check:
+        for path in stale:
+            print(f"out of date: {path}", file=sys.stderr)
+        return 1 if stale else 0
+    for path in stale:
+        path.write_text(outputs()[path])
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

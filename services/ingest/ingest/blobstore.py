@@ -61,6 +61,14 @@ class DirectoryBlobStore:
         except FileNotFoundError as exc:
             raise BlobNotFound(key) from exc
 
+    def head(self, key: str, size: int) -> bytes:
+        """The first `size` bytes (a header block), without reading a 25 MB message whole."""
+        try:
+            with self._path(key).open("rb") as handle:
+                return handle.read(size)
+        except FileNotFoundError as exc:
+            raise BlobNotFound(key) from exc
+
     def exists(self, key: str) -> bool:
         try:
             return self._path(key).exists()

@@ -9,23 +9,24 @@ loses nothing: rows in status `stored` are picked up again.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, text
+from sqlalchemy import or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ingest.analyser import DONE, QUARANTINE, Analyser, AnalysisJob, verdict
 from ingest.blobstore import DirectoryBlobStore
-from ingest.domain.analysis import AnalysisSettings, analyse, dedupe_key, render_html
-from ingest.domain.bounces import bounced_message_ids
-from ingest.domain.classify import internal_forward
-from ingest.domain.downloads import attachment_url, raw_url
-from ingest.domain.parsing import MessageTooComplex
+from ingest.domain.analysis import AnalysisSettings, dedupe_key
+from ingest.domain.downloads import raw_url
 from ingest.domain.recipients import split_recipient
+from ingest.domain.summary import SUMMARY_HEADER_BYTES, summarise
 from ingest.models import Channel, Intake, MailboxCursor, TrustedSender
 from ingest.settings import Settings
+from ingest.worker_pool import Outcome
 from mailroom_shared.addresses import try_normalise_email
 from mailroom_shared.caching import Expiring
 from mailroom_shared.db import Database, is_postgres, utcnow
@@ -36,7 +37,6 @@ from mailroom_shared.text import iso_time
 log = logging.getLogger(__name__)
 
 INTAKE_NOTIFY_CHANNEL = "mailroom_ingest_intake"  # PostgreSQL LISTEN/NOTIFY: mail was stored
-TEXT_LIMIT = 1_000_000  # characters of text/plain carried in the event; the raw message has it all
 
 
 # --- accepting mail (SMTP listener, HTTP, IMAP) ------------------------------------------------------
@@ -132,104 +132,150 @@ class InboxDirectory:
 
 
 def _claim_stored(session: Session, limit: int) -> list[Intake]:
-    """The oldest stored rows, locked; rows another replica holds are skipped, not waited for."""
-    query = select(Intake).where(Intake.status == "stored").order_by(Intake.received_at, Intake.id).limit(limit)
+    """The oldest stored rows nobody is analysing (no lease, or a lease that ran out: its
+    processor died), locked; rows another replica holds are skipped, not waited for."""
+    query = (select(Intake)
+             .where(Intake.status == "stored", or_(Intake.claimed_until.is_(None), Intake.claimed_until < utcnow()))
+             .order_by(Intake.received_at, Intake.id).limit(limit))
     if is_postgres(session):
         query = query.with_for_update(skip_locked=True)
     return list(session.execute(query).scalars())
 
 
-def process_batch(database: Database, blobs: DirectoryBlobStore, outbox: Outbox, settings: Settings,
+def process_batch(database: Database, outbox: Outbox, settings: Settings, analyser: Analyser,
                   directory: InboxDirectory | None = None, limit: int = 1) -> int:
-    """Process up to `limit` stored intake rows in one transaction; how many (0: none waiting).
-    A message that cannot be parsed or analysed is quarantined on its own and never blocks the
-    rest. One commit per batch instead of per message: under load the claim, the commit and the
-    connection checkout are shared (`INGEST_INTAKE_BATCH`); when idle a batch is one message. If
-    the transaction itself fails, the caller retries with `limit=1` to isolate the culprit."""
+    """Process up to `limit` stored intake rows; how many were taken (0: none waiting).
+
+    1. Claim them in a short transaction: each attempt is counted before the analysis and a
+       lease keeps other processors off; a row past INGEST_MAX_ATTEMPTS is quarantined instead
+       (a message that crashed or hung its processor is never taken first again forever).
+    2. Analyse them outside any transaction, in the parser workers (hard deadline per message).
+    3. Write each outcome as it comes: everything finished is committed together (one INSERT of
+       events), and whenever one message is still running after the rest, what is done is
+       committed without waiting for it. A write that fails is retried message by message, so
+       one row never rolls back the others."""
     directory = directory or InboxDirectory(ttl=0)
+    jobs = _claim(database, outbox, settings, directory, limit)
+    if not jobs:
+        return 0
+    pending = [job for job in jobs if job is not None]
+    finished: list[tuple[AnalysisJob, Outcome]] = []
+    for item in analyser.as_completed(pending):
+        if item is None:  # one is still running: commit the others now
+            _write(database, outbox, settings, finished)
+            finished = []
+            continue
+        index, outcome = item
+        finished.append((pending[index], outcome))
+    _write(database, outbox, settings, finished)
+    return len(jobs)
+
+
+def _claim(database: Database, outbox: Outbox, settings: Settings, directory: InboxDirectory,
+           limit: int) -> list[AnalysisJob | None]:
+    """The jobs of the claimed rows (None for a row quarantined here for too many attempts)."""
+    now = utcnow()
+    lease = dt.timedelta(seconds=settings.limits.max_seconds * 2 + 30)
+    jobs: list[AnalysisJob | None] = []
     with database.transaction() as session:
         claimed = _claim_stored(session, limit)
-        # the batch's events go into the outbox in one INSERT at the end (in order); the intake
-        # rows' UPDATEs are flushed together just before it
-        outbox.record_envelopes(session, [_process(session, blobs, outbox, settings, directory, intake)
-                                          for intake in claimed])
-        return len(claimed)
+        if not claimed:
+            return jobs
+        inboxes = directory.get(session)
+        analysis = AnalysisSettings(
+            own_addresses=inboxes.own, own_message_id_domain=settings.own_message_id_domain,
+            internal_domains=settings.internal_domains, spam_score_headers=settings.spam_score_headers,
+            limits=settings.limits, html_preview_bytes=settings.html_preview_bytes)
+        exhausted = []
+        for intake in claimed:
+            intake.attempts = (intake.attempts or 0) + 1
+            intake.claimed_until = now + lease
+            if intake.attempts > settings.max_attempts:
+                last = intake.reason or "the processor stopped while analysing it"
+                exhausted.append(_quarantine(outbox, settings, intake, f"processing failed {intake.attempts - 1} "
+                                             f"times (INGEST_MAX_ATTEMPTS); last: {last}"))
+                jobs.append(None)
+                continue
+            jobs.append(AnalysisJob(
+                intake_id=intake.id, channel_address=intake.channel_address, via=intake.via,
+                reply_token=intake.reply_token, size=intake.size, received_at=iso_time(intake.received_at),
+                blob_dir=str(settings.blob_dir), blob_key=intake.blob_key, analysis=analysis,
+                # another of our inboxes forwards as a member would
+                trusted_senders=inboxes.trusted | inboxes.own, inbox_of=inboxes.inbox_of,
+                event_version=outbox.version_of("message_received")))
+        outbox.record_envelopes(session, exhausted)
+    return jobs
 
 
-def _process(session: Session, blobs: DirectoryBlobStore, outbox: Outbox, settings: Settings,
-             directory: InboxDirectory, intake: Intake) -> tuple[str, dict]:
-    """The intake row updated; the event that announces it (event type, envelope)."""
+def _write(database: Database, outbox: Outbox, settings: Settings,
+           finished: list[tuple[AnalysisJob, Outcome]]) -> None:
+    if not finished:
+        return
     try:
-        data = _message_received(session, blobs, intake, settings, directory)
-        # built (and validated) here: an event the catalogue refuses quarantines its message
-        # instead of failing the batch again and again
-        envelope = outbox.envelope("message_received", intake.id, data)
-    except MessageTooComplex as exc:
-        return _quarantine(outbox, intake, f"too complex to parse safely: {exc}")
-    except Exception as exc:  # never let one message crash the pipeline
-        log.exception("quarantining intake %s", intake.id)
-        return _quarantine(outbox, intake, f"processing failed: {type(exc).__name__}: {exc}")
-    intake.status = "processed"
-    intake.processed_at = utcnow()
-    intake.attachments = data["attachments"]
-    return "message_received", envelope
+        with database.transaction() as session:
+            _apply(session, outbox, settings, finished)
+        return
+    except Exception:
+        if len(finished) == 1:
+            log.exception("intake %s: its outcome could not be written; it is taken again after its lease",
+                          finished[0][0].intake_id)
+            return
+        log.exception("writing %d outcomes failed; writing them one by one", len(finished))
+    for one in finished:
+        _write(database, outbox, settings, [one])
 
 
-def _quarantine(outbox: Outbox, intake: Intake, reason: str) -> tuple[str, dict]:
+def _apply(session: Session, outbox: Outbox, settings: Settings,
+           finished: list[tuple[AnalysisJob, Outcome]]) -> None:
+    ids = [job.intake_id for job, _ in finished]
+    query = select(Intake).where(Intake.id.in_(ids))
+    if is_postgres(session):
+        query = query.with_for_update()
+    rows = {row.id: row for row in session.execute(query).scalars()}
+    envelopes = []
+    for job, outcome in finished:
+        intake = rows.get(job.intake_id)
+        if intake is None or intake.status != "stored":
+            continue  # settled meanwhile (another processor took it after our lease ran out)
+        kind, reason = verdict(outcome)
+        if kind == DONE:
+            intake.status, intake.processed_at, intake.claimed_until = "processed", utcnow(), None
+            intake.reason = None
+            intake.attachments = outcome.value["attachments"]
+            envelopes.append(("message_received", outcome.value["envelope"]))
+        elif kind == QUARANTINE or intake.attempts >= settings.max_attempts:
+            if kind != QUARANTINE:
+                reason = f"processing failed {intake.attempts} times (INGEST_MAX_ATTEMPTS); last: {reason}"
+            log.warning("quarantining intake %s: %s", intake.id, reason)
+            envelopes.append(_quarantine(outbox, settings, intake, reason))
+        else:  # worth another attempt, after a pause that grows with each one
+            log.warning("intake %s: attempt %d failed (%s); trying again later", intake.id, intake.attempts, reason)
+            intake.reason = reason[:2000]
+            intake.claimed_until = utcnow() + dt.timedelta(seconds=min(300, 5 * 2 ** intake.attempts))
+    outbox.record_envelopes(session, envelopes)
+
+
+def _quarantine(outbox: Outbox, settings: Settings, intake: Intake, reason: str) -> tuple[str, dict]:
+    """The row quarantined with `reason`; the event carries what its headers say when they can be
+    read safely, so the message still shows in its inbox (as not displayable)."""
     intake.status = "quarantined"
     intake.reason = reason[:2000]
     intake.processed_at = utcnow()
+    intake.claimed_until = None
+    try:
+        summary = summarise(DirectoryBlobStore(settings.blob_dir).head(intake.blob_key, SUMMARY_HEADER_BYTES),
+                            settings.spam_score_headers)
+    except Exception:  # the raw bytes themselves are unreadable: placeholders in the inbox
+        log.warning("intake %s: no summary of its headers", intake.id, exc_info=True)
+        summary = {"message_id": None, "subject": None, "sender": None, "date": None, "in_reply_to": [],
+                   "references": [], "spam": False}
     return "message_quarantined", outbox.envelope("message_quarantined", intake.id, {
         "intake_id": intake.id, "channel_address": intake.channel_address, "via": intake.via,
         "reason": intake.reason, "size": intake.size, "raw_url": raw_url(intake.id),
+        "message_id": summary["message_id"], "subject": summary["subject"], "sender": summary["sender"],
+        "date": summary["date"], "in_reply_to": summary["in_reply_to"], "references": summary["references"],
+        "reply_token": intake.reply_token, "spam": summary["spam"], "received_at": iso_time(intake.received_at),
     })
-
-
-def _message_received(session: Session, blobs: DirectoryBlobStore, intake: Intake,
-                      settings: Settings, directory: InboxDirectory) -> dict:
-    raw = blobs.get(intake.blob_key)
-    inboxes = directory.get(session)
-    analysis = analyse(raw, AnalysisSettings(
-        own_addresses=inboxes.own, own_message_id_domain=settings.own_message_id_domain,
-        internal_domains=settings.internal_domains, spam_score_headers=settings.spam_score_headers,
-        limits=settings.limits, html_preview_bytes=settings.html_preview_bytes,
-    ), trusted_senders=inboxes.trusted | inboxes.own)  # another of our inboxes forwards as a member would
-    parsed = analysis.parsed
-    attachments, cid_urls = [], {}
-    for attachment in parsed.attachments:
-        # not fsynced: an attachment can always be extracted again from the (fsynced) raw message
-        sha = blobs.put(attachment.payload, durable=False)
-        url = attachment_url(intake.id, sha)
-        if attachment.content_id:
-            cid_urls[attachment.content_id] = url
-        attachments.append({"filename": attachment.filename, "content_type": attachment.content_type,
-                            "size": attachment.size, "sha256": sha, "disposition": attachment.disposition,
-                            "content_id": attachment.content_id, "url": url})
-    html, truncated, blocked = render_html(parsed, cid_urls, settings.html_preview_bytes)
-    forward = analysis.forward
-    classification = internal_forward(analysis.classification, parsed.sender.email if parsed.sender else None,
-                                      intake.channel_address, inboxes.inbox_of)
-    return {
-        "intake_id": intake.id, "channel_address": intake.channel_address, "via": intake.via,
-        "message_id": analysis.message_id, "subject": parsed.subject or "",
-        "date": parsed.date.isoformat() if parsed.date else None,
-        "sender": parsed.sender.as_dict() if parsed.sender else None,
-        "attributed_to": analysis.attributed_to.as_dict(),
-        "reply_to": [a.as_dict() for a in parsed.reply_to], "to": [a.as_dict() for a in parsed.to],
-        "cc": [a.as_dict() for a in parsed.cc], "in_reply_to": parsed.in_reply_to,
-        "references": parsed.references, "reply_token": intake.reply_token,
-        "text": (parsed.text or "")[:TEXT_LIMIT] or None, "html": html, "html_truncated": truncated,
-        "remote_images_blocked": blocked, "size": intake.size, "raw_url": raw_url(intake.id),
-        "attachments": attachments,
-        "flags": {"auto_submitted": classification.auto_submitted, "bounce": classification.bounce,
-                  "spam": classification.spam, "loop": classification.loop,
-                  "reasons": list(classification.reasons)},
-        "forward": None if forward is None else {
-            **forward.as_dict(), "trusted": analysis.forward_trusted,
-            "forwarded_by": (parsed.sender.as_dict() if parsed.sender else {"name": None, "email": None})},
-        "received_at": iso_time(intake.received_at),
-        "bounced_message_ids": bounced_message_ids(parsed.message) if classification.bounce else [],
-    }
 
 
 # --- what other services tell us, what mailboxes do ------------------------------------------------

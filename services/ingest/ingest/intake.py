@@ -13,6 +13,7 @@ from eventlet.hubs import trampoline
 from nameko.extensions import DependencyProvider
 
 from ingest import SERVICE_NAME, handlers
+from ingest.analyser import ParserPool
 from ingest.blobstore import DirectoryBlobStore
 from ingest.settings import Settings
 from mailroom_shared.db import Database, is_postgres
@@ -57,7 +58,10 @@ class IntakeProcessor(BackgroundWorker):
 
     def start(self):
         self.settings = loaded_settings(self.container)
-        self.blobs = DirectoryBlobStore(self.settings.blob_dir)
+        # the analysis runs in parser processes with a hard deadline, never on this event loop
+        self.analyser = ParserPool(self.settings.parse_workers, self.settings.limits.max_seconds,
+                                   self.settings.parse_memory_mb or None)
+        self.analyser.start()
         # on PostgreSQL the SMTP listener's NOTIFY wakes us; the poll is only the fallback there
         postgres = is_postgres(self.database.engine)
         configured = self.settings.intake_poll_seconds
@@ -69,7 +73,7 @@ class IntakeProcessor(BackgroundWorker):
 
     def work_once(self) -> bool:
         try:
-            done = handlers.process_batch(self.database, self.blobs, self.outbox, self.settings, self.directory,
+            done = handlers.process_batch(self.database, self.outbox, self.settings, self.analyser, self.directory,
                                           limit=self._limit)
         except Exception:
             self._limit = 1
@@ -84,6 +88,7 @@ class IntakeProcessor(BackgroundWorker):
 
     def stop(self):
         self._stopping = True
+        self.analyser.close()
         self.database.dispose()
 
     def _listen(self):

@@ -35,6 +35,10 @@ class Intake(Base):
     envelope_from: Mapped[str | None] = mapped_column(String(998))
     # stored → processed | quarantined
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="stored")
+    # processing attempts, counted before each one (a crash mid-analysis still counts), and the
+    # lease that keeps other processors off a message while it is analysed
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    claimed_until: Mapped[object | None] = mapped_column(DateTime(timezone=True))
     reason: Mapped[str | None] = mapped_column(Text)
     attachments: Mapped[list | None] = mapped_column(JSON)  # [{sha256, filename, content_type, ...}]
     received_at: Mapped[object] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)

@@ -44,6 +44,9 @@ class Settings:
     intake_poll_seconds: float | None = None  # INGEST_INTAKE_POLL_SECONDS; None: 1 s on PostgreSQL, else 0.1 s
     intake_batch: int = 16  # INGEST_INTAKE_BATCH: stored messages processed per transaction
     imap_poll_seconds: float = 30.0  # INGEST_IMAP_POLL_SECONDS
+    parse_workers: int = 2  # INGEST_PARSE_WORKERS: parser processes (analysis never runs on the event loop)
+    parse_memory_mb: int = 1024  # INGEST_PARSE_MEMORY_MB: address-space limit of each parser process
+    max_attempts: int = 3  # INGEST_MAX_ATTEMPTS: a message failing this often is quarantined
     mailboxes: tuple[tuple[MailboxConfig, str], ...] = ()  # (mailbox, channel address) pairs
 
 
@@ -59,7 +62,9 @@ def load(*, mailboxes: bool = True) -> Settings:
         spam_score_headers=_spam_score_headers(),
         limits=ParseLimits(max_depth=config.env_int("INGEST_MAX_MIME_DEPTH", 20),
                            max_parts=config.env_int("INGEST_MAX_MIME_PARTS", 500),
-                           max_seconds=config.env_float("INGEST_MAX_PARSE_SECONDS", 10.0)),
+                           max_seconds=config.env_float("INGEST_MAX_PARSE_SECONDS", 10.0, minimum=0.1),
+                           max_header_bytes=config.env_int("INGEST_MAX_HEADER_BYTES", 1024 * 1024, minimum=1024),
+                           max_header_params=config.env_int("INGEST_MAX_HEADER_PARAMS", 1000, minimum=10)),
         blob_dir=config.env_path("INGEST_BLOB_DIR") or config.var_dir() / "blobs",
         smtp_host=_first("INGEST_SMTP_HOST", "127.0.0.1"),
         smtp_port=config.env_int("INGEST_SMTP_PORT", 2525),
@@ -67,6 +72,9 @@ def load(*, mailboxes: bool = True) -> Settings:
         intake_poll_seconds=config.env_float("INGEST_INTAKE_POLL_SECONDS", None),  # unset: by database
         intake_batch=max(1, config.env_int("INGEST_INTAKE_BATCH", 16)),
         imap_poll_seconds=config.env_float("INGEST_IMAP_POLL_SECONDS", 30.0),
+        parse_workers=config.env_int("INGEST_PARSE_WORKERS", 2, minimum=1),
+        parse_memory_mb=config.env_int("INGEST_PARSE_MEMORY_MB", 1024, minimum=0),
+        max_attempts=config.env_int("INGEST_MAX_ATTEMPTS", 3, minimum=1),
         mailboxes=_mailboxes(max_message_bytes) if mailboxes else (),
     )
 

@@ -57,7 +57,9 @@ class MessageReceivedV1(Schema):
 
 
 class MessageQuarantinedV1(Schema):
-    """Stored raw but not delivered to an inbox: the reason is for an operator."""
+    """Stored raw but not processed: the reason is for an operator. What could be read safely
+    from the first header block comes along, so the message still reaches its inbox (marked as
+    not displayable, with a link to the raw message)."""
 
     intake_id = fields.String(required=True)
     channel_address = fields.String(required=True)
@@ -65,6 +67,16 @@ class MessageQuarantinedV1(Schema):
     reason = fields.String(required=True)
     size = fields.Integer(required=True)
     raw_url = fields.String(required=True)
+    message_id = fields.String(allow_none=True, load_default=None,
+                               metadata={"description": "Message-ID, or the id generated from the bytes"})
+    subject = fields.String(allow_none=True, load_default=None)
+    sender = fields.Nested(AddressSchema, allow_none=True, load_default=None)
+    date = fields.String(allow_none=True, load_default=None)
+    in_reply_to = fields.List(fields.String(), load_default=list)
+    references = fields.List(fields.String(), load_default=list)
+    reply_token = fields.String(allow_none=True, load_default=None)
+    spam = fields.Boolean(load_default=False, metadata={"description": "the upstream filter's verdict"})
+    received_at = fields.String(allow_none=True, load_default=None)
 
 
 class MailboxUnreachableV1(Schema):

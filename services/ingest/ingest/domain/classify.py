@@ -145,7 +145,8 @@ def _score(value: str) -> float | None:
         return None
 
 
-def _spam_reasons(msg: Message, spam_score_headers: dict[str, float]) -> list[str]:
+def spam_reasons(msg: Message, spam_score_headers: dict[str, float]) -> list[str]:
+    """Why the upstream filter says `msg` is spam (its headers only; empty: not spam)."""
     reasons = []
     if any(_token(value) == "yes" for value in header_values(msg, "X-Spam-Flag")):
         reasons.append("spam:X-Spam-Flag")
@@ -186,7 +187,7 @@ def classify(
 ) -> Classification:
     auto_submitted = _auto_submitted_reasons(parsed)
     bounce = _bounce_reasons(parsed)
-    spam = _spam_reasons(parsed.message, spam_score_headers or {})
+    spam = spam_reasons(parsed.message, spam_score_headers or {})
     loop = _loop_reasons(parsed, own_addresses, own_message_id_domain)
     return Classification(
         auto_submitted=bool(auto_submitted),

@@ -41,8 +41,12 @@ class Attachment:
 class ParseLimits:
     max_depth: int = 20  # nesting of multipart / message/rfc822
     max_parts: int = 500
-    max_seconds: float = 10.0
+    max_seconds: float = 10.0  # the parser worker is killed at this deadline (and checked in-process)
     max_text_chars: int = 2_000_000
+    # screened before the stdlib parser, whose header parsing is quadratic in some shapes (a
+    # Content-Type with 50,000 parameters took 29 s: CPython bpo-42909)
+    max_header_bytes: int = 1024 * 1024  # one header block (the message's or a part's)
+    max_header_params: int = 1000  # `;` in one header field
 
 
 @dataclass

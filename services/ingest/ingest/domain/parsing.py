@@ -446,6 +446,8 @@ def parse_date(value: str | None):
 
 _BOUNDARY_DECLARATION = re.compile(rb"""boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))""", re.I)
 _MESSAGE_TYPE = re.compile(rb"content-type\s*:\s*message/(?:rfc822|global)", re.I)
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_MIME_HEADER_FIELD = re.compile(rb"^content-[a-z0-9-]*[ \t]*:[^\n]*(?:\n[ \t][^\n]*)*", re.I | re.M)
 
 
 class _Budget:
@@ -474,6 +476,14 @@ def _prescan(raw: bytes, limits: ParseLimits) -> None:
     Every multipart level declares a boundary and every message level has a message/* type, so
     their count bounds depth and part count; each delimiter line starts another part.
     """
+    header_block = _HEADER_END.search(raw)
+    header_bytes = header_block.start() if header_block else len(raw)
+    if header_bytes > limits.max_header_bytes:
+        raise MessageTooComplex(f"a header block of {header_bytes} bytes (over {limits.max_header_bytes})")
+    for header in _MIME_HEADER_FIELD.finditer(raw):  # every part's, folded lines included
+        if header.group().count(b";") > limits.max_header_params:
+            name = header.group().split(b":", 1)[0].decode("ascii", "replace")[:40]
+            raise MessageTooComplex(f"a {name} header with more than {limits.max_header_params} parameters")
     declarations = _BOUNDARY_DECLARATION.findall(raw)
     boundaries = {quoted or bare for quoted, bare in declarations}
     containers = len(declarations) + len(_MESSAGE_TYPE.findall(raw))

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from ingest import handlers, queries
+from ingest.analyser import InProcessAnalyser
 from ingest.blobstore import DirectoryBlobStore
 from ingest.domain.downloads import attachment_download
 from ingest.domain.model import ParseLimits
@@ -93,8 +94,8 @@ def test_stored_mail_becomes_message_received_and_its_attachment_can_be_restored
     pdf = b"%PDF-1.4 " + bytes(range(256)) * 4
     [intake_id] = handlers.accept(database, blobs, email(attachment=pdf), [CHANNEL], "http", Settings()).intake_ids
 
-    assert handlers.process_batch(database, blobs, OUTBOX, Settings(), limit=16) == 1
-    assert handlers.process_batch(database, blobs, OUTBOX, Settings(), limit=16) == 0
+    assert handlers.process_batch(database, OUTBOX, Settings(blob_dir=blobs.root), InProcessAnalyser(), limit=16) == 1
+    assert handlers.process_batch(database, OUTBOX, Settings(blob_dir=blobs.root), InProcessAnalyser(), limit=16) == 0
 
     [(event_type, data)] = events(database)
     assert event_type == "message_received"
@@ -116,8 +117,8 @@ def test_mail_too_complex_to_parse_is_quarantined(ingest):
     database, blobs = ingest
     [intake_id] = handlers.accept(database, blobs, email(attachment=b"x" * 100), [CHANNEL], "smtp",
                                   Settings()).intake_ids
-    strict = Settings(limits=ParseLimits(max_parts=1))
-    handlers.process_batch(database, blobs, OUTBOX, strict, limit=16)
+    strict = Settings(limits=ParseLimits(max_parts=1), blob_dir=blobs.root)
+    handlers.process_batch(database, OUTBOX, strict, InProcessAnalyser(), limit=16)
     [(event_type, data)] = events(database)
     assert event_type == "message_quarantined" and data["reason"].startswith("too complex to parse safely")
     with pytest.raises(NotFound), database.transaction() as session:

@@ -1,0 +1,187 @@
+"""Where a stored message is analysed: in a parser worker process with a hard deadline, never on
+the service's event loop.
+
+`analyse_stored(job)` is the whole CPU-bound part of processing one message — read the raw bytes,
+parse, classify, detect a forward, store the attachments, sanitise the HTML, build and validate the
+`message_received` envelope — and runs in a `WorkerPool` child (`ParserPool`). The service only
+claims rows before and writes the outcome after. A message that takes longer than its deadline
+has its worker killed and replaced; one that crashes its worker (memory limit) fails alone.
+
+`InProcessAnalyser` runs the same function in the calling process, for unit tests of the use
+cases (SQLite, no child processes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from ingest.blobstore import BlobNotFound, DirectoryBlobStore
+from ingest.domain.analysis import AnalysisSettings, analyse, render_html
+from ingest.domain.bounces import bounced_message_ids
+from ingest.domain.classify import internal_forward
+from ingest.domain.downloads import attachment_url, raw_url
+from ingest.domain.parsing import MessageTooComplex
+from ingest.worker_pool import Outcome, WorkerPool
+from mailroom_shared.events.envelope import build_envelope
+
+TEXT_LIMIT = 1_000_000  # characters of text/plain carried in the event; the raw message has it all
+WORKER_TARGET = "ingest.analyser:analyse_stored"
+
+
+@dataclass(frozen=True)
+class AnalysisJob:
+    """Everything a worker needs for one intake row; no database, no settings of its own."""
+
+    intake_id: str
+    channel_address: str
+    via: str
+    reply_token: str | None
+    size: int
+    received_at: str | None
+    blob_dir: str
+    blob_key: str
+    analysis: AnalysisSettings
+    trusted_senders: frozenset[str]
+    inbox_of: dict[str, str] = field(default_factory=dict)
+    event_version: int = 1
+
+
+class StoredMessageMissing(Exception):
+    """The raw bytes are not (yet) readable: worth another attempt later."""
+
+
+def analyse_stored(job: AnalysisJob) -> dict:
+    """{"envelope": the validated message_received envelope, "attachments": for the intake row}.
+    Raises MessageTooComplex for a message over the parse limits, StoredMessageMissing when the
+    raw bytes cannot be read, anything else for a message that breaks the analysis."""
+    blobs = DirectoryBlobStore(Path(job.blob_dir))
+    try:
+        raw = blobs.get(job.blob_key)
+    except (BlobNotFound, OSError) as exc:
+        raise StoredMessageMissing(f"raw message {job.blob_key} unreadable: {exc!r}") from None
+    analysis = analyse(raw, job.analysis, trusted_senders=job.trusted_senders)
+    parsed = analysis.parsed
+    attachments, cid_urls = [], {}
+    for attachment in parsed.attachments:
+        # not fsynced: an attachment can always be extracted again from the (fsynced) raw message
+        sha = blobs.put(attachment.payload, durable=False)
+        url = attachment_url(job.intake_id, sha)
+        if attachment.content_id:
+            cid_urls[attachment.content_id] = url
+        attachments.append({"filename": attachment.filename, "content_type": attachment.content_type,
+                            "size": attachment.size, "sha256": sha, "disposition": attachment.disposition,
+                            "content_id": attachment.content_id, "url": url})
+    html, truncated, blocked = render_html(parsed, cid_urls, job.analysis.html_preview_bytes)
+    forward = analysis.forward
+    classification = internal_forward(analysis.classification, parsed.sender.email if parsed.sender else None,
+                                      job.channel_address, job.inbox_of)
+    data = {
+        "intake_id": job.intake_id, "channel_address": job.channel_address, "via": job.via,
+        "message_id": analysis.message_id, "subject": parsed.subject or "",
+        "date": parsed.date.isoformat() if parsed.date else None,
+        "sender": parsed.sender.as_dict() if parsed.sender else None,
+        "attributed_to": analysis.attributed_to.as_dict(),
+        "reply_to": [a.as_dict() for a in parsed.reply_to], "to": [a.as_dict() for a in parsed.to],
+        "cc": [a.as_dict() for a in parsed.cc], "in_reply_to": parsed.in_reply_to,
+        "references": parsed.references, "reply_token": job.reply_token,
+        "text": (parsed.text or "")[:TEXT_LIMIT] or None, "html": html, "html_truncated": truncated,
+        "remote_images_blocked": blocked, "size": job.size, "raw_url": raw_url(job.intake_id),
+        "attachments": attachments,
+        "flags": {"auto_submitted": classification.auto_submitted, "bounce": classification.bounce,
+                  "spam": classification.spam, "loop": classification.loop,
+                  "reasons": list(classification.reasons)},
+        "forward": None if forward is None else {
+            **forward.as_dict(), "trusted": analysis.forward_trusted,
+            "forwarded_by": (parsed.sender.as_dict() if parsed.sender else {"name": None, "email": None})},
+        "received_at": job.received_at,
+        "bounced_message_ids": bounced_message_ids(parsed.message) if classification.bounce else [],
+    }
+    # built (and validated) here, off the service's event loop: an event the catalogue refuses
+    # quarantines its message instead of failing the batch again and again
+    envelope = build_envelope("message_received", job.intake_id, data, version=job.event_version)
+    return {"envelope": envelope, "attachments": attachments}
+
+
+# --- what an outcome means for the intake row ------------------------------------------------------
+
+RETRY = "retry"
+QUARANTINE = "quarantine"
+DONE = "done"
+
+
+def verdict(outcome: Outcome) -> tuple[str, str | None]:
+    """(DONE | QUARANTINE | RETRY, reason). Deterministic failures quarantine at once; a worker
+    that died or bytes that could not be read are tried again (up to INGEST_MAX_ATTEMPTS)."""
+    if outcome.ok:
+        return DONE, None
+    if outcome.kind == "timeout":
+        return QUARANTINE, f"too complex to parse safely: analysis {outcome.error}"
+    if outcome.kind == "crashed":
+        return RETRY, outcome.error
+    if outcome.error_type == MessageTooComplex.__name__:
+        return QUARANTINE, f"too complex to parse safely: {outcome.error}"
+    if outcome.error_type == "MemoryError":
+        return QUARANTINE, f"too complex to parse safely: {outcome.error}"
+    if outcome.error_type == StoredMessageMissing.__name__:
+        return RETRY, outcome.error
+    return QUARANTINE, f"processing failed: {outcome.error_type}: {outcome.error}"
+
+
+# --- who runs it ----------------------------------------------------------------------------------
+
+class Analyser(Protocol):
+    def as_completed(self, jobs: list[AnalysisJob],
+                     quiet_after: float = 0.2) -> Iterator[tuple[int, Outcome] | None]: ...
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ParserPool:
+    """The service's parser workers (INGEST_PARSE_WORKERS processes, each call killed after
+    INGEST_MAX_PARSE_SECONDS, each process limited to INGEST_PARSE_MEMORY_MB)."""
+
+    def __init__(self, workers: int, deadline_seconds: float, memory_limit_mb: int | None):
+        self.pool = WorkerPool(WORKER_TARGET, size=workers, timeout=deadline_seconds,
+                               memory_limit_mb=memory_limit_mb)
+
+    def as_completed(self, jobs: list[AnalysisJob], quiet_after: float = 0.2) -> Iterator[tuple[int, Outcome] | None]:
+        """(index, outcome) as each job finishes, in any order; `None` whenever nothing finished
+        for `quiet_after` seconds, so the caller can commit what is done instead of holding it
+        back behind one slow message."""
+        return self.pool.as_completed(jobs, quiet_after)
+
+    def start(self) -> None:
+        self.pool.start()
+
+    def close(self) -> None:
+        self.pool.close()
+
+    @property
+    def replaced(self) -> int:
+        return self.pool.replaced
+
+
+class InProcessAnalyser:
+    """The same analysis in this process and without a deadline: unit tests and tools only."""
+
+    replaced = 0
+
+    def as_completed(self, jobs: list[AnalysisJob], quiet_after: float = 0.2) -> Iterator[tuple[int, Outcome] | None]:
+        for index, job in enumerate(jobs):
+            try:
+                outcome = Outcome(True, value=analyse_stored(job))
+            except Exception as exc:
+                outcome = Outcome(False, kind="raised", error_type=type(exc).__name__, error=str(exc)[:2000])
+            yield index, outcome
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+

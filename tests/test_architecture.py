@@ -69,6 +69,7 @@ def test_queue_names_are_stable():
         "evt-conversations-inbox_updated--ingest.handle_inbox_updated",
         "evt-conversations-message_added--contacts.handle_message_added",
         "evt-conversations-message_attribution_corrected--contacts.handle_message_attribution_corrected",
+        "evt-ingest-message_quarantined--conversations.handle_message_quarantined",
         "evt-ingest-message_received--contacts.handle_message_received",
         "evt-ingest-message_received--conversations.handle_message_received",
         "evt-ingest-message_received--outbound.handle_message_received",

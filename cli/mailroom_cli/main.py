@@ -15,7 +15,7 @@ from pathlib import Path
 # First, before any command imports a service: flanker's address parser, built quietly (see
 # mailroom_shared.addresses; ingest imports flanker too, and whoever imports it first decides).
 import mailroom_shared.addresses  # noqa: F401
-from mailroom_cli import dead_letters
+from mailroom_cli import dead_letters, quarantine
 from mailroom_shared.config import SERVICE_NAMES
 
 
@@ -228,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     dev_token.add_argument("--hours", type=float, default=12.0, help="validity (default 12)")
     dev_token.set_defaults(func=cmd_dev_token)
     dead_letters.add_commands(commands)
+    quarantine.add_commands(commands)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -22,6 +22,13 @@ class ErrorSchema(Schema):
     error = fields.Nested(_Body)
 
 
+class PageArgs(Schema):
+    """The query of every cursor-paginated list."""
+
+    cursor = fields.String(metadata={"description": "next_cursor of the previous page"})
+    limit = fields.Integer(metadata={"description": "items per page"})
+
+
 @dataclass(frozen=True)
 class Operation:
     method: str

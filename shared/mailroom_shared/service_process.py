@@ -100,8 +100,11 @@ def main(argv: list[str] | None = None) -> int:
 
     runner = ServiceRunner(service_config)
     for path in args.services:
+        # only the service classes: a module also holds its kit base, whose health and metrics
+        # entrypoints would make `nameko run`'s discovery take it for a service of its own
         for service_cls in import_service(path):
-            runner.add_service(service_cls)
+            if getattr(service_cls, "name", None):
+                runner.add_service(service_cls)
     graceful = GracefulRunner(runner, mailroom_config.env_float("MAILROOM_STOP_GRACE_SECONDS", 25.0, minimum=1.0))
     signal.signal(signal.SIGTERM, graceful.on_signal)
     signal.signal(signal.SIGINT, graceful.on_signal)

@@ -14,11 +14,6 @@ class FindArgs(Schema):
     limit = fields.Integer()
 
 
-class TimelineArgs(Schema):
-    cursor = fields.String()
-    limit = fields.Integer()
-
-
 COMPONENTS = {"Contact": schemas.ContactSchema, "ContactCreate": schemas.ContactCreateSchema,
               "ContactPage": schemas.ContactPageSchema, "TimelinePage": schemas.TimelinePageSchema}
 
@@ -30,7 +25,7 @@ OPERATIONS = [
     Operation("get", "/api/contacts/{contact_id}", "One contact", "Contact", path_params=("contact_id",),
               errors=(404,)),
     Operation("get", "/api/contacts/{contact_id}/timeline", "Every email in and out, newest first",
-              "TimelinePage", path_params=("contact_id",), query=TimelineArgs, errors=(400, 404)),
+              "TimelinePage", path_params=("contact_id",), query=openapi.PageArgs, errors=(400, 404)),
 ]
 
 

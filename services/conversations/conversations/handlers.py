@@ -20,6 +20,7 @@ from conversations.domain.comments import mentioned_handles
 from conversations.domain.conversation import CLOSED, OPEN, new_reply_token
 from conversations.domain.inboxes import InvalidInbox
 from conversations.domain.placement import Placement, place
+from conversations.domain.quarantine import is_placeholder, placeholder_message
 from conversations.domain.threads import (
     ConversationRef,
     Incoming,
@@ -393,6 +394,8 @@ def receive_message(session: Session, outbox: Outbox, data: dict, settings: Sett
 
     duplicate = _duplicate(session, incoming)
     if duplicate is not None:
+        if is_placeholder(duplicate.message.flags) and not is_placeholder(data.get("flags")):
+            _fill_in_placeholder(duplicate.message, duplicate.conversation, data)
         return duplicate
     match = _find_thread(session, incoming)
     if match is None:
@@ -438,6 +441,28 @@ def receive_message(session: Session, outbox: Outbox, data: dict, settings: Sett
     events.append(_message_added(conversation, message, data.get("intake_id")))
     outbox.record_many(session, events)
     return Received(message, conversation, placement)
+
+
+def receive_quarantined(session: Session, outbox: Outbox, data: dict, settings: Settings) -> Received:
+    """A message ingest stored but could not process still reaches its inbox: threaded and
+    announced like any other (what its headers said, read safely), marked not displayable with
+    the reason and the link to the raw message. Spam rules still apply. When an operator re-runs
+    it after an upgrade and it goes through, message_received fills this placeholder in."""
+    return receive_message(session, outbox, placeholder_message(data), settings)
+
+
+def _fill_in_placeholder(message: Message, conversation: Conversation, data: dict) -> None:
+    """The full content of a message that was shown as a quarantined placeholder."""
+    filled = _message(data)
+    for column in ("subject", "to", "cc", "reply_to", "in_reply_to", "references", "text", "html", "snippet",
+                   "attachments"):
+        setattr(message, column, getattr(filled, column))
+    message.sender, message.attributed_to = _address(data.get("sender")), _address(data.get("attributed_to"))
+    message.forward, message.flags = data.get("forward"), dict(data.get("flags") or {})
+    message.html_truncated = bool(data.get("html_truncated"))
+    message.remote_images_blocked = int(data.get("remote_images_blocked") or 0)
+    if conversation.message_count == 1:
+        conversation.snippet = message.snippet
 
 
 # --- our emails (outbound's delivery events) -----------------------------------------------------

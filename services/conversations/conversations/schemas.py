@@ -211,6 +211,21 @@ class MessageSchema(Schema):
     size = fields.Integer(allow_none=True)
     date = fields.String(allow_none=True, attribute="date_header")
     received_at = fields.DateTime()
+    displayable = fields.Function(
+        lambda m: not _quarantined(m), metadata={
+            "type": "boolean", "description": "false: ingest could not process this message (quarantined); "
+                                              "its headers are shown, the raw message is at full_message_url"})
+    quarantine_reason = fields.Function(
+        lambda m: _flags(m).get("quarantine_reason") if _quarantined(m) else None,
+        metadata={"type": "string", "nullable": True, "description": "why it could not be processed"})
+
+
+def _flags(message) -> dict:
+    return (message.get("flags") if isinstance(message, dict) else message.flags) or {}
+
+
+def _quarantined(message) -> bool:
+    return bool(_flags(message).get("quarantined"))
 
 
 class ConversationMessageSchema(MessageSchema):

@@ -77,6 +77,10 @@ class ConversationsService(Base):
     def handle_message_received(self, session, data, envelope):
         handlers.receive_message(session, self.outbox, data, self.settings)
 
+    @consumes("ingest", "message_quarantined")
+    def handle_message_quarantined(self, session, data, envelope):
+        handlers.receive_quarantined(session, self.outbox, data, self.settings)
+
     @consumes("contacts", "contact_created")
     def handle_contact_created(self, session, data, envelope):
         handlers.learn_contact(session, data["contact_id"], data["emails"])

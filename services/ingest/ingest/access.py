@@ -31,3 +31,14 @@ def require_read_access(request, intake_id: str) -> None:
         raise Unauthorized("sign in, or use the link from the message (GET /api/messages/{id})")
     if not auth.authenticate(request).sees_every_inbox:
         raise NotFound(f"no message {intake_id}: open it through /api/messages/{{id}} for a download link")
+
+
+def require_operator_view(principal: auth.Principal) -> None:
+    """Quarantined mail (its reasons, not its content): users who see every inbox."""
+    if not principal.sees_every_inbox:
+        raise Forbidden("the quarantine is for operators: it needs the account_access or super_admin role")
+
+
+def require_operator_act(principal: auth.Principal) -> None:
+    if not principal.super_admin:
+        raise Forbidden("re-running quarantined mail needs the super_admin role")

@@ -278,6 +278,27 @@ def _quarantine(outbox: Outbox, settings: Settings, intake: Intake, reason: str)
     })
 
 
+def retry_quarantined(session: Session, intake_ids: list[str] | None = None,
+                      reason_contains: str | None = None) -> list[str]:
+    """Quarantined messages back to `stored` with a fresh attempt budget (after an upgrade that
+    can process them): the ones named, or all (those whose reason contains `reason_contains`).
+    The ids taken; unknown or not quarantined ids are left out. The intake processor takes them
+    at its next pass; what goes through fills in the inbox's placeholder."""
+    query = select(Intake).where(Intake.status == "quarantined")
+    if intake_ids is not None:
+        query = query.where(Intake.id.in_(intake_ids))
+    if reason_contains:
+        query = query.where(Intake.reason.contains(reason_contains, autoescape=True))
+    taken = []
+    for intake in session.execute(query.with_for_update()).scalars():
+        intake.status, intake.attempts, intake.claimed_until = "stored", 0, None
+        intake.reason = f"re-run after: {intake.reason or ''}"[:2000]
+        taken.append(intake.id)
+    if taken and is_postgres(session):  # delivered on commit: the intake processors wake at once
+        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": INTAKE_NOTIFY_CHANNEL})
+    return taken
+
+
 # --- what other services tell us, what mailboxes do ------------------------------------------------
 
 def replace_inbox(session: Session, inbox_id: str, channel_addresses: list[str], member_emails: list[str]) -> None:

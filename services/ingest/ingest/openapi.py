@@ -2,11 +2,18 @@
 
 from apispec import APISpec
 
-from ingest.schemas import AcceptedSchema, IntakeSchema
+from ingest.schemas import (
+    AcceptedSchema,
+    IntakeSchema,
+    QuarantinedPageSchema,
+    RetriedSchema,
+    RetryRequestSchema,
+)
 from mailroom_shared import openapi
 from mailroom_shared.openapi import Operation
 
-COMPONENTS = {"Accepted": AcceptedSchema, "Intake": IntakeSchema}
+COMPONENTS = {"Accepted": AcceptedSchema, "Intake": IntakeSchema, "QuarantinedPage": QuarantinedPageSchema,
+              "RetryRequest": RetryRequestSchema, "Retried": RetriedSchema}
 
 OPERATIONS = [
     Operation("post", "/api/ingest/channels/{address}/messages",
@@ -19,6 +26,12 @@ OPERATIONS = [
               path_params=("intake_id",), response_media_type="message/rfc822", errors=(404,)),
     Operation("get", "/api/ingest/messages/{intake_id}/attachments/{sha256}", "One attachment's bytes", None,
               path_params=("intake_id", "sha256"), response_media_type="application/octet-stream", errors=(404,)),
+    Operation("get", "/api/ingest/quarantine", "Operators: messages that could not be processed, newest first, "
+              "with the reason (account_access or super_admin)", "QuarantinedPage", query=openapi.PageArgs,
+              errors=(400, 403)),
+    Operation("post", "/api/ingest/quarantine/retry", "Operators: run quarantined messages again after an upgrade "
+              "(those named, or all whose reason matches; super_admin); what goes through fills in the inbox's "
+              "placeholder", "Retried", status=202, body="RetryRequest", errors=(400, 403)),
 ]
 
 

@@ -15,6 +15,7 @@ from ingest.domain.parsing import parse_message
 from ingest.models import Channel, Intake
 from ingest.settings import Settings
 from mailroom_shared.http import NotFound
+from mailroom_shared.pagination import newest_first, next_cursor
 
 
 def known_channels(session: Session) -> set[str]:
@@ -77,3 +78,15 @@ def html_preview(raw: bytes, cid_urls: dict[str, str], settings: Settings, allow
     html, truncated, blocked = render_html(parsed, cid_urls, settings.html_preview_bytes,
                                            allow_remote_images=allow_remote_images)
     return {"html": html, "truncated": truncated, "remote_images_blocked": blocked}
+
+
+def quarantined_page(session: Session, cursor: dict | None, limit: int) -> dict:
+    """Quarantined messages, newest first (QuarantinedPageSchema): what an operator re-runs after
+    an upgrade."""
+    rows = session.execute(newest_first(select(Intake).where(Intake.status == "quarantined"),
+                                        Intake.received_at, Intake.id, cursor, limit)).scalars().all()
+    return {"items": [{"id": row.id, "channel_address": row.channel_address, "via": row.via, "status": row.status,
+                       "reason": row.reason, "size": row.size, "attempts": row.attempts,
+                       "received_at": row.received_at, "processed_at": row.processed_at, "raw_url": raw_url(row.id)}
+                      for row in rows[:limit]],
+            "next_cursor": next_cursor(rows, limit, lambda row: row.received_at)}

@@ -22,6 +22,27 @@ class IntakeSchema(Schema):
     raw_url = fields.String()
 
 
+class QuarantinedSchema(IntakeSchema):
+    attempts = fields.Integer()
+    processed_at = fields.DateTime(allow_none=True, metadata={"description": "when it was quarantined"})
+
+
+class QuarantinedPageSchema(Schema):
+    items = fields.List(fields.Nested(QuarantinedSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class RetryRequestSchema(Schema):
+    intake_ids = fields.List(fields.String(), load_default=None,
+                             metadata={"description": "these quarantined messages; omit for all"})
+    reason_contains = fields.String(load_default=None,
+                                    metadata={"description": "only those whose reason contains this"})
+
+
+class RetriedSchema(Schema):
+    intake_ids = fields.List(fields.String(), metadata={"description": "taken back for processing"})
+
+
 # --- the mailboxes file (settings.py) ----------------------------------------------------------------
 
 _NOT_EMPTY = validate.Length(min=1)

@@ -11,10 +11,11 @@ from nameko.rpc import rpc
 from werkzeug.wrappers import Response
 
 from ingest import SERVICE_NAME, handlers, mailboxes, models, queries, settings
-from ingest.access import require_post_access, require_read_access
+from ingest.access import require_operator_act, require_operator_view, require_post_access, require_read_access
 from ingest.domain.downloads import attachment_download, raw_message_download
 from ingest.intake import BlobStoreProvider, IntakeProcessor
-from mailroom_shared.http import PayloadTooLarge, health_response
+from ingest.schemas import RetryRequestSchema
+from mailroom_shared.http import PayloadTooLarge, decode_cursor, health_response, page_limit, read_json
 from mailroom_shared.kit import consumes, endpoint, service_base
 
 Base = service_base(SERVICE_NAME, models.outbox, models.processed_events, settings.load,
@@ -75,6 +76,23 @@ class IngestService(Base):
             meta, raw_key = queries.attachment_of(session, intake_id, sha256)
         payload = queries.attachment_bytes(self.blobs, raw_key, sha256)
         return Response(payload, **attachment_download(meta["filename"], meta["content_type"]))
+
+    @endpoint("GET", "/api/ingest/quarantine")
+    def list_quarantined(self, request):
+        """Operators: messages that could not be processed, newest first, with why."""
+        require_operator_view(request.principal)
+        with self.db.transaction() as session:
+            return queries.quarantined_page(session, decode_cursor(request.args.get("cursor")), page_limit(request))
+
+    @endpoint("POST", "/api/ingest/quarantine/retry")
+    def retry_quarantined(self, request):
+        """Operators, after an upgrade: run quarantined messages again (those named, or all)."""
+        require_operator_act(request.principal)
+        body = RetryRequestSchema().load(read_json(request))
+        with self.db.transaction() as session:
+            taken = handlers.retry_quarantined(session, body["intake_ids"], body["reason_contains"])
+        self.process_intake()
+        return 202, {"intake_ids": taken}
 
     @rpc
     def render_html(self, intake_id, allow_remote_images=False):

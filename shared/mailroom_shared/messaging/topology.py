@@ -58,6 +58,7 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("outbound", "email_bounced", "conversations", "handle_email_bounced"),
     Subscription("outbound", "email_sent", "contacts", "handle_email_sent"),
     Subscription("ingest", "message_received", "outbound", "handle_message_received"),
+    Subscription("ingest", "message_quarantined", "conversations", "handle_message_quarantined"),
 )
 
 

@@ -286,8 +286,19 @@ def test_nameko_runs_the_service_with_its_config(service):
     assert config["AMQP_URI"] == "amqp://u:p@broker:5672/mailroom"
     assert config["WEB_SERVER_ADDRESS"] == "0.0.0.0:8000"
     assert isinstance(config["max_workers"], int)
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"] == {"path": f"/health/{service}", "port": "http"}
+    # probes and Prometheus on the metrics port, served by the kit without a nameko worker
+    metrics_port = next(p for p in container["ports"] if p["name"] == "metrics")
+    assert env_of(container)["MAILROOM_METRICS_PORT"]["value"] == str(metrics_port["containerPort"])
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": "metrics"}
+    for probe in ("startupProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/health/ready", "port": "metrics"}
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300, "time for the migration Job"
+    # JSON logs, with the formatters the image has
+    env = {item["name"]: item["value"] for item in container["env"] if "value" in item}
+    assert env["MAILROOM_LOG_FORMAT"] == "json" and env["MAILROOM_SERVICE"] == service
+    assert int(env["MAILROOM_STOP_GRACE_SECONDS"]) + 10 <= pod_spec(deployment)["terminationGracePeriodSeconds"]
+    assert_logging_config_works(config_text, {"MAILROOM_LOG_FORMAT": "json"}, "JsonFormatter")
 
 
 def migration_jobs(docs=None) -> dict[str, dict]:
@@ -331,6 +342,24 @@ def test_overlays_name_migration_jobs_after_their_release(overlay):
     for service, job in jobs.items():
         name = job["metadata"]["name"]
         assert name == f"mailroom-{service}-migrate-{release}" and len(name) <= 63
+
+
+def assert_logging_config_works(text: str, env: dict[str, str], formatter: str) -> None:
+    """Configure logging from a nameko config's LOGGING as mailroom-service does, and log a line."""
+    code = textwrap.dedent("""
+        import json, logging, logging.config, sys, yaml
+        from nameko.cli.main import setup_yaml_parser
+        setup_yaml_parser()
+        logging.config.dictConfig(yaml.safe_load(sys.stdin.read())["LOGGING"])
+        handler = logging.getLogger().handlers[0]
+        print(type(handler.formatter).__name__)
+        logging.getLogger("check").warning("amqp://u:hunter2@h/v")
+    """)
+    result = subprocess.run([sys.executable, "-c", code], input=text, capture_output=True, text=True,
+                            env={**os.environ, **env}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == formatter
+    assert "hunter2" not in result.stderr and "u:***@h" in result.stderr
 
 
 def load_nameko_config(text: str, env: dict[str, str]) -> dict:
@@ -426,9 +455,12 @@ def check_workloads(docs) -> None:
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                 assert probe in container, f"{name}/{container['name']}: {probe}"
             liveness, readiness = container["livenessProbe"], container["readinessProbe"]
-            # liveness is the same endpoint here (see docs), so it must be much more patient
-            assert (liveness["periodSeconds"] * liveness["failureThreshold"]
-                    >= 2 * readiness["periodSeconds"] * readiness["failureThreshold"]), name
+            if "httpGet" in liveness:
+                # liveness never depends on the database or the broker: its own endpoint
+                assert liveness["httpGet"]["path"] != readiness["httpGet"]["path"], name
+            else:  # the SMTP listener: a TCP connect for both, so liveness must be more patient
+                assert (liveness["periodSeconds"] * liveness["failureThreshold"]
+                        >= 2 * readiness["periodSeconds"] * readiness["failureThreshold"]), name
         labels = deployment["metadata"]["labels"]
         template_labels = deployment["spec"]["template"]["metadata"]["labels"]
         for key in ("name", "instance", "component", "part-of", "version", "managed-by"):
@@ -683,6 +715,31 @@ def test_smtp_listener_deployment():
     assert "AMQP_URI" not in env_of(container), "the listener needs no broker"
 
 
+def test_the_kit_gives_every_service_its_probes_and_metrics():
+    code = textwrap.dedent("""
+        import json
+        from sqlalchemy import MetaData
+        from mailroom_shared.kit import service_base
+        from mailroom_shared.messaging.idempotency import processed_events_table
+        from mailroom_shared.messaging.outbox import outbox_table
+        metadata = MetaData()
+        base = service_base("x", outbox_table(metadata), processed_events_table(metadata))
+        routes = {}
+        for name in dir(base):
+            for entrypoint in getattr(getattr(base, name), "nameko_entrypoints", ()):
+                routes[entrypoint.url] = entrypoint.method
+        print(json.dumps(routes))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    assert json.loads(result.stdout) == {"/health/live": "GET", "/health/ready": "GET", "/metrics": "GET"}
+    for service in SERVICES:
+        source = (ROOT / "services" / service / service / "service.py").read_text()
+        assert "service_base(" in source, f"{service}.service must be built on the kit's service_base"
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_health_endpoint_exists_where_the_service_module_exists(service):
     module = ROOT / "services" / service / service / "service.py"
@@ -912,6 +969,9 @@ def test_image_default_nameko_config_expands_from_the_environment():
     config = load_nameko_config((DEPLOY / "docker" / "nameko.yaml").read_text(), {"AMQP_URI": "amqp://x@y/z"})
     assert config["AMQP_URI"] == "amqp://x@y/z"
     assert config["WEB_SERVER_ADDRESS"] == "0.0.0.0:8000"
+    text = (DEPLOY / "docker" / "nameko.yaml").read_text()
+    assert_logging_config_works(text, {}, "JsonFormatter")
+    assert_logging_config_works(text, {"MAILROOM_LOG_FORMAT": "plain"}, "PlainFormatter")
 
 
 def test_migration_command_works_in_a_single_service_image(tmp_path):

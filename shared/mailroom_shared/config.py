@@ -125,11 +125,24 @@ def nameko_config(amqp_uri: str, web_address: str, level: str = "INFO") -> dict:
         # concurrent workers = prefetch per queue; under load, the events that group commit can
         # put in one transaction
         "max_workers": env_int("NAMEKO_MAX_WORKERS", 10),
-        "LOGGING": {"version": 1, "disable_existing_loggers": False,
-                    "formatters": {"plain": {"format": "%(asctime)s %(name)s %(levelname)s %(message)s"}},
-                    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-                    "root": {"level": level, "handlers": ["console"]}},
+        "LOGGING": logging_config(level),
     }
+
+
+LOG_FORMATS = ("plain", "json")
+
+
+def logging_config(level: str = "INFO") -> dict:
+    """`MAILROOM_LOG_FORMAT`: `plain` (default: `make run`, a terminal) or `json` (deployments: one
+    JSON object per line with the service and the event handled). Both redact secrets
+    (mailroom_shared.observability)."""
+    log_format = env_choice("MAILROOM_LOG_FORMAT", LOG_FORMATS, "plain")
+    return {"version": 1, "disable_existing_loggers": False,
+            "formatters": {"plain": {"()": "mailroom_shared.observability.PlainFormatter",
+                                     "fmt": "%(asctime)s %(name)s %(levelname)s %(message)s"},
+                           "json": {"()": "mailroom_shared.observability.JsonFormatter"}},
+            "handlers": {"console": {"class": "logging.StreamHandler", "formatter": log_format}},
+            "root": {"level": level, "handlers": ["console"]}}
 
 
 # --- configuration files (inboxes, mailboxes, relays) --------------------------------------------

@@ -29,32 +29,52 @@ services read the same way (docs/architecture.md, "One service template").
 * `@endpoint(method, path)` is the one way to expose HTTP: JSON in and out, the shared errors
   (mailroom_shared.http) as clear answers, and a verified caller in `request.principal`
   (`auth=False` for health checks, signed connector callbacks and capability links).
+* Operability comes with the base (mailroom_shared.observability): `GET /health/live`,
+  `GET /health/ready` and `GET /metrics` on the service's HTTP port (and on
+  `MAILROOM_METRICS_PORT` when set), handler and HTTP metrics counted by `@consumes` and
+  `@endpoint`, the outbox backlog read at scrape time, and log lines that name the event handled.
 
 The module imports nameko; domain code never imports it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
+import json
+import logging
+import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
+import eventlet
+import eventlet.wsgi
 from nameko.extensions import DependencyProvider
+from nameko.messaging import QueueConsumer
 from nameko.web.handlers import http
 from sqlalchemy import Table, event
 from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response
 
+from mailroom_shared import config, observability
 from mailroom_shared.auth import Principal, authenticate
 from mailroom_shared.events.envelope import parse_envelope
 from mailroom_shared.http import json_endpoint
+from mailroom_shared.messaging import topology
+from mailroom_shared.messaging.dead_letters import ATTEMPT_HEADER
 from mailroom_shared.messaging.idempotency import ProcessedEvents
 from mailroom_shared.messaging.nameko_adapters import (
     DatabaseProvider,
+    DeadLetteringQueueConsumer,
     OutboxRelayProvider,
+    RetryingEventHandler,
     TopologyProvider,
-    reliable_event_handler,
 )
 from mailroom_shared.messaging.outbox import Outbox
+
+log = logging.getLogger(__name__)
 
 __all__ = ["SettingsProvider", "after_commit", "consumes", "endpoint", "service_base"]
 
@@ -90,6 +110,70 @@ def _no_settings() -> None:
     return None
 
 
+class ObservabilityProvider(DependencyProvider):
+    """Health (live/ready) and metrics of the service process: a heartbeat green thread, a watch
+    on every AMQP consumer, the scrape-time outbox/database gauges, and the optional metrics port
+    (`MAILROOM_METRICS_PORT`: /metrics, /health/live, /health/ready served without a nameko worker,
+    so a pod whose workers are all busy still answers its probes). Injects the Health object."""
+
+    def __init__(self, service: str, outbox_table: Table | None):
+        self.service = service
+        self.outbox_table = outbox_table
+        self.health: observability.Health | None = None
+        self.collector: observability.ServiceCollector | None = None
+        self.port = 0
+        self._server = None
+        self._socket = None
+
+    def setup(self):
+        observability.SERVICE_NAME = self.service
+        databases = [dep for dep in self.container.dependencies if isinstance(dep, DatabaseProvider)]
+
+        def database():
+            return databases[0].database if databases else None
+
+        consumers = [ext for ext in self.container.subextensions if isinstance(ext, QueueConsumer)]
+        migrations_dir = Path(inspect.getfile(self.container.service_cls)).parent / "migrations"
+        self.health = observability.Health(
+            self.service, database, migrations_dir, consumers,
+            live_max_lag=config.env_float("MAILROOM_LIVE_MAX_LAG_SECONDS", 10.0, minimum=1.0),
+            consumer_stale_after=config.env_float("MAILROOM_READY_CONSUMER_STALE_SECONDS", 10.0, minimum=2.0))
+        self.collector = observability.ServiceCollector(self.service, database, self.outbox_table)
+        observability.REGISTRY.register(self.collector)
+        self.port = config.env_int("MAILROOM_METRICS_PORT", 0, minimum=0)
+
+    def start(self):
+        self.container.spawn_managed_thread(self.health.beat_forever, identifier=f"{self.service}.heartbeat")
+        if self.port:
+            self._socket = eventlet.listen(("0.0.0.0", self.port))  # noqa: S104 - the pod's metrics port
+            self._server = eventlet.spawn(eventlet.wsgi.server, self._socket,
+                                          observability.metrics_wsgi_app(self.health),
+                                          log=logging.getLogger("mailroom.metrics_server"), log_output=False)
+            log.info("metrics and probes on :%d (/metrics, /health/live, /health/ready)", self.port)
+
+    def stop(self):
+        if self.collector is not None:
+            with contextlib.suppress(KeyError):  # never registered, or already gone
+                observability.REGISTRY.unregister(self.collector)
+            self.collector = None
+        if self._server is not None:
+            self._server.kill()
+            self._server = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    def kill(self):
+        self.stop()
+
+    def get_dependency(self, worker_ctx):
+        return self.health
+
+
+def _json_answer(status: int, document: dict) -> Response:
+    return Response(json.dumps(document), status=status, mimetype="application/json")
+
+
 def service_base(service: str, outbox_table: Table, processed_table: Table,
                  load_settings: Callable[[], Any] = _no_settings, *,
                  publishes: Mapping[str, int] | None = None) -> type:
@@ -103,6 +187,23 @@ def service_base(service: str, outbox_table: Table, processed_table: Table,
         db = DatabaseProvider(service)
         relay = OutboxRelayProvider(service, lambda: outbox_table)
         settings = SettingsProvider(load_settings)
+        observability = ObservabilityProvider(service, outbox_table)
+
+        @http("GET", "/health/live")
+        def health_live(self, request):
+            """200 while the process's event loop turns (no I/O): the liveness probe."""
+            return _json_answer(*self.observability.live())
+
+        @http("GET", "/health/ready")
+        def health_ready(self, request):
+            """200 when the database answers at the expected schema revision and every consumer
+            is attached: the readiness and startup probes."""
+            return _json_answer(*self.observability.ready())
+
+        @http("GET", "/metrics")
+        def prometheus_metrics(self, request):
+            body, content_type = observability.metrics_payload()
+            return Response(body, status=200, headers={"Content-Type": content_type})
 
         def authenticated_as(self, request, principal: Principal) -> Principal:
             """Called once per authenticated request; a service may override it (conversations
@@ -133,16 +234,38 @@ def consumes(source: str, event_name: str, *, handler_name: str | None = None,
 
     def decorate(method):
         name = handler_name or method.__name__
+        label = method.__name__  # the handler label of its metrics: the queue is named after the method
 
         @functools.wraps(method)
         def handle(self, envelope):
-            data = parse_envelope(envelope, event_name)
-            if when is not None and not when(data):
-                return
-            self.processed.run_once(self.db, envelope, name, lambda session: method(self, session, data, envelope))
+            service = getattr(self, "service_name", None) or getattr(self, "name", "unknown")
+            context = observability.envelope_fields(envelope)
+            started = time.perf_counter()
+            outcome = "failed"
+            with observability.log_context(handler=label, **context):
+                try:
+                    data = parse_envelope(envelope, event_name)
+                    if when is not None and not when(data):
+                        outcome = "skipped"
+                        return
+
+                    def change(session):
+                        # group commit may run it in another event's green thread: name this event
+                        with observability.log_context(handler=label, **context):
+                            return method(self, session, data, envelope)
+
+                    ran = self.processed.run_once(self.db, envelope, name, change)
+                    outcome = "processed" if ran is not False else "duplicate"
+                except Exception as exc:
+                    observability.HANDLER_FAILURES.labels(service, label, event_name, type(exc).__name__).inc()
+                    raise
+                finally:
+                    observability.HANDLER_EVENTS.labels(service, label, event_name, outcome).inc()
+                    observability.HANDLER_DURATION.labels(service, label, event_name).observe(
+                        time.perf_counter() - started)
             self.relay.wake()
 
-        return reliable_event_handler(source, event_name)(handle)
+        return ObservedEventHandler.decorator(source, event_name)(handle)
 
     return decorate
 
@@ -158,9 +281,59 @@ def endpoint(method: str, url: str, *, auth: bool = True, **http_options):
                 request.principal = self.authenticated_as(request, authenticate(request))
             return func(self, request, *args, **kwargs)
 
-        return http(method, url, **http_options)(json_endpoint(with_principal))
+        answer = json_endpoint(with_principal)
+
+        @functools.wraps(answer)
+        def observed(self, request, *args, **kwargs):
+            started = time.perf_counter()
+            status = 500
+            try:
+                with observability.log_context(http_method=method, route=url):
+                    response = answer(self, request, *args, **kwargs)
+                status = getattr(response, "status_code", 200)
+                return response
+            finally:
+                service = getattr(self, "service_name", None) or getattr(self, "name", "unknown")
+                observability.HTTP_DURATION.labels(service, method, url, str(status)).observe(
+                    time.perf_counter() - started)
+
+        return http(method, url, **http_options)(observed)
 
     return decorate
+
+
+class ObservedQueueConsumer(DeadLetteringQueueConsumer):
+    """Counts the undecodable messages it parks in a dead-letter queue."""
+
+    def _dead_letter_undecodable(self, provider, message, exc):
+        super()._dead_letter_undecodable(provider, message, exc)
+        observability.HANDLER_DEAD_LETTERED.labels(self.container.service_name, provider.method_name,
+                                                   provider.event_type, "undecodable").inc()
+
+
+class ObservedEventHandler(RetryingEventHandler):
+    """RetryingEventHandler that counts what became of a failed message once the broker confirmed
+    its republish: retried (to a delay queue) or dead-lettered (permanent error, or retries used up).
+    A republish that failed is requeued and counted as nothing yet."""
+
+    queue_consumer = ObservedQueueConsumer()
+
+    def handle_message_processed(self, message, result=None, exc_info=None):
+        # the "retrying"/"dead-lettering" log lines name the event too
+        payload = message.payload if exc_info is not None else None
+        with observability.log_context(handler=self.method_name, **observability.envelope_fields(payload)):
+            super().handle_message_processed(message, result, exc_info)
+
+    def _reroute_failed(self, message, exc_info) -> None:
+        super()._reroute_failed(message, exc_info)
+        attempt = int((message.headers or {}).get(ATTEMPT_HEADER, 0)) + 1
+        labels = (self.container.service_name, self.method_name, self.event_type)
+        if isinstance(exc_info[1], self.permanent_errors):
+            observability.HANDLER_DEAD_LETTERED.labels(*labels, "permanent").inc()
+        elif attempt > len(topology.RETRY_DELAYS_MS):
+            observability.HANDLER_DEAD_LETTERED.labels(*labels, "exhausted").inc()
+        else:
+            observability.HANDLER_RETRIED.labels(*labels).inc()
 
 
 def after_commit(session: Session, callback: Callable[[], None]) -> None:

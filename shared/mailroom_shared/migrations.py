@@ -143,7 +143,9 @@ def current_revisions(connection: Connection) -> frozenset[str]:
     try:
         rows = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
     except (ProgrammingError, OperationalError) as exc:
-        if "alembic_version" in str(exc):
+        # the table does not exist (PostgreSQL's undefined_table, SQLite's "no such table"); any
+        # other error (a lost connection) is an error
+        if getattr(exc.orig, "pgcode", None) == "42P01" or "no such table: alembic_version" in str(exc.orig):
             connection.rollback()
             return frozenset()
         raise

@@ -998,3 +998,90 @@ def test_migration_command_works_in_a_single_service_image(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
                             cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- monitoring --------------------------------------------------------------------------------
+
+MONITORING = K8S / "components" / "monitoring"
+
+
+def monitoring_docs() -> list[dict]:
+    return [doc for name in ("podmonitors.yaml", "prometheusrule.yaml") for doc in load_docs(MONITORING / name)]
+
+
+def alert_rules() -> list[dict]:
+    (rule,) = of_kind("PrometheusRule", monitoring_docs())
+    return [r for group in rule["spec"]["groups"] for r in group["rules"]]
+
+
+def metric_names_in(expr: str) -> set[str]:
+    return set(re.findall(r"\b((?:mailroom|rabbitmq)_[a-z_]+)\b", expr))
+
+
+def known_metric_names() -> set[str]:
+    code = ("import json; from mailroom_shared import observability as o; "
+            "print(json.dumps(sorted(o.metric_sample_names())))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    return set(json.loads(result.stdout))
+
+
+RABBITMQ_DETAILED = {"rabbitmq_detailed_queue_messages", "rabbitmq_detailed_queue_consumers"}
+
+
+def test_alerts_and_dashboard_use_metrics_that_exist():
+    import json
+
+    known = known_metric_names() | RABBITMQ_DETAILED
+    exprs = [rule["expr"] for rule in alert_rules()]
+    dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+    exprs += [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    for expr in exprs:
+        unknown = metric_names_in(expr) - known
+        assert metric_names_in(expr) and not unknown, f"{expr}: unknown {unknown}"
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+def test_the_alerts_the_issue_asks_for_exist_and_have_a_runbook_section():
+    alerts = {rule["alert"]: rule for rule in alert_rules()}
+    wanted = {"MailroomOutboxBacklogOld", "MailroomDeadLettersGrowing", "MailroomIntakeBacklog",
+              "MailroomDeliveryFailureRate", "MailroomMailboxUnreachable", "MailroomQueueWithoutConsumer"}
+    assert wanted <= set(alerts)
+    runbook = (ROOT / "docs" / "operations.md").read_text()
+    headings = {re.sub(r"[^a-z0-9-]", "", line.lstrip("#").strip().lower().replace(" ", "-"))
+                for line in runbook.splitlines() if line.startswith("#")}
+    for name, rule in alerts.items():
+        assert rule["labels"]["severity"] in ("warning", "critical"), name
+        page, _, anchor = rule["annotations"]["runbook"].partition("#")
+        assert page == "docs/operations.md" and anchor == name.lower() and anchor in headings, name
+
+
+def test_prometheus_scrapes_every_service_on_its_metrics_port():
+    (services,) = [m for m in of_kind("PodMonitor", monitoring_docs()) if m["metadata"]["name"] == "mailroom-services"]
+    selector = services["spec"]["selector"]["matchLabels"]
+    endpoint = services["spec"]["podMetricsEndpoints"][0]
+    for service in SERVICES:
+        deployment = deployment_for(service)
+        assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items(), service
+        container = pod_spec(deployment)["containers"][0]
+        port = next(p for p in container["ports"] if p["name"] == endpoint["port"])
+        policy = next(n for n in of_kind("NetworkPolicy")
+                      if n["spec"]["podSelector"].get("matchLabels") == deployment["spec"]["selector"]["matchLabels"])
+        allowed = [rule for rule in policy["spec"]["ingress"]
+                   if {"protocol": "TCP", "port": port["containerPort"]} in rule.get("ports", [])]
+        assert allowed and all(peer.get("namespaceSelector", {}).get("matchLabels") == {
+            "mailroom.dev/allow-metrics": "true"} for rule in allowed for peer in rule["from"]), service
+
+
+def test_production_has_the_monitoring():
+    if not kubectl():
+        pytest.skip("kubectl (with its built-in kustomize) is not installed")
+    docs = rendered("production")
+    assert {d["metadata"]["name"] for d in of_kind("PodMonitor", docs)} == {"mailroom-services",
+                                                                            "mailroom-rabbitmq-queues"}
+    assert of_kind("PrometheusRule", docs)
+    dashboards = [c for c in of_kind("ConfigMap", docs) if c["metadata"].get("labels", {}).get("grafana_dashboard")]
+    assert len(dashboards) == 1 and "mailroom.json" in dashboards[0]["data"]
+

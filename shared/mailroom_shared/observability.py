@@ -92,6 +92,31 @@ IMAP_LAST_SUCCESS = Gauge("mailroom_imap_last_success_timestamp_seconds",
                           "Unix time of a mailbox's last successful poll.", ("mailbox",))
 
 
+# Gauges read from a database at scrape time: the kit's (outbox, database_up) and the ones ingest
+# registers with `database_gauge` (the alerts and the dashboard use these names).
+SCRAPE_TIME_GAUGES = {
+    "mailroom_database_up": "every service",
+    "mailroom_outbox_pending_events": "every service",
+    "mailroom_outbox_oldest_pending_age_seconds": "every service",
+    "mailroom_intake_backlog_messages": "ingest: intake rows stored and not yet processed",
+    "mailroom_intake_oldest_backlog_age_seconds": "ingest: age of the oldest of them",
+    "mailroom_quarantined_messages": "ingest: messages in quarantine now",
+}
+
+
+def metric_sample_names() -> set[str]:
+    """Every sample name mailroom's processes can expose (for checking alerts and dashboards)."""
+    names = set(SCRAPE_TIME_GAUGES)
+    for metric in globals().values():
+        if isinstance(metric, Counter):
+            names.add(f"{metric._name}_total")
+        elif isinstance(metric, Histogram):
+            names |= {f"{metric._name}_{suffix}" for suffix in ("bucket", "count", "sum")}
+        elif isinstance(metric, Gauge):
+            names.add(metric._name)
+    return names
+
+
 def imap_polled(mailbox: str, ok: bool) -> None:
     """What ingest's IMAP poller calls after each poll of a mailbox."""
     IMAP_POLLS.labels(mailbox, "ok" if ok else "failed").inc()

@@ -36,6 +36,7 @@ from nameko.cli.run import import_service  # noqa: E402
 from nameko.runners import ServiceRunner  # noqa: E402
 
 from mailroom_shared import config as mailroom_config  # noqa: E402
+from mailroom_shared.blocking import detect_blocking  # noqa: E402
 
 log = logging.getLogger("mailroom.service_process")
 
@@ -105,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         for service_cls in import_service(path):
             if getattr(service_cls, "name", None):
                 runner.add_service(service_cls)
+    blocking = mailroom_config.env_float("MAILROOM_BLOCKING_DETECTION_SECONDS", 0.0, minimum=0.0)
+    if blocking:
+        detect_blocking(blocking)
     graceful = GracefulRunner(runner, mailroom_config.env_float("MAILROOM_STOP_GRACE_SECONDS", 25.0, minimum=1.0))
     signal.signal(signal.SIGTERM, graceful.on_signal)
     signal.signal(signal.SIGINT, graceful.on_signal)

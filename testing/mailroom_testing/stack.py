@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 from kombu import Connection
 
+from mailroom_shared.blocking import BLOCKED_MARKER
 from mailroom_shared.config import nameko_config
 from mailroom_shared.messaging.topology import SUBSCRIPTIONS, declare_topology
 from mailroom_shared.migrations import upgrade
@@ -76,6 +77,8 @@ class Stack:
             "AMQP_URI": self.amqp_uri,
             "MAILROOM_VAR_DIR": str(self.workdir / "var"),
             "OUTBOX_POLL_SECONDS": "0.1",
+            # a service that keeps its event loop to itself for over 1 s fails the test (stop())
+            "MAILROOM_BLOCKING_DETECTION_SECONDS": "1",
             "PYTHONUNBUFFERED": "1",
         })
         for service, url in self.database_urls.items():
@@ -177,6 +180,15 @@ class Stack:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
             self.processes.pop(name, None)
+        self.assert_event_loops_never_blocked()
+
+    def assert_event_loops_never_blocked(self) -> None:
+        """No service kept its event loop busy for over a second (see service_process)."""
+        blocked = {name: log for name in self.commands if BLOCKED_MARKER in (log := self.log(name))}
+        if blocked:
+            name, log = next(iter(blocked.items()))
+            at = log.index(BLOCKED_MARKER)
+            raise AssertionError(f"the event loop of {', '.join(blocked)} was blocked:\n{log[at - 200:at + 3000]}")
 
     # --- HTTP helpers for tests -------------------------------------------------------------
 

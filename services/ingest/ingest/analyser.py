@@ -23,12 +23,13 @@ from ingest.domain.analysis import AnalysisSettings, analyse, render_html
 from ingest.domain.bounces import bounced_message_ids
 from ingest.domain.classify import internal_forward
 from ingest.domain.downloads import attachment_url, raw_url
-from ingest.domain.parsing import MessageTooComplex
+from ingest.domain.model import ParseLimits
+from ingest.domain.parsing import MessageTooComplex, parse_message
 from ingest.worker_pool import Outcome, WorkerPool
 from mailroom_shared.events.envelope import build_envelope
 
 TEXT_LIMIT = 1_000_000  # characters of text/plain carried in the event; the raw message has it all
-WORKER_TARGET = "ingest.analyser:analyse_stored"
+WORKER_TARGET = "ingest.analyser:work"
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,32 @@ def analyse_stored(job: AnalysisJob) -> dict:
     return {"envelope": envelope, "attachments": attachments}
 
 
+@dataclass(frozen=True)
+class PreviewJob:
+    """The sanitised HTML preview of a stored message, made again from its raw bytes (for
+    `?images=load`): as costly as the analysis, so it runs in the same workers."""
+
+    blob_dir: str
+    blob_key: str
+    cid_urls: dict[str, str]
+    limits: ParseLimits
+    html_preview_bytes: int
+    allow_remote_images: bool
+
+
+def render_preview(job: PreviewJob) -> dict:
+    raw = DirectoryBlobStore(Path(job.blob_dir)).get(job.blob_key)
+    parsed = parse_message(raw, job.limits)
+    html, truncated, blocked = render_html(parsed, job.cid_urls, job.html_preview_bytes,
+                                           allow_remote_images=job.allow_remote_images)
+    return {"html": html, "truncated": truncated, "remote_images_blocked": blocked}
+
+
+def work(job: AnalysisJob | PreviewJob) -> dict:
+    """What a parser worker process runs."""
+    return analyse_stored(job) if isinstance(job, AnalysisJob) else render_preview(job)
+
+
 # --- what an outcome means for the intake row ------------------------------------------------------
 
 RETRY = "retry"
@@ -136,6 +163,8 @@ class Analyser(Protocol):
     def as_completed(self, jobs: list[AnalysisJob],
                      quiet_after: float = 0.2) -> Iterator[tuple[int, Outcome] | None]: ...
 
+    def run(self, job: AnalysisJob | PreviewJob) -> Outcome: ...
+
     def start(self) -> None: ...
 
     def close(self) -> None: ...
@@ -155,6 +184,9 @@ class ParserPool:
         back behind one slow message."""
         return self.pool.as_completed(jobs, quiet_after)
 
+    def run(self, job: AnalysisJob | PreviewJob) -> Outcome:
+        return self.pool.run(job)
+
     def start(self) -> None:
         self.pool.start()
 
@@ -173,11 +205,13 @@ class InProcessAnalyser:
 
     def as_completed(self, jobs: list[AnalysisJob], quiet_after: float = 0.2) -> Iterator[tuple[int, Outcome] | None]:
         for index, job in enumerate(jobs):
-            try:
-                outcome = Outcome(True, value=analyse_stored(job))
-            except Exception as exc:
-                outcome = Outcome(False, kind="raised", error_type=type(exc).__name__, error=str(exc)[:2000])
-            yield index, outcome
+            yield index, self.run(job)
+
+    def run(self, job: AnalysisJob | PreviewJob) -> Outcome:
+        try:
+            return Outcome(True, value=work(job))
+        except Exception as exc:
+            return Outcome(False, kind="raised", error_type=type(exc).__name__, error=str(exc)[:2000])
 
     def start(self) -> None:
         pass

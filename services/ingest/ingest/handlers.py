@@ -18,7 +18,7 @@ from sqlalchemy import or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ingest.analyser import DONE, QUARANTINE, Analyser, AnalysisJob, verdict
+from ingest.analyser import DONE, QUARANTINE, Analyser, AnalysisJob, PreviewJob, verdict
 from ingest.blobstore import DirectoryBlobStore
 from ingest.domain.analysis import AnalysisSettings, dedupe_key
 from ingest.domain.downloads import raw_url
@@ -30,7 +30,7 @@ from ingest.worker_pool import Outcome
 from mailroom_shared.addresses import try_normalise_email
 from mailroom_shared.caching import Expiring
 from mailroom_shared.db import Database, is_postgres, utcnow
-from mailroom_shared.http import HttpError, NotFound, PayloadTooLarge
+from mailroom_shared.http import HttpError, NotFound, PayloadTooLarge, ServiceUnavailable
 from mailroom_shared.messaging.outbox import Outbox
 from mailroom_shared.text import iso_time
 
@@ -276,6 +276,18 @@ def _quarantine(outbox: Outbox, settings: Settings, intake: Intake, reason: str)
         "date": summary["date"], "in_reply_to": summary["in_reply_to"], "references": summary["references"],
         "reply_token": intake.reply_token, "spam": summary["spam"], "received_at": iso_time(intake.received_at),
     })
+
+
+def render_preview(analyser: Analyser, settings: Settings, blob_key: str, cid_urls: dict[str, str],
+                   allow_remote_images: bool) -> dict:
+    """The sanitised HTML preview made again from the raw bytes, in a parser worker (the same
+    deadline as the analysis: never on the event loop)."""
+    outcome = analyser.run(PreviewJob(str(settings.blob_dir), blob_key, cid_urls, settings.limits,
+                                      settings.html_preview_bytes, allow_remote_images))
+    if not outcome.ok:
+        raise ServiceUnavailable(f"the preview could not be made again: {outcome.error_type or outcome.kind}: "
+                                 f"{outcome.error}")
+    return outcome.value
 
 
 def retry_quarantined(session: Session, intake_ids: list[str] | None = None,

@@ -83,6 +83,12 @@ class IntakeProcessor(BackgroundWorker):
             self.relay.wake()  # publish this batch while the next one is parsed
         return done > 0
 
+    def get_dependency(self, worker_ctx):
+        """Call it to have the processor run now; `.analyser` is its parser pool."""
+        handle = super().get_dependency(worker_ctx)
+        handle.analyser = self.analyser
+        return handle
+
     def after_work(self, done: int) -> None:
         self.relay.wake()
 

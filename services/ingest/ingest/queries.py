@@ -9,11 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ingest.blobstore import BlobNotFound, DirectoryBlobStore
-from ingest.domain.analysis import render_html
 from ingest.domain.downloads import raw_url
 from ingest.domain.parsing import parse_message
 from ingest.models import Channel, Intake
-from ingest.settings import Settings
 from mailroom_shared.http import NotFound
 from mailroom_shared.pagination import newest_first, next_cursor
 
@@ -70,14 +68,6 @@ def html_source(session: Session, intake_id: str) -> tuple[str, dict[str, str]]:
     row = _intake(session, intake_id)
     stored = list(row.attachments or [])
     return row.blob_key, {a["content_id"]: a["url"] for a in stored if a.get("content_id") and a.get("url")}
-
-
-def html_preview(raw: bytes, cid_urls: dict[str, str], settings: Settings, allow_remote_images: bool) -> dict:
-    """The sanitised HTML preview of a stored message, made again from its raw bytes."""
-    parsed = parse_message(raw, settings.limits)
-    html, truncated, blocked = render_html(parsed, cid_urls, settings.html_preview_bytes,
-                                           allow_remote_images=allow_remote_images)
-    return {"html": html, "truncated": truncated, "remote_images_blocked": blocked}
 
 
 def quarantined_page(session: Session, cursor: dict | None, limit: int) -> dict:

@@ -100,4 +100,5 @@ class IngestService(Base):
         conversations' `GET /api/messages/{id}?images=load`, after its access check)."""
         with self.db.transaction() as session:
             blob_key, cid_urls = queries.html_source(session, intake_id)
-        return queries.html_preview(self.blobs.get(blob_key), cid_urls, self.settings, bool(allow_remote_images))
+        return handlers.render_preview(self.process_intake.analyser, self.settings, blob_key, cid_urls,
+                                       bool(allow_remote_images))

@@ -110,10 +110,18 @@ def parse_env_file(path: Path) -> dict[str, str]:
     return result
 
 
+PLATFORM_RABBITMQ = K8S / "platform" / "rabbitmq"
+
+
 @cache
 def base_docs() -> tuple[dict, ...]:
-    files, _ = kustomize_tree(BASE)
+    """The base and the platform pieces every overlay adds (the broker in its own namespace)."""
+    files = kustomize_tree(BASE)[0] + kustomize_tree(PLATFORM_RABBITMQ)[0]
     return tuple(doc for path in files for doc in load_docs(path) if is_manifest(doc))
+
+
+def rabbitmq_namespace() -> str:
+    return yaml.safe_load((PLATFORM_RABBITMQ / "kustomization.yaml").read_text())["namespace"]
 
 
 def base_configmaps() -> dict[str, dict[str, str]]:
@@ -393,7 +401,8 @@ def test_amqp_credentials_come_from_the_services_own_rabbitmq_user(service):
     assert names.index("AMQP_URI") > names.index("AMQP_PASSWORD"), "$(VAR) only expands earlier variables"
     assert uri.startswith("amqp://$(AMQP_USERNAME):$(AMQP_PASSWORD)@")
     assert uri.endswith("/" + the_vhost()["spec"]["name"])
-    assert uri.split("@", 1)[1].split(":")[0] == the_rabbitmq_cluster()["metadata"]["name"]
+    host = uri.split("@", 1)[1].split(":")[0]
+    assert host == f"{the_rabbitmq_cluster()['metadata']['name']}.{rabbitmq_namespace()}.svc"
     permission = by_name("Permission")[user]["spec"]
     assert permission["userReference"] == {"name": user}
     assert permission["vhost"] == the_vhost()["spec"]["name"]
@@ -501,7 +510,16 @@ def test_overlay_renders_and_follows_the_conventions(overlay):
     for doc in docs:
         if doc["kind"] not in ("Namespace",) and "namespace" not in doc["metadata"]:
             raise AssertionError(f"{doc['kind']} {doc['metadata']['name']} has no namespace")
-    replicas = {d["metadata"]["name"]: d["spec"]["replicas"] for d in of_kind("Deployment", docs)}
+    scaled = {o["spec"]["scaleTargetRef"]["name"]: o["spec"] for o in of_kind("ScaledObject", docs)}
+    assert not of_kind("HorizontalPodAutoscaler", docs), "KEDA makes the HPAs; never both"
+    replicas = {}
+    for d in of_kind("Deployment", docs):
+        name = d["metadata"]["name"]
+        if name in scaled:
+            assert "replicas" not in d["spec"], f"{name}: KEDA owns its replica count"
+            replicas[name] = scaled[name]["minReplicaCount"]
+        else:
+            replicas[name] = d["spec"]["replicas"]
     if overlay == "production":
         assert min(replicas.values()) >= 2
         for deployment in of_kind("Deployment", docs):
@@ -670,13 +688,15 @@ def test_configmaps_hold_no_secrets():
 
 
 def test_namespace_and_every_object_in_it():
-    namespaces = of_kind("Namespace")
-    assert len(namespaces) == 1
-    labels = namespaces[0]["metadata"]["labels"]
-    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
-    assert labels["pod-security.kubernetes.io/enforce"] in ("baseline", "restricted")
+    namespaces = by_name("Namespace")
     base = yaml.safe_load((BASE / "kustomization.yaml").read_text())
-    assert base["namespace"] == namespaces[0]["metadata"]["name"]
+    assert set(namespaces) == {base["namespace"], rabbitmq_namespace()}
+    labels = namespaces[base["namespace"]]["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    # the broker's pods are baseline only: they live in a namespace of their own
+    assert namespaces[rabbitmq_namespace()]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
+    base_kinds = {doc["kind"] for path in kustomize_tree(BASE)[0] for doc in load_docs(path) if is_manifest(doc)}
+    assert "RabbitmqCluster" not in base_kinds
 
 
 # --- ingest's SMTP listener and blob store -----------------------------------------------------
@@ -810,11 +830,14 @@ def test_vhost_and_cluster_references():
     assert cluster["spec"]["replicas"] >= 3
     assert "terminationGracePeriodSeconds" not in cluster["spec"], "keep the operator's default"
     assert "storage" in cluster["spec"]["persistence"]
+    allowed = cluster["metadata"]["annotations"]["rabbitmq.com/topology-allowed-namespaces"].split(",")
+    assert yaml.safe_load((BASE / "kustomization.yaml").read_text())["namespace"] in allowed
     for kind in ("Exchange", "Queue", "Binding", "Policy", "Permission", "User", "Vhost"):
         objects = topology_objects(kind)
         assert objects, kind
         for doc in objects:
-            assert doc["spec"]["rabbitmqClusterReference"] == {"name": cluster["metadata"]["name"]}
+            assert doc["spec"]["rabbitmqClusterReference"] == {"name": cluster["metadata"]["name"],
+                                                               "namespace": rabbitmq_namespace()}
             if kind not in ("User", "Vhost"):
                 assert doc["spec"]["vhost"] == vhost["spec"]["name"], doc["metadata"]["name"]
 
@@ -1084,4 +1107,221 @@ def test_production_has_the_monitoring():
     assert of_kind("PrometheusRule", docs)
     dashboards = [c for c in of_kind("ConfigMap", docs) if c["metadata"].get("labels", {}).get("grafana_dashboard")]
     assert len(dashboards) == 1 and "mailroom.json" in dashboards[0]["data"]
+
+
+# --- strict schema validation of everything an overlay renders ---------------------------------
+
+KUBERNETES_VERSION = "1.31.0"  # the oldest Kubernetes the manifests target
+CRD_SCHEMAS = K8S / "crd-schemas"
+OPTIONAL_COMPONENTS = ("smtp-loadbalancer", "outbound-smtp-ca", "amqp-tls")
+
+
+def strict_json_schema(schema: dict) -> dict:
+    """An operator's openAPIV3Schema as strict JSON Schema (as kubeconform -strict): unknown fields
+    are errors unless the schema keeps them (x-kubernetes-preserve-unknown-fields), `nullable`
+    allows null, int-or-string takes both."""
+    if not isinstance(schema, dict):
+        return schema
+    result = {key: value for key, value in schema.items() if not key.startswith("x-kubernetes-")}
+    if schema.get("x-kubernetes-int-or-string"):
+        result.pop("type", None)
+        result["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    if schema.get("nullable") and "type" in result:
+        result["type"] = [result["type"], "null"]
+    result.pop("nullable", None)
+    if "properties" in result:
+        result["properties"] = {k: strict_json_schema(v) for k, v in result["properties"].items()}
+        if "additionalProperties" not in result and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            result["additionalProperties"] = False
+    for key in ("items", "additionalProperties", "not"):
+        if isinstance(result.get(key), dict):
+            result[key] = strict_json_schema(result[key])
+    for key in ("allOf", "anyOf", "oneOf"):
+        if key in result and key in schema:
+            result[key] = [strict_json_schema(item) for item in result[key]]
+    return result
+
+
+@cache
+def crd_validators() -> dict[tuple[str, str], object]:
+    import json
+
+    import jsonschema
+
+    validators = {}
+    for path in sorted(CRD_SCHEMAS.glob("*.json")):
+        data = json.loads(path.read_text())
+        schema = strict_json_schema(data["openAPIV3Schema"])
+        # metadata is the API server's: checked by its own rules, not by the CRD
+        schema["properties"]["metadata"] = {"type": "object"}
+        validators[(f"{data['group']}/{data['version']}", data["kind"])] = jsonschema.Draft7Validator(schema)
+    return validators
+
+
+def schema_errors(doc: dict) -> list[str]:
+    import kubernetes_validate
+
+    where = f"{doc['kind']} {doc['metadata'].get('namespace', '')}/{doc['metadata']['name']}"
+    validator = crd_validators().get((doc["apiVersion"], doc["kind"]))
+    if validator is not None:
+        return [f"{where}: {'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
+    try:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.SchemaNotFoundError:
+        return [f"{where}: no schema for {doc['apiVersion']} {doc['kind']} (vendor its CRD in {CRD_SCHEMAS.name}/)"]
+    except kubernetes_validate.ValidationError as error:
+        return [f"{where}: {'.'.join(map(str, error.path))}: {error.message}"]
+    return []
+
+
+def test_crd_schemas_are_vendored_for_every_custom_kind():
+    kinds = {key for key in crd_validators()}
+    assert {("rabbitmq.com/v1beta1", k) for k in ("RabbitmqCluster", "Vhost", "User", "Permission", "Exchange",
+                                                  "Queue", "Binding", "Policy")} <= kinds
+    assert {("postgresql.cnpg.io/v1", "Cluster"), ("postgresql.cnpg.io/v1", "ScheduledBackup"),
+            ("keda.sh/v1alpha1", "ScaledObject"), ("keda.sh/v1alpha1", "TriggerAuthentication"),
+            ("monitoring.coreos.com/v1", "PodMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")} <= kinds
+
+
+def test_the_strict_validation_catches_mistakes():
+    cluster = {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "metadata": {"name": "x"},
+               "spec": {"instances": 3, "storage": {"size": "1Gi"}}}
+    assert schema_errors(cluster) == []
+    assert schema_errors({**cluster, "spec": {**cluster["spec"], "instancez": 3}}), "an unknown field"
+    assert schema_errors({**cluster, "spec": {**cluster["spec"], "instances": "three"}}), "a wrong type"
+    job = next(iter(migration_jobs().values()))
+    assert schema_errors(job) == []
+    broken = yaml.safe_load(yaml.safe_dump(job))
+    pod_spec(broken)["containers"][0]["readinessprobe"] = {}
+    assert schema_errors(broken), "a misspelled field"
+    assert schema_errors({"apiVersion": "example.com/v1", "kind": "Unknown", "metadata": {"name": "x"}})
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_rendered_object_validates_strictly(overlay, tmp_path):
+    if not kubectl():
+        pytest.skip("kubectl (with its built-in kustomize) is not installed")
+    docs = rendered(overlay) + render_with_components(tmp_path, overlay, *OPTIONAL_COMPONENTS)
+    errors = [error for doc in docs for error in schema_errors(doc)]
+    assert not errors, "\n".join(errors[:30])
+
+
+# --- scaling and isolation ---------------------------------------------------------------------
+
+
+def test_the_namespace_denies_everything_not_allowed():
+    deny = by_name("NetworkPolicy")["default-deny"]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    # every kind of pod in the namespace has a policy of its own selecting it
+    pods = [d["spec"]["template"]["metadata"]["labels"] for d in of_kind("Deployment") + of_kind("Job")]
+    pods += [{"cnpg.io/cluster": c["metadata"]["name"]} for c in of_kind("Cluster")]
+    policies = [p["spec"]["podSelector"].get("matchLabels", {}) for p in of_kind("NetworkPolicy")
+                if p["metadata"]["name"] != "default-deny"]
+    for labels in pods:
+        assert [sel for sel in policies if sel and sel.items() <= labels.items()], f"no policy for {labels}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_database_admits_only_its_service_its_instances_and_the_operator(service):
+    policy = by_name("NetworkPolicy")[f"mailroom-{service}-db"]["spec"]
+    assert policy["podSelector"]["matchLabels"] == {"cnpg.io/cluster": f"mailroom-{service}-db"}
+    peers = [peer for rule in policy["ingress"] for peer in rule["from"]]
+    apps = [p["podSelector"]["matchLabels"] for p in peers if "podSelector" in p and "app.kubernetes.io/name"
+            in p["podSelector"]["matchLabels"]]
+    assert apps == [{"app.kubernetes.io/name": service, "app.kubernetes.io/instance": "mailroom"}]
+
+
+def test_external_egress_only_where_needed():
+    external = {}
+    for policy in of_kind("NetworkPolicy"):
+        for rule in policy["spec"].get("egress", []):
+            for peer in rule.get("to", []):
+                if "ipBlock" in peer:
+                    ports = {p["port"] for p in rule["ports"]}
+                    external.setdefault(policy["metadata"]["name"], set()).update(ports)
+                    if ports & {80, 443} and "db" not in policy["metadata"]["name"]:
+                        assert {"10.0.0.0/8", "169.254.0.0/16", "192.168.0.0/16"} <= set(peer["ipBlock"]["except"])
+    assert external == {"mailroom-ingest": {993, 143}, "mailroom-outbound": {25, 465, 587},
+                        "mailroom-notifier": {443}, **{f"mailroom-{s}-db": {443, 6443} for s in SERVICES}}
+
+
+def scaled_objects() -> list[dict]:
+    module = load_generator("gen_services")
+    return [doc for doc in yaml.safe_load_all(module.autoscaling_files()["scaledobjects.yaml"]) if doc]
+
+
+def test_queue_consumers_scale_on_their_own_queues():
+    objects = {o["metadata"]["name"]: o for o in scaled_objects() if o["kind"] == "ScaledObject"}
+    (auth,) = [o for o in scaled_objects() if o["kind"] == "TriggerAuthentication"]
+    assert {ref["parameter"] for ref in auth["spec"]["secretTargetRef"]} == {"username", "password"}
+    assert {ref["name"] for ref in auth["spec"]["secretTargetRef"]} == {"mailroom-keda-user-credentials"}
+    assert by_name("User")["mailroom-keda"]["spec"]["tags"] == ["monitoring"]
+    consumers = {sub.service for sub in SUBSCRIPTIONS}
+    assert set(objects) <= {f"mailroom-{s}" for s in consumers}
+    assert {"mailroom-contacts", "mailroom-conversations", "mailroom-outbound"} <= set(objects)
+    for name, obj in objects.items():
+        service = name.removeprefix("mailroom-")
+        assert obj["spec"]["scaleTargetRef"] == {"name": name}
+        assert 2 <= obj["spec"]["minReplicaCount"] < obj["spec"]["maxReplicaCount"]
+        queues = {t["metadata"]["queueName"] for t in obj["spec"]["triggers"]}
+        assert queues == {sub.queue_name for sub in SUBSCRIPTIONS if sub.service == service}
+        for trigger in obj["spec"]["triggers"]:
+            assert trigger["type"] == "rabbitmq" and trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+            meta = trigger["metadata"]
+            assert (meta["protocol"], meta["mode"], meta["vhostName"]) == ("http", "QueueLength", "mailroom")
+            assert "@" not in meta["host"], "credentials come from the TriggerAuthentication"
+
+
+def permission_of(service: str) -> dict[str, re.Pattern]:
+    return {k: re.compile(v) for k, v in by_name("Permission")[f"mailroom-{service}"]["spec"]["permissions"].items()}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_rabbitmq_permissions_are_the_services_own(service):
+    perms = permission_of(service)
+    own = [sub.queue_name for sub in SUBSCRIPTIONS if sub.service == service]
+    others = [sub.queue_name for sub in SUBSCRIPTIONS if sub.service != service]
+    assert perms["write"].fullmatch(f"{service}.events"), "publishes its own events"
+    for producer in PRODUCERS:
+        if producer != service:
+            assert not perms["write"].fullmatch(f"{producer}.events"), f"{service} may publish as {producer}"
+    assert all(perms["read"].fullmatch(q) for q in own), "consumes its own queues"
+    assert not [q for q in others if perms["read"].fullmatch(q)], "never another service's queue"
+    assert not perms["read"].fullmatch(f"rpc.reply-{'x' if service != 'x' else 'y'}-1"), "only its own RPC replies"
+    assert perms["read"].fullmatch(f"rpc.reply-{service}-0f1e") and perms["configure"].fullmatch(
+        f"rpc.reply-{service}-0f1e")
+    # what declare_topology declares at start (every exchange, queue and binding)
+    for name in [AUDIT_QUEUE, *own, *others, *(f"{p}.events" for p in PRODUCERS)]:
+        assert perms["configure"].fullmatch(name), name
+
+
+def test_rpc_permissions_follow_the_code():
+    module = load_generator("gen_topology")
+    servers = {s for s in SERVICES if "@rpc" in (ROOT / "services" / s / s / "service.py").read_text()}
+    assert set(module.RPC_SERVERS) == servers
+    for service in SERVICES:
+        assert bool(permission_of(service)["read"].fullmatch(f"rpc-{service}")) == (service in servers)
+
+
+def test_production_images_are_pinned_by_digest():
+    if not kubectl():
+        pytest.skip("kubectl (with its built-in kustomize) is not installed")
+    for workload in of_kind("Deployment", rendered("production")) + of_kind("Job", rendered("production")):
+        for container in all_containers(workload):
+            assert re.search(r"@sha256:[0-9a-f]{64}$", container["image"]), container["image"]
+
+
+def test_production_backs_up_every_database():
+    if not kubectl():
+        pytest.skip("kubectl (with its built-in kustomize) is not installed")
+    docs = rendered("production")
+    schedules = {b["spec"]["cluster"]["name"]: b["spec"] for b in of_kind("ScheduledBackup", docs)}
+    for cluster in of_kind("Cluster", docs):
+        name = cluster["metadata"]["name"]
+        store = cluster["spec"]["backup"]["barmanObjectStore"]
+        assert store["destinationPath"].startswith("s3://") and cluster["spec"]["backup"]["retentionPolicy"]
+        assert {store["s3Credentials"][k]["name"] for k in ("accessKeyId", "secretAccessKey")} == {
+            "mailroom-backup-s3"}
+        assert schedules[name]["method"] == "barmanObjectStore" and schedules[name]["backupOwnerReference"] == "self"
+    assert set(schedules) == {c["metadata"]["name"] for c in of_kind("Cluster", docs)}
 

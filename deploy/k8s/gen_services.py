@@ -29,7 +29,12 @@ HTTP_PORT = 8000
 # needs no free nameko worker, so a pod whose workers are all busy still answers its probes
 METRICS_PORT = 9100
 NAMESPACE = "mailroom"
-RABBITMQ = {"name": "mailroom-rabbitmq"}
+RABBITMQ = {"name": "mailroom-rabbitmq", "namespace": "mailroom-rabbitmq"}
+RABBITMQ_HOST = f"{RABBITMQ['name']}.{RABBITMQ['namespace']}.svc"
+CNPG_OPERATOR_NAMESPACE = "cnpg-system"
+# Outgoing webhooks and Slack: the internet, never the cluster's or the cloud's private ranges
+PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10",
+                  "127.0.0.0/8")
 # The release placeholder in migration Job names: each overlay replaces it with its `release`
 # (kustomize `replacements`), so every release gets Jobs of its own (a Job cannot be changed).
 RELEASE_PLACEHOLDER = "release"
@@ -40,6 +45,7 @@ class Egress:
     why: str
     ports: tuple[int, ...]
     cidr: str = "0.0.0.0/0"
+    excluded: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,7 @@ SERVICES: dict[str, Spec] = {
                     ("OUTBOUND_SMTP_PASSWORD", "mailroom-outbound-smtp", "password", True)),
     ),
     "notifier": Spec(
-        egress=(Egress("Slack API and webhook endpoints (HTTPS)", (443,)),),
+        egress=(Egress("Slack API and webhook endpoints (HTTPS)", (443,), excluded=PRIVATE_RANGES),),
     ),
 }
 
@@ -129,7 +135,7 @@ def deployment(service: str, spec: Spec) -> dict:
     env += [{"name": "AMQP_USERNAME", "valueFrom": secret_ref(user, "username")},
             {"name": "AMQP_PASSWORD", "valueFrom": secret_ref(user, "password")},
             # $(VAR) expands only variables defined above it
-            {"name": "AMQP_URI", "value": f"amqp://$(AMQP_USERNAME):$(AMQP_PASSWORD)@{RABBITMQ['name']}:5672/mailroom"},
+            {"name": "AMQP_URI", "value": f"amqp://$(AMQP_USERNAME):$(AMQP_PASSWORD)@{RABBITMQ_HOST}:5672/mailroom"},
             {"name": "MAILROOM_SERVICE", "value": service},
             {"name": "MAILROOM_METRICS_PORT", "value": str(METRICS_PORT)},
             {"name": "MAILROOM_LOG_FORMAT", "value": "json"},
@@ -262,10 +268,12 @@ def own_database(service: str) -> dict:
 
 def network_policies(service: str, spec: Spec) -> list[dict]:
     egress = [DNS, own_database(service),
-              {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": RABBITMQ["name"]}}}],
-               "ports": [{"protocol": "TCP", "port": 5672}]}]
-    egress += [{"to": [{"ipBlock": {"cidr": rule.cidr}}], "ports": [{"protocol": "TCP", "port": p} for p in rule.ports]}
-               for rule in spec.egress]
+              {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": RABBITMQ["namespace"]}},
+                       "podSelector": {"matchLabels": {"app.kubernetes.io/name": RABBITMQ["name"]}}}],
+               "ports": [{"protocol": "TCP", "port": 5672}, {"protocol": "TCP", "port": 5671}]}]
+    for rule in spec.egress:
+        block = {"cidr": rule.cidr, **({"except": list(rule.excluded)} if rule.excluded else {})}
+        egress.append({"to": [{"ipBlock": block}], "ports": [{"protocol": "TCP", "port": p} for p in rule.ports]})
     return [
         {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
          "metadata": metadata(f"mailroom-{service}", service, "service"),
@@ -282,7 +290,43 @@ def network_policies(service: str, spec: Spec) -> list[dict]:
          "spec": {"podSelector": {"matchLabels": labels(service, "migration", version=False)},
                   "policyTypes": ["Ingress", "Egress"], "ingress": [],
                   "egress": [DNS, own_database(service)]}},
+        database_policy(service),
     ]
+
+
+def database_policy(service: str) -> dict:
+    """The CloudNativePG instances of the service's cluster, under the namespace's default deny:
+    its own pods (service, migration Job, SMTP listener) on 5432, the other instances
+    (replication) and the operator (status on 8000), Prometheus on the exporter port; out to
+    DNS, the other instances, the Kubernetes API and the backup object store (HTTPS)."""
+    cluster = {"cnpg.io/cluster": f"mailroom-{service}-db"}
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": metadata(f"mailroom-{service}-db", service, "database"),
+        "spec": {
+            "podSelector": {"matchLabels": cluster},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [
+                {"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": service,
+                                                           "app.kubernetes.io/instance": "mailroom"}}}],
+                 "ports": [{"protocol": "TCP", "port": 5432}]},
+                {"from": [{"podSelector": {"matchLabels": cluster}}],
+                 "ports": [{"protocol": "TCP", "port": 5432}, {"protocol": "TCP", "port": 8000}]},
+                {"from": [{"namespaceSelector": {"matchLabels": {
+                    "kubernetes.io/metadata.name": CNPG_OPERATOR_NAMESPACE}}}],
+                 "ports": [{"protocol": "TCP", "port": 5432}, {"protocol": "TCP", "port": 8000}]},
+                {"from": [{"namespaceSelector": {"matchLabels": {"mailroom.dev/allow-metrics": "true"}}}],
+                 "ports": [{"protocol": "TCP", "port": 9187}]},
+            ],
+            "egress": [
+                DNS,
+                {"to": [{"podSelector": {"matchLabels": cluster}}],
+                 "ports": [{"protocol": "TCP", "port": 5432}, {"protocol": "TCP", "port": 8000}]},
+                {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+                 "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]},
+            ],
+        },
+    }
 
 
 def postgres(service: str) -> dict:
@@ -382,8 +426,136 @@ def render(service: str) -> dict[str, str]:
     return files
 
 
+COMPONENTS = BASE.parent / "components"
+# Scaling on queue length (KEDA), per Deployment whose work arrives on queues
+SCALING = {"contacts": (3, 12), "conversations": (3, 12), "outbound": (3, 8)}  # service: (min, max)
+BACKLOG_PER_REPLICA = 100  # ready + unacked messages of one queue per pod before KEDA adds one
+
+
+def subscription_queues(service: str) -> list[str]:
+    from mailroom_shared.messaging.topology import SUBSCRIPTIONS
+
+    return [sub.queue_name for sub in SUBSCRIPTIONS if sub.service == service]
+
+
+def scaled_object(service: str) -> dict:
+    minimum, maximum = SCALING[service]
+    return {
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+        "metadata": metadata(f"mailroom-{service}", service, "service"),
+        "spec": {
+            "scaleTargetRef": {"name": f"mailroom-{service}"},
+            "minReplicaCount": minimum,
+            "maxReplicaCount": maximum,
+            "pollingInterval": 15,
+            "cooldownPeriod": 300,
+            "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {
+                "scaleDown": {"stabilizationWindowSeconds": 300,
+                              "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]}}}},
+            "triggers": [{"type": "rabbitmq", "authenticationRef": {"name": "mailroom-rabbitmq"},
+                          "metadata": {"protocol": "http", "host": f"http://{RABBITMQ_HOST}:15672",
+                                       "vhostName": "mailroom", "mode": "QueueLength",
+                                       "value": str(BACKLOG_PER_REPLICA), "queueName": queue}}
+                         for queue in subscription_queues(service)],
+        },
+    }
+
+
+def autoscaling_files() -> dict[str, str]:
+    auth = {"apiVersion": "keda.sh/v1alpha1", "kind": "TriggerAuthentication",
+            "metadata": {"name": "mailroom-rabbitmq", "namespace": NAMESPACE,
+                         "labels": {"app.kubernetes.io/part-of": "mailroom",
+                                    "app.kubernetes.io/component": "autoscaling"}},
+            "spec": {"secretTargetRef": [
+                {"parameter": "username", "name": "mailroom-keda-user-credentials", "key": "username"},
+                {"parameter": "password", "name": "mailroom-keda-user-credentials", "key": "password"}]}}
+    objects = []
+    for service in SCALING:
+        obj = scaled_object(service)
+        obj["metadata"]["namespace"] = NAMESPACE
+        objects.append(obj)
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1alpha1", "kind": "Component",
+        "resources": ["scaledobjects.yaml"],
+        # KEDA owns their replica count (through its HPA): the Deployments no longer set one
+        "patches": [{"target": {"kind": "Deployment", "name": f"mailroom-{service}"},
+                     "patch": "- op: remove\n  path: /spec/replicas\n"} for service in SCALING],
+    }
+    return {
+        "kustomization.yaml": dump([kustomization], (
+            "KEDA autoscaling on queue length (install KEDA >= 2.16 first). The production overlay includes it.\n"
+            "Each queue-driven service gets a ScaledObject with one rabbitmq trigger per subscription queue\n"
+            "(protocol http: ready + unacked messages); KEDA reads them as the RabbitMQ user mailroom-keda.")),
+        "scaledobjects.yaml": dump([auth, *objects], "ScaledObjects and the TriggerAuthentication they share."),
+    }
+
+
+def backups_files() -> dict[str, str]:
+    barman = {"destinationPath": "s3://mailroom-backups/",
+              "s3Credentials": {"accessKeyId": {"name": "mailroom-backup-s3", "key": "ACCESS_KEY_ID"},
+                                "secretAccessKey": {"name": "mailroom-backup-s3", "key": "ACCESS_SECRET_KEY"}},
+              "wal": {"compression": "gzip"}, "data": {"compression": "gzip"}}
+    patch = [{"op": "add", "path": "/spec/backup", "value": {"retentionPolicy": "30d", "barmanObjectStore": barman}}]
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1alpha1", "kind": "Component",
+        "resources": ["scheduledbackups.yaml"],
+        "patches": [{"target": {"group": "postgresql.cnpg.io", "kind": "Cluster"},
+                     "patch": yaml.dump(patch, Dumper=_Dumper, sort_keys=False, width=120)}],
+    }
+    schedules = []
+    for service in SERVICES:
+        schedules.append({
+            "apiVersion": "postgresql.cnpg.io/v1", "kind": "ScheduledBackup",
+            "metadata": {**metadata(f"mailroom-{service}-db-daily", service, "database"), "namespace": NAMESPACE},
+            # six fields (seconds first): every day at 02:15
+            "spec": {"schedule": "0 15 2 * * *", "backupOwnerReference": "self", "method": "barmanObjectStore",
+                     "cluster": {"name": f"mailroom-{service}-db"}, "immediate": True}})
+    return {
+        "kustomization.yaml": dump([kustomization], (
+            "CloudNativePG backups: base backups and WAL archiving of every service's cluster to an S3-compatible\n"
+            "object store (barman), kept 30 days, and a daily ScheduledBackup. Each cluster is stored under\n"
+            "<destinationPath>/<cluster name>/. Create the Secret mailroom-backup-s3 (ACCESS_KEY_ID,\n"
+            "ACCESS_SECRET_KEY) and set destinationPath (and endpointURL for a non-AWS store) in your overlay.\n"
+            "Restore: docs/operations.md, \"Backup and restore\".")),
+        "scheduledbackups.yaml": dump(schedules, "A daily backup of every service's database."),
+    }
+
+
+def amqp_tls_files() -> dict[str, str]:
+    patches = [{"target": {"group": "rabbitmq.com", "kind": "RabbitmqCluster", "name": RABBITMQ["name"]},
+                "patch": yaml.dump([{"op": "add", "path": "/spec/tls", "value": {
+                    "secretName": "mailroom-rabbitmq-tls", "disableNonTLSListeners": True}}], Dumper=_Dumper)}]
+    for service in SERVICES:
+        patches.append({"target": {"kind": "Deployment", "name": f"mailroom-{service}"}, "patch": yaml.dump({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": f"mailroom-{service}"},
+            "spec": {"template": {"spec": {"containers": [{"name": service, "env": [
+                {"name": "AMQP_URI", "value": f"amqps://$(AMQP_USERNAME):$(AMQP_PASSWORD)@{RABBITMQ_HOST}:5671/mailroom"},
+            ]}]}}}}, Dumper=_Dumper, sort_keys=False)})
+    kustomization = {"apiVersion": "kustomize.config.k8s.io/v1alpha1", "kind": "Component", "patches": patches}
+    return {"kustomization.yaml": dump([kustomization], (
+        "AMQP over TLS: RabbitMQ listens with the certificate in the Secret mailroom-rabbitmq-tls (tls.crt,\n"
+        "tls.key, ca.crt: e.g. from cert-manager) on 5671 only, and the services connect with amqps://.\n"
+        "Prerequisite in the code (see docs/operations.md, \"AMQP over TLS\"): every AMQP connection must take\n"
+        "the TLS options (server name, CA); until then this component is not to be used."))}
+
+
+DEFAULT_DENY = {
+    "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+    "metadata": {"name": "default-deny", "labels": {"app.kubernetes.io/part-of": "mailroom",
+                                                    "app.kubernetes.io/managed-by": "kustomize"}},
+    "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+}
+
+
 def outputs() -> dict[Path, str]:
-    return {BASE / service / name: text for service in SERVICES for name, text in render(service).items()}
+    files = {BASE / service / name: text for service in SERVICES for name, text in render(service).items()}
+    files[BASE / "networkpolicy-default-deny.yaml"] = dump([DEFAULT_DENY], (
+        "Nothing goes in or out of a pod in the mailroom namespace unless a NetworkPolicy of its own allows it\n"
+        "(each workload's networkpolicy.yaml, each database's, the SMTP listener's)."))
+    for component, make in (("autoscaling", autoscaling_files), ("backups", backups_files),
+                            ("amqp-tls", amqp_tls_files)):
+        files.update({COMPONENTS / component / name: text for name, text in make().items()})
+    return files
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -396,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"out of date: {path}", file=sys.stderr)
         return 1 if stale else 0
     for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(outputs()[path])
         print(f"wrote {path}")
     return 0

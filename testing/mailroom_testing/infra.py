@@ -52,6 +52,15 @@ class RabbitAdmin:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.read()
 
+    def close_connections(self, amqp_uri: str) -> int:
+        """Close every client connection of the vhost in `amqp_uri` from the broker's side (what a
+        broker restart or a network cut does to a client); how many were closed."""
+        vhost = urllib.parse.unquote(urllib.parse.urlsplit(amqp_uri).path.lstrip("/")) or "/"
+        connections = json.loads(self._api("GET", f"/api/vhosts/{urllib.parse.quote(vhost, safe='')}/connections"))
+        for connection in connections:
+            self._api("DELETE", f"/api/connections/{urllib.parse.quote(connection['name'], safe='')}")
+        return len(connections)
+
     def queue_stats(self, amqp_uri: str, queue: str) -> dict:
         """The management API's view of one queue of the vhost in `amqp_uri` (message_stats holds
         counters such as `redeliver`; they appear once the queue saw traffic)."""

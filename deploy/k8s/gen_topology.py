@@ -135,16 +135,17 @@ def alternatives(names) -> str:
 def permissions(service: str) -> dict:
     """As narrow as the code allows today. Every service declares the whole topology when it
     starts (configure on every mailroom exchange and queue; binding a queue needs write on the
-    queue and read on the exchange), publishes its events to its own exchange only, republishes
-    failed messages to its retry and dead-letter queues through the default exchange, and consumes
-    only its own subscription queues. RPC: its own request queue when it serves RPC, its own reply
-    queues, the nameko-rpc exchange."""
+    queue and read on the exchange; a queue with a dead-letter exchange, read on it), publishes
+    its events to its own exchange only, republishes failed messages to its retry and dead-letter
+    queues through the default exchange, and consumes only its own subscription queues. RPC: its
+    own request queue when it serves RPC, its own reply queues, the nameko-rpc exchange."""
     exchanges = alternatives(f"{p}.events" for p in topology.PRODUCERS)
     rpc = [f"rpc\\.reply-{service}-.+"] + ([f"rpc-{service}"] if service in RPC_SERVERS else [])
     own_queues = [f"evt-[a-z]+-[a-z_]+--{service}\\.[a-z_]+"]
     configure = [r"evt-.+", r"mailroom\.audit", f"({exchanges})", "nameko-rpc", *rpc]
     write = [f"{service}\\.events", "nameko-rpc", r"amq\.default", r"evt-.+", r"mailroom\.audit", *rpc]
-    read = [*own_queues, f"({exchanges})", "nameko-rpc", *rpc]
+    # declaring a queue with a dead-letter exchange argument (the retry queues) needs read on it
+    read = [*own_queues, r"evt-.+\.retry\.[0-9]+", f"({exchanges})", "nameko-rpc", *rpc]
     return {kind: "^(" + "|".join(patterns) + ")$" for kind, patterns in
             (("configure", configure), ("write", write), ("read", read))}
 

@@ -13,13 +13,34 @@ class FlagsSchema(Schema):
     reasons = fields.List(fields.String(), load_default=list)
 
 
+class ForwardAuthenticationSchema(Schema):
+    """Whether the forwarder's From was authenticated, and which rule decided."""
+
+    authenticated = fields.Boolean(required=True)
+    by = fields.String(allow_none=True, load_default=None, metadata={
+        "description": "authentication-results | dkim (verified by ingest) | imap (the team's own mailbox) | "
+                       "asserted"})
+    authserv_id = fields.String(allow_none=True, load_default=None, metadata={
+        "description": "the trusted authserv-id whose Authentication-Results decided"})
+    detail = fields.String(allow_none=True, load_default=None, metadata={
+        "description": "what passed, e.g. `dmarc=pass header.from=acme.test`"})
+    reason = fields.String(allow_none=True, load_default=None, metadata={
+        "description": "why the forwarder is not authenticated"})
+
+
 class ForwardSchema(Schema):
     original_sender = fields.Nested(AddressSchema, required=True)
     original_subject = fields.String(allow_none=True, load_default=None)
     original_date = fields.String(allow_none=True, load_default=None)
     detected_by = fields.String(required=True)
     forwarded_by = fields.Nested(AddressSchema, required=True)
-    trusted = fields.Boolean(required=True, metadata={"description": "forwarder is an inbox member/internal"})
+    trusted = fields.Boolean(required=True, metadata={
+        "description": "attributed to the original sender: the forwarder is trusted (an inbox member, one of our "
+                       "inboxes or an internal domain) and authenticated; else the original sender is metadata"})
+    authenticated = fields.Boolean(load_default=False, metadata={
+        "description": "the forwarder's From was authenticated (see `authentication`)"})
+    authentication = fields.Nested(ForwardAuthenticationSchema, allow_none=True, load_default=None, metadata={
+        "description": "which rule decided (absent in events from before it was recorded)"})
 
 
 class MessageReceivedV1(Schema):

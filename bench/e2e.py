@@ -1,4 +1,4 @@
-"""End-to-end: a real stack (ingest + SMTP listener, contacts, conversations as `nameko run`
+"""End-to-end: a real stack (ingest + SMTP listener, contacts, conversations as `mailroom-service`
 processes on a fresh vhost and fresh PostgreSQL databases), concurrent SMTP clients, and an
 external pika subscriber on `conversations.events` / `message_added` that confirms every message
 was stored in its conversation. No HTTP: the API may require bearer tokens.

@@ -1,6 +1,6 @@
 """Outbound: agents' replies through to an SMTP sink, with real parts.
 
-ingest (+ SMTP listener), contacts, conversations and outbound run as `nameko run` processes
+ingest (+ SMTP listener), contacts, conversations and outbound run as `mailroom-service` processes
 (exactly as the tests start them) on a fresh vhost and fresh PostgreSQL databases; outbound relays
 to an aiosmtpd server in a thread of this process (the sink), which records when each message
 arrives and checks it. Customer emails sent through the SMTP listener first make the

@@ -58,7 +58,7 @@ def make_cooperative() -> None:
     """Make psycopg2 yield to other green threads when eventlet is active.
 
     Without this a slow query blocks every green thread of a nameko service
-    (see DESIGN.md); tests/test_cooperative_driver.py proves it.
+    (psycogreen); shared/tests/test_cooperative_driver.py proves it.
     """
     try:
         import eventlet.patcher

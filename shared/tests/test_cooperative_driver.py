@@ -1,4 +1,4 @@
-"""psycopg2 blocks every green thread of a nameko service unless made cooperative (DESIGN.md).
+"""psycopg2 blocks every green thread of a nameko service unless made cooperative (psycogreen).
 Proof, in a real eventlet process against the real PostgreSQL: while one green thread waits in
 pg_sleep, another keeps running."""
 

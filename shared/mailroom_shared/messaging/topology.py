@@ -1,7 +1,7 @@
 """Every exchange and queue mailroom uses, declared before anything publishes.
 
 nameko declares a handler's queue only when that handler's service starts, and publishes with
-mandatory=False, so an event published earlier is silently dropped (DESIGN.md). We therefore:
+mandatory=False, so an event published earlier is silently dropped (a fact of nameko 2.14: its dispatcher publishes with mandatory=False). We therefore:
 - declare every service's events exchange and every internal subscription queue up front, from
   SUBSCRIPTIONS, whenever any service starts;
 - bind an audit queue to every events exchange, so that an event with no subscriber yet is still
@@ -10,7 +10,7 @@ mandatory=False, so an event published earlier is silently dropped (DESIGN.md). 
 - give every subscription queue its retry queues and a dead-letter queue.
 
 The queue names follow nameko's SERVICE_POOL convention `evt-<source>-<event>--<service>.<method>`:
-renaming a handler orphans its queue, which tests/test_topology.py guards against.
+renaming a handler orphans its queue, which tests/test_architecture.py::test_queue_names_are_stable guards against.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Every exchange and queue mailroom uses, declared before anything publishes.
 
 nameko declares a handler's queue only when that handler's service starts, and publishes with
-mandatory=False, so an event published earlier is silently dropped (a fact of nameko 2.14: its dispatcher publishes with mandatory=False). We therefore:
+mandatory=False, so an event published earlier is silently dropped (seen with nameko 2.14). We therefore:
 - declare every service's events exchange and every internal subscription queue up front, from
   SUBSCRIPTIONS, whenever any service starts;
 - bind an audit queue to every events exchange, so that an event with no subscriber yet is still

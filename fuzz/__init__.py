@@ -15,10 +15,17 @@ Pieces:
   seeds at `../shared/corpora/email-seeds/`, the project's `services/ingest/tests/**/*.eml`, and
   `fuzz/regressions/`) and holds the structure-aware mutations (byte flips, header duplication,
   giant parameter lists, deep nesting, odd charsets, truncation, hostile HTML, splicing).
-- `fuzz/fuzz_parse.py`: the harness. atheris (coverage-guided, libFuzzer) when installed, else a
-  seeded mutational loop; a SIGALRM deadline per input; findings saved under `var/fuzz/`.
+- `fuzz/target.py`: the path under test, the property checks, the SIGALRM `deadline()` watchdog and
+  `signature_of()` (what identifies a finding: the property, or the exception and where it happened).
+- `fuzz/fuzz_parse.py`: the harness. atheris (coverage-guided, libFuzzer, with fuzz/corpus.py's
+  mutations mixed in as a custom mutator) when installed, else a seeded mutational loop; a SIGALRM
+  deadline per input (10 s, the service's) plus a faulthandler backstop for a native call that never
+  returns; findings saved under `var/fuzz/` (crashes/, hangs/, known/, slowest.eml, summary.json).
 - `fuzz/regressions/`: one file per bug fuzzing found (the minimal reproducer), replayed by
-  `tests/test_fuzzing.py`; `known_bugs.json` lists those not fixed yet (strict xfail, with the reason).
+  `tests/test_fuzzing.py`. `known_bugs.json` lists those not fixed yet: what the bug is, where, how
+  long it takes, the fix, and the signatures that recognise it (`fuzz/known.py`). Their replays are
+  strict xfails; the harness files such findings under known/ instead of failing (`--strict` does
+  not). When a fix lands, its xfail passes (and fails, strict) until the entry is removed.
 - `tests/test_fuzzing.py`: hypothesis properties (derandomized, no example database: the same
   examples on every run), the seed corpora replayed, the regressions, and a 20 s run of the harness
   in a subprocess (0 crashes, 0 hangs). Under 60 s in all.

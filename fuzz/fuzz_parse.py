@@ -287,7 +287,8 @@ def run_mutate(args, out: Path) -> int:
     from fuzz import target
 
     rng = random.Random(args.seed)
-    pool = [path.read_bytes() for path in sorted(working.iterdir()) if path.is_file()] or [b""]
+    # inputs longer than --max-len are cut, as libFuzzer does with its corpus
+    pool = [path.read_bytes()[: args.max_len] for path in sorted(working.iterdir()) if path.is_file()] or [b""]
     seen: set[str] = set()
     run = Run(target, out, args.seconds, args.deadline, "mutate", counts, use_known=not args.strict,
               backstop=args.deadline * 2 + 5)

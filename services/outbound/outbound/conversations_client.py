@@ -31,9 +31,12 @@ class Conversations:
         self._proxy = proxy
         self._timeout = timeout_seconds
 
-    def inbox(self, inbox_id: str, principal: Principal | None = None) -> dict:
-        """The inbox's name, primary address and From identities (404, or 403 for this caller)."""
+    def inbox(self, inbox_id: str, principal: Principal | None = None, *, view: bool = False) -> dict:
+        """The inbox's name, primary address and From identities: 404 when the caller may not see
+        the inbox, 403 when it may view but not send from it — unless only `view` is needed."""
         inbox = self._call("get_inbox_identities", inbox_id, _as_dict(principal))
+        if inbox is not None and "forbidden" in inbox and view:  # a viewer: asked again as a service
+            inbox = self._call("get_inbox_identities", inbox_id, None)
         if inbox is None:
             raise NotFound(f"no inbox {inbox_id}")
         if "forbidden" in inbox:
@@ -41,9 +44,13 @@ class Conversations:
         return inbox
 
     def reply_context(self, conversation_id: str, message_id: str | None, include_thread: bool = False,
-                      principal: Principal | None = None) -> dict:
-        """The conversation, its inbox, the message replied to (and the thread, for a forward)."""
+                      principal: Principal | None = None, *, view: bool = False) -> dict:
+        """The conversation, its inbox, the message replied to (and the thread, for a forward):
+        404 when the caller may not see the conversation, 403 when it may view but not act — unless
+        only `view` is needed (rendering a template with the conversation's tokens)."""
         context = self._call("get_reply_context", conversation_id, message_id, include_thread, _as_dict(principal))
+        if context is not None and "forbidden" in context and view:  # a viewer: asked again as a service
+            context = self._call("get_reply_context", conversation_id, message_id, include_thread, None)
         if context is None:
             raise NotFound(f"no conversation {conversation_id}")
         if "forbidden" in context:
@@ -61,10 +68,26 @@ class Conversations:
             error.status, error.code = answer.get("status", 404), answer.get("code", "not_found")
             raise error
 
+    def inbox_rights(self, principal: Principal) -> InboxRights:
+        """What `principal` may do in each inbox, asked once per inbox (domain/scopes.InboxRights)."""
+        return InboxRights(self, principal)
+
+    def rights_in(self, inbox_ids: list[str], principal: Principal) -> dict[str, tuple[bool, bool]]:
+        """(may view, may act) in each inbox, asked in parallel: conversations' inbox-identities
+        RPC with the caller answers None (not visible), {"forbidden": …} (view only) or the inbox."""
+        args = [(inbox_id, _as_dict(principal)) for inbox_id in inbox_ids]
+        answers = self._calls("get_inbox_identities", args)
+        return {inbox_id: (answer is not None, answer is not None and "forbidden" not in answer)
+                for inbox_id, answer in zip(inbox_ids, answers, strict=True)}
+
     def _call(self, method: str, *args):
+        return self._calls(method, [args])[0]
+
+    def _calls(self, method: str, calls: list[tuple]) -> list:
         try:
             with eventlet.Timeout(self._timeout):
-                return getattr(self._proxy, method).call_async(*args).result()
+                pending = [getattr(self._proxy, method).call_async(*args) for args in calls]
+                return [reply.result() for reply in pending]
         except eventlet.Timeout as exc:
             raise ServiceUnavailable("the conversations service did not answer in time; try again") from exc
         except UnknownService as exc:
@@ -72,6 +95,29 @@ class Conversations:
         except RemoteError as exc:
             log.error("conversations.%s failed: %s", method, exc)
             raise ServiceUnavailable(f"the conversations service failed: {exc.exc_type}") from exc
+
+
+class InboxRights:
+    """The caller's rights in inboxes for one request, each inbox asked at most once;
+    `prefetch` asks for several at once (a list of templates)."""
+
+    def __init__(self, conversations: Conversations, principal: Principal):
+        self._conversations = conversations
+        self._principal = principal
+        self._known: dict[str, tuple[bool, bool]] = {}
+
+    def prefetch(self, inbox_ids) -> None:
+        missing = sorted(set(inbox_ids) - set(self._known))
+        if missing:
+            self._known.update(self._conversations.rights_in(missing, self._principal))
+
+    def may_view(self, inbox_id: str) -> bool:
+        self.prefetch([inbox_id])
+        return self._known[inbox_id][0]
+
+    def may_act(self, inbox_id: str) -> bool:
+        self.prefetch([inbox_id])
+        return self._known[inbox_id][1]
 
 
 def _as_dict(principal: Principal | None) -> dict | None:

@@ -25,11 +25,11 @@ from sqlalchemy.orm import Session, lazyload, undefer
 
 from mailroom_shared.auth import Principal
 from mailroom_shared.db import Database, is_postgres, parse_time, utcnow
-from mailroom_shared.http import Conflict, HttpError, get_or_404
+from mailroom_shared.http import Conflict, Forbidden, HttpError, NotFound, get_or_404
 from mailroom_shared.messaging.outbox import Outbox
 from mailroom_shared.text import iso_time
 from outbound import queries
-from outbound.domain import forwarding, idempotency, mime, recipients, templates
+from outbound.domain import forwarding, idempotency, mime, recipients, scopes, templates
 from outbound.domain.attachments import attachment_url, parse_attachments
 from outbound.domain.delivery import Outcome, backoff_seconds, bounce_reason
 from outbound.domain.errors import InvalidEmail, invalid
@@ -49,10 +49,16 @@ def bad_request(exc: InvalidEmail) -> HttpError:
 class Conversations(Protocol):
     """What outbound asks conversations (conversations_client.Conversations)."""
 
-    def inbox(self, inbox_id: str, principal: Principal | None = None) -> dict: ...
+    def inbox(self, inbox_id: str, principal: Principal | None = None, *, view: bool = False) -> dict: ...
 
     def reply_context(self, conversation_id: str, message_id: str | None, include_thread: bool = False,
-                      principal: Principal | None = None) -> dict: ...
+                      principal: Principal | None = None, *, view: bool = False) -> dict: ...
+
+    def inbox_rights(self, principal: Principal) -> InboxRights: ...
+
+
+class InboxRights(scopes.InboxRights, Protocol):
+    def prefetch(self, inbox_ids) -> None: ...
 
 
 # --- sending -------------------------------------------------------------------------------------
@@ -71,12 +77,13 @@ def send(database: Database, outbox: Outbox, settings: Settings, conversations: 
     if existing is not None:
         return 200, existing
     context = _context(conversations, kind, target, request, principal)
+    template = template_for_sending(database, conversations, request.get("template_id"), principal)
     try:
         with database.transaction() as session:
             existing = _existing_in(session, key, digest)
             if existing is not None:
                 return 200, existing
-            prepared = _SEND[kind][1](session, context, request, settings)
+            prepared = _SEND[kind][1](context, request, settings, template)
             email = queue_email(session, outbox, prepared, settings, key, digest)
             view = queries.email_view(session, email)
     except InvalidEmail as exc:
@@ -125,14 +132,11 @@ def find_idempotent(session: Session, key: str | None, digest: str) -> Email | N
 
 # --- preparing an email ------------------------------------------------------------------------
 
-def _template_fields(session: Session, request: dict, context: dict, settings: Settings) -> dict:
-    """Subject/html/text of the template named in the request, rendered with tokens."""
-    template_id = request.get("template_id")
-    if not template_id:
-        return {}
-    template = session.get(Template, template_id)
+def _template_fields(template: Template | None, context: dict, settings: Settings) -> dict:
+    """Subject/html/text of the template named in the request (template_for_sending), rendered
+    with tokens."""
     if template is None:
-        raise InvalidEmail(f"template_id: no template {template_id}", "template_id")
+        return {}
     try:
         return templates.render_fields(template, context, template.on_missing or settings.template_on_missing,
                                        ("subject", "html", "text"))
@@ -145,7 +149,7 @@ def _thread_headers(conversation_id: str, started: dt.datetime, subject: str, is
     return topic, mime.thread_index(conversation_id, started, utcnow(), is_reply)
 
 
-def prepare_compose(session: Session, inbox: dict, request: dict, settings: Settings) -> Prepared:
+def prepare_compose(inbox: dict, request: dict, settings: Settings, template: Template | None = None) -> Prepared:
     sender = choose_sender(inbox, request.get("from"), None)
     to = requested(request, "to", settings) or []
     if not to:
@@ -155,7 +159,7 @@ def prepare_compose(session: Session, inbox: dict, request: dict, settings: Sett
     context = templates.sending_tokens(
         contact=to[0].as_dict(), inbox_name=inbox.get("name"), sender=sender,
         conversation={"id": conversation_id, "reply_address": conversation_reply_address(sender, token)})
-    rendered = _template_fields(session, request, context, settings)
+    rendered = _template_fields(template, context, settings)
     subject = checked_subject(request.get("subject") if request.get("subject") is not None
                               else rendered.get("subject"))
     if not subject:
@@ -177,7 +181,7 @@ def _conversation_tokens(context: dict, sender) -> dict:
             "reply_address": conversation_reply_address(sender, conversation.get("reply_token"))}
 
 
-def prepare_reply(session: Session, context: dict, request: dict, settings: Settings) -> Prepared:
+def prepare_reply(context: dict, request: dict, settings: Settings, template: Template | None = None) -> Prepared:
     message = context.get("message")
     if message is None:
         raise InvalidEmail("the conversation has no message to reply to", "message_id")
@@ -195,7 +199,7 @@ def prepare_reply(session: Session, context: dict, request: dict, settings: Sett
     context_tokens = templates.sending_tokens(
         contact=to[0].as_dict() if to else conversation.get("contact"),
         conversation=_conversation_tokens(context, sender), inbox_name=inbox.get("name"), sender=sender)
-    rendered = _template_fields(session, request, context_tokens, settings)
+    rendered = _template_fields(template, context_tokens, settings)
     subject_source = request.get("subject") if request.get("subject") is not None else rendered.get("subject")
     subject = checked_subject(subject_source) if subject_source else recipients.reply_subject(
         message.get("subject") or conversation.get("subject"))
@@ -214,7 +218,7 @@ def prepare_reply(session: Session, context: dict, request: dict, settings: Sett
     return finish(prepared, settings)
 
 
-def prepare_forward(session: Session, context: dict, request: dict, settings: Settings) -> Prepared:
+def prepare_forward(context: dict, request: dict, settings: Settings, template: Template | None = None) -> Prepared:
     conversation = context["conversation"]
     inbox = context["inbox"]
     messages = [context["message"]] if request.get("message_id") else list(context.get("thread") or [])
@@ -231,7 +235,7 @@ def prepare_forward(session: Session, context: dict, request: dict, settings: Se
     tokens = templates.sending_tokens(
         contact=conversation.get("contact"), conversation=_conversation_tokens(context, sender),
         inbox_name=inbox.get("name"), sender=sender)
-    rendered = _template_fields(session, request, tokens, settings)
+    rendered = _template_fields(template, tokens, settings)
     last = messages[-1]
     subject_source = request.get("subject") if request.get("subject") is not None else rendered.get("subject")
     subject = checked_subject(subject_source) if subject_source else checked_subject(recipients.forward_subject(
@@ -257,7 +261,7 @@ def prepare_forward(session: Session, context: dict, request: dict, settings: Se
     return finish(prepared, settings)
 
 
-_SEND: dict[str, tuple[type, Callable[[Session, dict, dict, Settings], Prepared]]] = {
+_SEND: dict[str, tuple[type, Callable[[dict, dict, Settings, Template | None], Prepared]]] = {
     "compose": (ComposeSchema, prepare_compose),
     "reply": (ReplySchema, prepare_reply),
     "forward": (ForwardSchema, prepare_forward),
@@ -434,65 +438,180 @@ def record_bounce(session: Session, outbox: Outbox, data: dict) -> list[Email]:
 
 
 # --- templates and snippets ------------------------------------------------------------------------
+# Each one has an owner scope (domain/scopes.py): every read, list, render, use in an email and
+# write checks it. Whether the caller may view or act in an inbox is conversations' answer; those
+# RPCs happen outside the database transactions.
 
-def save_template(session: Session, values: dict, template_id: str | None = None) -> Template:
-    """Create (no id) or change a template: it parses, and has a subject, html or text."""
-    return _save(session, Template, "template", values, template_id,
-                 ("name", "inbox_id", "subject", "html", "text", "on_missing"),
-                 lambda t: t.html or t.text or t.subject, "a template needs a subject, html or text")
+@dataclass(frozen=True)
+class SavedKind:
+    """Templates or snippets: their table, their writable fields and what they must contain."""
+
+    model: type
+    what: str
+    fields: tuple[str, ...]
+    content: tuple[str, ...]
+    empty: str
+    view: Callable[[Template | Snippet], dict]
+
+    def has_content(self, item) -> bool:
+        return any(getattr(item, name) for name in self.content)
 
 
-def save_snippet(session: Session, values: dict, snippet_id: str | None = None) -> Snippet:
-    """Create (no id) or change a snippet: it parses, has html or text, and its shortcut is free."""
-    return _save(session, Snippet, "snippet", values, snippet_id,
-                 ("name", "shortcut", "inbox_id", "html", "text", "on_missing"),
-                 lambda s: s.html or s.text, "a snippet needs html or text")
+TEMPLATES = SavedKind(Template, "template", ("name", "subject", "html", "text", "on_missing"),
+                      ("subject", "html", "text"), "a template needs a subject, html or text", queries.template_view)
+SNIPPETS = SavedKind(Snippet, "snippet", ("name", "shortcut", "html", "text", "on_missing"),
+                     ("html", "text"), "a snippet needs html or text", queries.snippet_view)
 
 
-def _save(session: Session, model, what: str, values: dict, item_id: str | None, names: tuple[str, ...],
-          has_content: Callable[[Template | Snippet], object], empty: str):
-    item = get_or_404(session, model, item_id, what) if item_id is not None else None
+def _allowed(rule: Callable[..., None], *args) -> None:
+    """Run a scope rule: what the caller may not see is a 404, what it may not manage a 403."""
+    try:
+        rule(*args)
+    except scopes.Hidden as exc:
+        raise NotFound(str(exc)) from exc
+    except scopes.Refused as exc:
+        raise Forbidden(str(exc)) from exc
+
+
+def _new_owner(values: dict, principal: Principal, current: scopes.Owner | None = None) -> scopes.Owner:
+    try:
+        return scopes.new_owner(values, principal, current)
+    except InvalidEmail as exc:
+        raise bad_request(exc) from exc
+
+
+def _visible(database: Database, conversations: Conversations, kind: SavedKind, item_id: str,
+             principal: Principal):
+    """The template or snippet (read in a transaction of its own), if the caller may see it."""
+    with database.transaction() as session:
+        item = get_or_404(session, kind.model, item_id, kind.what)
+    _allowed(scopes.require_visible, scopes.Owner.of(item), principal, conversations.inbox_rights(principal),
+             kind.what, item_id)
+    return item
+
+
+def list_saved(database: Database, conversations: Conversations, kind: SavedKind, principal: Principal,
+               inbox_id: str | None) -> dict:
+    """Those the caller may see, by name; with an inbox, those offered in it and everywhere."""
+    with database.transaction() as session:
+        items = queries.saved_items(session, kind.model, inbox_id)
+    rights = conversations.inbox_rights(principal)
+    rights.prefetch(scopes.inboxes_to_ask(scopes.Owner.of(i) for i in items))
+    return {"items": [kind.view(i) for i in items if scopes.may_see(scopes.Owner.of(i), principal, rights)],
+            "next_cursor": None}
+
+
+def read_saved(database: Database, conversations: Conversations, kind: SavedKind, item_id: str,
+               principal: Principal) -> dict:
+    return kind.view(_visible(database, conversations, kind, item_id, principal))
+
+
+def create_saved(database: Database, conversations: Conversations, kind: SavedKind, values: dict,
+                 principal: Principal) -> dict:
+    """A new template or snippet in the scope asked for (default: the inbox named, else the
+    account), if the caller may manage that scope; it parses, and has content."""
+    owner = _new_owner(values, principal)
+    _allowed(scopes.require_manage, owner, principal, conversations.inbox_rights(principal), kind.what, None)
+    with database.transaction() as session:
+        return kind.view(_write(session, kind, None, values, owner))
+
+
+def update_saved(database: Database, conversations: Conversations, kind: SavedKind, item_id: str, values: dict,
+                 principal: Principal) -> dict:
+    """Change a template or snippet (also its scope): the caller manages it now, and the scope
+    it moves to."""
+    with database.transaction() as session:
+        current = scopes.Owner.of(get_or_404(session, kind.model, item_id, kind.what))
+    owner = _new_owner(values, principal, current)
+    rights = conversations.inbox_rights(principal)
+    rights.prefetch(scopes.inboxes_to_ask([current, owner]))
+    _allowed(scopes.require_manage, current, principal, rights, kind.what, item_id)
+    _allowed(scopes.require_manage, owner, principal, rights, kind.what, item_id)
+    with database.transaction() as session:
+        item = _unchanged(session, kind, item_id, current)
+        return kind.view(_write(session, kind, item, values, owner))
+
+
+def delete_saved(database: Database, conversations: Conversations, kind: SavedKind, item_id: str,
+                 principal: Principal) -> None:
+    """Delete a template or snippet the caller manages."""
+    with database.transaction() as session:
+        current = scopes.Owner.of(get_or_404(session, kind.model, item_id, kind.what))
+    _allowed(scopes.require_manage, current, principal, conversations.inbox_rights(principal), kind.what, item_id)
+    with database.transaction() as session:
+        session.delete(_unchanged(session, kind, item_id, current))
+
+
+def _unchanged(session: Session, kind: SavedKind, item_id: str, checked: scopes.Owner):
+    """The item again, locked, still owned as it was when the caller's rights were checked."""
+    item = session.get(kind.model, item_id, with_for_update=True)
+    if item is None:
+        raise NotFound(f"no {kind.what} {item_id}")
+    if scopes.Owner.of(item) != checked:
+        raise Conflict(f"the {kind.what} was moved to another scope meanwhile; try again")
+    return item
+
+
+def _write(session: Session, kind: SavedKind, item, values: dict, owner: scopes.Owner):
     try:
         templates.check_saved(values)
         now = utcnow()
         if item is None:
-            item = model(id=str(uuid.uuid4()), created_at=now)
+            item = kind.model(id=str(uuid.uuid4()), created_at=now)
             session.add(item)
-        for name in names:
+        for name in kind.fields:
             if name in values:
                 setattr(item, name, values[name])
-        if not has_content(item):
-            raise InvalidEmail(empty, "html")
+        item.scope, item.inbox_id, item.owner_user_id = owner.scope, owner.inbox_id, owner.owner_user_id
+        if kind.model is Snippet:
+            item.owner_key = scopes.owner_key(owner)
+        if not kind.has_content(item):
+            raise InvalidEmail(kind.empty, "html")
     except InvalidEmail as exc:
         raise bad_request(exc) from exc
     item.updated_at = now
     try:
         session.flush()
     except IntegrityError as exc:
-        raise Conflict("a snippet with this shortcut exists") from exc
+        raise Conflict(f"a snippet with the shortcut {item.shortcut!r} exists in this scope") from exc
     return item
 
 
-def delete(session: Session, model, item_id: str, what: str) -> None:
-    """Delete a template or snippet (404 when there is none)."""
-    session.delete(get_or_404(session, model, item_id, what))
-
-
-def render_tokens(conversations: Conversations, args: dict) -> dict:
-    """The tokens of a render request (RenderInputSchema), with the context from conversations."""
+def render_tokens(conversations: Conversations, args: dict, principal: Principal) -> dict:
+    """The tokens of a render request (RenderInputSchema), with the context from conversations:
+    the conversation or inbox must be one the caller may view (404 otherwise, as if it did not
+    exist); viewing is enough (account-wide admins render too)."""
     if args.get("conversation_id"):
-        return templates.render_tokens(args.get("contact"),
-                                       reply_context=conversations.reply_context(args["conversation_id"], None))
+        context = conversations.reply_context(args["conversation_id"], None, principal=principal, view=True)
+        return templates.render_tokens(args.get("contact"), reply_context=context)
     if args.get("inbox_id"):
-        return templates.render_tokens(args.get("contact"), inbox_identities=conversations.inbox(args["inbox_id"]))
+        inbox = conversations.inbox(args["inbox_id"], principal, view=True)
+        return templates.render_tokens(args.get("contact"), inbox_identities=inbox)
     return templates.render_tokens(args.get("contact"))
 
 
-def render_saved(session: Session, model, item_id: str, what: str, tokens: dict, settings: Settings) -> dict:
-    """A template or snippet rendered with `tokens`, for the composer."""
-    item = get_or_404(session, model, item_id, what)
+def render_saved(database: Database, conversations: Conversations, kind: SavedKind, item_id: str, args: dict,
+                 principal: Principal, settings: Settings) -> dict:
+    """A template or snippet the caller may see, rendered for the composer with the tokens of a
+    conversation or inbox the caller may view."""
+    item = _visible(database, conversations, kind, item_id, principal)
+    tokens = render_tokens(conversations, args, principal)
     try:
         return templates.render_saved(item, tokens, item.on_missing or settings.template_on_missing,
-                                      with_subject=model is Template)
+                                      with_subject=kind.model is Template)
     except InvalidEmail as exc:
         raise bad_request(exc) from exc
+
+
+def template_for_sending(database: Database, conversations: Conversations, template_id: str | None,
+                         principal: Principal | None) -> Template | None:
+    """The template a send request names, if the caller may see it (a 400 naming `template_id`
+    otherwise, as for one that does not exist). Another service's RPC (no principal) uses any."""
+    if not template_id:
+        return None
+    with database.transaction() as session:
+        template = session.get(Template, template_id)
+    if template is None or (principal is not None and not scopes.may_see(
+            scopes.Owner.of(template), principal, conversations.inbox_rights(principal))):
+        raise bad_request(InvalidEmail(f"template_id: no template {template_id}", "template_id"))
+    return template

@@ -119,11 +119,16 @@ class DeliveryAttempt(Base):
 
 
 class Template(Base):
+    """A template; who sees and manages it is its owner scope (domain/scopes.py)."""
+
     __tablename__ = "templates"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
-    inbox_id: Mapped[str | None] = mapped_column(String(36), index=True)  # None: every inbox
+    scope: Mapped[str] = mapped_column(String(16), nullable=False, default="account", server_default="account")
+    # scope inbox: the owning inbox; otherwise the inbox it is offered in (None: every inbox)
+    inbox_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    owner_user_id: Mapped[str | None] = mapped_column(String(200), index=True)  # scope personal: its owner
     subject: Mapped[str | None] = mapped_column(Text)
     html: Mapped[str | None] = mapped_column(Text)
     text: Mapped[str | None] = mapped_column(Text)
@@ -133,12 +138,19 @@ class Template(Base):
 
 
 class Snippet(Base):
+    """A snippet; its owner scope as a template's, and its shortcut unique within its owner's
+    namespace (`owner_key`: the account, an inbox or a user)."""
+
     __tablename__ = "snippets"
+    __table_args__ = (UniqueConstraint("owner_key", "shortcut"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
-    shortcut: Mapped[str | None] = mapped_column(String(64), unique=True)
+    shortcut: Mapped[str | None] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(16), nullable=False, default="account", server_default="account")
     inbox_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    owner_user_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    owner_key: Mapped[str] = mapped_column(String(220), nullable=False, default="account", server_default="account")
     html: Mapped[str | None] = mapped_column(Text)
     text: Mapped[str | None] = mapped_column(Text)
     on_missing: Mapped[str | None] = mapped_column(String(8))

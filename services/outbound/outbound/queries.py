@@ -102,17 +102,10 @@ def snippet_view(snippet: Snippet) -> dict:
     return SnippetSchema().dump(snippet)
 
 
-def list_templates(session: Session, inbox_id: str | None) -> dict:
-    return _for_inbox(session, Template, inbox_id, template_view)
-
-
-def list_snippets(session: Session, inbox_id: str | None) -> dict:
-    return _for_inbox(session, Snippet, inbox_id, snippet_view)
-
-
-def _for_inbox(session: Session, model, inbox_id: str | None, view) -> dict:
-    """By name; with an inbox, those of that inbox and those of every inbox."""
+def saved_items(session: Session, model, inbox_id: str | None) -> list:
+    """Every template (or snippet) by name; with an inbox, those offered in it and those offered
+    everywhere. Whom each may be shown to is its owner scope's rule (handlers.list_saved)."""
     query = select(model).order_by(model.name, model.id)
     if inbox_id:
         query = query.where(or_(model.inbox_id.is_(None), model.inbox_id == inbox_id))
-    return {"items": [view(item) for item in session.execute(query).scalars()], "next_cursor": None}
+    return list(session.execute(query).scalars())

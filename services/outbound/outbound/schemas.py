@@ -8,6 +8,7 @@ the handlers validate each one (addresses, CR/LF/NUL, encoded words) and say whi
 from marshmallow import Schema, fields, validate
 
 from mailroom_shared import config
+from outbound.domain.scopes import SCOPES
 
 _RECIPIENT = {"description": "\"a@b\" or {email, name}"}
 
@@ -140,9 +141,18 @@ class ReplyDefaultsSchema(Schema):
     identities = fields.List(fields.Nested(OutboundAddressSchema), metadata={"description": "From addresses to choose"})
 
 
+_SCOPE = {"description": "account: everyone sees it, super admins manage it; inbox: those who may view "
+                         "`inbox_id` see it, its members manage it; personal: yours only. Default: inbox when "
+                         "`inbox_id` is given, else account"}
+_INBOX_ID = {"description": "scope inbox: the inbox it belongs to; otherwise the inbox it is offered in "
+                            "(null: every inbox)"}
+
+
 class TemplateInputSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    inbox_id = fields.String(allow_none=True, load_default=None)
+    scope = fields.String(allow_none=True, load_default=None, validate=validate.OneOf(SCOPES),
+                          metadata=_SCOPE)
+    inbox_id = fields.String(allow_none=True, load_default=None, metadata=_INBOX_ID)
     subject = fields.String(allow_none=True, load_default=None)
     html = fields.String(allow_none=True, load_default=None)
     text = fields.String(allow_none=True, load_default=None)
@@ -157,8 +167,12 @@ class TemplateUpdateSchema(TemplateInputSchema):
 
 class SnippetInputSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    shortcut = fields.String(allow_none=True, load_default=None, validate=validate.Regexp(r"^[a-z0-9_-]{1,64}$"))
-    inbox_id = fields.String(allow_none=True, load_default=None)
+    shortcut = fields.String(allow_none=True, load_default=None, validate=validate.Regexp(r"^[a-z0-9_-]{1,64}$"),
+                             metadata={"description": "unique among the snippets of the same owner (the "
+                                                      "account, an inbox or a user)"})
+    scope = fields.String(allow_none=True, load_default=None, validate=validate.OneOf(SCOPES),
+                          metadata=_SCOPE)
+    inbox_id = fields.String(allow_none=True, load_default=None, metadata=_INBOX_ID)
     html = fields.String(allow_none=True, load_default=None)
     text = fields.String(allow_none=True, load_default=None)
     on_missing = fields.String(allow_none=True, load_default=None, validate=validate.OneOf(["error", "empty"]))
@@ -171,7 +185,9 @@ class SnippetUpdateSchema(SnippetInputSchema):
 class TemplateSchema(Schema):
     id = fields.String()
     name = fields.String()
+    scope = fields.String(metadata={"enum": list(SCOPES)})
     inbox_id = fields.String(allow_none=True)
+    owner_user_id = fields.String(allow_none=True, metadata={"description": "scope personal: its owner"})
     subject = fields.String(allow_none=True)
     html = fields.String(allow_none=True)
     text = fields.String(allow_none=True)

@@ -19,7 +19,8 @@ from outbound import SERVICE_NAME, handlers, models, queries, settings
 from outbound.conversations_client import ConversationsClient
 from outbound.delivery_worker import DeliveryWorker
 from outbound.domain import delivery
-from outbound.models import Email, Snippet, Template
+from outbound.handlers import SNIPPETS, TEMPLATES
+from outbound.models import Email
 from outbound.schemas import (
     RenderInputSchema,
     SnippetInputSchema,
@@ -108,77 +109,67 @@ class OutboundService(Base):
             return queries.inbox_emails(session, inbox_id, request.args.get("state"),
                                         decode_cursor(request.args.get("cursor")), page_limit(request))
 
-    # --- HTTP: templates ---------------------------------------------------------------------------
+    # --- HTTP: templates and snippets (each checks the item's owner scope: domain/scopes.py) --------
 
     @endpoint("GET", "/api/outbound/templates")
     def list_templates(self, request):
-        with self.db.transaction() as session:
-            return queries.list_templates(session, request.args.get("inbox_id"))
+        return handlers.list_saved(self.db, self.conversations, TEMPLATES, request.principal,
+                                   request.args.get("inbox_id"))
 
     @endpoint("POST", "/api/outbound/templates")
     def create_template(self, request):
         values = TemplateInputSchema().load(read_json(request))
-        with self.db.transaction() as session:
-            return 201, queries.template_view(handlers.save_template(session, values))
+        return 201, handlers.create_saved(self.db, self.conversations, TEMPLATES, values, request.principal)
 
     @endpoint("GET", "/api/outbound/templates/<string:template_id>")
     def get_template(self, request, template_id):
-        with self.db.transaction() as session:
-            return queries.template_view(get_or_404(session, Template, template_id, "template"))
+        return handlers.read_saved(self.db, self.conversations, TEMPLATES, template_id, request.principal)
 
     @endpoint("PUT", "/api/outbound/templates/<string:template_id>")
     def update_template(self, request, template_id):
         values = TemplateUpdateSchema(partial=True).load(read_json(request))
-        with self.db.transaction() as session:
-            return queries.template_view(handlers.save_template(session, values, template_id))
+        return handlers.update_saved(self.db, self.conversations, TEMPLATES, template_id, values, request.principal)
 
     @endpoint("DELETE", "/api/outbound/templates/<string:template_id>")
     def delete_template(self, request, template_id):
-        with self.db.transaction() as session:
-            handlers.delete(session, Template, template_id, "template")
+        handlers.delete_saved(self.db, self.conversations, TEMPLATES, template_id, request.principal)
         return 204, None
 
     @endpoint("POST", "/api/outbound/templates/<string:template_id>/render")
     def render_template(self, request, template_id):
-        tokens = handlers.render_tokens(self.conversations, RenderInputSchema(unknown=EXCLUDE).load(read_json(request)))
-        with self.db.transaction() as session:
-            return handlers.render_saved(session, Template, template_id, "template", tokens, self.settings)
-
-    # --- HTTP: snippets ----------------------------------------------------------------------------
+        args = RenderInputSchema(unknown=EXCLUDE).load(read_json(request))
+        return handlers.render_saved(self.db, self.conversations, TEMPLATES, template_id, args, request.principal,
+                                     self.settings)
 
     @endpoint("GET", "/api/outbound/snippets")
     def list_snippets(self, request):
-        with self.db.transaction() as session:
-            return queries.list_snippets(session, request.args.get("inbox_id"))
+        return handlers.list_saved(self.db, self.conversations, SNIPPETS, request.principal,
+                                   request.args.get("inbox_id"))
 
     @endpoint("POST", "/api/outbound/snippets")
     def create_snippet(self, request):
         values = SnippetInputSchema().load(read_json(request))
-        with self.db.transaction() as session:
-            return 201, queries.snippet_view(handlers.save_snippet(session, values))
+        return 201, handlers.create_saved(self.db, self.conversations, SNIPPETS, values, request.principal)
 
     @endpoint("GET", "/api/outbound/snippets/<string:snippet_id>")
     def get_snippet(self, request, snippet_id):
-        with self.db.transaction() as session:
-            return queries.snippet_view(get_or_404(session, Snippet, snippet_id, "snippet"))
+        return handlers.read_saved(self.db, self.conversations, SNIPPETS, snippet_id, request.principal)
 
     @endpoint("PUT", "/api/outbound/snippets/<string:snippet_id>")
     def update_snippet(self, request, snippet_id):
         values = SnippetUpdateSchema(partial=True).load(read_json(request))
-        with self.db.transaction() as session:
-            return queries.snippet_view(handlers.save_snippet(session, values, snippet_id))
+        return handlers.update_saved(self.db, self.conversations, SNIPPETS, snippet_id, values, request.principal)
 
     @endpoint("DELETE", "/api/outbound/snippets/<string:snippet_id>")
     def delete_snippet(self, request, snippet_id):
-        with self.db.transaction() as session:
-            handlers.delete(session, Snippet, snippet_id, "snippet")
+        handlers.delete_saved(self.db, self.conversations, SNIPPETS, snippet_id, request.principal)
         return 204, None
 
     @endpoint("POST", "/api/outbound/snippets/<string:snippet_id>/render")
     def render_snippet(self, request, snippet_id):
-        tokens = handlers.render_tokens(self.conversations, RenderInputSchema(unknown=EXCLUDE).load(read_json(request)))
-        with self.db.transaction() as session:
-            return handlers.render_saved(session, Snippet, snippet_id, "snippet", tokens, self.settings)
+        args = RenderInputSchema(unknown=EXCLUDE).load(read_json(request))
+        return handlers.render_saved(self.db, self.conversations, SNIPPETS, snippet_id, args, request.principal,
+                                     self.settings)
 
     # --- RPC for other services --------------------------------------------------------------------
 

@@ -4,8 +4,8 @@ Reply-To that brings answers back to the conversation (`<channel>+<reply token>@
 from __future__ import annotations
 
 from mailroom_shared.text import reply_address
-from outbound.domain.errors import InvalidEmail
-from outbound.domain.headers import Mailbox, mailbox
+from outbound.domain.errors import InvalidEmail, invalid
+from outbound.domain.headers import HeaderInjection, InvalidRecipient, Mailbox, mailbox
 
 
 def identities(inbox: dict) -> dict[str, Mailbox]:
@@ -20,7 +20,10 @@ def choose_sender(inbox: dict, requested, default_email: str | None) -> Mailbox:
     if not own:
         raise InvalidEmail("the inbox has no channel address to send from", "from")
     if requested:
-        wanted = mailbox("from", requested)
+        try:
+            wanted = mailbox("from", requested)
+        except (InvalidRecipient, HeaderInjection) as exc:  # a malformed From is the request's fault: 400
+            raise invalid(exc) from exc
         if wanted.email not in own:
             raise InvalidEmail(f"from: {wanted.email} is not an address of this inbox "
                                f"(one of: {', '.join(sorted(own))})", "from")

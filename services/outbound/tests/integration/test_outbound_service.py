@@ -219,7 +219,9 @@ def test_reply_with_cc_bcc_and_from_switching_reaches_exactly_the_right_people_a
 
 def test_reply_to_a_suppliers_message_never_copies_the_customer(stack, sink):
     handler, _ = sink
-    conversation, customer_id = start_conversation(stack, cc=None)
+    # the customer copied the supplier in: a participant, whose answer joins the conversation
+    # (a stranger citing the Message-ID would get a linked conversation of their own)
+    conversation, customer_id = start_conversation(stack, cc="Supplier <orders@supplier.example>")
     supplier, supplier_id = customer_mail(sender="Supplier <orders@supplier.example>", cc=None,
                                           subject="Re: Where is my order?", in_reply_to=customer_id,
                                           body="Backordered.")

@@ -12,7 +12,9 @@ import pytest
 from outbound.domain import mime as domain_mime
 from outbound.domain import recipients as domain_recipients
 from outbound.domain.body import InvalidBody, compose_body, html_to_text, parse_inserts, sanitise_html
+from outbound.domain.errors import InvalidEmail
 from outbound.domain.headers import HeaderInjection, InvalidRecipient, Mailbox, check_header_value, mailbox
+from outbound.domain.senders import choose_sender
 from outbound.domain.templates import TemplateRenderError, render, token_context
 from outbound.smtp_client import queue_id_from
 
@@ -111,6 +113,17 @@ def test_addresses_are_validated_one_by_one():
             mailbox("to", bad)
     with pytest.raises(HeaderInjection):
         mailbox("to", {"email": "ada@example.com", "name": "Ada\nBcc: x@y.z"})
+
+
+def test_a_malformed_from_is_an_invalid_email_naming_the_field_never_a_crash():
+    inbox = {"identities": [{"email": "support@mailroom.test", "name": "Support"}]}
+    for bad in ("not an address", "a@b.com, c@d.com", {"email": None}, 42, "support@mailroom.test\r\nBcc: x@y.z",
+                {"email": "support@mailroom.test", "name": "S\nBcc: x@y.z"}):
+        with pytest.raises(InvalidEmail) as error:
+            choose_sender(inbox, bad, None)
+        assert error.value.field.startswith("from"), bad
+    assert choose_sender(inbox, {"email": "Support@Mailroom.test", "name": "Ada"}, None) == \
+        Mailbox("support@mailroom.test", "Ada")
 
 
 def outgoing(**overrides):

@@ -9,11 +9,13 @@ from email.parser import BytesParser
 import pytest
 from sqlalchemy import select
 
+from mailroom_shared.auth import Principal
 from mailroom_shared.db import Database
-from mailroom_shared.http import Conflict, HttpError, NotFound
+from mailroom_shared.http import Conflict, Forbidden, HttpError, NotFound
 from mailroom_shared.messaging.outbox import Outbox
 from outbound import handlers, models
 from outbound.domain.delivery import Outcome
+from outbound.handlers import SNIPPETS, TEMPLATES
 from outbound.models import Email, Snippet, Template
 from outbound.settings import Settings
 
@@ -24,24 +26,52 @@ INBOX = {"inbox_id": "inbox-1", "name": "Support", "primary_address": "support@m
 SETTINGS = Settings(message_id_domain="mailroom.test", max_attempts=2, retry_base_seconds=0.0)
 
 
+ADMIN = Principal("admin", roles=frozenset({"super_admin"}))
+AGENT = Principal("agent-1")  # a member of inbox-1
+
+
 class Conversations:
-    """Answers like conversations' RPC for one inbox and one conversation; counts the calls."""
+    """Answers like conversations' RPC for one inbox and one conversation; counts the calls.
+    Members of inbox-1: agent-1; account-wide admins view it too."""
 
     def __init__(self):
         self.calls = 0
 
-    def inbox(self, inbox_id, principal=None):
-        self.calls += 1
-        if inbox_id != INBOX["inbox_id"]:
+    def _allowed(self, inbox_id, principal, view):
+        if inbox_id != INBOX["inbox_id"] or principal is not None and not (
+                principal.user_id == "agent-1" or principal.sees_every_inbox):
             raise NotFound(f"no inbox {inbox_id}")
+        if principal is not None and principal.user_id != "agent-1" and not view:
+            raise Forbidden("only its members can act")
+
+    def inbox(self, inbox_id, principal=None, *, view=False):
+        self.calls += 1
+        self._allowed(inbox_id, principal, view)
         return INBOX
 
-    def reply_context(self, conversation_id, message_id, include_thread=False, principal=None):
+    def reply_context(self, conversation_id, message_id, include_thread=False, principal=None, *, view=False):
         self.calls += 1
+        self._allowed(INBOX["inbox_id"] if conversation_id == "conv-1" else None, principal, view)
         return {"conversation": {"id": conversation_id, "subject": "Order #42", "inbox_id": INBOX["inbox_id"],
                                  "reply_token": "tok", "contact": {"name": "Ada Lovelace", "email": "ada@example.com"}},
                 "inbox": INBOX, "channel_address": "support@mailroom.test",
                 "reply_address": "support+tok@mailroom.test", "message": None}
+
+    def inbox_rights(self, principal):
+        conversations = self
+
+        class Rights:
+            def prefetch(self, inbox_ids):
+                pass
+
+            def may_view(self, inbox_id):
+                return inbox_id == INBOX["inbox_id"] and (principal.user_id == "agent-1" or principal.sees_every_inbox)
+
+            def may_act(self, inbox_id):
+                conversations.calls += 1
+                return inbox_id == INBOX["inbox_id"] and principal.user_id == "agent-1"
+
+        return Rights()
 
 
 @pytest.fixture
@@ -150,36 +180,137 @@ def test_a_dsn_bounces_the_email_it_returns_and_other_mail_changes_nothing(datab
 
 
 def test_templates_and_snippets_are_checked_when_saved(database):
-    with database.transaction() as session:
-        template = handlers.save_template(session, {"name": "Welcome", "subject": "Hi {{ contact.first_name }}"})
-        handlers.save_snippet(session, {"name": "Thanks", "shortcut": "thx", "text": "Thank you!"})
+    conversations = Conversations()
+    template = handlers.create_saved(database, conversations, TEMPLATES,
+                                     {"name": "Welcome", "subject": "Hi {{ contact.first_name }}"}, ADMIN)
+    handlers.create_saved(database, conversations, SNIPPETS,
+                          {"name": "Thanks", "shortcut": "thx", "text": "Thank you!"}, ADMIN)
     for values, field in (({"name": "Empty"}, "html"), ({"name": "Broken", "html": "{{ oops"}, "html"),
                           ({"name": "Bad subject", "subject": "a\nBcc: x@y.z"}, "subject")):
-        with pytest.raises(HttpError) as error, database.transaction() as session:
-            handlers.save_template(session, values)
+        with pytest.raises(HttpError) as error:
+            handlers.create_saved(database, conversations, TEMPLATES, values, ADMIN)
         assert error.value.status == 400 and error.value.details == {"field": field}, values
-    with pytest.raises(Conflict), database.transaction() as session:
-        handlers.save_snippet(session, {"name": "Again", "shortcut": "thx", "text": "Thanks again"})
-    with pytest.raises(NotFound), database.transaction() as session:
-        handlers.save_snippet(session, {"text": "x"}, "no-such-snippet")
+    with pytest.raises(Conflict):
+        handlers.create_saved(database, conversations, SNIPPETS,
+                              {"name": "Again", "shortcut": "thx", "text": "Thanks again"}, ADMIN)
+    with pytest.raises(NotFound):
+        handlers.update_saved(database, conversations, SNIPPETS, "no-such-snippet", {"text": "x"}, ADMIN)
+    handlers.update_saved(database, conversations, TEMPLATES, template["id"],
+                          {"subject": "Hello {{ contact.first_name }}"}, ADMIN)
     with database.transaction() as session:
-        handlers.save_template(session, {"subject": "Hello {{ contact.first_name }}"}, template.id)
         assert [t.subject for t in session.scalars(select(Template))] == ["Hello {{ contact.first_name }}"]
         assert [s.shortcut for s in session.scalars(select(Snippet))] == ["thx"]
 
 
 def test_a_saved_template_renders_with_a_conversations_tokens(database):
-    with database.transaction() as session:
-        template = handlers.save_template(session, {"name": "Reply", "subject": "Re: {{ conversation.subject }}",
-                                                    "html": "<p>Hi {{ contact.first_name }}<script>x</script></p>"})
-    tokens = handlers.render_tokens(Conversations(), {"conversation_id": "conv-1"})
-    with database.transaction() as session:
-        rendered = handlers.render_saved(session, Template, template.id, "template", tokens, SETTINGS)
-        assert rendered == {"html": "<p>Hi Ada</p>", "text": None, "subject": "Re: Order #42"}
-        with pytest.raises(HttpError, match="contact.phone"):
-            handlers.save_template(session, {"text": "{{ contact.phone }}"}, template.id)
-            handlers.render_saved(session, Template, template.id, "template", tokens, SETTINGS)
+    conversations = Conversations()
+    template = handlers.create_saved(database, conversations, TEMPLATES, {
+        "name": "Reply", "subject": "Re: {{ conversation.subject }}",
+        "html": "<p>Hi {{ contact.first_name }}<script>x</script></p>"}, ADMIN)
+
+    def render(settings=SETTINGS, caller=AGENT, args=None):
+        return handlers.render_saved(database, conversations, TEMPLATES, template["id"],
+                                     args or {"conversation_id": "conv-1"}, caller, settings)
+
+    assert render() == {"html": "<p>Hi Ada</p>", "text": None, "subject": "Re: Order #42"}
+    handlers.update_saved(database, conversations, TEMPLATES, template["id"], {"text": "{{ contact.phone }}"}, ADMIN)
+    with pytest.raises(HttpError, match="contact.phone"):
+        render()
     lenient = dataclasses.replace(SETTINGS, template_on_missing="empty")
-    with database.transaction() as session:
-        handlers.save_template(session, {"text": "Call {{ contact.phone }}"}, template.id)
-        assert handlers.render_saved(session, Template, template.id, "template", tokens, lenient)["text"] == "Call "
+    handlers.update_saved(database, conversations, TEMPLATES, template["id"], {"text": "Call {{ contact.phone }}"},
+                          ADMIN)
+    assert render(lenient)["text"] == "Call "
+
+
+def test_rendering_with_a_conversation_or_inbox_the_caller_may_not_view_is_a_404(database):
+    conversations = Conversations()
+    template = handlers.create_saved(database, conversations, TEMPLATES,
+                                     {"name": "Reply", "subject": "Re: {{ conversation.subject }}",
+                                      "on_missing": "empty"}, ADMIN)
+    stranger = Principal("stranger")
+    for args in ({"conversation_id": "conv-1"}, {"inbox_id": "inbox-1"}):
+        with pytest.raises(NotFound):
+            handlers.render_saved(database, conversations, TEMPLATES, template["id"], args, stranger, SETTINGS)
+        # viewing is enough: an account-wide admin who is not a member renders
+        auditor = Principal("auditor", roles=frozenset({"account_access"}))
+        assert handlers.render_saved(database, conversations, TEMPLATES, template["id"], args, auditor, SETTINGS)
+    # without a conversation, nothing of an inbox is read: anyone signed in renders an account-wide one
+    assert handlers.render_saved(database, conversations, TEMPLATES, template["id"], {}, stranger, SETTINGS) == {
+        "html": None, "text": None, "subject": "Re: "}
+
+
+def test_scopes_decide_who_sees_lists_renders_and_manages(database):
+    conversations = Conversations()
+    agent_2 = Principal("agent-2")
+    auditor = Principal("auditor", roles=frozenset({"account_access"}))
+    account = handlers.create_saved(database, conversations, TEMPLATES, {"name": "A", "text": "a"}, ADMIN)
+    assert account["scope"] == "account" and account["owner_user_id"] is None
+    with pytest.raises(Forbidden, match="super admins"):
+        handlers.create_saved(database, conversations, TEMPLATES, {"name": "A2", "text": "a"}, AGENT)
+    inbox = handlers.create_saved(database, conversations, TEMPLATES,
+                                  {"name": "I", "text": "i", "inbox_id": "inbox-1"}, AGENT)
+    assert inbox["scope"] == "inbox"
+    with pytest.raises(NotFound, match="no inbox inbox-1"):  # may not see the inbox: as if it did not exist
+        handlers.create_saved(database, conversations, TEMPLATES, {"name": "I2", "text": "i", "inbox_id": "inbox-1"},
+                              agent_2)
+    with pytest.raises(Forbidden, match="members"):  # views the inbox, is not a member
+        handlers.create_saved(database, conversations, TEMPLATES, {"name": "I3", "text": "i", "inbox_id": "inbox-1"},
+                              auditor)
+    mine = handlers.create_saved(database, conversations, TEMPLATES, {"name": "P", "text": "p", "scope": "personal"},
+                                 agent_2)
+    assert (mine["scope"], mine["owner_user_id"]) == ("personal", "agent-2")
+
+    def names(caller):
+        return [t["name"] for t in handlers.list_saved(database, conversations, TEMPLATES, caller, None)["items"]]
+
+    assert names(AGENT) == ["A", "I"]
+    assert names(agent_2) == ["A", "P"]
+    assert names(auditor) == ["A", "I"]  # views every inbox, never someone's personal ones
+    assert names(ADMIN) == ["A", "I"]
+    with pytest.raises(NotFound):
+        handlers.read_saved(database, conversations, TEMPLATES, inbox["id"], agent_2)
+    with pytest.raises(NotFound):
+        handlers.render_saved(database, conversations, TEMPLATES, mine["id"], {}, AGENT, SETTINGS)
+    with pytest.raises(NotFound):
+        handlers.delete_saved(database, conversations, TEMPLATES, mine["id"], ADMIN)
+    with pytest.raises(Forbidden):
+        handlers.update_saved(database, conversations, TEMPLATES, account["id"], {"text": "b"}, AGENT)
+    with pytest.raises(Forbidden):
+        handlers.delete_saved(database, conversations, TEMPLATES, inbox["id"], auditor)
+    # moving one's own personal template into an inbox needs membership of that inbox
+    with pytest.raises(NotFound):
+        handlers.update_saved(database, conversations, TEMPLATES, mine["id"], {"scope": "inbox",
+                                                                              "inbox_id": "inbox-1"}, agent_2)
+    shared = handlers.update_saved(database, conversations, TEMPLATES, inbox["id"], {"scope": "personal"}, AGENT)
+    assert (shared["scope"], shared["owner_user_id"]) == ("personal", "agent-1")
+    assert names(auditor) == ["A"]
+    handlers.delete_saved(database, conversations, TEMPLATES, shared["id"], AGENT)
+    assert names(AGENT) == ["A"]
+
+
+def test_snippet_shortcuts_are_unique_per_owner(database):
+    conversations = Conversations()
+    for caller in (AGENT, Principal("agent-2")):
+        handlers.create_saved(database, conversations, SNIPPETS,
+                              {"name": "Thanks", "shortcut": "thx", "text": "x", "scope": "personal"}, caller)
+    handlers.create_saved(database, conversations, SNIPPETS, {"name": "Thanks", "shortcut": "thx", "text": "x"}, ADMIN)
+    with pytest.raises(Conflict, match="thx"):
+        handlers.create_saved(database, conversations, SNIPPETS,
+                              {"name": "Again", "shortcut": "thx", "text": "y", "scope": "personal"}, AGENT)
+
+
+def test_a_send_may_use_only_a_template_the_caller_may_see(database, outbox):
+    conversations = Conversations()
+    theirs = handlers.create_saved(database, conversations, TEMPLATES,
+                                   {"name": "P", "subject": "Secret", "text": "p", "scope": "personal"},
+                                   Principal("agent-2"))
+    body = {"to": ["ada@example.com"], "template_id": theirs["id"]}
+    with pytest.raises(HttpError) as error:
+        handlers.send(database, outbox, SETTINGS, conversations, "compose", INBOX["inbox_id"], body, None, AGENT)
+    assert error.value.status == 400 and error.value.details == {"field": "template_id"}
+    assert "no template" in error.value.message
+    mine = handlers.create_saved(database, conversations, TEMPLATES,
+                                 {"name": "Mine", "subject": "Hello", "text": "hi", "scope": "personal"}, AGENT)
+    status, email = handlers.send(database, outbox, SETTINGS, conversations, "compose", INBOX["inbox_id"],
+                                  {**body, "template_id": mine["id"]}, None, AGENT)
+    assert status == 202 and email["subject"] == "Hello"

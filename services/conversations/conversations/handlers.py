@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,18 +20,22 @@ from conversations.domain import access, delivery, inboxes
 from conversations.domain.comments import mentioned_handles
 from conversations.domain.conversation import CLOSED, OPEN, new_reply_token
 from conversations.domain.inboxes import InvalidInbox
-from conversations.domain.placement import Placement, place
+from conversations.domain.participants import Participants, message_identities, participation
+from conversations.domain.placement import AwaitingConversation, Placement, adopt, place
 from conversations.domain.quarantine import is_placeholder, placeholder_message
 from conversations.domain.threads import (
+    MAX_AWAITED_IDS,
     ConversationRef,
     Incoming,
     StoredMessageRef,
     ThreadMatch,
+    awaited_ids,
     clean_message_id,
-    find_thread,
+    find_threads,
     lookup_ids,
 )
 from conversations.models import (
+    AwaitedParent,
     Channel,
     Comment,
     Conversation,
@@ -276,6 +281,7 @@ def _conversation_created(conversation: Conversation) -> tuple[str, str, dict]:
         "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "subject": conversation.subject,
         "contact_email": conversation.contact_email, "contact_name": conversation.contact_name,
         "status": conversation.status, "spam": conversation.spam, "reopened_from": conversation.reopened_from,
+        "related_conversation_id": conversation.related_conversation_id,
     }
 
 
@@ -294,6 +300,9 @@ def _new_conversation(session: Session, inbox_id: str, subject: str | None, cont
 
 # --- inbound messages --------------------------------------------------------------------------
 
+MAX_CANDIDATE_CONVERSATIONS = 5  # conversations a message refers to whose participants are read
+
+
 @dataclass(frozen=True)
 class Received:
     message: Message
@@ -306,6 +315,19 @@ def _ref(conversation: Conversation) -> ConversationRef:
                            conversation.reply_token)
 
 
+def _email(value: dict | None) -> str | None:
+    return try_normalise_email((value or {}).get("email"))
+
+
+def _stored_email(value: dict | None) -> str | None:
+    """A stored address, compared as normalise_email writes it: lower-cased (the full parser only
+    for internationalised domains, whose stored form may be the ACE one)."""
+    email = ((value or {}).get("email") or "").strip().strip("<>")
+    if "xn--" in email.lower():
+        return try_normalise_email(email)
+    return email.lower() or None
+
+
 def _incoming(inbox_id: str, data: dict) -> Incoming:
     flags = data.get("flags") or {}
     return Incoming(
@@ -314,10 +336,33 @@ def _incoming(inbox_id: str, data: dict) -> Incoming:
         in_reply_to=tuple(data.get("in_reply_to") or ()), references=tuple(data.get("references") or ()),
         spam=bool(flags.get("spam")),
         automatic=bool(flags.get("auto_submitted") or flags.get("bounce") or flags.get("loop")),
+        sender=_email(data.get("sender")), attributed_to=_email(data.get("attributed_to")),
     )
 
 
-def _find_thread(session: Session, incoming: Incoming) -> ThreadMatch | None:
+def _lock_key(inbox_id: str, rfc_message_id: str) -> int:
+    digest = hashlib.blake2b(f"{inbox_id}\n{rfc_message_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _serialise_with_relatives(session: Session, incoming: Incoming) -> None:
+    """PostgreSQL: a message and the messages it refers to (or that refer to it) are threaded one
+    after the other, never side by side. Each takes a transaction-scoped advisory lock on its own
+    Message-ID and on the ids it refers to (in one order: no deadlock between two messages), so a
+    reply and its parent handled at the same moment by two consumers cannot both miss the other:
+    the second waits for the first to commit, then finds it (joins it, or adopts it). SQLite
+    writes one transaction at a time anyway."""
+    if not is_postgres(session):
+        return
+    keys = sorted({_lock_key(incoming.inbox_id, key) for key in
+                   (incoming.rfc_message_id, *lookup_ids(incoming)[:MAX_AWAITED_IDS])})
+    session.execute(text("SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest(CAST(:keys AS bigint[])) AS k "
+                         "ORDER BY 1) AS ordered"), {"keys": keys})
+
+
+def _find_threads(session: Session, incoming: Incoming) -> tuple[list[ThreadMatch], set[str]]:
+    """The conversations `incoming` refers to (domain/threads.find_threads) and the ids it refers
+    to that are stored in the inbox."""
     by_token: dict[str, ConversationRef] = {}
     token = (incoming.reply_token or "").strip().lower()
     if token:
@@ -333,7 +378,7 @@ def _find_thread(session: Session, incoming: Incoming) -> ThreadMatch | None:
             .where(Message.inbox_id == incoming.inbox_id, Message.rfc_message_id.in_(ids))).all()
         for rfc_id, inbox_id, conversation in rows:
             by_message_id[rfc_id] = StoredMessageRef(inbox_id, rfc_id, _ref(conversation))
-    return find_thread(incoming, by_token, by_message_id)
+    return find_threads(incoming, by_token, by_message_id), set(by_message_id)
 
 
 def _find_moved_thread(session: Session, incoming: Incoming) -> ThreadMatch | None:
@@ -372,6 +417,125 @@ def _follow_successors(session: Session, match: ThreadMatch) -> ThreadMatch:
     return match if current is match.conversation else ThreadMatch(current, match.matched_by, match.key)
 
 
+# --- who takes part in a conversation (the lookups; the rule is domain/participants.py) -------
+
+def _contact_addresses(session: Session, email: str | None, contact_id: str | None) -> frozenset[str]:
+    """Every address we know of the contact: its conversation's contact address and, once
+    contacts announced it (contact_created), the contact's other addresses."""
+    addresses = {email} if email else set()
+    if contact_id is None and email:
+        known = session.get(KnownContact, email)
+        contact_id = known.contact_id if known else None
+    if contact_id:
+        addresses.update(session.execute(select(KnownContact.email).where(
+            KnownContact.contact_id == contact_id)).scalars())
+    return frozenset(a.lower() for a in addresses if a)
+
+
+def _conversation_addresses(session: Session, conversation_id: str) -> frozenset[str]:
+    """From (and the attributed sender), To and Cc of every message of the conversation, ours too."""
+    found: set[str] = set()
+    for sender, attributed, to, cc in session.execute(
+            select(Message.sender, Message.attributed_to, Message.to, Message.cc)
+            .where(Message.conversation_id == conversation_id)):
+        for value in (sender, attributed, *(to or ()), *(cc or ())):
+            email = _stored_email(value)
+            if email:
+                found.add(email)
+    return frozenset(found)
+
+
+def _member_addresses(session: Session, inbox_id: str, identities: frozenset[str]) -> frozenset[str]:
+    """The inbox's members' addresses among `identities`: explicit members, and users seen with a
+    valid token whom the inbox's access includes (everyone, or one of its teams)."""
+    wanted = {i.lower() for i in identities}
+    if not wanted:
+        return frozenset()
+    found = {e.lower() for e in session.execute(select(Member.email).where(Member.inbox_id == inbox_id)).scalars()
+             if e and e.lower() in wanted}
+    rest = wanted - found
+    if rest:
+        known_users = session.execute(select(KnownUser).where(func.lower(KnownUser.email).in_(sorted(rest)))).scalars()
+        known_users = list(known_users)
+        if known_users:
+            rules = session.get(Inbox, inbox_id).access
+            found.update(k.email.lower() for k in known_users if access.includes(rules, k.user_id, k.team_ids or []))
+    return frozenset(found)
+
+
+def _why_participant(session: Session, conversation_id: str, identities: frozenset[str]) -> str | None:
+    """Whether (and why) one of `identities` takes part in the conversation; the cheap lookups first."""
+    if not identities:
+        return None
+    conversation = session.get(Conversation, conversation_id)
+    participants = Participants(contact_addresses=_contact_addresses(
+        session, conversation.contact_email, conversation.contact_id))
+    why = participation(identities, participants)
+    if why is None:
+        participants = dataclasses.replace(participants,
+                                           addresses=_conversation_addresses(session, conversation_id))
+        why = participation(identities, participants)
+    if why is None:
+        participants = dataclasses.replace(participants, member_addresses=_member_addresses(
+            session, conversation.inbox_id, identities))
+        why = participation(identities, participants)
+    return why
+
+
+def _joinable(session: Session, incoming: Incoming, matches: list[ThreadMatch]) -> tuple[ThreadMatch | None, bool]:
+    """The first conversation `incoming` refers to whose participants include its sender (and
+    True); else the first it refers to (and False: it starts a conversation linked to that one)."""
+    for match in matches[:MAX_CANDIDATE_CONVERSATIONS]:
+        if _why_participant(session, match.conversation.id, incoming.identities) is not None:
+            return match, True
+    return (matches[0], False) if matches else (None, True)
+
+
+def _own_participants(session: Session, incoming: Incoming, data: dict,
+                      starters: frozenset[str]) -> Participants:
+    """The participants a conversation started by this message would have (for adoption:
+    `starters` are the identities that must count among them, for the member lookup)."""
+    addresses = {a for a in (_email(v) for v in [data.get("sender"), data.get("attributed_to"),
+                                                  *(data.get("to") or ()), *(data.get("cc") or ())]) if a}
+    return Participants(
+        addresses=frozenset(addresses),
+        contact_addresses=_contact_addresses(session, incoming.attributed_to or incoming.sender, None),
+        member_addresses=_member_addresses(session, incoming.inbox_id, starters))
+
+
+def _awaiting(session: Session, incoming: Incoming) -> list[AwaitingConversation]:
+    """The conversations of the inbox whose first message referred to this message's id, oldest first."""
+    rows = session.execute(
+        select(Conversation, Message.sender, Message.attributed_to)
+        .join(Message, Message.conversation_id == Conversation.id)
+        .join(AwaitedParent, AwaitedParent.message_id == Message.id)
+        .where(AwaitedParent.rfc_message_id == incoming.rfc_message_id, Message.inbox_id == incoming.inbox_id)
+        .order_by(Conversation.created_at, Conversation.id)).all()
+    awaiting, seen = [], set()
+    for conversation, sender, attributed in rows:
+        if conversation.id not in seen:
+            seen.add(conversation.id)
+            awaiting.append(AwaitingConversation(_ref(conversation), message_identities(
+                _stored_email(sender), _stored_email(attributed))))
+    return awaiting
+
+
+def _place_late_parent(session: Session, incoming: Incoming, data: dict, placement: Placement) -> Placement:
+    """A message about to start a conversation may be the late parent of one that exists
+    (domain/placement.adopt); if it may not join it, its new conversation is linked to it."""
+    awaiting = _awaiting(session, incoming)
+    if not awaiting:
+        return placement
+    starters = frozenset().union(*(a.starter_identities for a in awaiting))
+    adopted = adopt(incoming, awaiting, _own_participants(session, incoming, data, starters))
+    if adopted is not None:
+        return adopted
+    if placement.related_conversation_id is None and placement.reopened_from is None:
+        return dataclasses.replace(placement, related_conversation_id=awaiting[0].conversation.id,
+                                   reason="not a participant of the conversation that refers to it")
+    return placement
+
+
 def _duplicate(session: Session, incoming: Incoming) -> Received | None:
     duplicate = session.execute(select(Message).where(
         Message.inbox_id == incoming.inbox_id, Message.rfc_message_id == incoming.rfc_message_id)
@@ -381,8 +545,18 @@ def _duplicate(session: Session, incoming: Incoming) -> Received | None:
     return Received(duplicate, session.get(Conversation, duplicate.conversation_id), None)
 
 
+def _record_awaited(session: Session, message: Message, ids: list[str]) -> None:
+    """The ids the first message of a conversation referred to that are not stored (one INSERT)."""
+    if ids:
+        session.execute(conflict_insert(session, AwaitedParent).values(
+            [{"rfc_message_id": rfc_id, "message_id": message.id} for rfc_id in dict.fromkeys(ids)])
+            .on_conflict_do_nothing())
+
+
 def receive_message(session: Session, outbox: Outbox, data: dict, settings: Settings) -> Received:
-    """Thread, store and announce one inbound message (message_received data)."""
+    """Thread, store and announce one inbound message (message_received data): it joins (or
+    reopens) the conversation it refers to when its sender is a participant, else it starts a new
+    one linked to it; a parent processed after its reply joins the reply's conversation."""
     address = try_normalise_email(data["channel_address"])
     channel = session.execute(select(Channel).where(Channel.address == address)).scalar_one_or_none() \
         if address else None
@@ -392,22 +566,28 @@ def receive_message(session: Session, outbox: Outbox, data: dict, settings: Sett
     if not incoming.rfc_message_id:
         raise ValueError("message_received without a Message-ID")  # ingest always generates one
 
+    _serialise_with_relatives(session, incoming)
     duplicate = _duplicate(session, incoming)
     if duplicate is not None:
         if is_placeholder(duplicate.message.flags) and not is_placeholder(data.get("flags")):
             _fill_in_placeholder(duplicate.message, duplicate.conversation, data)
         return duplicate
-    match = _find_thread(session, incoming)
+    matches, stored_ids = _find_threads(session, incoming)
+    match, participant = _joinable(session, incoming, matches)
     if match is None:
-        match = _find_moved_thread(session, incoming)
-        if match is not None:  # stored in the inbox the conversation lives in now
-            incoming = dataclasses.replace(incoming, inbox_id=match.conversation.inbox_id)
-            duplicate = _duplicate(session, incoming)
-            if duplicate is not None:
-                return duplicate
-    if match is not None:
+        moved = _find_moved_thread(session, incoming)
+        if moved is not None:
+            match, participant = _joinable(session, incoming, [moved])
+            if participant:  # stored in the inbox the conversation lives in now
+                incoming = dataclasses.replace(incoming, inbox_id=moved.conversation.inbox_id)
+                duplicate = _duplicate(session, incoming)
+                if duplicate is not None:
+                    return duplicate
+    if match is not None and participant:
         match = _follow_successors(session, match)
-    placement = place(incoming, match, settings.reply_to_closed)
+    placement = place(incoming, match, settings.reply_to_closed, participant)
+    if placement.action == "new":
+        placement = _place_late_parent(session, incoming, data, placement)
     received_at = parse_time(data.get("received_at"))
     message_uuid = str(uuid.uuid4())
 
@@ -436,6 +616,8 @@ def receive_message(session: Session, outbox: Outbox, data: dict, settings: Sett
         full_message_url=data.get("raw_url"), forward=data.get("forward"), flags=dict(data.get("flags") or {}),
         date_header=data.get("date"), received_at=received_at)
     _add_to_conversation(session, conversation, message)
+    if placement.action in ("new", "adopt"):  # the conversation's first message: its parent may come later
+        _record_awaited(session, message, awaited_ids(incoming, stored_ids))
     if placement.action == "new":
         events.append(_conversation_created(conversation))
     events.append(_message_added(conversation, message, data.get("intake_id")))

@@ -225,7 +225,21 @@ class KnownContact(Base):
     __tablename__ = "known_contacts"
 
     email: Mapped[str] = mapped_column(String(320), primary_key=True)
-    contact_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    # indexed: threading asks for every address of a conversation's contact (domain/participants.py)
+    contact_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
+
+
+class AwaitedParent(Base):
+    """A Message-ID that the first message of a conversation referred to (In-Reply-To/References)
+    and that was not stored when it arrived. A parent processed after its reply (concurrent SMTP
+    connections, parser workers) finds the conversation here and joins it instead of starting its
+    own (domain/placement.adopt). The message's conversation (and inbox, after a move) is read
+    through `message_id`."""
+
+    __tablename__ = "awaited_parents"
+
+    rfc_message_id: Mapped[str] = mapped_column(String(998), primary_key=True)  # without angle brackets
+    message_id: Mapped[str] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
 
 
 outbox = outbox_table(Base.metadata)

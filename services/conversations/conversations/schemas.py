@@ -132,7 +132,9 @@ class ConversationSummarySchema(Schema):
     reopened_from = fields.String(allow_none=True,
                                   metadata={"description": "the closed conversation this one continues"})
     related_conversation_id = fields.String(
-        allow_none=True, metadata={"description": "matched this conversation but of the other spam verdict"})
+        allow_none=True, metadata={"description": "the conversation its first message referred to but could not "
+                                                  "join (a sender who is no participant there, or the other spam "
+                                                  "verdict), or the one that referred to it but could not adopt it"})
     assignee_user_id = fields.String(allow_none=True)
     assigned_at = fields.DateTime(allow_none=True)
     ticket_id = fields.String(allow_none=True)

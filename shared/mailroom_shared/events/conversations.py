@@ -30,6 +30,10 @@ class ConversationCreatedV1(Schema):
     status = fields.String(required=True)
     spam = fields.Boolean(required=True)
     reopened_from = fields.String(allow_none=True, load_default=None)
+    related_conversation_id = fields.String(allow_none=True, load_default=None, metadata={
+        "description": "the conversation this message referred to (reply token, In-Reply-To, References) but "
+                       "could not join: its sender is no participant there, or it has the other spam verdict; "
+                       "or the conversation that refers to this message but may not adopt it"})
 
 
 class MessageAddedV1(Schema):

@@ -385,3 +385,96 @@ def test_migrations_match_the_models(make_database):
             assert compare_metadata(context, Base.metadata) == []
     finally:
         engine.dispose()
+
+
+def test_a_stranger_citing_a_message_id_gets_a_linked_conversation_a_colleague_joins(service):
+    inbox = support_inbox(service)
+    with EventSubscriber(service.amqp_uri, [("conversations.events", "#")]) as events:
+        first = publish(service, message_received(sender="ada@customer.example"))
+        conversation = conversation_of(service, events, first)
+        colleague = publish(service, message_received(sender="carol@customer.example", name="Carol",
+                                                      in_reply_to=[first["message_id"]], minutes=1))
+        assert conversation_of(service, events, colleague)["id"] == conversation["id"]
+        stranger = publish(service, message_received(sender="mallory@gmail.com", name="Mallory",
+                                                     reply_token=conversation["reply_token"],
+                                                     in_reply_to=[first["message_id"]], minutes=2))
+        linked = conversation_of(service, events, stranger)
+        created = events.wait_for("conversation_created", count=2)
+    assert linked["id"] != conversation["id"] and linked["related_conversation_id"] == conversation["id"]
+    assert linked["contact"]["email"] == "mallory@gmail.com"
+    assert [c["data"]["related_conversation_id"] for c in created] == [None, conversation["id"]]
+    assert service.get(f"/api/conversations/{conversation['id']}")[1]["message_count"] == 2
+    items = {i["id"]: i for i in view(service, inbox["id"])["items"]}
+    assert items[linked["id"]]["related_conversation_id"] == conversation["id"]
+
+
+def test_a_reply_processed_before_its_parent_ends_up_in_its_conversation(service):
+    """Concurrent SMTP: the reply's message_received is handled before its parent's."""
+    inbox = support_inbox(service)
+    parent = message_received(message_id="parent-42@example.com", subject="Where is my order?")
+    reply = message_received(message_id="reply-42@example.com", subject="Re: Where is my order?",
+                             in_reply_to=["<parent-42@example.com>"], references=["<parent-42@example.com>"],
+                             minutes=1, text="any news?")
+    with EventSubscriber(service.amqp_uri, [("conversations.events", "#")]) as events:
+        publish(service, reply)
+        started = conversation_of(service, events, reply)  # handled: the parent is not there yet
+        publish(service, parent)
+        adopted = conversation_of(service, events, parent)
+        later = publish(service, message_received(in_reply_to=["parent-42@example.com"], minutes=2))
+        assert conversation_of(service, events, later)["id"] == started["id"]
+        created = events.of_type("conversation_created")
+        added = events.of_type("message_added")
+    assert adopted["id"] == started["id"] and adopted["message_count"] == 2
+    assert [m["rfc_message_id"] for m in adopted["messages"]] == ["parent-42@example.com", "reply-42@example.com"]
+    assert [c["data"]["conversation_id"] for c in created] == [started["id"]]  # none for the parent
+    assert [a["data"]["conversation_id"] for a in added] == [started["id"]] * 3
+    [item] = view(service, inbox["id"])["items"]
+    assert item["id"] == started["id"] and item["message_count"] == 3
+
+
+def test_a_reply_and_its_parent_handled_at_the_same_moment_meet_on_postgresql(make_database):
+    """Two consumers (replicas) threading a reply and its parent at once: neither transaction can
+    miss the other — the second waits for the first (advisory locks on the Message-IDs) and then
+    joins or adopts it. Either order."""
+    import threading
+
+    from conversations import handlers
+    from conversations.models import Conversation, Message
+    from conversations.service import ConversationsService
+    from conversations.settings import Settings
+    from mailroom_shared.db import Database
+
+    url = make_database("conversations")
+    upgrade("conversations", Path(CONVERSATIONS.migrations), url)
+    database = Database(url)
+    outbox = ConversationsService.outbox
+    try:
+        with database.transaction() as session:
+            handlers.create_inbox(session, outbox, {"name": "Support", "channels": [{"address": SUPPORT}]})
+        for first_is_reply in (True, False):
+            n = int(first_is_reply)
+            parent = message_received(message_id=f"p{n}@example.com")
+            reply = message_received(message_id=f"r{n}@example.com", in_reply_to=[f"p{n}@example.com"], minutes=1)
+            first, second = (reply, parent) if first_is_reply else (parent, reply)
+            done = threading.Event()
+
+            def handle_second(data=second, finished=done):
+                with database.transaction() as other:
+                    handlers.receive_message(other, outbox, data, Settings())
+                finished.set()
+
+            with database.transaction() as session:
+                handlers.receive_message(session, outbox, first, Settings())
+                waiting = threading.Thread(target=handle_second)
+                waiting.start()
+                assert not done.wait(0.5), "the second message did not wait for the first to commit"
+            waiting.join(10)
+            assert done.is_set()
+            with database.transaction() as session:
+                ids = {f"p{n}@example.com", f"r{n}@example.com"}
+                conversations = {m.conversation_id for m in session.query(Message).filter(
+                    Message.rfc_message_id.in_(ids))}
+                assert len(conversations) == 1, first_is_reply
+                assert session.get(Conversation, conversations.pop()).message_count == 2
+    finally:
+        database.dispose()

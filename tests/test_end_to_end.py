@@ -36,7 +36,8 @@ inboxes:
 """)
     smtp_port = free_port()
     stack = stack_factory([INGEST, CONTACTS, CONVERSATIONS], extra_env={
-        "CONVERSATIONS_INBOXES_FILE": str(inboxes), "INGEST_SMTP_PORT": str(smtp_port)})
+        "CONVERSATIONS_INBOXES_FILE": str(inboxes), "INGEST_SMTP_PORT": str(smtp_port),
+        "INGEST_TRUSTED_AUTHSERV_IDS": "mx.mailroom.test"})
     stack.start_process("smtp", [sys.executable, "-m", "ingest.smtp_listener"], port=smtp_port)
     stack.smtp_port = smtp_port
     # ready when ingest has learnt the inbox's address from conversations' inbox_updated
@@ -128,7 +129,9 @@ def test_a_teammates_forward_belongs_to_the_customer_and_a_strangers_does_not(ma
     body = ("Can you help this customer?\n\n---------- Forwarded message ---------\n"
             "From: Dana Customer <dana@customer.example>\nDate: Mon, 3 Nov 2026 at 09:12\n"
             "Subject: Broken widget\nTo: <agent@mailroom.test>\n\nThe widget broke after one day.\n")
-    send(mailroom, email_from(f"Agent <{MEMBER}>", "Fwd: Broken widget", body))
+    # the organisation's MX (a trusted authserv-id) says the member's From passed DMARC
+    send(mailroom, email_from(f"Agent <{MEMBER}>", "Fwd: Broken widget", body,
+                              Authentication_Results="mx.mailroom.test; dmarc=pass header.from=mailroom.test"))
     dana = mailroom.eventually(lambda: contact(mailroom, "dana@customer.example"))
     assert contact(mailroom, MEMBER) is None  # the forwarder is not made a contact of the inbox
     [entry] = mailroom.eventually(lambda: timeline(mailroom, dana["id"]))

@@ -213,7 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument("path", help="a raw RFC 5322 message (.eml), or - for standard input")
     explain.add_argument("--json", action="store_true", help="print the conclusion as JSON")
     explain.add_argument("--trusted", action="store_true",
-                         help="treat the sender as a trusted forwarder (an inbox member)")
+                         help="treat the sender as a trusted forwarder (an inbox member); its forward is "
+                              "attributed only if it is also authenticated")
+    explain.add_argument("--authenticated", action="store_true",
+                         help="treat the sender as authenticated (as by a trusted Authentication-Results, "
+                              "DKIM or the team's own IMAP mailbox)")
     explain.set_defaults(func=cmd_explain)
     docs = commands.add_parser("docs", help="generate docs/events.asyncapi.yaml and docs/openapi.yaml")
     docs.add_argument("--output", default="docs")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ingest.blobstore import BlobNotFound, DirectoryBlobStore
+from ingest.dkim_dns import txt_lookup
 from ingest.domain.analysis import AnalysisSettings, analyse, render_html
 from ingest.domain.bounces import bounced_message_ids
 from ingest.domain.classify import internal_forward
@@ -48,6 +49,8 @@ class AnalysisJob:
     trusted_senders: frozenset[str]
     inbox_of: dict[str, str] = field(default_factory=dict)
     event_version: int = 1
+    team_mailbox: bool = False  # fetched over IMAP from a mailbox configured as the team's own
+    dns_resolver: tuple[str, ...] = ()  # INGEST_DNS_RESOLVER, for DKIM keys (INGEST_VERIFY_DKIM)
 
 
 class StoredMessageMissing(Exception):
@@ -63,7 +66,10 @@ def analyse_stored(job: AnalysisJob) -> dict:
         raw = blobs.get(job.blob_key)
     except (BlobNotFound, OSError) as exc:
         raise StoredMessageMissing(f"raw message {job.blob_key} unreadable: {exc!r}") from None
-    analysis = analyse(raw, job.analysis, trusted_senders=job.trusted_senders)
+    # DKIM keys are looked up here, in the worker: its deadline bounds the wait
+    lookup = txt_lookup(job.dns_resolver) if job.analysis.authentication.verify_dkim else None
+    analysis = analyse(raw, job.analysis, trusted_senders=job.trusted_senders,
+                       team_mailbox=job.via == "imap" and job.team_mailbox, dkim_lookup=lookup)
     parsed = analysis.parsed
     attachments, cid_urls = [], {}
     for attachment in parsed.attachments:
@@ -95,7 +101,7 @@ def analyse_stored(job: AnalysisJob) -> dict:
                   "spam": classification.spam, "loop": classification.loop,
                   "reasons": list(classification.reasons)},
         "forward": None if forward is None else {
-            **forward.as_dict(), "trusted": analysis.forward_trusted,
+            **analysis.forward_metadata(),
             "forwarded_by": (parsed.sender.as_dict() if parsed.sender else {"name": None, "email": None})},
         "received_at": job.received_at,
         "bounced_message_ids": bounced_message_ids(parsed.message) if classification.bounce else [],

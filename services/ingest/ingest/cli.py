@@ -8,6 +8,7 @@ import json
 import sys
 
 from ingest import settings as ingest_settings
+from ingest.dkim_dns import txt_lookup
 from ingest.domain.analysis import AnalysisSettings, analyse
 from ingest.domain.parsing import MessageTooComplex
 
@@ -19,11 +20,16 @@ def explain(args: argparse.Namespace) -> int:
         print(f"mailroom explain: cannot read {args.path}: {exc.strerror}", file=sys.stderr)
         return 2
     settings = ingest_settings.load(mailboxes=False)
+    # --trusted: the sender is a trusted forwarder (an inbox member); whether it is authenticated
+    # is still decided from the message (INGEST_TRUSTED_AUTHSERV_IDS, INGEST_VERIFY_DKIM) unless
+    # --authenticated asserts it
     try:
         analysis = analyse(raw, AnalysisSettings(
             internal_domains=settings.internal_domains, own_message_id_domain=settings.own_message_id_domain,
-            spam_score_headers=settings.spam_score_headers, limits=settings.limits,
-        ), trust_sender=args.trusted)
+            authentication=settings.authentication, spam_score_headers=settings.spam_score_headers,
+            limits=settings.limits,
+        ), trust_sender=args.trusted, authenticated=getattr(args, "authenticated", False),
+            dkim_lookup=txt_lookup(settings.dns_resolver) if settings.authentication.verify_dkim else None)
     except MessageTooComplex as exc:
         result = {"error": f"too complex to parse safely: {exc}", "quarantined": True}
         print(json.dumps(result) if args.json else f"Quarantined: {result['error']}")
@@ -43,6 +49,13 @@ def _who(address: dict | None) -> str:
     return f"{name} <{email}>" if name and email else (email or f"{name} (no address)")
 
 
+def _authentication(verdict: dict) -> str:
+    if verdict["authenticated"]:
+        by = verdict["by"] + (f" of {verdict['authserv_id']}" if verdict.get("authserv_id") else "")
+        return f"yes, by {by}: {verdict.get('detail')}"
+    return f"no: {verdict.get('reason')}"
+
+
 def readable(doc: dict) -> str:
     lines = [f"Message-ID:   {doc['message_id']}", f"Subject:      {doc['subject']}",
              f"Sender:       {_who(doc['sender'])}"]
@@ -52,7 +65,10 @@ def readable(doc: dict) -> str:
         lines.append(f"  original sender:  {_who(forward['original_sender'])}")
         lines.append(f"  original subject: {forward['original_subject']}")
         lines.append(f"  original date:    {forward['original_date']}")
-        lines.append(f"  forwarder trusted: {'yes' if forward['trusted'] else 'no (original sender kept as metadata)'}")
+        lines.append(f"  forwarder trusted: {'yes' if doc['forwarder_trusted'] else 'no'}")
+        lines.append(f"  authenticated:     {_authentication(forward['authentication'])}")
+        lines.append(f"  attributed to the original sender: "
+                     f"{'yes' if forward['trusted'] else 'no (original sender kept as metadata)'}")
     else:
         lines.append("Forward:      no")
     lines.append(f"Attributed to: {_who(doc['attributed_to'])}")

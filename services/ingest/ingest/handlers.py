@@ -25,7 +25,7 @@ from ingest.domain.downloads import raw_url
 from ingest.domain.recipients import split_recipient
 from ingest.domain.summary import SUMMARY_HEADER_BYTES, summarise
 from ingest.models import Channel, Intake, MailboxCursor, TrustedSender
-from ingest.settings import Settings
+from ingest.settings import Settings, team_mailbox_channels
 from ingest.worker_pool import Outcome
 from mailroom_shared.addresses import try_normalise_email
 from mailroom_shared.caching import Expiring
@@ -184,8 +184,10 @@ def _claim(database: Database, outbox: Outbox, settings: Settings, directory: In
         inboxes = directory.get(session)
         analysis = AnalysisSettings(
             own_addresses=inboxes.own, own_message_id_domain=settings.own_message_id_domain,
-            internal_domains=settings.internal_domains, spam_score_headers=settings.spam_score_headers,
+            internal_domains=settings.internal_domains, authentication=settings.authentication,
+            spam_score_headers=settings.spam_score_headers,
             limits=settings.limits, html_preview_bytes=settings.html_preview_bytes)
+        team_channels = team_mailbox_channels(settings)
         exhausted = []
         for intake in claimed:
             intake.attempts = (intake.attempts or 0) + 1
@@ -202,7 +204,9 @@ def _claim(database: Database, outbox: Outbox, settings: Settings, directory: In
                 blob_dir=str(settings.blob_dir), blob_key=intake.blob_key, analysis=analysis,
                 # another of our inboxes forwards as a member would
                 trusted_senders=inboxes.trusted | inboxes.own, inbox_of=inboxes.inbox_of,
-                event_version=outbox.version_of("message_received")))
+                event_version=outbox.version_of("message_received"),
+                team_mailbox=intake.via == "imap" and intake.channel_address in team_channels,
+                dns_resolver=settings.dns_resolver))
         outbox.record_envelopes(session, exhausted)
     return jobs
 

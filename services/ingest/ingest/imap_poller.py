@@ -83,6 +83,8 @@ class MailboxConfig:
     batch_size: int = 50
     max_message_bytes: int = 25 * 1024 * 1024
     timeout: float = 30  # seconds, for the connect and for each read
+    # the team's own mailbox: mail fetched from it counts as authenticated for forward attribution
+    team_mailbox: bool = True
 
     def __post_init__(self) -> None:
         if is_refused_folder_name(self.folder):

@@ -62,5 +62,9 @@ class MailboxSchema(Schema):
     starttls = fields.Boolean(load_default=False)  # plain connection upgraded; needs ssl: false
     mark_seen = fields.Boolean(load_default=False)
     delete_after_fetch = fields.Boolean(load_default=False)
+    # the team's own mailbox (the default: a configured mailbox is the team's): forwards fetched
+    # from it count as authenticated; false for a mailbox that others fill (forwards from it need
+    # Authentication-Results or DKIM, as over SMTP)
+    team_mailbox = fields.Boolean(load_default=True)
 
     no_password = config.secrets_by_reference("mailboxes")

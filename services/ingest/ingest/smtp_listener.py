@@ -1,7 +1,15 @@
 """The SMTP listener (aiosmtpd), a process of its own: `mailroom-smtp` / `python -m ingest.smtp_listener`.
 
 It is the public face of ingest, so it refuses early and clearly:
-- RCPT only for configured inbox channel addresses (550 otherwise: never an open relay);
+- RCPT only for configured inbox channel addresses (550 otherwise: never an open relay), at most
+  INGEST_SMTP_MAX_RECIPIENTS of them per message (452);
+- per client IP: at most INGEST_SMTP_MAX_CONNECTIONS_PER_IP connections at once and
+  INGEST_SMTP_MAX_MESSAGES_PER_MINUTE_PER_IP messages (MAIL commands) a minute, past which it
+  answers 421 and closes the connection (the sender retries later); clients in
+  INGEST_SMTP_LIMITS_EXEMPT (loopback by default: tools on this machine, the organisation's relay
+  when listed) are not counted;
+- STARTTLS with INGEST_SMTP_TLS_CERT / INGEST_SMTP_TLS_KEY, required before MAIL (530) with
+  INGEST_SMTP_REQUIRE_TLS;
 - a size limit advertised with SIZE and enforced (552);
 - `250` only after the raw bytes are fsynced and the intake row committed; any storage failure
   answers 451 so the sending server retries (nothing is lost).
@@ -11,8 +19,12 @@ Parsing happens later in the ingest service, never inside the SMTP session.
 from __future__ import annotations
 
 import asyncio
+import collections
+import ipaddress
 import logging
 import signal
+import ssl
+import time
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -27,8 +39,8 @@ from mailroom_shared.db import Database
 
 log = logging.getLogger("ingest.smtp")
 
-MAX_RECIPIENTS = 100
 CHANNEL_CACHE_SECONDS = 2.0
+RATE_WINDOW_SECONDS = 60.0
 
 
 class ChannelCache:
@@ -46,15 +58,86 @@ class ChannelCache:
             return queries.known_channels(session)
 
 
+class ClientLimits:
+    """Per-client-IP counters of one listener process (one event loop: no locks): connections
+    open now, and MAIL commands in the last minute. 0 means no limit."""
+
+    def __init__(self, max_connections: int, max_messages_per_minute: int, exempt: tuple[str, ...] = (),
+                 clock=time.monotonic):
+        self.max_connections = max_connections
+        self.max_messages = max_messages_per_minute
+        self.exempt = tuple(ipaddress.ip_network(n, strict=False) for n in exempt)
+        self.clock = clock
+        self.connections: collections.Counter[str] = collections.Counter()
+        self.messages: dict[str, collections.deque[float]] = {}
+
+    def is_exempt(self, ip: str | None) -> bool:
+        if ip is None:
+            return True  # not an IP connection (a Unix socket): nothing to count by
+        try:
+            address = ipaddress.ip_address(ip.split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.exempt)
+
+    def connect(self, ip: str | None) -> bool:
+        """Count a new connection; False (not counted) when the client has too many already."""
+        if self.is_exempt(ip):
+            return True
+        if self.max_connections and self.connections[ip] >= self.max_connections:
+            return False
+        self.connections[ip] += 1
+        return True
+
+    def disconnect(self, ip: str | None) -> None:
+        if self.is_exempt(ip) or ip not in self.connections:
+            return
+        self.connections[ip] -= 1
+        if self.connections[ip] <= 0:
+            del self.connections[ip]
+
+    def message(self, ip: str | None) -> bool:
+        """Count a message (a MAIL command); False when the client sent too many this minute."""
+        if not self.max_messages or self.is_exempt(ip):
+            return True
+        now = self.clock()
+        recent = self.messages.setdefault(ip, collections.deque())
+        while recent and recent[0] <= now - RATE_WINDOW_SECONDS:
+            recent.popleft()
+        if len(recent) >= self.max_messages:
+            return False
+        recent.append(now)
+        if len(self.messages) > 10_000:  # forget clients that sent nothing for a minute
+            for other in [k for k, v in self.messages.items() if not v or v[-1] <= now - RATE_WINDOW_SECONDS]:
+                del self.messages[other]
+        return True
+
+
+def _client_ip(peer) -> str | None:
+    return peer[0] if isinstance(peer, tuple) and peer else None
+
+
 class IntakeHandler:
     def __init__(self, database: Database, blobs: DirectoryBlobStore, settings: Settings):
         self.database = database
         self.blobs = blobs
         self.settings = settings
         self.channels = ChannelCache(database)
+        self.limits = ClientLimits(settings.smtp_max_connections_per_ip, settings.smtp_max_messages_per_minute_per_ip,
+                                   settings.smtp_limits_exempt)
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options):
+        if not self.limits.message(_client_ip(session.peer)):
+            log.warning("%s: over %d messages a minute; refused", session.peer, self.limits.max_messages)
+            return "421 4.7.0 Too many messages from your address, try again later"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options):
-        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+        if len(envelope.rcpt_tos) >= self.settings.smtp_max_recipients:
             return "452 4.5.3 Too many recipients"
         try:
             channels = await asyncio.get_running_loop().run_in_executor(None, self.channels.get)
@@ -90,21 +173,78 @@ class IntakeHandler:
         return f"250 2.0.0 OK queued as {ids}"
 
 
-def build_server(handler: IntakeHandler) -> SMTP:
-    return SMTP(handler, data_size_limit=handler.settings.max_message_bytes, enable_SMTPUTF8=True,
-                decode_data=False, hostname=handler.settings.smtp_hostname, ident="mailroom ingest")
+class IntakeSMTP(SMTP):
+    """aiosmtpd's SMTP session, counted against the client's connection limit (421 and closed
+    when over it, before the greeting); any 421 answer closes the connection (RFC 5321 §3.8)."""
+
+    def __init__(self, handler: IntakeHandler, **kwargs):
+        super().__init__(handler, **kwargs)
+        self.limits = handler.limits
+        self._counted: str | None = None
+        self._refused = False
+
+    def connection_made(self, transport) -> None:
+        first = self.transport is None and self._original_transport is None and not self._counted
+        if first:  # not the same connection again after STARTTLS
+            ip = _client_ip(transport.get_extra_info("peername"))
+            if not self.limits.connect(ip):
+                log.warning("%s: over %d connections; refused", ip, self.limits.max_connections)
+                self._refused = True
+                transport.write(f"421 4.7.0 {self.hostname} Too many connections from your address, "
+                                "try again later\r\n".encode())
+                transport.close()
+                return
+            self._counted = ip
+        super().connection_made(transport)
+
+    def connection_lost(self, error) -> None:
+        if self._refused:
+            return
+        if self._counted is not None:
+            self.limits.disconnect(self._counted)
+            self._counted = None
+        super().connection_lost(error)
+
+    def eof_received(self):
+        if self._refused:
+            return False
+        return super().eof_received()
+
+    async def push(self, status) -> None:
+        await super().push(status)
+        text = status.decode("ascii", "replace") if isinstance(status, bytes) else status
+        if text.startswith("421") and self.transport is not None:
+            self.transport.close()
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The server's TLS context for STARTTLS from INGEST_SMTP_TLS_CERT/_KEY; None when not set."""
+    if settings.smtp_tls_cert is None or settings.smtp_tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(settings.smtp_tls_cert), str(settings.smtp_tls_key))
+    return context
+
+
+def build_server(handler: IntakeHandler, tls: ssl.SSLContext | None = None) -> SMTP:
+    return IntakeSMTP(handler, data_size_limit=handler.settings.max_message_bytes, enable_SMTPUTF8=True,
+                      decode_data=False, hostname=handler.settings.smtp_hostname, ident="mailroom ingest",
+                      tls_context=tls, require_starttls=bool(tls) and handler.settings.smtp_require_tls)
 
 
 async def serve(settings: Settings) -> None:
+    tls = tls_context(settings)  # a missing or unreadable certificate stops the start, loudly
     database = Database(config.database_url(SERVICE_NAME))
     handler = IntakeHandler(database, DirectoryBlobStore(settings.blob_dir), settings)
     loop = asyncio.get_running_loop()
     host, port = settings.smtp_host, settings.smtp_port
-    server = await loop.create_server(lambda: build_server(handler), host, port)
+    server = await loop.create_server(lambda: build_server(handler, tls), host, port)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("SMTP listener on %s:%s (max %d bytes)", host, port, settings.max_message_bytes)
+    log.info("SMTP listener on %s:%s (max %d bytes, STARTTLS %s)", host, port, settings.max_message_bytes,
+             ("required" if settings.smtp_require_tls else "offered") if tls else "off")
     await stop.wait()
     # Graceful: stop accepting; sessions in DATA finish storing (their executor jobs complete).
     server.close()

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
+from ingest.domain.authentication import Authentication, AuthenticationPolicy, TxtLookup, authenticate
 from ingest.domain.classify import classify
 from ingest.domain.forwards import detect_forward
 from ingest.domain.model import Address, Classification, ForwardInfo, ParsedMessage, ParseLimits
-from ingest.domain.parsing import parse_message, parse_message_ids
+from ingest.domain.parsing import parse_message, parse_message_ids, raw_header_values
 from ingest.domain.sanitize import html_preview, sanitize_html
 
 GENERATED_ID_DOMAIN = "generated.mailroom.invalid"
@@ -25,6 +26,7 @@ class AnalysisSettings:
     own_addresses: frozenset[str] = frozenset()  # every inbox channel address
     own_message_id_domain: str | None = None  # domain of the Message-IDs outbound generates
     internal_domains: frozenset[str] = frozenset()  # forwarders from these domains are trusted
+    authentication: AuthenticationPolicy = field(default_factory=AuthenticationPolicy)  # and authenticated so
     spam_score_headers: dict[str, float] = field(default_factory=dict)
     limits: ParseLimits = field(default_factory=ParseLimits)
     html_preview_bytes: int = 100_000
@@ -36,8 +38,28 @@ class Analysis:
     message_id: str  # Message-ID, or a stable one generated from the bytes
     classification: Classification
     forward: ForwardInfo | None
-    forward_trusted: bool
+    forward_trusted: bool  # the forward is attributed: a trusted forwarder, authenticated
     attributed_to: Address
+    forwarder_trusted: bool = False  # an inbox member, one of our inboxes or an internal domain
+    authentication: Authentication | None = None  # decided for forwards from a trusted forwarder
+
+    def forward_metadata(self) -> dict | None:
+        """The forward as the analysis found it (message_received's `forward`, less `forwarded_by`)."""
+        if self.forward is None:
+            return None
+        return {**self.forward.as_dict(), "trusted": self.forward_trusted,
+                "authenticated": bool(self.authentication and self.authentication.authenticated),
+                "authentication": self.authentication_dict()}
+
+    def authentication_dict(self) -> dict | None:
+        if self.forward is None:
+            return None
+        if self.authentication is not None:
+            return self.authentication.as_dict()
+        if not self.forwarder_trusted:
+            return {"authenticated": False, "reason": "not checked: the forwarder is not trusted "
+                                                      "(not an inbox member, one of our inboxes or an internal domain)"}
+        return {"authenticated": False, "reason": "not checked: the forward names no original address"}
 
     def explain(self) -> dict:
         """The `mailroom explain --json` document."""
@@ -46,8 +68,8 @@ class Analysis:
             "message_id": self.message_id,
             "subject": self.parsed.subject,
             "sender": sender.as_dict(),
-            "forward": None if self.forward is None else {**self.forward.as_dict(),
-                                                          "trusted": self.forward_trusted},
+            "forward": self.forward_metadata(),
+            "forwarder_trusted": self.forwarder_trusted,
             "attributed_to": self.attributed_to.as_dict(),
             "auto_submitted": self.classification.auto_submitted,
             "bounce": self.classification.bounce,
@@ -86,16 +108,24 @@ def is_trusted_forwarder(sender: Address | None, trusted_senders: frozenset[str]
 
 
 def attribute(sender: Address | None, forward: ForwardInfo | None, trusted: bool) -> Address:
-    """A trusted forward with a real original address belongs to the original sender; anything
-    else (untrusted forwarder, name without address) stays with whoever sent it."""
+    """A trusted (and authenticated) forward with a real original address belongs to the original
+    sender; anything else (untrusted or unauthenticated forwarder, name without address) stays
+    with whoever sent it."""
     if forward is not None and trusted and forward.original_sender.email:
         return forward.original_sender
     return sender or Address(None, None)
 
 
 def analyse(raw: bytes, settings: AnalysisSettings, *, trusted_senders: frozenset[str] = frozenset(),
-            trust_sender: bool = False) -> Analysis:
-    """Raises parsing.MessageTooComplex when the message exceeds the parse limits."""
+            trust_sender: bool = False, authenticated: bool = False, team_mailbox: bool = False,
+            dkim_lookup: TxtLookup | None = None) -> Analysis:
+    """Raises parsing.MessageTooComplex when the message exceeds the parse limits.
+
+    A forward is attributed to its original sender when the forwarder is trusted (in
+    `trusted_senders` or an internal domain; `trust_sender` says so whatever the address) and
+    authenticated (domain.authentication: `team_mailbox` for mail fetched over IMAP from the
+    team's own mailbox, `dkim_lookup` for DKIM keys when the policy verifies DKIM;
+    `authenticated` asserts it). Authentication is only looked at for such forwards."""
     parsed = parse_message(raw, settings.limits)
     classification = classify(parsed, own_addresses=settings.own_addresses,
                               own_message_id_domain=settings.own_message_id_domain,
@@ -103,10 +133,19 @@ def analyse(raw: bytes, settings: AnalysisSettings, *, trusted_senders: frozense
     # Bounces and auto-replies quote our own mail: never treat them as forwards.
     forward = None if classification.bounce else detect_forward(parsed)
     trusted = trust_sender or is_trusted_forwarder(parsed.sender, trusted_senders, settings.internal_domains)
+    verdict = None
+    if forward is not None and trusted and forward.original_sender.email:
+        verdict = authenticate(raw, raw_header_values(parsed.message, "From"),
+                               parsed.sender.email if parsed.sender else None,
+                               raw_header_values(parsed.message, "Authentication-Results"),
+                               settings.authentication, team_mailbox=team_mailbox, lookup=dkim_lookup,
+                               asserted=authenticated)
+    attributed = trusted and verdict is not None and verdict.authenticated
     return Analysis(
         parsed=parsed, message_id=parsed.message_id or stable_message_id(raw),
-        classification=classification, forward=forward, forward_trusted=bool(forward) and trusted,
-        attributed_to=attribute(parsed.sender, forward, trusted),
+        classification=classification, forward=forward, forward_trusted=bool(forward) and attributed,
+        attributed_to=attribute(parsed.sender, forward, attributed),
+        forwarder_trusted=trusted, authentication=verdict,
     )
 
 

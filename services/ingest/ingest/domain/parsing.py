@@ -272,6 +272,11 @@ def _raw_header_values(msg: Message, name: str) -> list[str]:
         return []
 
 
+def raw_header_values(msg: Message, name: str) -> list[str]:
+    """Every value of a header as written (unfolded, not decoded), topmost first."""
+    return _raw_header_values(msg, name)
+
+
 def _first_raw_header(msg: Message, name: str) -> str | None:
     values = _raw_header_values(msg, name)
     return values[0] if values else None

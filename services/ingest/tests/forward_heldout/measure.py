@@ -32,7 +32,8 @@ def norm_name(name: str | None) -> str | None:
 
 
 def run_cli(path: Path) -> dict:
-    result = subprocess.run([MAILROOM, "explain", "--json", "--trusted", str(path)], capture_output=True,
+    result = subprocess.run([MAILROOM, "explain", "--json", "--trusted", "--authenticated", str(path)],
+                            capture_output=True,
                             env={**os.environ, **OFFLINE}, timeout=60)
     if result.returncode != 0:
         return {"error": result.stderr.decode(errors="replace")[-300:]}
@@ -42,7 +43,7 @@ def run_cli(path: Path) -> dict:
 def run_inprocess(path: Path) -> dict:
     from ingest.domain.analysis import AnalysisSettings, analyse
 
-    return analyse(path.read_bytes(), AnalysisSettings(), trust_sender=True).explain()
+    return analyse(path.read_bytes(), AnalysisSettings(), trust_sender=True, authenticated=True).explain()
 
 
 def judge(exp: dict, doc: dict) -> tuple[bool | None, bool | None, bool | None, str]:

@@ -20,12 +20,13 @@ from mailroom_testing.subscriber import EventSubscriber
 pytestmark = pytest.mark.integration
 
 CHANNEL = "support@mailroom.test"
+OUR_MX = "mx.mailroom.test"  # the organisation's MX: its Authentication-Results are trusted
 
 
 def start_ingest(stack_factory, extra_env=None, max_bytes=200_000):
     smtp_port = free_port()
     env = {"INGEST_SMTP_PORT": str(smtp_port), "INGEST_MAX_MESSAGE_BYTES": str(max_bytes),
-           "INGEST_INTERNAL_DOMAINS": "mailroom.test", **(extra_env or {})}
+           "INGEST_INTERNAL_DOMAINS": "mailroom.test", "INGEST_TRUSTED_AUTHSERV_IDS": OUR_MX, **(extra_env or {})}
     stack = stack_factory([INGEST], extra_env=env)
     stack.smtp_port = smtp_port
     publish_event(stack.amqp_uri, "inbox_updated", "inbox-1", {
@@ -174,6 +175,8 @@ def test_hostile_and_malformed_mail_is_kept_and_quarantined_or_parsed_best_effor
 
 def test_trusted_forward_is_attributed_to_the_original_sender(ingest):
     forward = EmailMessage()
+    forward["Authentication-Results"] = (f"{OUR_MX}; dkim=pass header.d=mailroom.test; "
+                                         "dmarc=pass header.from=mailroom.test")
     forward["From"] = "Agent <agent@mailroom.test>"
     forward["To"] = CHANNEL
     forward["Subject"] = "Fwd: Broken widget"
@@ -189,6 +192,7 @@ def test_trusted_forward_is_attributed_to_the_original_sender(ingest):
     assert data["attributed_to"]["email"] == "carol@customer.example"
     assert data["forward"]["forwarded_by"]["email"] == "agent@mailroom.test"
     assert data["forward"]["trusted"] is True and data["forward"]["detected_by"].startswith("text_block")
+    assert data["forward"]["authentication"]["by"] == "authentication-results"
 
 
 def test_imap_mailbox_is_polled_into_the_inbox_and_an_unreachable_one_reported(stack_factory, amqp_uri, dovecot,
@@ -217,6 +221,43 @@ def test_imap_mailbox_is_polled_into_the_inbox_and_an_unreachable_one_reported(s
     assert all(b"\\Seen" not in flags for flags in dovecot.flags().values())  # not marked read
 
 
+def test_a_members_forward_fetched_from_the_teams_own_mailbox_is_attributed_but_not_over_smtp(stack_factory,
+                                                                                               amqp_uri, dovecot,
+                                                                                               tmp_path):
+    body = ("FYI\n\n---------- Forwarded message ---------\nFrom: Lee Customer <lee@customer.example>\n"
+            "Date: Mon, 3 Nov 2026 at 10:00\nSubject: Late parcel\nTo: <agent@mailroom.test>\n\nWhere is it?\n")
+
+    def member_forward(subject):
+        message = EmailMessage()
+        message["From"] = "Agent <agent@mailroom.test>"  # no Authentication-Results at all
+        message["To"] = CHANNEL
+        message["Subject"] = subject
+        message["Message-ID"] = f"<{uuid.uuid4()}@mailroom.test>"
+        message.set_content(body)
+        return message
+
+    mailboxes = tmp_path / "mailboxes.yaml"
+    mailboxes.write_text(yaml.safe_dump([
+        {"id": "team", "host": dovecot.host, "port": dovecot.port, "username": dovecot.user,
+         "password_env": "TEAM_IMAP_PASSWORD", "ssl": False, "channel_address": CHANNEL}]))  # team_mailbox: default
+    dovecot.deliver(member_forward("Fwd: Late parcel (IMAP)").as_bytes())
+    with EventSubscriber(amqp_uri, [("ingest.events", "message_received")]) as events:
+        stack = start_ingest(stack_factory, {"INGEST_MAILBOXES_FILE": str(mailboxes), "INGEST_IMAP_POLL_SECONDS": "0.5",
+                                             "TEAM_IMAP_PASSWORD": dovecot.password})
+        [fetched] = events.wait_for("message_received", timeout=30)
+        with smtplib.SMTP("127.0.0.1", stack.smtp_port) as client:
+            client.send_message(member_forward("Fwd: Late parcel (SMTP)"), to_addrs=[CHANNEL])
+        smtp = next(e["data"] for e in events.wait_for("message_received", count=2) if e["data"]["via"] == "smtp")
+    fetched = fetched["data"]
+    assert fetched["via"] == "imap" and fetched["attributed_to"]["email"] == "lee@customer.example"
+    assert fetched["forward"]["authentication"]["by"] == "imap" and fetched["forward"]["trusted"] is True
+    # the same From over SMTP, with nothing to authenticate it: it stays with its sender
+    assert smtp["attributed_to"]["email"] == "agent@mailroom.test" and smtp["forward"]["trusted"] is False
+    assert smtp["forward"]["authentication"] == {
+        "authenticated": False, "by": None, "authserv_id": None, "detail": None,
+        "reason": "no Authentication-Results from a trusted authserv-id"}
+
+
 def test_a_forward_from_another_of_our_inboxes_is_not_a_loop_but_our_own_mail_coming_back_is(ingest):
     publish_event(ingest.amqp_uri, "inbox_updated", "inbox-2", {
         "inbox_id": "inbox-2", "name": "Billing", "channel_addresses": ["billing@mailroom.test"],
@@ -228,6 +269,7 @@ def test_a_forward_from_another_of_our_inboxes_is_not_a_loop_but_our_own_mail_co
 
     def from_support(to, subject):
         message = EmailMessage()
+        message["Authentication-Results"] = f"{OUR_MX}; dmarc=pass header.from=mailroom.test"  # out and back in
         message["From"] = f"Support <{CHANNEL}>"
         message["To"] = to
         message["Subject"] = subject

@@ -29,9 +29,35 @@ def test_json_report_of_a_forward_from_an_untrusted_sender_keeps_it_with_the_sen
 
 def test_trusted_forwarder_moves_attribution_to_the_original_sender_and_stdin_works():
     raw = (CORPUS / "apple_bare_address.eml").read_bytes()
-    result = explain("--json", "--trusted", "-", stdin=raw)
+    result = explain("--json", "--trusted", "--authenticated", "-", stdin=raw)
     report = json.loads(result.stdout)
     assert report["attributed_to"]["email"] == "john.doe@acme.com" and report["forward"]["trusted"] is True
+    assert report["forward"]["authentication"]["by"] == "asserted"
+
+
+def test_a_trusted_forwarder_without_authentication_keeps_the_mail_and_says_why():
+    raw = (CORPUS / "apple_bare_address.eml").read_bytes()
+    report = json.loads(explain("--json", "--trusted", "-", stdin=raw).stdout)
+    assert report["forwarder_trusted"] is True and report["forward"]["trusted"] is False
+    assert report["attributed_to"] == report["sender"]
+    assert report["forward"]["authentication"] == {
+        "authenticated": False, "reason": "no trusted authserv-id configured (INGEST_TRUSTED_AUTHSERV_IDS)"}
+    readable = explain("--trusted", "-", stdin=raw).stdout.decode()
+    assert "authenticated:     no: no trusted authserv-id configured" in readable
+
+
+def test_authentication_results_of_a_trusted_authserv_id_decide_and_explain_says_so():
+    raw = (CORPUS / "apple_bare_address.eml").read_bytes()
+    domain = json.loads(explain("--json", "-", stdin=raw).stdout)["sender"]["email"].rpartition("@")[2]
+    stamped = f"Authentication-Results: mx.example.com; dmarc=pass header.from={domain}\r\n".encode() + raw
+    env = {**OFFLINE, "INGEST_TRUSTED_AUTHSERV_IDS": "mx.example.com"}
+    result = subprocess.run([MAILROOM, "explain", "--json", "--trusted", "-"], input=stamped, capture_output=True,
+                            env=env, timeout=60)
+    report = json.loads(result.stdout)
+    assert report["attributed_to"]["email"] == "john.doe@acme.com"
+    assert report["forward"]["authentication"] == {"authenticated": True, "by": "authentication-results",
+                                                   "authserv_id": "mx.example.com",
+                                                   "detail": f"dmarc=pass header.from={domain}"}
 
 
 def test_readable_report_and_clear_errors():

@@ -10,7 +10,7 @@ import yaml
 from marshmallow import ValidationError
 
 from ingest.schemas import MailboxSchema
-from ingest.settings import Settings, load
+from ingest.settings import Settings, load, team_mailbox_channels
 from mailroom_shared.config import ConfigError
 
 TEAM = {"id": "team", "host": "imap.example.com", "username": "team@example.com",
@@ -20,7 +20,8 @@ TEAM = {"id": "team", "host": "imap.example.com", "username": "team@example.com"
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch, tmp_path):
     for name in list(os.environ):
-        if name.startswith("INGEST_") or name in ("MAILROOM_MESSAGE_ID_DOMAIN", "TEAM_IMAP_PASSWORD"):
+        if name.startswith("INGEST_") or name in ("MAILROOM_MESSAGE_ID_DOMAIN", "TEAM_IMAP_PASSWORD",
+                                                  "SALES_IMAP_PASSWORD"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("MAILROOM_VAR_DIR", str(tmp_path / "var"))
 
@@ -170,7 +171,72 @@ def test_the_smtp_listener_and_explain_do_not_read_the_file(monkeypatch, tmp_pat
 
 def test_the_schema_fills_in_the_defaults():
     assert MailboxSchema().load(TEAM) == {**TEAM, "port": 993, "ssl": True, "starttls": False, "mark_seen": False,
-                                          "delete_after_fetch": False}
+                                          "delete_after_fetch": False, "team_mailbox": True}
     with pytest.raises(ValidationError) as error:
         MailboxSchema().load({"id": "", "password": "x"})
     assert set(error.value.messages) == {"password"}  # the password is named first, whatever else is wrong
+
+
+# --- forward authentication and SMTP intake limits ---------------------------------------------------
+
+def test_authentication_and_smtp_limits_default_to_safe_values():
+    settings = load()
+    assert settings.authentication.trusted_authserv_ids == frozenset()  # nothing trusted until configured
+    assert settings.authentication.verify_dkim is False and settings.dns_resolver == ()
+    assert (settings.smtp_max_connections_per_ip, settings.smtp_max_messages_per_minute_per_ip,
+            settings.smtp_max_recipients) == (20, 120, 100)
+    assert settings.smtp_limits_exempt == ("127.0.0.0/8", "::1")
+    assert (settings.smtp_tls_cert, settings.smtp_tls_key, settings.smtp_require_tls) == (None, None, False)
+
+
+def test_authentication_and_smtp_settings_are_read_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("INGEST_TRUSTED_AUTHSERV_IDS", "MX.Acme.example, mx.google.com")
+    monkeypatch.setenv("INGEST_VERIFY_DKIM", "true")
+    monkeypatch.setenv("INGEST_DNS_RESOLVER", "192.0.2.53, [2001:db8::53]:5353")
+    monkeypatch.setenv("INGEST_DNS_TIMEOUT_SECONDS", "2.5")
+    monkeypatch.setenv("INGEST_SMTP_MAX_CONNECTIONS_PER_IP", "5")
+    monkeypatch.setenv("INGEST_SMTP_MAX_MESSAGES_PER_MINUTE_PER_IP", "0")
+    monkeypatch.setenv("INGEST_SMTP_MAX_RECIPIENTS", "10")
+    monkeypatch.setenv("INGEST_SMTP_LIMITS_EXEMPT", "")  # nobody exempt, not even this machine
+    monkeypatch.setenv("INGEST_SMTP_TLS_CERT", str(tmp_path / "smtp.crt"))
+    monkeypatch.setenv("INGEST_SMTP_TLS_KEY", str(tmp_path / "smtp.key"))
+    monkeypatch.setenv("INGEST_SMTP_REQUIRE_TLS", "yes")
+    settings = load()
+    assert settings.authentication.trusted_authserv_ids == {"mx.acme.example", "mx.google.com"}
+    assert settings.authentication.verify_dkim is True and settings.authentication.dns_timeout == 2.5
+    assert settings.dns_resolver == ("192.0.2.53", "[2001:db8::53]:5353")
+    assert (settings.smtp_max_connections_per_ip, settings.smtp_max_messages_per_minute_per_ip,
+            settings.smtp_max_recipients, settings.smtp_limits_exempt) == (5, 0, 10, ())
+    assert settings.smtp_tls_cert == tmp_path / "smtp.crt" and settings.smtp_require_tls is True
+
+
+@pytest.mark.parametrize(("variables", "message"), [
+    ({"INGEST_SMTP_TLS_CERT": "/etc/smtp.crt"}, "INGEST_SMTP_TLS_CERT and INGEST_SMTP_TLS_KEY are set together"),
+    ({"INGEST_SMTP_REQUIRE_TLS": "true"}, "INGEST_SMTP_REQUIRE_TLS needs INGEST_SMTP_TLS_CERT"),
+    ({"INGEST_VERIFY_DKIM": "sometimes"}, "INGEST_VERIFY_DKIM must be true or false"),
+    ({"INGEST_VERIFY_DKIM": "true", "INGEST_DNS_TIMEOUT_SECONDS": "10"},
+     "INGEST_DNS_TIMEOUT_SECONDS (10.0) must be below INGEST_MAX_PARSE_SECONDS (10.0)"),
+    ({"INGEST_DNS_RESOLVER": "dns.example"}, "INGEST_DNS_RESOLVER: 'dns.example' is not a nameserver address"),
+    ({"INGEST_SMTP_LIMITS_EXEMPT": "10.0.0.0/8, relay"}, "INGEST_SMTP_LIMITS_EXEMPT: 'relay' is not an IP"),
+    ({"INGEST_SMTP_MAX_CONNECTIONS_PER_IP": "-1"}, "INGEST_SMTP_MAX_CONNECTIONS_PER_IP"),
+    ({"INGEST_SMTP_MAX_RECIPIENTS": "0"}, "INGEST_SMTP_MAX_RECIPIENTS"),
+])
+def test_bad_authentication_and_smtp_settings_are_clear_errors(monkeypatch, variables, message):
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as error:
+        load()
+    assert message in str(error.value)
+
+
+def test_configured_mailboxes_are_the_teams_own_unless_the_file_says_otherwise(monkeypatch, mailboxes_file):
+    mailboxes_file([TEAM, {**TEAM, "id": "sales", "channel_address": "Sales@Example.com",
+                           "password_env": "SALES_IMAP_PASSWORD"},
+                    {**TEAM, "id": "partners", "channel_address": "sales@example.com", "team_mailbox": False,
+                     "password_env": "SALES_IMAP_PASSWORD"}])
+    monkeypatch.setenv("TEAM_IMAP_PASSWORD", "s3cret")
+    monkeypatch.setenv("SALES_IMAP_PASSWORD", "s3cret")
+    settings = load()
+    assert [mailbox.team_mailbox for mailbox, _ in settings.mailboxes] == [True, True, False]
+    # sales@ is also fed by a mailbox others fill: its IMAP mail cannot count as the team's own
+    assert team_mailbox_channels(settings) == {"support@example.com"}

@@ -27,6 +27,7 @@ from ingest.domain.summary import SUMMARY_HEADER_BYTES, summarise
 from ingest.models import Channel, Intake, MailboxCursor, TrustedSender
 from ingest.settings import Settings, team_mailbox_channels
 from ingest.worker_pool import Outcome
+from mailroom_shared import observability
 from mailroom_shared.addresses import try_normalise_email
 from mailroom_shared.caching import Expiring
 from mailroom_shared.db import Database, is_postgres, utcnow
@@ -68,6 +69,7 @@ def accept(database: Database, blobs: DirectoryBlobStore, raw: bytes, recipients
         resolved = split_recipient(recipient, channels)
         if resolved is None:
             result.unknown_recipients.append(recipient)
+            observability.INTAKE_MESSAGES.labels(via, "rejected").inc()
         else:
             targets.setdefault(resolved[0], resolved[1])
     if not targets:
@@ -85,8 +87,10 @@ def accept(database: Database, blobs: DirectoryBlobStore, raw: bytes, recipients
                     session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": INTAKE_NOTIFY_CHANNEL})
         except IntegrityError:
             result.duplicates.append(channel)
+            observability.INTAKE_MESSAGES.labels(via, "duplicate").inc()
             continue
         result.intake_ids.append(intake_id)
+        observability.INTAKE_MESSAGES.labels(via, "stored").inc()
     return result
 
 
@@ -247,6 +251,7 @@ def _apply(session: Session, outbox: Outbox, settings: Settings,
             intake.reason = None
             intake.attachments = outcome.value["attachments"]
             envelopes.append(("message_received", outcome.value["envelope"]))
+            observability.INTAKE_MESSAGES.labels(intake.via, "processed").inc()
         elif kind == QUARANTINE or intake.attempts >= settings.max_attempts:
             if kind != QUARANTINE:
                 reason = f"processing failed {intake.attempts} times (INGEST_MAX_ATTEMPTS); last: {reason}"
@@ -262,6 +267,8 @@ def _apply(session: Session, outbox: Outbox, settings: Settings,
 def _quarantine(outbox: Outbox, settings: Settings, intake: Intake, reason: str) -> tuple[str, dict]:
     """The row quarantined with `reason`; the event carries what its headers say when they can be
     read safely, so the message still shows in its inbox (as not displayable)."""
+    observability.INTAKE_MESSAGES.labels(intake.via, "quarantined").inc()
+    observability.QUARANTINED.labels(quarantine_kind(reason)).inc()
     intake.status = "quarantined"
     intake.reason = reason[:2000]
     intake.processed_at = utcnow()
@@ -280,6 +287,15 @@ def _quarantine(outbox: Outbox, settings: Settings, intake: Intake, reason: str)
         "date": summary["date"], "in_reply_to": summary["in_reply_to"], "references": summary["references"],
         "reply_token": intake.reply_token, "spam": summary["spam"], "received_at": iso_time(intake.received_at),
     })
+
+
+def quarantine_kind(reason: str) -> str:
+    """A bounded label for the quarantine metric (the reason itself is free text)."""
+    if "INGEST_MAX_ATTEMPTS" in reason:
+        return "attempts_exhausted"
+    if reason.startswith("too complex"):
+        return "too_complex"
+    return "processing_failed"
 
 
 def render_preview(analyser: Analyser, settings: Settings, blob_key: str, cid_urls: dict[str, str],

@@ -15,6 +15,7 @@ from ingest.imap_poller import MailboxConfig, MailboxCursor, PollResult, poll_ma
 from ingest.intake import loaded_settings
 from ingest.models import MailboxCursor as CursorRow
 from ingest.settings import Settings
+from mailroom_shared import observability
 from mailroom_shared.db import Database
 from mailroom_shared.messaging.outbox import Outbox
 
@@ -73,6 +74,7 @@ def poll(database: Database, blobs: DirectoryBlobStore, outbox: Outbox, mailbox:
                     mailbox.id, uid, size)
 
     result = poll_mailbox(mailbox, DatabaseCursorStore(database), accept, reject_oversized)
+    observability.imap_polled(mailbox.id, result.error is None)
     with database.transaction() as session:
         handlers.record_mailbox_poll(session, outbox, mailbox.id, result.error, result.error_kind)
     return result

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ingest.blobstore import BlobNotFound, DirectoryBlobStore
 from ingest.domain.downloads import raw_url
 from ingest.domain.parsing import parse_message
 from ingest.models import Channel, Intake
+from mailroom_shared import observability
+from mailroom_shared.db import aware, utcnow
 from mailroom_shared.http import NotFound
 from mailroom_shared.pagination import newest_first, next_cursor
 
@@ -80,3 +82,20 @@ def quarantined_page(session: Session, cursor: dict | None, limit: int) -> dict:
                        "received_at": row.received_at, "processed_at": row.processed_at, "raw_url": raw_url(row.id)}
                       for row in rows[:limit]],
             "next_cursor": next_cursor(rows, limit, lambda row: row.received_at)}
+
+
+# --- read when Prometheus scrapes (the intake alerts and dashboard use these names) -------------
+
+def _stored(session: Session):
+    return session.execute(select(func.count(), func.min(Intake.received_at)).where(Intake.status == "stored")).one()
+
+
+observability.database_gauge("mailroom_intake_backlog_messages", "Intake rows stored and not yet processed.",
+                             lambda session: _stored(session)[0], service="ingest")
+observability.database_gauge(
+    "mailroom_intake_oldest_backlog_age_seconds", "Age of the oldest intake row not yet processed.",
+    lambda session: (lambda oldest: (utcnow() - aware(oldest)).total_seconds() if oldest else 0.0)(
+        _stored(session)[1]), service="ingest")
+observability.database_gauge(
+    "mailroom_quarantined_messages", "Messages in quarantine now.",
+    lambda session: session.scalar(select(func.count()).where(Intake.status == "quarantined")), service="ingest")

@@ -6,6 +6,7 @@ import hashlib
 import smtplib
 import sys
 import time
+import urllib.request
 import uuid
 from email.message import EmailMessage
 
@@ -171,6 +172,14 @@ def test_hostile_and_malformed_mail_is_kept_and_quarantined_or_parsed_best_effor
     assert info["status"] == "quarantined" and "too complex" in info["reason"]
     assert ingest.get(quarantined["data"]["raw_url"])[1] == bomb  # nothing lost
     assert garbage_event["data"]["message_id"].endswith("@generated.mailroom.invalid")
+
+    # what an operator's dashboard shows for this: the intake counted by outcome, the quarantine now
+    with urllib.request.urlopen(f"http://127.0.0.1:{ingest.ports['ingest']}/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    assert 'mailroom_intake_messages_total{path="smtp",status="quarantined"} 1.0' in metrics
+    assert 'mailroom_quarantined_messages_total{reason="too_complex"} 1.0' in metrics
+    assert 'mailroom_quarantined_messages{service="ingest"} 1.0' in metrics
+    assert 'mailroom_intake_backlog_messages{service="ingest"} 0.0' in metrics
 
 
 def test_trusted_forward_is_attributed_to_the_original_sender(ingest):

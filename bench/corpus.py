@@ -25,6 +25,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
 INBOX_ADDRESS = "support@mailroom.test"
+TRUSTED_AUTHSERV_ID = "mx.mailroom.bench"  # INGEST_TRUSTED_AUTHSERV_IDS of the bench stack
 MEMBER = ("Agent Smith", "agent@mailroom.test")
 MIN_SIZE, MAX_SIZE = 2 * 1024, 200 * 1024
 REPLY_GAP = 40  # a reply comes at least this many messages after its parent
@@ -203,6 +204,9 @@ class _Builder:
                 text += "\n\n" + self.text.paragraphs(budget - len(text), accents)
         elif kind.startswith("forward"):
             sender = plan["stranger"] if kind == "forward-stranger" else MEMBER
+            if sender is MEMBER:  # a member's forward, authenticated by the team's MX: attributed
+                message["Authentication-Results"] = (f"{TRUSTED_AUTHSERV_ID}; dmarc=pass "
+                                                     f"header.from={MEMBER[1].rpartition('@')[2]}")
             subject = f"Fwd: {topic.capitalize()} #{plan['number']}"
             inner_text = self.text.paragraphs(max(300, budget - 400), accents)
             if kind == "forward-outlook":

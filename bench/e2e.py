@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pika
-from corpus import INBOX_ADDRESS, MEMBER, CorpusMessage  # noqa: I001 - bench/ is on sys.path
+from corpus import INBOX_ADDRESS, MEMBER, TRUSTED_AUTHSERV_ID, CorpusMessage  # noqa: I001 - bench/ is on sys.path
 from kombu import Connection
 from sqlalchemy import create_engine, make_url, text
 
@@ -206,7 +206,7 @@ def start_stack(amqp_uri: str, database_urls: dict[str, str], workdir: Path,
     inboxes.write_text(INBOXES_YAML)
     smtp_port = free_port()
     env = {"CONVERSATIONS_INBOXES_FILE": str(inboxes), "INGEST_SMTP_PORT": str(smtp_port), "LOG_LEVEL": "WARNING",
-           "INGEST_BLOB_DIR": str(workdir / "blobs")}
+           "INGEST_BLOB_DIR": str(workdir / "blobs"), "INGEST_TRUSTED_AUTHSERV_IDS": TRUSTED_AUTHSERV_ID}
     env.update(extra_env or {})
     stack = Stack(services=list(SERVICES), amqp_uri=amqp_uri, database_urls=database_urls, workdir=workdir,
                   extra_env=env)

@@ -162,14 +162,30 @@ class AttachmentSchema(Schema):
     url = fields.String()
 
 
+class ForwardAuthenticationSchema(Schema):
+    """Why a forward was (not) treated as authenticated: what ingest decided."""
+
+    authenticated = fields.Boolean()
+    by = fields.String(allow_none=True, metadata={
+        "description": "authentication-results | dkim | imap (the team's own mailbox)"})
+    authserv_id = fields.String(allow_none=True)
+    detail = fields.String(allow_none=True)
+    reason = fields.String(allow_none=True, metadata={"description": "why not, when not"})
+
+
 class ForwardSchema(Schema):
     forwarded_by = fields.Nested(AddressSchema)
     original_sender = fields.Nested(AddressSchema)
     original_subject = fields.String(allow_none=True)
     original_date = fields.String(allow_none=True)
     detected_by = fields.String()
-    trusted = fields.Boolean(metadata={"description": "forwarder is a member/internal: the message is "
-                                                      "attributed to the original sender"})
+    trusted = fields.Boolean(metadata={"description": "the forwarder is a member (or an internal domain) and "
+                                                      "authenticated: the message is attributed to the original "
+                                                      "sender"})
+    authenticated = fields.Boolean(allow_none=True, metadata={
+        "description": "whether the forwarder was authenticated (Authentication-Results of a trusted MX, DKIM "
+                       "verified by ingest, or the team's own mailbox)"})
+    authentication = fields.Nested(ForwardAuthenticationSchema, allow_none=True)
 
 
 class FlagsSchema(Schema):

@@ -89,7 +89,7 @@ class Run:
         self.known_sigs: dict[str, dict] = {}
         self.known: dict[str, int] = {}  # reproducer name in known_bugs.json -> times met
         self.known_bug_for = known_bug_for if use_known else (lambda signature: None)
-        self.slowest = (0.0, b"")
+        self.slowest = (0.0, b"", 0.0)  # wall seconds, input, CPU seconds
         self.last_report = self.started
         out.mkdir(parents=True, exist_ok=True)
         # The SIGALRM deadline cannot stop a native call that never returns to Python: faulthandler's
@@ -147,7 +147,7 @@ class Run:
             if outcome.refused:
                 self.refused += 1
             if outcome.seconds > self.slowest[0]:
-                self.slowest = (outcome.seconds, data)
+                self.slowest = (outcome.seconds, data, outcome.cpu_seconds)
         if time.monotonic() - self.last_report > 10:
             self.last_report = time.monotonic()
             self.write_summary()
@@ -186,7 +186,8 @@ class Run:
             "crashes": self.crashes, "hangs": self.hangs, "refused_message_too_complex": self.refused,
             "distinct_crashes": self.crash_sigs, "distinct_hangs": self.hang_sigs,
             "known_bugs_met": self.known, "known_signatures": self.known_sigs,
-            "slowest": {"seconds": round(self.slowest[0], 4), "size": len(self.slowest[1]),
+            "slowest": {"seconds": round(self.slowest[0], 4), "cpu_seconds": round(self.slowest[2], 4),
+                        "size": len(self.slowest[1]),
                         "file": str(slowest_file) if self.slowest[1] else None},
             "seeds": self.seeds,
         }

@@ -5,10 +5,13 @@ transaction."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
+from collections.abc import Callable
+from typing import TypeVar
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, lazyload
 
 from contacts.domain.senders import decide_contact
@@ -25,10 +28,13 @@ from contacts.models import (
 from contacts.settings import Settings
 from mailroom_shared.addresses import InvalidAddress, normalise_email, try_normalise_email
 from mailroom_shared.caching import Expiring
-from mailroom_shared.db import conflict_insert, parse_time
-from mailroom_shared.http import Conflict, HttpError
+from mailroom_shared.db import Database, conflict_insert, is_postgres, parse_time
+from mailroom_shared.http import Conflict, HttpError, NotFound, ServiceUnavailable, get_or_404
 from mailroom_shared.messaging.outbox import Outbox
 from mailroom_shared.text import snippet
+
+T = TypeVar("T")
+DEADLOCK_DETECTED = "40P01"  # PostgreSQL's SQLSTATE
 
 
 def own_addresses(session: Session) -> frozenset[str]:
@@ -86,21 +92,154 @@ def resolve_or_create(session: Session, outbox: Outbox, email: str, name: str | 
     return contact, True
 
 
-def create_contact(session: Session, outbox: Outbox, name: str | None, emails: list[str]) -> Contact:
-    """`POST /api/contacts`: a contact with these addresses (the first is its main one). 400 for
-    an address that is not one, 409 when one already belongs to a contact."""
+# --- the HTTP API's changes (any signed-in user: contacts are account-wide) ----------------------
+# An address belongs to one contact (the unique contact_emails.email decides). Two requests
+# adding the same address take turns (PostgreSQL: a transaction-scoped advisory lock per address,
+# taken in one order, so two requests never wait for each other in a circle); the second then
+# finds the first's contact and answers 409 naming it. An address taken at the same moment by an
+# inbound message's new contact (which takes no lock) is found by the unique index: 409 too.
+
+DEADLOCK_ATTEMPTS = 3
+
+
+def in_transaction(database: Database, change: Callable[[Session], T]) -> T:
+    """`change(session)` in a transaction of its own, run again when PostgreSQL broke a circular
+    wait by aborting it (40P01: e.g. an inbound message's group commit creating contacts for two
+    of the same addresses in the other order); 503 "try again" if it keeps happening."""
+    for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+        try:
+            with database.transaction() as session:
+                return change(session)
+        except OperationalError as exc:
+            if getattr(exc.orig, "pgcode", None) != DEADLOCK_DETECTED:
+                raise
+            if attempt == DEADLOCK_ATTEMPTS:
+                raise ServiceUnavailable("the contact was being changed by another request; try again") from exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _normalised(emails: list[str]) -> list[str]:
+    """The addresses normalised (400 for one that is not an address), each once, in order."""
     try:
-        normalised = [normalise_email(e) for e in emails]
+        return list(dict.fromkeys(normalise_email(e) for e in emails))
     except InvalidAddress as exc:
         raise HttpError(str(exc)) from exc
-    for email in normalised:
-        if find_contact_by_email(session, email):
-            raise Conflict(f"{email} already belongs to a contact")
-    contact, _ = resolve_or_create(session, outbox, normalised[0], name, "api")
-    for extra in normalised[1:]:
-        session.add(ContactEmail(contact_id=contact.id, email=extra))
+
+
+def _address_lock_key(email: str) -> int:
+    digest = hashlib.blake2b(f"contacts.address\n{email}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _take_turns(session: Session, emails: list[str]) -> None:
+    """Wait for every other transaction changing one of these addresses (PostgreSQL; SQLite
+    writes one transaction at a time anyway)."""
+    if is_postgres(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest(CAST(:keys AS bigint[])) AS k "
+                             "ORDER BY 1) AS ordered"), {"keys": sorted({_address_lock_key(e) for e in emails})})
+
+
+def _owner_of(session: Session, email: str) -> str | None:
+    return session.execute(select(ContactEmail.contact_id).where(ContactEmail.email == email)).scalar_one_or_none()
+
+
+def _taken(email: str, owner: str | None) -> Conflict:
+    if owner is None:  # its holder let it go again meanwhile
+        return Conflict(f"{email} was being given to another contact at the same moment; try again",
+                        {"email": email})
+    return Conflict(f"{email} already belongs to contact {owner}", {"email": email, "contact_id": owner})
+
+
+def _refuse_taken(session: Session, emails: list[str], contact_id: str | None = None) -> None:
+    """409 naming the contact that holds one of `emails` (other than `contact_id`)."""
+    for email in emails:
+        owner = _owner_of(session, email)
+        if owner is not None and owner != contact_id:
+            raise _taken(email, owner)
+
+
+def _insert_addresses(session: Session, contact_id: str, emails: list[str]) -> None:
+    """The rows of new addresses, in order (the first of a new contact is its main address); the
+    unique index refuses one that another transaction took meanwhile: 409 naming its holder."""
+    for email in emails:
+        try:
+            with session.begin_nested():
+                session.add(ContactEmail(contact_id=contact_id, email=email))
+                session.flush()
+        except IntegrityError:
+            raise _taken(email, _owner_of(session, email)) from None
+
+
+def create_contact(session: Session, outbox: Outbox, name: str | None, emails: list[str]) -> Contact:
+    """`POST /api/contacts`: a contact with these addresses (the first is its main one), announced
+    with all of them. 400 for an address that is not one, 409 naming the contact that already
+    has one."""
+    normalised = _normalised(emails)
+    _take_turns(session, normalised)
+    _refuse_taken(session, normalised)
+    contact = Contact(id=str(uuid.uuid4()), name=name, created_from="api", created_at=dt.datetime.now(dt.UTC))
+    session.add(contact)
     session.flush()
+    _insert_addresses(session, contact.id, normalised)
+    session.expire(contact, ["emails"])
+    outbox.record(session, "contact_created", contact.id, {
+        "contact_id": contact.id, "name": name, "emails": normalised, "created_from": "api"})
     return contact
+
+
+def add_email(session: Session, outbox: Outbox, contact_id: str, email: str, user_id: str) -> tuple[Contact, bool]:
+    """`POST /api/contacts/{id}/emails`: the address is the contact's (True: added now, with
+    contact_updated; False: it already was). 409 naming the contact that has it."""
+    [address] = _normalised([email])
+    _take_turns(session, [address])
+    contact = get_or_404(session, Contact, contact_id, "contact")
+    owner = _owner_of(session, address)
+    if owner == contact.id:
+        return contact, False
+    if owner is not None:
+        raise _taken(address, owner)
+    _insert_addresses(session, contact.id, [address])
+    _updated(session, outbox, contact, user_id, contact.name, added=[address])
+    return contact, True
+
+
+def remove_email(session: Session, outbox: Outbox, contact_id: str, email: str, user_id: str) -> Contact:
+    """`DELETE /api/contacts/{id}/emails/{email}`: 404 when the contact does not have it, 409 for
+    its last address (a contact keeps one)."""
+    contact = get_or_404(session, Contact, contact_id, "contact")
+    address = try_normalise_email(email)
+    row = session.execute(select(ContactEmail).where(
+        ContactEmail.contact_id == contact.id, ContactEmail.email == address).with_for_update()).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"contact {contact_id} has no address {email}")
+    others = session.execute(select(ContactEmail.id).where(
+        ContactEmail.contact_id == contact.id, ContactEmail.id != row.id).limit(1)).first()
+    if others is None:
+        raise Conflict(f"{address} is the last address of contact {contact_id}: a contact keeps at least one")
+    session.delete(row)
+    session.flush()
+    _updated(session, outbox, contact, user_id, contact.name, removed=[address])
+    return contact
+
+
+def rename(session: Session, outbox: Outbox, contact_id: str, name: str | None, user_id: str) -> Contact:
+    """`PATCH /api/contacts/{id}`: the contact's name (None clears it); contact_updated if it changed."""
+    contact = get_or_404(session, Contact, contact_id, "contact")
+    name = (name or "").strip() or None
+    if name != contact.name:
+        previous, contact.name = contact.name, name
+        session.flush()
+        _updated(session, outbox, contact, user_id, previous)
+    return contact
+
+
+def _updated(session: Session, outbox: Outbox, contact: Contact, user_id: str, previous_name: str | None, *,
+             added: list[str] = (), removed: list[str] = ()) -> None:
+    """contact_updated with every address the contact has now (and what changed)."""
+    session.expire(contact, ["emails"])  # read its addresses again, as they are now
+    outbox.record(session, "contact_updated", contact.id, {
+        "contact_id": contact.id, "name": contact.name, "emails": [e.email for e in contact.emails],
+        "added": list(added), "removed": list(removed), "previous_name": previous_name, "updated_by": user_id})
 
 
 def record_inbound_message(session: Session, outbox: Outbox, data: dict, event_id: str,

@@ -15,6 +15,7 @@ class FindArgs(Schema):
 
 
 COMPONENTS = {"Contact": schemas.ContactSchema, "ContactCreate": schemas.ContactCreateSchema,
+              "ContactUpdate": schemas.ContactUpdateSchema, "ContactEmail": schemas.ContactEmailSchema,
               "ContactPage": schemas.ContactPageSchema, "TimelinePage": schemas.TimelinePageSchema}
 
 OPERATIONS = [
@@ -24,6 +25,14 @@ OPERATIONS = [
               body="ContactCreate", errors=(400, 409)),
     Operation("get", "/api/contacts/{contact_id}", "One contact", "Contact", path_params=("contact_id",),
               errors=(404,)),
+    Operation("patch", "/api/contacts/{contact_id}", "Rename a contact (announced with contact_updated)", "Contact",
+              path_params=("contact_id",), body="ContactUpdate", errors=(400, 404)),
+    Operation("post", "/api/contacts/{contact_id}/emails", "Add an address to a contact (201; 200 if it already "
+              "has it; 409 naming the contact that has it). Announced with contact_updated", "Contact", status=201,
+              path_params=("contact_id",), body="ContactEmail", errors=(400, 404, 409)),
+    Operation("delete", "/api/contacts/{contact_id}/emails/{email}", "Remove an address from a contact (409 for its "
+              "last one). Announced with contact_updated", "Contact", path_params=("contact_id", "email"),
+              errors=(404, 409)),
     Operation("get", "/api/contacts/{contact_id}/timeline", "Every email in and out, newest first",
               "TimelinePage", path_params=("contact_id",), query=openapi.PageArgs, errors=(400, 404)),
 ]

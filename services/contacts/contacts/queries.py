@@ -5,11 +5,12 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from contacts.domain.timeline import stored_message_of
 from contacts.domain.visibility import may_see_inbox
 from contacts.models import Contact, ContactEmail, InboxAccess, MessageConversation, OwnAddress, TimelineEntry
 from contacts.schemas import ContactSchema, TimelineEntrySchema
 from mailroom_shared.addresses import InvalidAddress, normalise_email
-from mailroom_shared.auth import Principal
+from mailroom_shared.auth import Principal, sign_blob_access, with_access
 from mailroom_shared.http import HttpError
 from mailroom_shared.pagination import newest_first, next_cursor
 
@@ -56,6 +57,17 @@ def visible_channel_addresses(session: Session, principal: Principal) -> set[str
     return set(session.execute(select(OwnAddress.email).where(OwnAddress.inbox_id.in_(visible))).scalars())
 
 
+def _with_download_token(entry: TimelineEntry, attachments: list[dict], principal: Principal) -> list[dict]:
+    """An inbound message's attachment links carry a download token for this caller and this
+    message, as conversations' messages do (ingest serves a member nothing without one). Only
+    entries the caller may see get here: the page leaves out the inboxes it may not view."""
+    intake_id = stored_message_of(entry.direction, entry.intake_id)
+    if intake_id is None or not attachments:
+        return attachments
+    token = sign_blob_access(intake_id, principal.user_id)
+    return [{**attachment, "url": with_access(attachment.get("url"), token)} for attachment in attachments]
+
+
 def timeline_page(session: Session, contact_id: str, cursor: dict | None, limit: int,
                   principal: Principal) -> dict:
     """Newest first; the cursor is the (occurred_at, id) of the last item returned. Entries of
@@ -71,6 +83,7 @@ def timeline_page(session: Session, contact_id: str, cursor: dict | None, limit:
     for entry, conversation_id in rows[:limit]:
         item = TimelineEntrySchema().dump(entry)
         item["conversation_id"] = conversation_id
+        item["attachments"] = _with_download_token(entry, item["attachments"], principal)
         items.append(item)
     return {"items": items, "next_cursor": next_cursor(rows, limit, lambda row: row[0].occurred_at,
                                                         lambda row: row[0].id)}

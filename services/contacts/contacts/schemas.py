@@ -15,12 +15,23 @@ class ContactCreateSchema(Schema):
     emails = fields.List(fields.String(), required=True, validate=validate.Length(min=1, max=20))
 
 
+class ContactUpdateSchema(Schema):
+    name = fields.String(required=True, allow_none=True, validate=validate.Length(max=320),
+                         metadata={"description": "the new name (null or blank: none)"})
+
+
+class ContactEmailSchema(Schema):
+    email = fields.String(required=True, validate=validate.Length(min=1, max=320))
+
+
 class TimelineAttachmentSchema(Schema):
     filename = fields.String()
     content_type = fields.String()
     size = fields.Integer()
     sha256 = fields.String()
-    url = fields.String(allow_none=True)
+    url = fields.String(allow_none=True, metadata={
+        "description": "an inbound message's attachment carries a download token for the caller (`?access=`, "
+                       "valid 1 hour), as in conversations' messages"})
 
 
 class TimelineEntrySchema(Schema):

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from contacts import SERVICE_NAME, handlers, queries, settings
 from contacts.models import Contact, outbox, processed_events
-from contacts.schemas import ContactCreateSchema
+from contacts.schemas import ContactCreateSchema, ContactEmailSchema, ContactUpdateSchema
 from mailroom_shared.http import HttpError, decode_cursor, get_or_404, health_response, page_limit, read_json
 from mailroom_shared.kit import after_commit, consumes, endpoint, service_base
 
 Base = service_base(SERVICE_NAME, outbox, processed_events, settings.load,
-                    publishes={"contact_created": 1, "timeline_entry_added": 1})
+                    publishes={"contact_created": 1, "contact_updated": 1, "timeline_entry_added": 1})
 
 
 class ContactsService(Base):
@@ -72,10 +72,38 @@ class ContactsService(Base):
     @endpoint("POST", "/api/contacts")
     def create_contact(self, request):
         body = ContactCreateSchema().load(read_json(request))
-        with self.db.transaction() as session:
-            view = queries.contact_view(handlers.create_contact(session, self.outbox, body["name"], body["emails"]))
+        view = handlers.in_transaction(self.db, lambda session: queries.contact_view(
+            handlers.create_contact(session, self.outbox, body["name"], body["emails"])))
         self.relay.wake()
         return 201, view
+
+    @endpoint("PATCH", "/api/contacts/<string:contact_id>")
+    def update_contact(self, request, contact_id):
+        body = ContactUpdateSchema().load(read_json(request))
+        view = handlers.in_transaction(self.db, lambda session: queries.contact_view(
+            handlers.rename(session, self.outbox, contact_id, body["name"], request.principal.user_id)))
+        self.relay.wake()
+        return view
+
+    @endpoint("POST", "/api/contacts/<string:contact_id>/emails")
+    def add_contact_email(self, request, contact_id):
+        body = ContactEmailSchema().load(read_json(request))
+
+        def add(session):
+            contact, added = handlers.add_email(session, self.outbox, contact_id, body["email"],
+                                                request.principal.user_id)
+            return added, queries.contact_view(contact)
+
+        added, view = handlers.in_transaction(self.db, add)
+        self.relay.wake()
+        return (201 if added else 200), view
+
+    @endpoint("DELETE", "/api/contacts/<string:contact_id>/emails/<string:email>")
+    def remove_contact_email(self, request, contact_id, email):
+        view = handlers.in_transaction(self.db, lambda session: queries.contact_view(
+            handlers.remove_email(session, self.outbox, contact_id, email, request.principal.user_id)))
+        self.relay.wake()
+        return view
 
     @endpoint("GET", "/api/contacts/<string:contact_id>/timeline")
     def get_timeline(self, request, contact_id):

@@ -87,6 +87,8 @@ SPECS: tuple[EventSpec, ...] = (
               "A contact was created (for an unknown sender, or through the API)."),
     EventSpec("timeline_entry_added", "contacts", 1, contacts.TimelineEntryAddedV1,
               "An email in or out was logged on a contact's timeline."),
+    EventSpec("contact_updated", "contacts", 1, contacts.ContactUpdatedV1,
+              "A contact's addresses or name changed (through the API); carries every address it has now."),
     EventSpec("inbox_updated", "conversations", 1, conversations.InboxUpdatedV1,
               "An inbox was created or its channels or members changed."),
     EventSpec("conversation_created", "conversations", 1, conversations.ConversationCreatedV1,

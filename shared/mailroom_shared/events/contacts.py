@@ -17,3 +17,17 @@ class TimelineEntryAddedV1(Schema):
     message_id = fields.String(required=True)
     subject = fields.String(required=True)
     conversation_id = fields.String(allow_none=True, load_default=None)
+
+
+class ContactUpdatedV1(Schema):
+    contact_id = fields.String(required=True)
+    name = fields.String(allow_none=True, load_default=None)
+    emails = fields.List(fields.String(), required=True,
+                         metadata={"description": "every address of the contact now (normalised), the main one first"})
+    added = fields.List(fields.String(), load_default=list, metadata={"description": "addresses added by this change"})
+    removed = fields.List(fields.String(), load_default=list,
+                          metadata={"description": "addresses removed by this change"})
+    previous_name = fields.String(allow_none=True, load_default=None,
+                                  metadata={"description": "the name before a rename (equal to name otherwise)"})
+    updated_by = fields.String(allow_none=True, load_default=None,
+                               metadata={"description": "the user id of whoever changed it through the API"})

@@ -20,6 +20,12 @@ def outbound_link_id(email_id: str) -> str:
     return f"outbound:{email_id}"
 
 
+def stored_message_of(direction: str, intake_id: str | None) -> str | None:
+    """The ingest message an entry's attachment links point to (an inbound message's intake id),
+    or None: an email we sent links to outbound, which checks the caller itself."""
+    return intake_id if direction == "in" and intake_id else None
+
+
 def sender_of(email: dict) -> str | None:
     """The normalised From address of an email we sent (the inbox it was sent from)."""
     return try_normalise_email((email.get("from_") or {}).get("email"))

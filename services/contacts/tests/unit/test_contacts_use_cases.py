@@ -10,7 +10,7 @@ from contacts import handlers
 from contacts.models import Contact, ContactEmail, TimelineEntry, outbox
 from contacts.service import ContactsService
 from contacts.settings import Settings
-from mailroom_shared.http import Conflict, HttpError
+from mailroom_shared.http import Conflict, HttpError, NotFound
 
 OUTBOX = ContactsService.outbox
 
@@ -70,6 +70,86 @@ def test_creating_a_contact_normalises_its_addresses_and_refuses_taken_or_invali
         handlers.create_contact(session, OUTBOX, None, ["not-an-address"])
     with database.transaction() as session:
         assert session.scalar(select(func.count()).select_from(Contact)) == 1
+
+
+def recorded(session, event_type):
+    return [row.envelope["data"] for row in session.execute(select(outbox).order_by(outbox.c.id))
+            if row.event_type == event_type]
+
+
+def test_a_contact_created_with_several_addresses_is_announced_with_all_of_them(database):
+    with database.transaction() as session:
+        contact = handlers.create_contact(session, OUTBOX, "Bea", ["Bea@Example.com", "b@example.com",
+                                                                   "BEA@example.com"])
+        assert [e.email for e in contact.emails] == ["bea@example.com", "b@example.com"]
+        [created] = recorded(session, "contact_created")
+        assert created == {"contact_id": contact.id, "name": "Bea", "emails": ["bea@example.com", "b@example.com"],
+                           "created_from": "api"}
+
+
+def test_adding_removing_and_renaming_announce_contact_updated_with_every_address(database):
+    with database.transaction() as session:
+        bea = handlers.create_contact(session, OUTBOX, "Bea", ["bea@example.com"])
+        other = handlers.create_contact(session, OUTBOX, "Cy", ["cy@example.com"])
+    with database.transaction() as session:
+        contact, added = handlers.add_email(session, OUTBOX, bea.id, "Bea.Work@Example.com", "agent-1")
+        assert added and [e.email for e in contact.emails] == ["bea@example.com", "bea.work@example.com"]
+        assert handlers.add_email(session, OUTBOX, bea.id, "bea.work@example.com", "agent-1")[1] is False
+        with pytest.raises(Conflict) as taken:
+            handlers.add_email(session, OUTBOX, bea.id, "CY@example.com", "agent-1")
+        assert taken.value.details == {"email": "cy@example.com", "contact_id": other.id}
+        assert other.id in taken.value.message
+        handlers.remove_email(session, OUTBOX, bea.id, "BEA@example.com", "agent-2")
+        handlers.rename(session, OUTBOX, bea.id, "  Beatrice ", "agent-3")
+        handlers.rename(session, OUTBOX, bea.id, "Beatrice", "agent-3")  # no change: no event
+        updates = recorded(session, "contact_updated")
+    assert updates == [
+        {"contact_id": bea.id, "name": "Bea", "emails": ["bea@example.com", "bea.work@example.com"],
+         "added": ["bea.work@example.com"], "removed": [], "previous_name": "Bea", "updated_by": "agent-1"},
+        {"contact_id": bea.id, "name": "Bea", "emails": ["bea.work@example.com"], "added": [],
+         "removed": ["bea@example.com"], "previous_name": "Bea", "updated_by": "agent-2"},
+        {"contact_id": bea.id, "name": "Beatrice", "emails": ["bea.work@example.com"], "added": [], "removed": [],
+         "previous_name": "Bea", "updated_by": "agent-3"}]
+    with database.transaction() as session, pytest.raises(Conflict, match="last address"):
+        handlers.remove_email(session, OUTBOX, bea.id, "bea.work@example.com", "agent-1")
+    with database.transaction() as session, pytest.raises(NotFound):
+        handlers.remove_email(session, OUTBOX, bea.id, "cy@example.com", "agent-1")
+    with database.transaction() as session, pytest.raises(NotFound):
+        handlers.add_email(session, OUTBOX, "no-such-contact", "z@example.com", "agent-1")
+    with database.transaction() as session, pytest.raises(HttpError, match="not a valid email address"):
+        handlers.add_email(session, OUTBOX, bea.id, "nope", "agent-1")
+
+
+def test_an_address_an_inbound_message_took_meanwhile_is_a_409_naming_its_contact(database):
+    """The unique address row decides when the pre-check did not see the other contact yet."""
+    with database.transaction() as session:
+        bea = handlers.create_contact(session, OUTBOX, "Bea", ["bea@example.com"])
+    with database.transaction() as session:
+        ada, _ = handlers.resolve_or_create(session, OUTBOX, "ada@example.com", "Ada", "event-1")
+    with database.transaction() as session, pytest.raises(Conflict) as taken:
+        handlers._insert_addresses(session, bea.id, ["ada@example.com"])
+    assert taken.value.details == {"email": "ada@example.com", "contact_id": ada.id}
+
+
+def test_inbound_attachment_links_on_the_timeline_carry_a_download_token_for_the_caller(database, monkeypatch):
+    monkeypatch.setenv("MAILROOM_JWT_SECRET", "contacts-unit-test-secret-0123456789abcdef")
+    from contacts import queries
+    from mailroom_shared.auth import Principal, verify_blob_access
+
+    attachment = {"filename": "a.pdf", "content_type": "application/pdf", "size": 3, "sha256": "ab" * 32,
+                  "url": "/api/ingest/messages/m1/attachments/" + "ab" * 32}
+    inbound = message("ada@example.com", intake_id="m1", attachments=[attachment])
+    with database.transaction() as session:
+        handlers.apply_inbox_update(session, inbox_update("i1", "support@team.example"))
+        handlers.record_inbound_message(session, OUTBOX, inbound, "e1", Settings())
+        handlers.record_outbound_email(session, OUTBOX, {**sent_email("ada@example.com"), "attachments": [
+            {**attachment, "url": "/api/outbound/emails/x/attachments/y"}]}, "e2")
+        contact = handlers.find_contact_by_email(session, "ada@example.com")
+        page = queries.timeline_page(session, contact.id, None, 10, Principal("agent-1"))
+    by_direction = {item["direction"]: item["attachments"][0]["url"] for item in page["items"]}
+    url, token = by_direction["in"].split("?access=")
+    assert url == attachment["url"] and verify_blob_access(token, "m1") == "agent-1"
+    assert by_direction["out"] == "/api/outbound/emails/x/attachments/y"  # outbound checks the caller itself
 
 
 def test_a_sent_email_is_on_the_timeline_of_each_recipient_once_but_not_of_our_inboxes(database):
@@ -140,3 +220,38 @@ def test_a_cached_own_address_is_not_dropped_when_the_update_rolls_back(service,
 
     with database.transaction() as session:
         assert service.own_addresses.get(session) == frozenset()  # not dropped: still the cached value
+
+
+def test_a_change_postgresql_aborted_to_break_a_deadlock_is_run_again_then_answered_503(database):
+    from sqlalchemy.exc import OperationalError
+
+    from mailroom_shared.http import ServiceUnavailable
+
+    class Orig(Exception):
+        def __init__(self, pgcode):
+            self.pgcode = pgcode
+
+    calls = []
+
+    def deadlocked_once(session):
+        calls.append(session)
+        if len(calls) == 1:
+            raise OperationalError("INSERT", {}, Orig("40P01"))
+        return handlers.create_contact(session, OUTBOX, "Dee", ["dee@example.com"]).id
+
+    contact_id = handlers.in_transaction(database, deadlocked_once)
+    assert len(calls) == 2
+    with database.transaction() as session:
+        assert session.get(Contact, contact_id) is not None
+
+    def always(session):
+        raise OperationalError("INSERT", {}, Orig("40P01"))
+
+    with pytest.raises(ServiceUnavailable):
+        handlers.in_transaction(database, always)
+
+    def other_error(session):
+        raise OperationalError("INSERT", {}, Orig("08006"))  # a lost connection is not retried here
+
+    with pytest.raises(OperationalError):
+        handlers.in_transaction(database, other_error)

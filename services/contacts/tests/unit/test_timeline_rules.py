@@ -2,7 +2,7 @@
 may see: plain rules, no IO."""
 
 from contacts.domain.senders import display_name
-from contacts.domain.timeline import outbound_link_id, sender_of, sent_to, timeline_attachments
+from contacts.domain.timeline import outbound_link_id, sender_of, sent_to, stored_message_of, timeline_attachments
 from contacts.domain.visibility import may_see_inbox
 
 
@@ -43,3 +43,9 @@ def test_inbox_mail_is_visible_to_everyone_or_to_members_by_user_or_team():
     assert may_see_inbox("specific", None, ["gold"], user_id="u", caller_team_ids={"gold", "red"})
     assert not may_see_inbox("specific", ["v"], ["gold"], user_id="u", caller_team_ids={"red"})
     assert not may_see_inbox("specific", None, None, user_id="u", caller_team_ids=set())
+
+
+def test_only_an_inbound_messages_attachment_links_need_a_download_token_from_ingest():
+    assert stored_message_of("in", "intake-1") == "intake-1"
+    assert stored_message_of("in", None) is None
+    assert stored_message_of("out", outbound_link_id("email-1")) is None

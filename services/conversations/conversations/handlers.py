@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -917,6 +917,17 @@ def learn_contact(session: Session, contact_id: str, emails: list[str]) -> None:
                                                     set_={"contact_id": contact_id}))
         session.execute(update(Conversation).where(
             Conversation.contact_email == email, Conversation.contact_id.is_(None)).values(contact_id=contact_id))
+
+
+def update_contact(session: Session, contact_id: str, emails: list[str], removed: list[str]) -> None:
+    """contacts' contact_updated: the contact's addresses now. An address it gave up is no longer
+    its (threading stops counting it as the customer's); an address it gained is learnt. A removed
+    address that another contact has taken meanwhile stays with that contact."""
+    gone = {e for e in (try_normalise_email(x) for x in removed) if e}
+    if gone:
+        session.execute(delete(KnownContact).where(KnownContact.email.in_(gone),
+                                                   KnownContact.contact_id == contact_id))
+    learn_contact(session, contact_id, emails)
 
 
 # --- attribution ---------------------------------------------------------------------------------

@@ -85,6 +85,10 @@ class ConversationsService(Base):
     def handle_contact_created(self, session, data, envelope):
         handlers.learn_contact(session, data["contact_id"], data["emails"])
 
+    @consumes("contacts", "contact_updated")
+    def handle_contact_updated(self, session, data, envelope):
+        handlers.update_contact(session, data["contact_id"], data["emails"], data.get("removed") or [])
+
     # outbound's delivery events: our email in its conversation, and its delivery state
     @consumes("outbound", "email_queued")
     def handle_email_queued(self, session, data, envelope):

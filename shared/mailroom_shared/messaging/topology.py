@@ -45,6 +45,7 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("ingest", "message_received", "contacts", "handle_message_received"),
     Subscription("ingest", "message_received", "conversations", "handle_message_received"),
     Subscription("contacts", "contact_created", "conversations", "handle_contact_created"),
+    Subscription("contacts", "contact_updated", "conversations", "handle_contact_updated"),
     Subscription("conversations", "message_added", "contacts", "handle_message_added"),
     Subscription("conversations", "inbox_updated", "ingest", "handle_inbox_updated"),
     Subscription("conversations", "inbox_updated", "contacts", "handle_inbox_updated"),

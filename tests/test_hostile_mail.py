@@ -5,38 +5,13 @@ sent right after is there within seconds. An operator lists the quarantine and, 
 runs a message again: it then shows in full. Real processes, RabbitMQ, PostgreSQL and SMTP."""
 
 import smtplib
-import sys
 import uuid
 
 import pytest
 
-from mailroom_testing.specs import CONTACTS, CONVERSATIONS, INGEST
-from mailroom_testing.stack import free_port
-
 pytestmark = pytest.mark.integration
 
 INBOX = "support@mailroom.test"
-
-
-@pytest.fixture
-def mailroom(stack_factory, tmp_path):
-    inboxes = tmp_path / "inboxes.yaml"
-    inboxes.write_text(f"""
-inboxes:
-  - key: support
-    name: Support
-    channels: [{{address: {INBOX}, name: Support, primary: true}}]
-    members: [{{user_id: agent-1, email: agent@mailroom.test}}]
-""")
-    smtp_port = free_port()
-    stack = stack_factory([INGEST, CONTACTS, CONVERSATIONS], extra_env={
-        "CONVERSATIONS_INBOXES_FILE": str(inboxes), "INGEST_SMTP_PORT": str(smtp_port)})
-    stack.start_process("smtp", [sys.executable, "-m", "ingest.smtp_listener"], port=smtp_port)
-    stack.smtp_port = smtp_port
-    stack.eventually(lambda: stack.get("/health/ingest")[1].get("channels") == 1, timeout=30)
-    [inbox] = stack.get("/api/inboxes")[1]["items"]
-    stack.inbox_id = inbox["id"]
-    return stack
 
 
 def send(stack, raw: bytes) -> None:

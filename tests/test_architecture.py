@@ -64,22 +64,33 @@ def test_queue_names_are_stable():
     # together with a migration plan for the old queue.
     assert sorted(s.queue_name for s in SUBSCRIPTIONS) == [
         "evt-contacts-contact_created--conversations.handle_contact_created",
+        "evt-contacts-contact_created--notifier.handle_contact_created",
         "evt-contacts-contact_updated--conversations.handle_contact_updated",
+        "evt-conversations-comment_added--notifier.handle_comment_added",
+        "evt-conversations-conversation_assigned--notifier.handle_conversation_assigned",
+        "evt-conversations-conversation_closed--notifier.handle_conversation_closed",
+        "evt-conversations-conversation_created--notifier.handle_conversation_created",
+        "evt-conversations-conversation_moved--notifier.handle_conversation_moved",
+        "evt-conversations-conversation_reopened--notifier.handle_conversation_reopened",
         "evt-conversations-conversation_spam_marked--contacts.handle_conversation_spam_marked",
         "evt-conversations-inbox_updated--contacts.handle_inbox_updated",
         "evt-conversations-inbox_updated--ingest.handle_inbox_updated",
         "evt-conversations-message_added--contacts.handle_message_added",
+        "evt-conversations-message_added--notifier.handle_message_added",
         "evt-conversations-message_attribution_corrected--contacts.handle_message_attribution_corrected",
         "evt-ingest-message_quarantined--conversations.handle_message_quarantined",
         "evt-ingest-message_received--contacts.handle_message_received",
         "evt-ingest-message_received--conversations.handle_message_received",
         "evt-ingest-message_received--outbound.handle_message_received",
         "evt-outbound-email_bounced--conversations.handle_email_bounced",
+        "evt-outbound-email_bounced--notifier.handle_email_bounced",
         "evt-outbound-email_deferred--conversations.handle_email_deferred",
         "evt-outbound-email_failed--conversations.handle_email_failed",
+        "evt-outbound-email_failed--notifier.handle_email_failed",
         "evt-outbound-email_queued--conversations.handle_email_queued",
         "evt-outbound-email_sent--contacts.handle_email_sent",
         "evt-outbound-email_sent--conversations.handle_email_sent",
+        "evt-outbound-email_sent--notifier.handle_email_sent",
     ]
 
 

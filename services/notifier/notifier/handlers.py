@@ -1,2 +1,228 @@
-"""The notifier's use cases (the write side): none yet; Slack and webhook deliveries come here,
-each taking a session, the outbox and the settings."""
+"""The notifier's use cases (the write side): webhook subscriptions managed by super admins, one
+delivery recorded per matching subscription for each public event, and the delivery worker's
+claim/outcome steps. Each takes a session (and the settings); none does network I/O."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from dataclasses import dataclass
+
+from marshmallow import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailroom_shared.db import conflict_insert, is_postgres, utcnow
+from mailroom_shared.http import Forbidden, HttpError, NotFound, ServiceUnavailable, get_or_404
+from notifier import schemas
+from notifier.domain import retries, signing, subscriptions, targets
+from notifier.domain.vault import Vault, VaultUnavailable
+from notifier.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
+from notifier.settings import Settings
+
+
+def require_super_admin(principal) -> None:
+    if not getattr(principal, "super_admin", False):
+        raise Forbidden("only super admins manage webhooks")
+
+
+def _vault(settings: Settings) -> Vault:
+    try:
+        vault = Vault(settings.secret_key)
+        vault._need()
+    except VaultUnavailable as exc:
+        raise ServiceUnavailable(str(exc)) from None
+    return vault
+
+
+def _checked_fields(body: dict, settings: Settings, *, partial: bool) -> dict:
+    try:
+        body = (schemas.WEBHOOK_UPDATE if partial else schemas.WEBHOOK_CREATE).load(body)
+    except ValidationError as exc:
+        raise HttpError("invalid webhook", details=exc.messages) from None
+    fields: dict = {}
+    if "url" in body or not partial:
+        try:
+            targets.parse_url(body.get("url"), allow_http=settings.allow_http)
+        except targets.TargetRefused as exc:
+            raise HttpError(f"url: {exc}") from None
+        fields["url"] = body["url"].strip()
+    if "events" in body or not partial:
+        try:
+            fields["events"] = subscriptions.normalise_events(body.get("events"))
+        except ValueError as exc:
+            raise HttpError(f"events: {exc}") from None
+    if "inbox_ids" in body:
+        fields["inbox_ids"] = sorted(set(body["inbox_ids"])) if body["inbox_ids"] else None
+    for key in ("description", "enabled"):
+        if key in body:
+            fields[key] = body[key]
+    return fields
+
+
+def create_subscription(session: Session, principal, body: dict, settings: Settings,
+                        check_target) -> tuple[WebhookSubscription, str]:
+    """A new subscription and its signing secret (returned once, stored sealed). `check_target(url)`
+    resolves the host and refuses private targets (TargetRefused)."""
+    require_super_admin(principal)
+    fields = _checked_fields(body, settings, partial=False)
+    _check_reachable(check_target, fields["url"])
+    secret = signing.new_secret()
+    subscription = WebhookSubscription(
+        id=str(uuid.uuid4()), url=fields["url"], description=fields.get("description"), events=fields["events"],
+        inbox_ids=fields.get("inbox_ids"), enabled=fields.get("enabled", True),
+        secret_sealed=_vault(settings).seal(secret), created_by=principal.user_id,
+        created_at=utcnow(), updated_at=utcnow())
+    session.add(subscription)
+    session.flush()
+    return subscription, secret
+
+
+def _check_reachable(check_target, url: str) -> None:
+    try:
+        check_target(url)
+    except targets.TargetRefused as exc:
+        raise HttpError(f"url: {exc}") from None
+
+
+def update_subscription(session: Session, principal, subscription_id: str, body: dict, settings: Settings,
+                        check_target) -> WebhookSubscription:
+    require_super_admin(principal)
+    subscription = get_or_404(session, WebhookSubscription, subscription_id, "webhook")
+    fields = _checked_fields(body, settings, partial=True)
+    if "url" in fields:
+        _check_reachable(check_target, fields["url"])
+    for key, value in fields.items():
+        setattr(subscription, key, value)
+    subscription.updated_at = utcnow()
+    return subscription
+
+
+def rotate_secret(session: Session, principal, subscription_id: str,
+                  settings: Settings) -> tuple[WebhookSubscription, str]:
+    """A new signing secret replaces the old one at once (shown once)."""
+    require_super_admin(principal)
+    subscription = get_or_404(session, WebhookSubscription, subscription_id, "webhook")
+    secret = signing.new_secret()
+    subscription.secret_sealed = _vault(settings).seal(secret)
+    subscription.updated_at = utcnow()
+    return subscription, secret
+
+
+def delete_subscription(session: Session, principal, subscription_id: str) -> None:
+    require_super_admin(principal)
+    subscription = get_or_404(session, WebhookSubscription, subscription_id, "webhook")
+    session.execute(WebhookAttempt.__table__.delete().where(WebhookAttempt.delivery_id.in_(
+        select(WebhookDelivery.id).where(WebhookDelivery.subscription_id == subscription.id))))
+    session.execute(WebhookDelivery.__table__.delete().where(WebhookDelivery.subscription_id == subscription.id))
+    session.delete(subscription)
+
+
+def redeliver(session: Session, principal, subscription_id: str, delivery_id: str) -> WebhookDelivery:
+    """Send a delivery again now, whatever its state, with a fresh attempt budget (the log keeps
+    the earlier attempts)."""
+    require_super_admin(principal)
+    delivery = session.get(WebhookDelivery, delivery_id, with_for_update=True)
+    if delivery is None or delivery.subscription_id != subscription_id:
+        raise NotFound("delivery not found")
+    delivery.state, delivery.attempts, delivery.finished_at = "pending", 0, None
+    delivery.next_attempt_at = utcnow()
+    return delivery
+
+
+def record_event(session: Session, envelope: dict, event_type: str, data: dict) -> int:
+    """One pending delivery per enabled subscription that wants this event (idempotent per
+    (subscription, event id): a redelivered event adds nothing). Returns how many were added."""
+    inbox_id = data.get("inbox_id") if isinstance(data, dict) else None
+    body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
+    now = utcnow()
+    rows = [
+        {"id": str(uuid.uuid4()), "subscription_id": s.id, "event_id": str(envelope["id"]), "event_type": event_type,
+         "body": body, "state": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now}
+        for s in session.execute(select(WebhookSubscription).where(WebhookSubscription.enabled.is_(True))).scalars()
+        if subscriptions.wants(s.events, s.inbox_ids, event_type, inbox_id)
+    ]
+    if not rows:
+        return 0
+    statement = conflict_insert(session, WebhookDelivery.__table__).values(rows)
+    statement = statement.on_conflict_do_nothing(index_elements=["subscription_id", "event_id"])
+    return session.execute(statement).rowcount or 0
+
+
+@dataclass(frozen=True)
+class Claimed:
+    delivery_id: str
+    attempt: int
+    url: str
+    secret: str
+    event_id: str
+    body: str
+
+    def __repr__(self) -> str:  # never log the secret
+        return f"Claimed(delivery_id={self.delivery_id!r}, attempt={self.attempt}, url={self.url!r})"
+
+
+def claim_next(session: Session, settings: Settings) -> Claimed | None:
+    """Claim one due delivery: count the attempt and move it one lease ahead, in a transaction
+    that commits before the request is made (a worker dying mid-request leaves it to be claimed
+    again after the lease). A delivery whose subscription was disabled waits."""
+    now = utcnow()
+    query = (select(WebhookDelivery, WebhookSubscription)
+             .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
+             .where(WebhookDelivery.state == "pending", WebhookDelivery.next_attempt_at <= now,
+                    WebhookSubscription.enabled.is_(True))
+             .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(1))
+    if is_postgres(session):
+        query = query.with_for_update(of=WebhookDelivery, skip_locked=True)
+    row = session.execute(query).first()
+    if row is None:
+        return None
+    delivery, subscription = row
+    if delivery.attempts >= settings.max_attempts:  # the worker died on every try
+        _finish(session, delivery, "failed", now, delivery.last_status,
+                f"attempts used up; last error: {delivery.last_error or 'the worker stopped mid-request'}")
+        return Claimed(delivery.id, 0, "", "", delivery.event_id, "")  # nothing to send
+    delivery.attempts += 1
+    delivery.next_attempt_at = now + dt.timedelta(seconds=settings.lease_seconds)
+    try:
+        secret = Vault(settings.secret_key).open(subscription.secret_sealed)
+    except VaultUnavailable as exc:
+        delivery.last_error = str(exc)
+        delivery.next_attempt_at = now + dt.timedelta(seconds=settings.retry_schedule[0])
+        delivery.attempts -= 1
+        raise
+    return Claimed(delivery.id, delivery.attempts, subscription.url, secret, delivery.event_id, delivery.body)
+
+
+def _finish(session, delivery, state, now, status, error) -> None:
+    delivery.state, delivery.finished_at, delivery.next_attempt_at = state, now, None
+    delivery.last_status, delivery.last_error = status, error
+
+
+def record_outcome(session: Session, claimed: Claimed, status: int | None, error: str | None,
+                   duration: float, settings: Settings, started_at: dt.datetime) -> str:
+    """The attempt in the log and what becomes of the delivery: delivered (2xx), retried later
+    (timeout, connection error, 429, 5xx, while the schedule lasts) or failed. Returns the outcome."""
+    now = utcnow()
+    delivery = session.get(WebhookDelivery, claimed.delivery_id, with_for_update=True, populate_existing=True)
+    if retries.is_success(status):
+        outcome = "delivered"
+    elif retries.is_retryable(status) and retries.retry_delay(claimed.attempt, settings.retry_schedule) is not None:
+        outcome = "retry"
+    else:
+        outcome = "failed"
+    session.add(WebhookAttempt(delivery_id=claimed.delivery_id, attempt=claimed.attempt, started_at=started_at,
+                               duration_ms=int(duration * 1000), status=status, outcome=outcome,
+                               error=(error or None) and error[:2000]))
+    if delivery is None or delivery.state != "pending" or delivery.attempts != claimed.attempt:
+        return outcome  # deleted, settled meanwhile, or redelivered: the newer claim decides
+    if outcome == "delivered":
+        _finish(session, delivery, "delivered", now, status, None)
+    elif outcome == "retry":
+        delivery.last_status, delivery.last_error = status, error
+        delay = retries.retry_delay(claimed.attempt, settings.retry_schedule)
+        delivery.next_attempt_at = now + dt.timedelta(seconds=delay)
+    else:
+        _finish(session, delivery, "failed", now, status, error)
+    return outcome

@@ -1,11 +1,23 @@
-"""The notifier service's own tables. Slack thread maps and webhook subscriptions come with the
-notifier's own issue; for now it owns only the reliability tables every service has."""
+"""The notifier service's own tables (its own database): the reliability tables every service
+has, webhook subscriptions, and the webhook deliveries with their attempts (the delivery log).
 
-from sqlalchemy.orm import DeclarativeBase
+`webhook_deliveries` is also the delivery queue: a `pending` row whose next_attempt_at has come
+is claimed by a delivery worker (FOR UPDATE SKIP LOCKED on PostgreSQL), which moves
+next_attempt_at one lease ahead and commits *before* the HTTP request; a worker that dies
+mid-request leaves the row to be claimed again once the lease has passed (at-least-once, the
+same webhook-id and body). One delivery per (subscription, event): a redelivered event is
+recorded once."""
 
-from mailroom_shared.db import new_metadata
+from __future__ import annotations
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from mailroom_shared.db import new_metadata, utcnow
 from mailroom_shared.messaging.idempotency import processed_events_table
 from mailroom_shared.messaging.outbox import outbox_table
+
+DELIVERY_STATES = ("pending", "delivered", "failed")
 
 
 class Base(DeclarativeBase):
@@ -14,3 +26,55 @@ class Base(DeclarativeBase):
 
 outbox = outbox_table(Base.metadata)
 processed_events = processed_events_table(Base.metadata)
+
+
+class WebhookSubscription(Base):
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    events: Mapped[list] = mapped_column(JSON)  # event names, or ["*"]
+    inbox_ids: Mapped[list | None] = mapped_column(JSON, nullable=True)  # None: every inbox
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    secret_sealed: Mapped[str] = mapped_column(Text)  # Fernet token of the whsec_ secret
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WebhookDelivery(Base):
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "event_id"),
+        Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+        Index("ix_webhook_deliveries_log", "subscription_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(64))  # the webhook-id header
+    event_type: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)  # the CloudEvents envelope as sent, byte for byte
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at = mapped_column(DateTime(timezone=True), nullable=True)
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class WebhookAttempt(Base):
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    started_at = mapped_column(DateTime(timezone=True), default=utcnow)
+    duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[int | None] = mapped_column(Integer, nullable=True)  # HTTP status; None: no answer
+    outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)  # delivered, retry, failed
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -1,1 +1,72 @@
-"""marshmallow shapes of the notifier's HTTP bodies, RPC payloads and config files: none yet."""
+"""marshmallow shapes of the notifier's HTTP bodies."""
+
+from marshmallow import EXCLUDE, Schema, fields, validate
+
+
+class WebhookBody(Schema):
+    """POST /api/notifier/webhooks (every field) and PUT /api/notifier/webhooks/{id} (partial)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    url = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    events = fields.List(fields.String(validate=validate.Length(min=1, max=64)), required=True,
+                         validate=validate.Length(min=1, max=100))
+    inbox_ids = fields.List(fields.String(validate=validate.Length(min=1, max=64)), allow_none=True,
+                            validate=validate.Length(max=500))
+    description = fields.String(allow_none=True, validate=validate.Length(max=500))
+    enabled = fields.Boolean()
+
+
+WEBHOOK_CREATE = WebhookBody()
+WEBHOOK_UPDATE = WebhookBody(partial=True)
+
+
+# --- answers (documented in openapi.py) ------------------------------------------------------------
+
+class WebhookSchema(Schema):
+    id = fields.String()
+    url = fields.String()
+    description = fields.String(allow_none=True)
+    events = fields.List(fields.String(), metadata={"description": "event names, or [\"*\"] for every one"})
+    inbox_ids = fields.List(fields.String(), allow_none=True, metadata={"description": "null: every inbox"})
+    enabled = fields.Boolean()
+    created_by = fields.String()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+class WebhookWithSecretSchema(WebhookSchema):
+    secret = fields.String(metadata={"description": "whsec_… (Standard Webhooks); shown in this answer only"})
+
+
+class WebhookListSchema(Schema):
+    items = fields.List(fields.Nested(WebhookSchema))
+
+
+class WebhookAttemptSchema(Schema):
+    attempt = fields.Integer()
+    started_at = fields.DateTime()
+    duration_ms = fields.Integer(allow_none=True)
+    status = fields.Integer(allow_none=True, metadata={"description": "HTTP status; null: no answer"})
+    outcome = fields.String(metadata={"description": "delivered, retry or failed"})
+    error = fields.String(allow_none=True)
+
+
+class WebhookDeliverySchema(Schema):
+    id = fields.String()
+    event_id = fields.String(metadata={"description": "the webhook-id header (the event's id)"})
+    event_type = fields.String()
+    state = fields.String(metadata={"description": "pending, delivered or failed"})
+    attempts = fields.Integer()
+    last_status = fields.Integer(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    finished_at = fields.DateTime(allow_none=True)
+    next_attempt_at = fields.DateTime(allow_none=True)
+    log = fields.List(fields.Nested(WebhookAttemptSchema))
+
+
+class WebhookDeliveryPageSchema(Schema):
+    items = fields.List(fields.Nested(WebhookDeliverySchema))
+    next_cursor = fields.String(allow_none=True)

@@ -1,17 +1,71 @@
 """The notifier's settings: one frozen object, loaded once per process through the kit's
-SettingsProvider. Nothing is configurable yet; Slack and webhook settings (secrets named by
-environment variables, read with the mailroom_shared.config helpers) come with them."""
+SettingsProvider, read from the environment only through the mailroom_shared.config helpers.
+
+Webhooks for other systems:
+  NOTIFIER_SECRET_KEY                     Fernet key (urlsafe base64, 32 bytes) that encrypts the
+                                          webhook signing secrets at rest; without it webhooks
+                                          cannot be created (503) nor delivered
+  NOTIFIER_ALLOW_HTTP_WEBHOOKS            accept http:// URLs (default false: https only)
+  NOTIFIER_ALLOW_PRIVATE_WEBHOOK_TARGETS  let webhooks reach private, loopback, link-local,
+                                          multicast and reserved addresses (default false)
+  NOTIFIER_WEBHOOK_RETRY_SCHEDULE         delays before each retry (default 5s,5m,30m,2h,5h,10h,10h)
+  NOTIFIER_WEBHOOK_CONNECT_TIMEOUT_SECONDS / NOTIFIER_WEBHOOK_TIMEOUT_SECONDS  (5 / 15)
+  NOTIFIER_DELIVERY_CONCURRENCY           deliveries in flight per process (default 8)
+  NOTIFIER_POLL_SECONDS                   how often the worker looks for due retries (default 1)
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mailroom_shared import config
+from notifier.domain.retries import DEFAULT_SCHEDULE, parse_schedule
+from notifier.domain.vault import Vault, VaultUnavailable
+
 
 @dataclass(frozen=True)
 class Settings:
-    """Empty until Slack and webhooks are built."""
+    secret_key: str | None = None
+    allow_http: bool = False
+    allow_private_targets: bool = False
+    retry_schedule: tuple[float, ...] = DEFAULT_SCHEDULE
+    connect_timeout: float = 5.0
+    total_timeout: float = 15.0
+    delivery_concurrency: int = 8
+    poll_seconds: float = 1.0
+    lease_seconds: float = 60.0
+
+    def __repr__(self) -> str:  # never print the key
+        return (f"Settings(secret_key={'set' if self.secret_key else None}, allow_http={self.allow_http}, "
+                f"allow_private_targets={self.allow_private_targets}, retry_schedule={self.retry_schedule})")
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.retry_schedule) + 1
 
 
 def load() -> Settings:
-    """The settings from the environment (none are read yet)."""
-    return Settings()
+    """The settings from the environment (config.ConfigError naming the variable on a bad value)."""
+    raw_schedule = config.env_list("NOTIFIER_WEBHOOK_RETRY_SCHEDULE")
+    try:
+        schedule = parse_schedule(raw_schedule) if raw_schedule else DEFAULT_SCHEDULE
+    except ValueError as exc:
+        raise config.ConfigError(f"NOTIFIER_WEBHOOK_RETRY_SCHEDULE: {exc}") from None
+    key = config.env_str("NOTIFIER_SECRET_KEY") or None
+    if key:
+        try:
+            Vault(key)
+        except VaultUnavailable as exc:
+            raise config.ConfigError(str(exc)) from None
+    total = config.env_float("NOTIFIER_WEBHOOK_TIMEOUT_SECONDS", 15.0, minimum=0.1)
+    return Settings(
+        secret_key=key,
+        allow_http=config.env_bool("NOTIFIER_ALLOW_HTTP_WEBHOOKS", False),
+        allow_private_targets=config.env_bool("NOTIFIER_ALLOW_PRIVATE_WEBHOOK_TARGETS", False),
+        retry_schedule=schedule,
+        connect_timeout=min(config.env_float("NOTIFIER_WEBHOOK_CONNECT_TIMEOUT_SECONDS", 5.0, minimum=0.1), total),
+        total_timeout=total,
+        delivery_concurrency=config.env_int("NOTIFIER_DELIVERY_CONCURRENCY", 8, minimum=1),
+        poll_seconds=config.env_float("NOTIFIER_POLL_SECONDS", 1.0, minimum=0.05),
+        lease_seconds=max(total * 4, 60.0),
+    )

@@ -60,6 +60,17 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("outbound", "email_sent", "contacts", "handle_email_sent"),
     Subscription("ingest", "message_received", "outbound", "handle_message_received"),
     Subscription("ingest", "message_quarantined", "conversations", "handle_message_quarantined"),
+    Subscription("conversations", "conversation_created", "notifier", "handle_conversation_created"),
+    Subscription("conversations", "message_added", "notifier", "handle_message_added"),
+    Subscription("conversations", "conversation_assigned", "notifier", "handle_conversation_assigned"),
+    Subscription("conversations", "conversation_closed", "notifier", "handle_conversation_closed"),
+    Subscription("conversations", "conversation_reopened", "notifier", "handle_conversation_reopened"),
+    Subscription("conversations", "comment_added", "notifier", "handle_comment_added"),
+    Subscription("conversations", "conversation_moved", "notifier", "handle_conversation_moved"),
+    Subscription("contacts", "contact_created", "notifier", "handle_contact_created"),
+    Subscription("outbound", "email_sent", "notifier", "handle_email_sent"),
+    Subscription("outbound", "email_failed", "notifier", "handle_email_failed"),
+    Subscription("outbound", "email_bounced", "notifier", "handle_email_bounced"),
 )
 
 

@@ -1,3 +1,6 @@
-"""The notifier's rules in plain Python (no nameko, SQLAlchemy, kombu or eventlet): which events
-fan out to which Slack channels and webhook subscriptions, and what each notification says. Empty
-until Slack and webhooks are built (the notifier's own issue)."""
+"""The notifier's rules in plain Python (no nameko, SQLAlchemy, kombu or eventlet):
+- retries.py: the webhook retry schedule, its jitter, and which answers are retried;
+- signing.py: Standard Webhooks secrets and signatures;
+- subscriptions.py: which events a subscription receives, and what a subscription may say;
+- targets.py: which URLs and addresses a webhook may reach (SSRF rules);
+- vault.py: the signing secrets encrypted at rest (Fernet)."""

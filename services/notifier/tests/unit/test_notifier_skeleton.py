@@ -24,8 +24,9 @@ def test_settings_are_one_frozen_object():
     assert dataclasses.is_dataclass(loaded) and type(loaded).__dataclass_params__.frozen
 
 
-def test_it_owns_the_reliability_tables_every_service_has():
-    assert set(models.Base.metadata.tables) == {"outbox", "processed_events"}
+def test_it_owns_the_reliability_tables_and_the_webhook_tables():
+    assert set(models.Base.metadata.tables) == {"outbox", "processed_events", "webhook_subscriptions",
+                                                "webhook_deliveries", "webhook_attempts"}
 
 
 def test_health_is_an_unauthenticated_get():

@@ -1,0 +1,77 @@
+"""The webhook client against a local receiver: private targets are refused before any connection
+(at delivery time too: a name that now resolves to a private address), the request goes to the
+checked address with the URL's Host, and no answer within the deadline is a timeout."""
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from notifier import webhook_client
+from notifier.domain import targets
+
+
+@pytest.fixture
+def receiver():
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append((self.path, self.headers["Host"], self.headers["webhook-id"], body))
+            if self.path == "/slow":
+                time.sleep(2)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1], seen
+    server.shutdown()
+    server.server_close()
+
+
+def post(url, **kwargs):
+    options = {"allow_http": True, "allow_private": False, "connect_timeout": 1.0, "total_timeout": 1.0, **kwargs}
+    return webhook_client.post(url, '{"x":1}', {"webhook-id": "evt-1"}, **options)
+
+
+def test_loopback_and_localhost_are_refused_without_connecting(receiver):
+    port, seen = receiver
+    for url in (f"http://127.0.0.1:{port}/", f"http://localhost:{port}/", f"http://[::1]:{port}/"):
+        answer = post(url)
+        assert answer.status is None and answer.error.startswith("refused:")
+        with pytest.raises(targets.TargetRefused):
+            webhook_client.checked_target(url, allow_http=True, allow_private=False)
+    assert seen == []
+
+
+def test_a_name_that_resolves_to_a_private_address_at_delivery_time_is_refused(receiver, monkeypatch):
+    port, seen = receiver
+    monkeypatch.setattr(webhook_client, "resolve", lambda host, p: ["10.0.0.7"])  # DNS rebinding
+    assert post(f"http://hooks.example.com:{port}/").error == (
+        "refused: hooks.example.com resolves to a private address (10.0.0.7)")
+    assert seen == []
+
+
+def test_the_request_goes_to_the_checked_address_with_the_urls_host(receiver, monkeypatch):
+    port, seen = receiver
+    monkeypatch.setattr(webhook_client, "resolve", lambda host, p: ["127.0.0.1"])
+    answer = post(f"http://hooks.example.com:{port}/in?x=1", allow_private=True)
+    assert answer.status == 204 and answer.error is None
+    assert seen == [("/in?x=1", f"hooks.example.com:{port}", "evt-1", b'{"x":1}')]
+
+
+def test_no_connection_is_an_error_to_retry():
+    answer = post("http://127.0.0.1:9/", allow_private=True)
+    assert answer.status is None and "ConnectionRefused" in answer.error
+
+
+def test_a_slow_answer_is_a_timeout(receiver):
+    port, _seen = receiver
+    answer = post(f"http://127.0.0.1:{port}/slow", allow_private=True, connect_timeout=0.5)
+    assert answer.status is None and answer.error

@@ -12,6 +12,8 @@ Webhooks for other systems:
   NOTIFIER_WEBHOOK_CONNECT_TIMEOUT_SECONDS / NOTIFIER_WEBHOOK_TIMEOUT_SECONDS  (5 / 15)
   NOTIFIER_DELIVERY_CONCURRENCY           deliveries in flight per process (default 8)
   NOTIFIER_POLL_SECONDS                   how often the worker looks for due retries (default 1)
+  NOTIFIER_DELIVERY_LEASE_SECONDS         a claimed delivery whose worker died is sent again after
+                                          this (default 60; more than the request timeout)
 """
 
 from __future__ import annotations
@@ -67,5 +69,5 @@ def load() -> Settings:
         total_timeout=total,
         delivery_concurrency=config.env_int("NOTIFIER_DELIVERY_CONCURRENCY", 8, minimum=1),
         poll_seconds=config.env_float("NOTIFIER_POLL_SECONDS", 1.0, minimum=0.05),
-        lease_seconds=max(total * 4, 60.0),
+        lease_seconds=config.env_float("NOTIFIER_DELIVERY_LEASE_SECONDS", max(total * 4, 60.0), minimum=total + 1),
     )

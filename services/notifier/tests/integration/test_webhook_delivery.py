@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -38,6 +40,9 @@ class Receiver:
                     status = script.pop(0) if script else 200
                     receiver.requests.setdefault(self.path, []).append(
                         {"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body, "status": status})
+                if status == 0:  # hang: the sender is killed meanwhile
+                    time.sleep(6)
+                    status = 200
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -132,6 +137,11 @@ def test_a_500_then_200_is_delivered_twice_with_one_id_and_both_attempts_logged(
     [delivery] = stack.eventually(lambda: [d for d in deliveries(stack, hook["id"]) if d["state"] == "delivered"])
     assert [(a["attempt"], a["status"], a["outcome"]) for a in delivery["log"]] == [
         (1, 500, "retry"), (2, 200, "delivered")]
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.ports['notifier']}/metrics", timeout=10) as answer:
+        metrics = answer.read().decode()
+    assert 'mailroom_deliveries_total{channel="webhook",state="deferred"} 1.0' in metrics
+    assert 'mailroom_deliveries_total{channel="webhook",state="sent"} 1.0' in metrics
+    assert 'mailroom_delivery_duration_seconds_count{channel="webhook"} 2.0' in metrics
 
 
 def test_a_410_fails_at_once_and_a_manual_redelivery_sends_it_again(stack, receiver):
@@ -183,3 +193,23 @@ def test_without_the_private_targets_switch_a_loopback_receiver_is_refused(stack
     assert status == 400 and "loopback" in body["error"]["message"]
     status, body = stack.post("/api/notifier/webhooks", {"url": "https://localhost/in", "events": ["*"]})
     assert status == 400
+
+
+def test_a_notifier_killed_mid_delivery_sends_it_again_after_the_lease(stack_factory, receiver):
+    stack = stack_factory([NOTIFIER], extra_env={
+        "NOTIFIER_SECRET_KEY": Fernet.generate_key().decode(), "NOTIFIER_ALLOW_HTTP_WEBHOOKS": "true",
+        "NOTIFIER_ALLOW_PRIVATE_WEBHOOK_TARGETS": "true", "NOTIFIER_WEBHOOK_TIMEOUT_SECONDS": "4",
+        "NOTIFIER_WEBHOOK_CONNECT_TIMEOUT_SECONDS": "1", "NOTIFIER_DELIVERY_LEASE_SECONDS": "5",
+        "NOTIFIER_POLL_SECONDS": "0.2"})
+    receiver.scripts["/hang"] = [0]
+    hook = subscribe(stack, receiver.url + "/hang", ["conversation_created"])
+    envelope = conversation_created(stack)
+    stack.eventually(lambda: receiver.got("/hang"))
+    stack.kill_process("notifier")  # SIGKILL while the request is in flight
+    stack.restart_process("notifier")
+    [delivery] = stack.eventually(lambda: [d for d in deliveries(stack, hook["id"]) if d["state"] == "delivered"],
+                                  timeout=20)
+    ids = [r["headers"]["webhook-id"] for r in receiver.got("/hang")]
+    assert ids == [envelope["id"], envelope["id"]]
+    assert [a["attempt"] for a in delivery["log"]] == [2]  # the first attempt died with its process
+    assert delivery["attempts"] == 2 and all(verified(hook["secret"], r) == envelope for r in receiver.got("/hang"))

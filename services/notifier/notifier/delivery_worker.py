@@ -50,7 +50,7 @@ class DeliveryWorker(BackgroundWorker):
         self._busy += 1
         try:
             started_at = utcnow()
-            headers = signing.headers(claimed.secret, claimed.event_id, int(time.time()), claimed.body)
+            headers = signing.headers(claimed.secrets, claimed.event_id, int(time.time()), claimed.body)
             answer = webhook_client.post(
                 claimed.url, claimed.body, headers, allow_http=self.settings.allow_http,
                 allow_private=self.settings.allow_private_targets,

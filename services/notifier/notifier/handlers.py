@@ -13,7 +13,7 @@ from marshmallow import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailroom_shared.db import conflict_insert, is_postgres, utcnow
+from mailroom_shared.db import aware, conflict_insert, is_postgres, utcnow
 from mailroom_shared.http import Forbidden, HttpError, NotFound, ServiceUnavailable, get_or_404
 from notifier import schemas
 from notifier.domain import retries, signing, subscriptions, targets
@@ -101,10 +101,13 @@ def update_subscription(session: Session, principal, subscription_id: str, body:
 
 def rotate_secret(session: Session, principal, subscription_id: str,
                   settings: Settings) -> tuple[WebhookSubscription, str]:
-    """A new signing secret replaces the old one at once (shown once)."""
+    """A new signing secret (shown once); the old one keeps signing alongside it for 24 hours, so
+    receivers can switch without losing a delivery."""
     require_super_admin(principal)
     subscription = get_or_404(session, WebhookSubscription, subscription_id, "webhook")
     secret = signing.new_secret()
+    subscription.previous_secret_sealed = subscription.secret_sealed
+    subscription.previous_secret_expires_at = utcnow() + dt.timedelta(seconds=signing.ROTATION_OVERLAP_SECONDS)
     subscription.secret_sealed = _vault(settings).seal(secret)
     subscription.updated_at = utcnow()
     return subscription, secret
@@ -155,7 +158,7 @@ class Claimed:
     delivery_id: str
     attempt: int
     url: str
-    secret: str
+    secrets: tuple[str, ...]  # the current one, and the previous one during a rotation
     event_id: str
     body: str
 
@@ -182,12 +185,16 @@ def claim_next(session: Session, settings: Settings) -> Claimed | None:
     if delivery.attempts >= settings.max_attempts:  # the worker died on every try
         _finish(session, delivery, "failed", now, delivery.last_status,
                 f"attempts used up; last error: {delivery.last_error or 'the worker stopped mid-request'}")
-        return Claimed(delivery.id, 0, "", "", delivery.event_id, "")  # nothing to send
+        return Claimed(delivery.id, 0, "", (), delivery.event_id, "")  # nothing to send
     delivery.attempts += 1
     delivery.next_attempt_at = now + dt.timedelta(seconds=settings.lease_seconds)
     # without the key (VaultUnavailable) the claim rolls back and the worker backs off: nothing is lost
-    secret = Vault(settings.secret_key).open(subscription.secret_sealed)
-    return Claimed(delivery.id, delivery.attempts, subscription.url, secret, delivery.event_id, delivery.body)
+    vault = Vault(settings.secret_key)
+    secrets = [vault.open(subscription.secret_sealed)]
+    expires = aware(subscription.previous_secret_expires_at)
+    if subscription.previous_secret_sealed and expires is not None and expires > now:
+        secrets.append(vault.open(subscription.previous_secret_sealed))
+    return Claimed(delivery.id, delivery.attempts, subscription.url, tuple(secrets), delivery.event_id, delivery.body)
 
 
 def _finish(session, delivery, state, now, status, error) -> None:

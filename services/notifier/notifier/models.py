@@ -38,6 +38,9 @@ class WebhookSubscription(Base):
     inbox_ids: Mapped[list | None] = mapped_column(JSON, nullable=True)  # None: every inbox
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     secret_sealed: Mapped[str] = mapped_column(Text)  # Fernet token of the whsec_ secret
+    # after a rotation the previous secret signs too (a second v1 signature) until it expires
+    previous_secret_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
+    previous_secret_expires_at = mapped_column(DateTime(timezone=True), nullable=True)
     created_by: Mapped[str] = mapped_column(String(255))
     created_at = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at = mapped_column(DateTime(timezone=True), default=utcnow)

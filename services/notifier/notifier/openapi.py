@@ -32,8 +32,8 @@ OPERATIONS = [
     Operation("delete", "/api/notifier/webhooks/{webhook_id}", "Delete a subscription and its delivery log", None,
               status=204, path_params=W, errors=(401, 403, 404)),
     Operation("post", "/api/notifier/webhooks/{webhook_id}/rotate-secret", "A new signing secret (in this answer "
-              "only); the old one stops signing at once", "WebhookWithSecret", path_params=W,
-              errors=(401, 403, 404, 503)),
+              "only); the old one keeps signing alongside it (a second v1 signature) for 24 hours",
+              "WebhookWithSecret", path_params=W, errors=(401, 403, 404, 503)),
     Operation("get", "/api/notifier/webhooks/{webhook_id}/deliveries", "The delivery log, newest first: each "
               "delivery with its attempts (status, latency, error) and next attempt", "WebhookDeliveryPage",
               path_params=W, query=DeliveryArgs, errors=(400, 401, 403, 404)),

@@ -60,7 +60,7 @@ class NotifierService(Base):
 
     @endpoint("POST", "/api/notifier/webhooks/<string:webhook_id>/rotate-secret")
     def rotate_webhook_secret(self, request, webhook_id):
-        """A new signing secret, in this answer only; the old one stops signing at once."""
+        """A new signing secret, in this answer only; the old one also signs for 24 hours."""
         with self.db.transaction() as session:
             subscription, secret = handlers.rotate_secret(session, request.principal, webhook_id, self.settings)
             return queries.subscription_view(subscription, secret)

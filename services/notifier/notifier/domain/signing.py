@@ -12,6 +12,7 @@ from standardwebhooks.webhooks import Webhook
 
 PREFIX = "whsec_"
 SECRET_BYTES = 32
+ROTATION_OVERLAP_SECONDS = 24 * 3600  # after a rotation the old secret keeps signing this long
 
 
 def new_secret() -> str:
@@ -19,8 +20,10 @@ def new_secret() -> str:
     return PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
 
 
-def headers(secret: str, message_id: str, timestamp: int, body: str) -> dict[str, str]:
-    """The three Standard Webhooks headers for one request."""
+def headers(secret: str | tuple[str, ...], message_id: str, timestamp: int, body: str) -> dict[str, str]:
+    """The three Standard Webhooks headers for one request; several secrets (during a rotation)
+    give several space-separated signatures, any of which a receiver accepts."""
     moment = dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
+    secrets_ = (secret,) if isinstance(secret, str) else secret
     return {"webhook-id": message_id, "webhook-timestamp": str(int(timestamp)),
-            "webhook-signature": Webhook(secret).sign(message_id, moment, body)}
+            "webhook-signature": " ".join(Webhook(s).sign(message_id, moment, body) for s in secrets_)}

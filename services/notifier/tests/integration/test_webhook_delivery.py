@@ -124,6 +124,7 @@ def test_an_event_reaches_the_receiver_signed_and_the_secret_is_shown_once(stack
     second = conversation_created(stack)
     request = stack.eventually(lambda: receiver.got("/ok")[1:])[0]
     assert verified(rotated["secret"], request) == second
+    assert verified(secret, request) == second  # the old secret still verifies for 24 hours
 
 
 def test_a_500_then_200_is_delivered_twice_with_one_id_and_both_attempts_logged(stack, receiver):

@@ -48,6 +48,14 @@ def test_new_secrets_are_whsec_32_random_bytes_a_receiver_library_verifies_with(
         Webhook(one).verify('{"b":2}', signing.headers(one, "evt-2", now - 600, '{"b":2}'))
 
 
+def test_during_a_rotation_either_secret_verifies():
+    import time
+    old, new = signing.new_secret(), signing.new_secret()
+    headers = signing.headers((new, old), "evt-3", int(time.time()), "{}")
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    assert Webhook(old).verify("{}", headers) == {} and Webhook(new).verify("{}", headers) == {}
+
+
 @pytest.mark.parametrize("address,why", [
     ("127.0.0.1", "loopback"), ("::1", "loopback"), ("10.1.2.3", "private"), ("192.168.0.10", "private"),
     ("172.16.5.4", "private"), ("169.254.169.254", "link-local"), ("fe80::1", "link-local"),

@@ -134,7 +134,7 @@ def test_a_500_is_retried_after_the_backoff_then_delivered(db):
     env = envelope()
     record(db, env)
     first = claim(db)
-    assert first.attempt == 1 and first.secret == secret and first.event_id == env["id"]
+    assert first.attempt == 1 and first.secrets == (secret,) and first.event_id == env["id"]
     assert secret not in repr(first)
     assert claim(db) is None  # leased
     assert outcome(db, first, 500, "HTTP 500") == "retry"
@@ -208,7 +208,11 @@ def test_rotation_and_deletion(db):
     record(db, envelope())
     with db.transaction() as session:
         _, rotated = handlers.rotate_secret(session, ADMIN, webhook_id, SETTINGS)
-    assert rotated != secret and claim(db).secret == rotated
+    assert rotated != secret and claim(db).secrets == (rotated, secret)  # both sign for 24 h
+    with db.transaction() as session:
+        session.execute(text("UPDATE webhook_subscriptions SET previous_secret_expires_at = '2000-01-01 00:00:00'"))
+    make_due(db)
+    assert claim(db).secrets == (rotated,)
     with db.transaction() as session:
         handlers.delete_subscription(session, ADMIN, webhook_id)
     with db.transaction() as session:

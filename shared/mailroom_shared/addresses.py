@@ -31,10 +31,16 @@ class InvalidAddress(ValueError):
     pass
 
 
+# What every service can store: contacts' and conversations' email columns are String(320) (RFC 5321's
+# 64-octet local part, "@" and 255-octet domain).
+MAX_ADDRESS_CHARS = 320
+
+
 def normalise_email(raw: str) -> str:
     """Return the canonical form of one address: `" <Foo@Bücher.DE> "` → `foo@bücher.de`.
 
-    Raises InvalidAddress for anything that is not a single valid mailbox.
+    Raises InvalidAddress for anything that is not a single valid mailbox, for an address holding
+    more than one `@` (in a quoted local part) and for one longer than MAX_ADDRESS_CHARS.
     """
     candidate = (raw or "").strip().strip("<>").strip()
     unquoted = candidate.rpartition('"')[2] if candidate.startswith('"') else candidate
@@ -49,7 +55,15 @@ def normalise_email(raw: str) -> str:
         domain = idna.decode(domain) if domain.startswith("xn--") or ".xn--" in domain else domain
     except idna.IDNAError as exc:
         raise InvalidAddress(f"invalid internationalised domain in {raw!r}: {exc}") from exc
-    return f"{local.lower()}@{domain.lower()}"
+    normalised = f"{local.lower()}@{domain.lower()}"
+    if normalised.count("@") != 1:
+        # a quoted local part may hold an "@" (`"support@mailroom.test"@evil.example`): it reads as
+        # another address, and code that splits at the first "@" takes the wrong domain
+        raise InvalidAddress(f"an address with more than one '@': {raw!r}")
+    if len(normalised) > MAX_ADDRESS_CHARS:
+        raise InvalidAddress(f"an address of {len(normalised)} characters (at most {MAX_ADDRESS_CHARS}): "
+                             f"{raw[:80]!r}...")
+    return normalised
 
 
 def try_normalise_email(raw: str | None) -> str | None:

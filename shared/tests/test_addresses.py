@@ -27,6 +27,23 @@ def test_anything_but_one_mailbox_is_refused(raw):
     assert try_normalise_email(raw) is None
 
 
+@pytest.mark.parametrize("raw", ['"support@mailroom.test"@evil.example', '<"a@b"@c.example>', '"x@y@z"@c.example'])
+def test_an_at_in_a_quoted_local_part_is_refused(raw):
+    # it reads as another address (ours), and code that splits at the first "@" takes the wrong domain
+    with pytest.raises(InvalidAddress, match="more than one '@'"):
+        normalise_email(raw)
+    assert try_normalise_email(raw) is None
+
+
+def test_an_address_longer_than_the_columns_is_refused():
+    domain = ".".join(["d" * 60] * 4) + ".example"  # 252 characters: a valid domain
+    longest = "l" * (320 - 1 - len(domain)) + "@" + domain
+    assert len(longest) == 320 and normalise_email(longest.upper()) == longest
+    with pytest.raises(InvalidAddress, match="321 characters"):
+        normalise_email("l" + longest)
+    assert try_normalise_email("l" + longest) is None
+
+
 def test_importing_it_builds_flankers_parsers_quietly_even_with_stale_tables(tmp_path):
     # a copy of flanker without its parser tables, first on the path: ply rebuilds them on import
     package = Path(importlib.util.find_spec("flanker").submodule_search_locations[0])

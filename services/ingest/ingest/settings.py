@@ -45,7 +45,8 @@ class Settings:
     dns_resolver: tuple[str, ...] = ()  # INGEST_DNS_RESOLVER: nameservers for DKIM keys; system's if empty
     own_message_id_domain: str | None = None  # MAILROOM_MESSAGE_ID_DOMAIN (load: mailroom.local)
     spam_score_headers: dict[str, float] = field(default_factory=dict)  # header → threshold
-    limits: ParseLimits = field(default_factory=ParseLimits)  # INGEST_MAX_MIME_DEPTH/_PARTS, _PARSE_SECONDS
+    # INGEST_MAX_MIME_DEPTH/_PARTS, _PARSE_SECONDS, _HEADER_BYTES, _HEADER_PARAMS, _MESSAGE_PARAMS
+    limits: ParseLimits = field(default_factory=ParseLimits)
     html_preview_bytes: int = 100_000
     blob_dir: Path = Path("var/blobs")  # INGEST_BLOB_DIR, else <MAILROOM_VAR_DIR>/blobs
     smtp_host: str = "127.0.0.1"  # INGEST_SMTP_HOST: where the SMTP listener listens
@@ -91,7 +92,8 @@ def load(*, mailboxes: bool = True) -> Settings:
                            max_parts=config.env_int("INGEST_MAX_MIME_PARTS", 500),
                            max_seconds=max_parse_seconds,
                            max_header_bytes=config.env_int("INGEST_MAX_HEADER_BYTES", 1024 * 1024, minimum=1024),
-                           max_header_params=config.env_int("INGEST_MAX_HEADER_PARAMS", 1000, minimum=10)),
+                           max_header_params=config.env_int("INGEST_MAX_HEADER_PARAMS", 1000, minimum=10),
+                           max_message_params=config.env_int("INGEST_MAX_MESSAGE_PARAMS", 5000, minimum=10)),
         blob_dir=config.env_path("INGEST_BLOB_DIR") or config.var_dir() / "blobs",
         smtp_host=_first("INGEST_SMTP_HOST", "127.0.0.1"),
         smtp_port=config.env_int("INGEST_SMTP_PORT", 2525),

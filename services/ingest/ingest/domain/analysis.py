@@ -131,7 +131,7 @@ def analyse(raw: bytes, settings: AnalysisSettings, *, trusted_senders: frozense
                               own_message_id_domain=settings.own_message_id_domain,
                               spam_score_headers=settings.spam_score_headers)
     # Bounces and auto-replies quote our own mail: never treat them as forwards.
-    forward = None if classification.bounce else detect_forward(parsed)
+    forward = None if classification.bounce else detect_forward(parsed, settings.limits)
     trusted = trust_sender or is_trusted_forwarder(parsed.sender, trusted_senders, settings.internal_domains)
     verdict = None
     if forward is not None and trusted and forward.original_sender.email:

@@ -31,12 +31,10 @@ import html
 import re
 import unicodedata
 from dataclasses import dataclass
-from email import policy
-from email.header import decode_header, make_header
-from email.parser import BytesParser
 
+from ingest.domain import parsing
 from ingest.domain.htmltext import html_to_text
-from ingest.domain.model import Address, ForwardInfo, ParsedMessage
+from ingest.domain.model import Address, ForwardInfo, ParsedMessage, ParseLimits
 from ingest.domain.subjects import (
     FORWARD,
     REPLY,
@@ -344,13 +342,12 @@ def _clean_value(value: str | None) -> str | None:
 
 
 def _decode_words(text: str) -> str:
-    """RFC 2047 words left in a text block or a compat32 header (`=?utf-8?q?J=C3=B6rg?=`)."""
+    """RFC 2047 words left in a text block or a header (`=?utf-8?q?J=C3=B6rg?=`), decoded as the parser
+    decodes headers. Not with email.header.decode_header: it raises HeaderParseError on a broken word
+    (`=??b?A?=`) and is quadratic in the number of words (a list.pop(0) per word: 70,000 words, 7 s)."""
     if "=?" not in text:
         return text
-    try:
-        return str(make_header(decode_header(text)))
-    except (ValueError, LookupError, UnicodeError):
-        return text
+    return parsing.decode_encoded_words(text)
 
 
 # ================================================================================================
@@ -786,11 +783,9 @@ def _message_text(message: email.message.Message) -> tuple[str, str] | None:
         if (part.get_content_disposition() or "inline") == "attachment":
             continue
         payload = part.get_payload(decode=True) or b""
-        charset = part.get_content_charset() or "utf-8"
-        try:
-            content = payload.decode(charset, errors="replace")
-        except LookupError:
-            content = payload.decode("utf-8", errors="replace")
+        # as parsing decodes the message's own bodies: a label that names no charset (`undefined`,
+        # `idna`, which raise UnicodeError even with errors="replace") is never used as a codec
+        content, _defect = parsing.decode_bytes(payload, parsing._param(part, "charset"))
         if part.get_content_subtype() == "plain" and plain is None:
             plain = content
         elif part.get_content_subtype() == "html" and html_body is None:
@@ -819,7 +814,11 @@ def _header_mailbox(message: email.message.Message, name: str) -> Address | None
     value = _header_text(message, name)
     if not value:
         return None
-    for display, addr in email.utils.getaddresses([value]):
+    try:  # compat32's parser: recursive in comments (1,000 '(' = RecursionError)
+        mailboxes = email.utils.getaddresses([value])
+    except (RecursionError, ValueError, IndexError):
+        mailboxes = []
+    for display, addr in mailboxes:
         email_address = _valid_email(addr)
         if email_address:
             name = _clean_name(display) if _fold(display or "") != email_address else None
@@ -827,13 +826,19 @@ def _header_mailbox(message: email.message.Message, name: str) -> Address | None
     return parse_from_value(value)
 
 
-def _embedded_messages(parsed: ParsedMessage) -> list[email.message.Message]:
+def _embedded_messages(parsed: ParsedMessage, limits: ParseLimits) -> list[email.message.Message]:
     if parsed.embedded_messages:
         return list(parsed.embedded_messages)
     found = []  # some clients attach the forwarded message as application/octet-stream `*.eml`
     for attachment in parsed.attachments:
         if attachment.filename.lower().endswith(".eml") and attachment.payload:
-            found.append(BytesParser(policy=policy.default).parsebytes(attachment.payload))
+            # parsed as parse_message parses mail (screened, bounded header factory): the outer
+            # message's screen could not see into a base64 attachment, and this runs after its time check
+            try:
+                parsing._prescan(attachment.payload, limits)
+                found.append(parsing._parse_tree(attachment.payload, []))
+            except parsing.MessageTooComplex:
+                continue  # not read for a forward: the attachment itself is kept as it is
     return found
 
 
@@ -888,8 +893,9 @@ def _resent(parsed: ParsedMessage) -> ForwardInfo | None:
     return ForwardInfo(original, parsed.subject or None, _header_text(message, "Date"), "resent_headers")
 
 
-def detect_forward(parsed: ParsedMessage) -> ForwardInfo | None:
-    """The original sender of a forwarded (or redirected) message, or None when it is not a forward."""
+def detect_forward(parsed: ParsedMessage, limits: ParseLimits | None = None) -> ForwardInfo | None:
+    """The original sender of a forwarded (or redirected) message, or None when it is not a forward.
+    `limits` (the parse's) screen an attached `.eml` before it is parsed."""
     if _is_auto_report(parsed.message):
         return None
     resent = _resent(parsed)
@@ -910,7 +916,7 @@ def detect_forward(parsed: ParsedMessage) -> ForwardInfo | None:
     # An explicit inline forward wins over an attached message: the attachment then belongs to the
     # forwarded content. Otherwise an attached message/rfc822 is the most reliable signal.
     if block is None or block.kind != "forward":
-        for embedded in _embedded_messages(parsed):
+        for embedded in _embedded_messages(parsed, limits or ParseLimits()):
             info = _from_embedded(embedded)
             if info:
                 return info

@@ -47,6 +47,9 @@ class ParseLimits:
     # Content-Type with 50,000 parameters took 29 s: CPython bpo-42909)
     max_header_bytes: int = 1024 * 1024  # one header block (the message's or a part's)
     max_header_params: int = 1000  # `;` in one header field
+    # `;` in all Content-* fields of the message together: 60 parts whose Content-Type and
+    # -Disposition each carry 990 took 7 s (compat32's get_param is quadratic in them too)
+    max_message_params: int = 5000
 
 
 @dataclass

@@ -21,6 +21,8 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import contextlib
+import email._header_value_parser as _header_value_parser
 import hashlib
 import io
 import mimetypes
@@ -31,7 +33,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from email import policy
 from email.generator import BytesGenerator
-from email.headerregistry import HeaderRegistry
+from email.headerregistry import HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
@@ -419,6 +421,9 @@ def _parse_sender(values: list[str], defects: list[str], hint: str | None) -> Ad
 
 _MSG_ID_BRACKETED = re.compile(r"<([^<>]*)>")
 _COMMENT = re.compile(r"\([^()]*\)")
+# Every service stores a message id in a String(998) column (RFC 5322's line length): a longer one
+# is not an id we can keep (the message then gets the stable generated id).
+MAX_MESSAGE_ID_CHARS = 998
 
 
 def parse_message_ids(values: list[str]) -> list[str]:
@@ -432,6 +437,8 @@ def parse_message_ids(values: list[str]) -> list[str]:
             message_id = "".join(candidate.split())  # folding whitespace inside the brackets
             if not bracketed and "@" not in message_id:
                 continue  # bare words like "Your message of ..." are not ids
+            if len(message_id) > MAX_MESSAGE_ID_CHARS:
+                continue
             if message_id and not _CONTROL_CHARS.search(message_id) and message_id not in ids:
                 ids.append(message_id)
     return ids
@@ -485,10 +492,16 @@ def _prescan(raw: bytes, limits: ParseLimits) -> None:
     header_bytes = header_block.start() if header_block else len(raw)
     if header_bytes > limits.max_header_bytes:
         raise MessageTooComplex(f"a header block of {header_bytes} bytes (over {limits.max_header_bytes})")
+    total_params = 0
     for header in _MIME_HEADER_FIELD.finditer(raw):  # every part's, folded lines included
-        if header.group().count(b";") > limits.max_header_params:
+        params = header.group().count(b";")
+        if params > limits.max_header_params:
             name = header.group().split(b":", 1)[0].decode("ascii", "replace")[:40]
             raise MessageTooComplex(f"a {name} header with more than {limits.max_header_params} parameters")
+        total_params += params
+        if total_params > limits.max_message_params:  # many parts, each just under the cap per header
+            raise MessageTooComplex(f"more than {limits.max_message_params} parameters in the Content-* "
+                                    "headers of the message")
     declarations = _BOUNDARY_DECLARATION.findall(raw)
     boundaries = {quoted or bare for quoted, bare in declarations}
     containers = len(declarations) + len(_MESSAGE_TYPE.findall(raw))
@@ -500,25 +513,80 @@ def _prescan(raw: bytes, limits: ParseLimits) -> None:
         raise MessageTooComplex(f"more than {limits.max_parts} MIME parts")
 
 
+# What a header read through the tree may cost. The stdlib's structured grammar is quadratic or
+# recursive in several shapes: quoted strings and parameters in Content-Type/-Disposition (50,000 '"':
+# 10 s), stray characters in Content-Transfer-Encoding (each one a defect; 50,000 ',': 27 s), words,
+# dots and commas in address lists (50,000 ',': 28 s), nested comments (300 '(': RecursionError), and
+# some short values make it raise ('Resent-From: =?iso-2022-jp?b?GyRC?=': IndexError). So a header is
+# structured only up to MAX_STRUCTURED_HEADER_CHARS. Nothing in ingest needs a long one structured:
+# Content-Type/-Disposition are read through compat32's string helpers (get_content_type, get_param,
+# get_filename, get_boundary), which read str() of any header the same way, so real mail's long ones
+# (a 200-character RFC 2047 or RFC 2231 filename makes a 400-700 character header) give the same
+# filename, type, charset and boundary (tests/unit/test_hostile_headers.py); addresses are read from
+# the raw values, and by forward detection from str() of the header when it has no `.addresses`.
+MAX_STRUCTURED_HEADER_CHARS = 256
+# Longer values are unstructured text (RFC 2047 words decoded), up to this length: that grammar is
+# quadratic too (it copies the rest of the value for every word: 40,000 encoded words, 25 s) and costs
+# about 2 microseconds a character even where it is linear. Longer values, and every long value once
+# one tree has had MAX_UNSTRUCTURED_CHARS_PER_TREE characters parsed as text, are kept as written:
+# str() is the value itself, whose RFC 2047 words ingest decodes itself (decode_header_text after
+# get_filename, forwards._decode_words).
+MAX_UNSTRUCTURED_HEADER_CHARS = 4096
+MAX_UNSTRUCTURED_CHARS_PER_TREE = 65_536
+
+
+class _VerbatimHeader(UnstructuredHeader):
+    """An unstructured header whose value is kept exactly as written: no grammar runs over it."""
+
+    @classmethod
+    def parse(cls, value, kwds):
+        kwds["parse_tree"] = _header_value_parser.UnstructuredTokenList(
+            [_header_value_parser.ValueTerminal(value, "vtext")])
+        kwds["decoded"] = value
+
+
+_UNSTRUCTURED_REGISTRY = HeaderRegistry(default_class=UnstructuredHeader, use_default_map=False)
+_VERBATIM_REGISTRY = HeaderRegistry(default_class=_VerbatimHeader, use_default_map=False)
+
+
 class _MemoHeaderFactory:
     """`policy.default` parses a header again each time it is read (`get_content_type()`,
     `get_param()`, `get_filename()`, `msg["From"]` ... each re-run the header grammar), and a message
     is read many times: by the parser itself, the MIME walk, classification and forward detection.
     This factory remembers what it built for one message tree: same (name, value), same immutable
-    header object. One per parse, so the memory goes with the message."""
+    header object. One per parse, so the memory goes with the message.
 
-    __slots__ = ("registry", "built")
+    It also bounds what a header costs: a structured header (the registry's class for the name) only
+    for values of at most MAX_STRUCTURED_HEADER_CHARS characters that the registry parses without an
+    exception; else an unstructured one (RFC 2047 decoded), or, past MAX_UNSTRUCTURED_HEADER_CHARS
+    or the tree's MAX_UNSTRUCTURED_CHARS_PER_TREE, the value as written (see above). Whichever class,
+    str() of the header and compat32's string helpers read it the same way."""
+
+    __slots__ = ("registry", "built", "unstructured_chars")
 
     def __init__(self, registry: HeaderRegistry) -> None:
         self.registry = registry
         self.built: dict[tuple[str, str], object] = {}
+        self.unstructured_chars = 0
 
     def __call__(self, name: str, value: str):
         key = (name, value)
         header = self.built.get(key)
         if header is None:
-            header = self.built[key] = self.registry(name, value)
+            header = self.built[key] = self._build(name, value)
         return header
+
+    def _build(self, name: str, value: str):
+        if len(value) <= MAX_STRUCTURED_HEADER_CHARS:
+            # the stdlib grammar's IndexError, RecursionError, HeaderParseError ...: read it as text then
+            with contextlib.suppress(Exception):
+                return self.registry(name, value)
+        if (len(value) <= MAX_UNSTRUCTURED_HEADER_CHARS
+                and self.unstructured_chars + len(value) <= MAX_UNSTRUCTURED_CHARS_PER_TREE):
+            self.unstructured_chars += len(value)
+            with contextlib.suppress(Exception):
+                return _UNSTRUCTURED_REGISTRY(name, value)
+        return _VERBATIM_REGISTRY(name, value)
 
     def __getitem__(self, name: str):
         return self.registry[name]
@@ -659,7 +727,8 @@ def _payload_bytes(part: Message, defects: list[str]) -> bytes:
 def _serialise(msg: Message) -> bytes:
     """Bytes of an embedded message, headers kept as received (no refolding or re-encoding)."""
     buffer = io.BytesIO()
-    keep_as_is = policy.default.clone(refold_source="none", cte_type="8bit", linesep="\r\n")
+    # the memoising, bounded header factory (the generator reads Content-Type and the boundary again)
+    keep_as_is = _message_policy().clone(refold_source="none", cte_type="8bit", linesep="\r\n")
     try:
         BytesGenerator(buffer, mangle_from_=False, policy=keep_as_is).flatten(msg)
     except Exception:

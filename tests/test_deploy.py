@@ -44,7 +44,7 @@ DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0
 SECRETISH = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I)
 URL_WITH_PASSWORD = re.compile(r"://[^/\s:@]+:(?![$][({])[^@\s/]+@")
 MIN_GRACE_SECONDS = 30
-HAND_MADE_SECRETS = {"mailroom-auth", "mailroom-outbound-smtp"}
+HAND_MADE_SECRETS = {"mailroom-auth", "mailroom-outbound-smtp", "mailroom-notifier"}
 
 
 # --- loading -----------------------------------------------------------------------------------

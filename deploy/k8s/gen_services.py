@@ -86,6 +86,9 @@ SERVICES: dict[str, Spec] = {
     ),
     "notifier": Spec(
         egress=(Egress("Slack API and webhook endpoints (HTTPS)", (443,), excluded=PRIVATE_RANGES),),
+        # encrypts webhook signing secrets at rest; optional: without it webhooks cannot be created
+        # (503) but everything else runs (docs/operations.md, "Webhooks")
+        secret_env=(("NOTIFIER_SECRET_KEY", "mailroom-notifier", "secret-key", True),),
     ),
 }
 

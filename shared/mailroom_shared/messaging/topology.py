@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 from kombu import Connection, Exchange, Queue
 
+from mailroom_shared.config import SERVICE_NAMES
 from mailroom_shared.events.catalogue import CATALOGUE
 
-PRODUCERS = ("ingest", "contacts", "conversations", "outbound", "notifier")
+PRODUCERS = SERVICE_NAMES  # every service publishes events
 AUDIT_QUEUE = "mailroom.audit"
 AUDIT_MAX_LENGTH = 100_000
 AUDIT_TTL_MS = 7 * 24 * 3600 * 1000

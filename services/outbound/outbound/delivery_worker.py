@@ -10,6 +10,7 @@ import logging
 
 import eventlet
 
+from mailroom_shared import observability
 from mailroom_shared.db import Database
 from mailroom_shared.kit import SettingsProvider
 from mailroom_shared.messaging.nameko_adapters import BackgroundWorker, OutboxRelayProvider, database_url_for
@@ -50,13 +51,16 @@ class DeliveryWorker(BackgroundWorker):
         if claimed.raw:  # else: failed (attempts used up) instead of claimed
             self._busy += 1
             try:
-                outcome = smtp_client.deliver(self.settings.relay_for(claimed.mail_from), claimed.mail_from,
-                                              claimed.recipients, claimed.raw,
-                                              local_hostname=self.settings.message_id_domain)
+                with observability.DELIVERY_DURATION.labels("email").time():
+                    outcome = smtp_client.deliver(self.settings.relay_for(claimed.mail_from), claimed.mail_from,
+                                                  claimed.recipients, claimed.raw,
+                                                  local_hostname=self.settings.message_id_domain)
                 log.info("email %s attempt %d: %s %s", claimed.email_id, claimed.attempt, outcome.status,
                          outcome.code or "")
                 with self.database.transaction() as session:
-                    handlers.record_outcome(session, self.outbox, claimed, outcome, self.settings)
+                    email = handlers.record_outcome(session, self.outbox, claimed, outcome, self.settings)
+                    state = email.state
+                observability.DELIVERIES.labels("email", state).inc()
             finally:
                 self._busy -= 1
         self.relay.wake()

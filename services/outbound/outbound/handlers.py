@@ -23,6 +23,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, lazyload, undefer
 
+from mailroom_shared import observability
 from mailroom_shared.auth import Principal
 from mailroom_shared.db import Database, is_postgres, parse_time, utcnow
 from mailroom_shared.http import Conflict, Forbidden, HttpError, NotFound, get_or_404
@@ -427,6 +428,7 @@ def record_bounce(session: Session, outbox: Outbox, data: dict) -> list[Email]:
         if email.state in ("bounced", "failed"):
             continue
         email.state, email.bounced_at = "bounced", utcnow()
+        observability.DELIVERIES.labels("email", "bounced").inc()
         email.claimed_until = None
         email.bounce_reason = bounce_reason(data)
         email.bounce_intake_id = data.get("intake_id")

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import threading
 import time
+import urllib.request
 import uuid
 from email import policy
 from email.parser import BytesParser
@@ -377,6 +378,13 @@ def test_4xx_is_retried_then_delivered_and_5xx_fails_with_its_reason(stack, sink
     stack.eventually(failure_shown)
     status, failed_list = stack.get(f"/api/outbound/conversations/{conversation['id']}/emails")
     assert {e["id"]: e["state"] for e in failed_list["items"]} == {email["id"]: "sent", doomed["id"]: "failed"}
+
+    # the delivery failure rate an operator's alert reads
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.ports['outbound']}/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    for state, count in (("deferred", 1), ("sent", 1), ("failed", 1)):
+        assert f'mailroom_deliveries_total{{channel="email",state="{state}"}} {count}.0' in metrics, state
+    assert 'mailroom_delivery_duration_seconds_count{channel="email"} 3.0' in metrics
 
 
 def dsn_for(original_message_id: str, recipient: str) -> bytes:

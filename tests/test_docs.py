@@ -79,7 +79,7 @@ def environment_variables_read() -> dict[str, str]:
         constants = dict(_CONSTANT.findall(text))
         calls = re.compile(rf"""(?<![\w.])(?:\w+\.)*(?:{readers})\(\s*(?:(f?)(["'])([^"'\n]*)\2|(\w+)\s*[,)])""")
         for fstring, _quote, literal, identifier in calls.findall(text) + re.findall(
-                rf"""os\.environ\[\s*(f?)(["'])([^"'\n]*)\2()\s*\]""", text):
+                r"""os\.environ\[\s*(f?)(["'])([^"'\n]*)\2()\s*\]""", text):
             name = constants.get(identifier) if identifier else literal
             if not name:
                 continue

@@ -291,6 +291,23 @@ class _Line:
     depth: int  # `>` quote depth
     text: str  # without quote markers and surrounding whitespace
 
+    # What the block scan asks of a line, answered once per line: a header block is read from every
+    # label line on (up to _MAX_BLOCK_LINES lines), so a body of thousands of `From:` lines asked each
+    # line the same questions 40 times, the run-together split being a regex over 200 labels at every
+    # position (1.2 MB of them took 27 s).
+    @functools.cached_property
+    def label(self) -> tuple[str, str] | None:
+        return _label(self.text)
+
+    @functools.cached_property
+    def separator(self) -> _Separator | None:
+        return _separator(self.text)
+
+    @functools.cached_property
+    def glued_labels(self) -> tuple[tuple[str, str] | None, ...]:
+        """`_label` of each field of the line, when several are glued together (`...acme.com>To: ...`)."""
+        return tuple(_label(part) for part in _split_run_together(self.text, anywhere=False))
+
 
 @dataclass(frozen=True)
 class _Block:
@@ -500,6 +517,8 @@ def _split_run_together(text: str, anywhere: bool) -> list[str]:
 _INCOMPLETE_VALUE = re.compile(
     r"(mailto:|[<\[(]|" + "|".join(map(re.escape, ON_BEHALF_PHRASES)) + r"|\bEn|De la)\s*$", re.IGNORECASE
 )
+# the longest end _INCOMPLETE_VALUE matches (values are stripped), and a character for `\b`
+_INCOMPLETE_TAIL = 1 + max(len(phrase) for phrase in (*ON_BEHALF_PHRASES, "mailto:", "De la"))
 _CONTINUATION_START = re.compile(
     r"^(?:[<\[(]|mailto:|part de|nombre de|de la(?:\s+part\s+de\b.*)?$|\S+@\S+\])", re.IGNORECASE
 )
@@ -509,11 +528,11 @@ def _continues(field: str, value: str, text: str, following: _Line | None) -> bo
     """Whether a non-label line continues the previous field's value (wrapped lines)."""
     if field not in ("from", "sender", "to", "cc", "subject", "date"):
         return False
-    if _INCOMPLETE_VALUE.search(value):
+    if _INCOMPLETE_VALUE.search(value[-_INCOMPLETE_TAIL:]):  # only its end counts (and a value grows)
         return True  # `[mailto:` wrap, `... 代表` / `En` + `nombre de` wrap
     if field in ("from", "sender") and _CONTINUATION_START.match(text):
         return True
-    return following is not None and following.text != "" and _label(following.text) is not None
+    return following is not None and following.text != "" and following.label is not None
 
 
 _MAX_BLOCK_LINES = 40
@@ -539,19 +558,18 @@ def _header_block(lines: list[_Line], start: int, extra: list[str] = ()) -> tupl
         i, blanks = i + 1, blanks + 1
     limit = min(n, i + _MAX_BLOCK_LINES)  # bounds the work on pathological input (thousands of "From:" lines)
     while i < limit:
-        text = lines[i].text
+        line = lines[i]
+        text = line.text
         if not text:
             following = next((j for j in range(i + 1, min(n, i + 3)) if lines[j].text), None)
-            if fields and following is not None and _label(lines[following].text):
+            if fields and following is not None and lines[following].label:
                 i = following
                 continue
             break
-        if _separator(text):
+        if line.separator:
             break
-        found = _label(text)
-        if found:
-            for part in _split_run_together(text, anywhere=False):
-                item = _label(part)
+        if line.label:
+            for item in line.glued_labels:
                 if item and item[0] not in fields:
                     fields[item[0]] = item[1]
                     last = item[0]
@@ -624,7 +642,7 @@ _ATTRIBUTION_INTRO = re.compile(
 def _attribution(lines: list[_Line], i: int) -> tuple[Address, int] | None:
     """`On DATE, "Name" <addr> wrote:` (and translations, possibly wrapped over 2-3 lines)."""
     text = lines[i].text
-    if not text or len(text) > 300 or _label(text):
+    if not text or len(text) > 300 or lines[i].label:
         return None
     used = 1
     while not text.endswith((":", "：")) and used < 3 and i + used < len(lines) and lines[i + used].text:
@@ -682,13 +700,13 @@ def _block_at(lines: list[_Line], i: int) -> _Block | None:
         if mutt:
             fields, end = _header_block(lines, i + 1)
             return _block_from_fields("forward", "mutt", i, end, depth, fields, fallback_sender=mutt.group("who"))
-    separator = _separator(text)
+    separator = lines[i].separator
     if separator:
         fields, end = _header_block(lines, i + 1, [separator.rest] if separator.rest else [])
         if separator.kind == "original" and not ("from" in fields or "sender" in fields):
             return None  # 32 underscores before a signature or a disclaimer
         return _block_from_fields(separator.kind, separator.client, i, end, depth, fields)
-    found = _label(text)
+    found = lines[i].label
     if found and found[0] == "from":
         fields, end = _header_block(lines, i)
         if len(set(fields) & {"date", "subject", "to", "cc", "sender"}) >= 1:

@@ -268,6 +268,30 @@ def test_broken_and_countless_encoded_words_decode_best_effort():
     assert forwards.parse_from_value("=??b?A?= <a@b.example>").email == "a@b.example"
 
 
+@pytest.mark.parametrize("body", [
+    "From: Sa\udcff\udcffm Agent <samm: Sat\n" * 5000,  # from fuzzing: 1.2 MB of these took 27 s
+    ("From: " + "x" * 5000 + "\n") * 100,
+    "From: x [mailto:\n" * 5000,
+    ("From: a (\n" + "<b\n" * 38) * 200,  # wrapped values: each joined line made the value longer
+])
+def test_a_body_of_from_lines_is_read_once_per_line(body):
+    # every `From:` line starts a header block read up to 40 lines on, and each line's label, separator
+    # and run-together split were computed again for every block that read it
+    raw = ("From: f@example.org\nSubject: Fwd: x\nContent-Type: text/plain; charset=utf-8\n\n" + body)
+    parsed = parse_message(raw.encode("utf-8", "surrogateescape"))
+    info, seconds = cpu(forwards.detect_forward, parsed)
+    assert info is None and seconds < BUDGET
+
+
+def test_a_forward_block_below_many_from_lines_is_still_found():
+    body = "FYI\n\n---------- Forwarded message ---------\nFrom: Carol <carol@customer.example>\n" \
+           "Date: Mon, 7 Oct 2024\nSubject: question\nTo: f@example.org\n\n" + "From: nobody\n" * 3000
+    parsed = parse_message(("From: f@example.org\nSubject: Fwd: question\n\n" + body).encode())
+    info = forwards.detect_forward(parsed)
+    assert info.original_sender == Address("Carol", "carol@customer.example")
+    assert (info.original_subject, info.detected_by) == ("question", "text_block:gmail")
+
+
 @pytest.mark.parametrize("charset", ["undefined", "idna", "x-unknown", "rot13", "utf-8"])
 def test_the_text_of_an_attached_message_decodes_whatever_its_charset(charset):
     msg = parsed_headers(f"From: a@b.example\r\nContent-Type: text/plain; charset={charset}")

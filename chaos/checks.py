@@ -59,7 +59,7 @@ def clean_id(value: str | None) -> str:
 # --- quiescence -------------------------------------------------------------------------------------
 
 
-def pending_work(rabbit, dbs: Databases) -> dict:
+def pending_work(rabbit, dbs: Databases, ignored: set[str] = frozenset()) -> dict:
     """What is still to do: messages in any queue (ready or unacknowledged; dead-letter queues, the
     bounded audit queue and RPC reply queues aside), unpublished outbox rows, intake rows not yet processed,
     outbound emails not in a final state."""
@@ -70,7 +70,8 @@ def pending_work(rabbit, dbs: Databases) -> dict:
         return {"broker": repr(exc)[:200]}
     busy = {q["name"]: q["messages"] for q in queues
             if q["messages"] and not q["name"].endswith(".dlq") and q["name"] not in IGNORED_QUEUES
-            and not q["name"].startswith(IGNORED_PREFIXES)}
+            and not q["name"].startswith(IGNORED_PREFIXES) and q["name"] not in ignored
+            and not any(q["name"].startswith(f"{name}.retry.") for name in ignored)}
     if busy:
         pending["queues"] = busy
     try:
@@ -91,7 +92,8 @@ def pending_work(rabbit, dbs: Databases) -> dict:
     return pending
 
 
-def wait_quiescent(rabbit, dbs: Databases, subscriber, timeout: float, log, quiet_for: float = 5.0) -> dict:
+def wait_quiescent(rabbit, dbs: Databases, subscriber, timeout: float, log, quiet_for: float = 5.0,
+                   ignored: set[str] = frozenset()) -> dict:
     """Until nothing is pending and the subscriber has received nothing new for `quiet_for` s;
     returns {"quiescent": bool, "seconds": waited, "pending": what was left at the end}."""
     started = time.monotonic()
@@ -101,7 +103,7 @@ def wait_quiescent(rabbit, dbs: Databases, subscriber, timeout: float, log, quie
     last_report = started
     pending: dict = {}
     while time.monotonic() < deadline:
-        pending = pending_work(rabbit, dbs)
+        pending = pending_work(rabbit, dbs, ignored)
         seen = subscriber.count
         if not pending and seen == last_seen:
             quiet_since = quiet_since or time.monotonic()
@@ -155,7 +157,7 @@ def inbound_counts(dbs: Databases, accepted_ids: set[str], resent_ids: set[str],
 
     # conversations
     messages = dbs.rows("conversations", "SELECT id, conversation_id, inbox_id, lower(rfc_message_id) AS mid, "
-                                         "intake_id, direction FROM messages")
+                                         "intake_id, direction, created_at FROM messages")
     inbound = [m for m in messages if m.direction == "in"]
     per_id = Counter(m.mid for m in inbound)
     per_key = Counter((m.inbox_id, m.direction, m.mid) for m in messages)
@@ -194,6 +196,14 @@ def inbound_counts(dbs: Databases, accepted_ids: set[str], resent_ids: set[str],
                 and conversation_of[mid] == conversation_of[parent]]
     out["replies"] = sum(1 for mid in parents if mid in conversation_of)
     out["replies_threaded"] = len(threaded)
+    stored_at = {m.mid: m.created_at for m in inbound}
+    unthreaded = [mid for mid, parent in parents.items()
+                  if mid in conversation_of and parent in conversation_of and mid not in threaded]
+    # stored before its parent: the parent was not there to thread to (e.g. it waited in a retry queue)
+    out["replies_stored_before_parent"] = sum(1 for mid in unthreaded if stored_at[mid] < stored_at[parents[mid]])
+    out["replies_not_threaded_examples"] = [
+        {"reply": mid, "parent": parents[mid], "reply_stored": str(stored_at[mid]),
+         "parent_stored": str(stored_at[parents[mid]])} for mid in unthreaded[:10]]
 
     # contacts
     emails = dbs.rows("contacts", "SELECT contact_id, lower(email) AS email FROM contact_emails")

@@ -149,7 +149,8 @@ def run(args, env: dict, log) -> dict:
     accepted = {r[4]: r[0] for r in sent["results"]}  # Message-ID → reply number
     log(f"  replies sent in {time.monotonic() - t0:.1f} s: {len(accepted)} accepted "
         f"({sent['statuses']}, {sent['error_count']} errors); waiting for delivery …")
-    quiet = checks.wait_quiescent(rabbit, dbs, env["subscriber"], args.quiesce_timeout, log)
+    quiet = checks.wait_quiescent(rabbit, dbs, env["subscriber"], args.quiesce_timeout, log,
+                                  ignored=env.get("ignored_queues", set()))
     seconds = time.monotonic() - t0
 
     arrivals = [(a["message_id"], a["at"]) for a in relay.arrivals()[before:]]

@@ -61,7 +61,8 @@ import infra  # noqa: E402
 import mail  # noqa: E402
 import subscriber as subscriber_module  # noqa: E402
 
-from mailroom_testing.specs import CONTACTS, CONVERSATIONS, INGEST, OUTBOUND  # noqa: E402
+from mailroom_shared.messaging.topology import SUBSCRIPTIONS  # noqa: E402
+from mailroom_testing.specs import CONTACTS, CONVERSATIONS, INGEST, NOTIFIER, OUTBOUND  # noqa: E402
 from mailroom_testing.stack import Stack  # noqa: E402
 
 STARTED = time.monotonic()
@@ -131,7 +132,7 @@ def inbound(args, env) -> dict:
                 parents[m.message_id] = parent
     send_s = args.send_seconds if args.rate is None else len(messages) / args.rate
     rate = len(messages) / send_s
-    processes = [name for name in ("ingest", "smtp", "contacts", "conversations", "outbound")
+    processes = [name for name in ("ingest", "smtp", "contacts", "conversations", "outbound", "notifier")
                  if name in stack.commands]
     plan = faults_module.plan(rng, processes, send_s, rabbit=not args.no_rabbit_restart,
                               postgres=not args.no_postgres_restart,
@@ -203,7 +204,8 @@ def inbound(args, env) -> dict:
     injector.join()
     log(f"mail sent in {send_done:.1f} s ({sent['outcomes']}); faults done at {injector.since():.1f} s; "
         f"waiting for quiescence (at most {args.quiesce_timeout:.0f} s) …")
-    quiet = checks.wait_quiescent(rabbit, env["dbs"], subscriber, args.quiesce_timeout, log)
+    quiet = checks.wait_quiescent(rabbit, env["dbs"], subscriber, args.quiesce_timeout, log,
+                                  ignored=env["ignored_queues"])
     seconds = time.monotonic() - t0
     log(f"{'quiescent' if quiet['quiescent'] else 'NOT quiescent'} after {quiet['seconds']} s more "
         f"({seconds:.1f} s since the first email)")
@@ -266,6 +268,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--relay-delay-ms", type=float, default=100.0,
                         help="the SMTP relay answers DATA this much after taking the message")
     parser.add_argument("--no-outbound", action="store_true", help="do not run the outbound service at all")
+    parser.add_argument("--no-notifier", action="store_true", help="do not run the notifier service")
     parser.add_argument("--no-rabbit-restart", action="store_true")
     parser.add_argument("--no-postgres-restart", action="store_true")
     parser.add_argument("--no-close-connections", action="store_true",
@@ -352,6 +355,11 @@ def main(argv: list[str] | None = None) -> int:
         log(f"private PostgreSQL on :{pg.port}, private RabbitMQ {rabbit.nodename} on :{rabbit.port}")
         subscriber_module.declare(rabbit.amqp_uri)  # before anything publishes
         services = [INGEST, CONTACTS, CONVERSATIONS] + ([] if args.no_outbound else [OUTBOUND])
+        if any(sub.service == "notifier" for sub in SUBSCRIPTIONS) and not args.no_notifier:
+            services.append(NOTIFIER)  # it consumes events: its queues must drain too
+        running = {spec.name for spec in services}
+        # a service left out (--no-outbound, --no-notifier) leaves its queues filling: not our work
+        env["ignored_queues"] = {sub.queue_name for sub in SUBSCRIPTIONS if sub.service not in running}
         urls = {spec.name: pg.create_database(f"chaos_{spec.name}") for spec in services}
         relay_port = None
         if not args.no_outbound:
@@ -408,7 +416,7 @@ def cleanup(env: dict, result: dict, keep: bool) -> None:
         if key not in env:
             continue
         if key == "stack" and (result.get("error") or result.get("failures")):
-            for name in ("ingest", "smtp", "contacts", "conversations", "outbound"):
+            for name in ("ingest", "smtp", "contacts", "conversations", "outbound", "notifier"):
                 text = env["stack"].log(name)
                 errors = [line for line in text.splitlines() if " ERROR " in line or "Traceback" in line]
                 if errors:

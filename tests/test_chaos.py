@@ -55,9 +55,11 @@ def test_nothing_is_lost_or_doubled_while_processes_broker_and_database_restart(
     assert "error" not in result, context
     # every fault happened, during the send, and its target came back
     kinds = sorted((f["kind"], f["target"]) for f in result["faults"])
-    assert kinds == [("kill", "contacts"), ("kill", "conversations"), ("kill", "ingest"), ("kill", "outbound"),
-                     ("kill", "smtp"), ("postgres_restart", "postgres"),
-                     ("rabbitmq_close_connections", "rabbitmq"), ("rabbitmq_restart", "rabbitmq")], context
+    killed = {target for kind, target in kinds if kind == "kill"}
+    assert killed >= {"ingest", "smtp", "contacts", "conversations", "outbound"}, context
+    assert [k for k in kinds if k[0] != "kill"] == [
+        ("postgres_restart", "postgres"), ("rabbitmq_close_connections", "rabbitmq"),
+        ("rabbitmq_restart", "rabbitmq")], context
     assert all(f["error"] is None and f["back_at_s"] is not None for f in result["faults"]), context
     assert result["quiescent"], context
     assert result["sent"] == 150 and result["accepted"] == 150, context

@@ -634,20 +634,33 @@ _HEADER_LINE = re.compile(rb"^[!-9;-~]+[ \t]*:")
 _DELIMITER_LINE = re.compile(r"^--([^\s]{1,200})[ \t]*$", re.M)
 
 
+_SUBTYPE = re.compile(r"[a-z0-9][a-z0-9.+_-]*")
+
+
 def _recover_boundary(part: Message, limits: ParseLimits, defects: list[str]) -> EmailMessage | None:
-    """A multipart without a boundary parameter whose body starts with `--something`: use that."""
-    body = structure_of(part)
+    """A multipart without a boundary parameter whose body starts with `--something`: use that.
+
+    The body is taken as received (get_payload() would turn each 8-bit byte into U+FFFD, three bytes in
+    UTF-8: text in the parts came out garbled, and a recovered part recovered again tripled them at each
+    level), under a Content-Type made only of the subtype (`multipart/mixed(` kept its `(` before, so the
+    new boundary sat in a comment: recovered again and again down to the depth limit); a body that still
+    does not split with it is left to the caller, shown as text."""
+    body = getattr(part, "_payload", None)
     if not isinstance(body, str):
         return None
     match = _DELIMITER_LINE.search(body.lstrip()[:1000])
     if match is None or not body.lstrip().startswith("--"):
         return None
     boundary = match.group(1).removesuffix("--")
-    header = f'Content-Type: {part.get_content_type()}; boundary="{boundary}"\n\n'.encode()
-    data = header + body.encode("utf-8", "surrogateescape")
+    subtype = _SUBTYPE.match(part.get_content_subtype())
+    header = f'Content-Type: multipart/{subtype.group() if subtype else "mixed"}; boundary="{boundary}"\n\n'
+    data = header.encode("utf-8", "surrogateescape") + body.encode("utf-8", "surrogateescape")
     _prescan(data, limits)
+    recovered = _parse_tree(data, defects)
+    if not isinstance(structure_of(recovered), list):
+        return None
     defects.append("multipart without boundary parameter, boundary taken from the body")
-    return _parse_tree(data, defects)
+    return recovered
 
 
 def _drop_stray_header_line(raw: bytes) -> bytes | None:

@@ -42,7 +42,8 @@ bench: install
 # every service killed once, RabbitMQ and PostgreSQL restarted (private instances), then counted:
 # lost and duplicated must be 0 (CHAOS_EMAILS, default 2,000; results in var/chaos.json)
 chaos: install
-	$(BIN)/python chaos/run.py --json var/chaos.json
+	mkdir -p var
+	$(BIN)/python chaos/run.py --json var/chaos.json $(CHAOS_ARGS)
 
 # the parser fuzzer for FUZZ_SECONDS (default 600); findings under var/fuzz/
 fuzz: install

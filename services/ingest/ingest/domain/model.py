@@ -45,7 +45,7 @@ class ParseLimits:
     max_text_chars: int = 2_000_000
     # screened before the stdlib parser, whose header parsing is quadratic in some shapes (a
     # Content-Type with 50,000 parameters took 29 s: CPython bpo-42909)
-    max_header_bytes: int = 1024 * 1024  # one header block (the message's or a part's)
+    max_header_bytes: int = 1024 * 1024  # the message's header block
     max_header_params: int = 1000  # `;` in one header field
     # `;` in all Content-* fields of the message together: 60 parts whose Content-Type and
     # -Disposition each carry 990 took 7 s (compat32's get_param is quadratic in them too)

@@ -206,7 +206,8 @@ def start_stack(amqp_uri: str, database_urls: dict[str, str], workdir: Path,
     inboxes.write_text(INBOXES_YAML)
     smtp_port = free_port()
     env = {"CONVERSATIONS_INBOXES_FILE": str(inboxes), "INGEST_SMTP_PORT": str(smtp_port), "LOG_LEVEL": "WARNING",
-           "INGEST_BLOB_DIR": str(workdir / "blobs"), "INGEST_TRUSTED_AUTHSERV_IDS": TRUSTED_AUTHSERV_ID}
+           "INGEST_BLOB_DIR": str(workdir / "blobs"), "INGEST_TRUSTED_AUTHSERV_IDS": TRUSTED_AUTHSERV_ID,
+           "MAILROOM_BLOCKING_DETECTION_SECONDS": "0"}  # a test-only detector: it costs a syscall per switch
     env.update(extra_env or {})
     stack = Stack(services=list(SERVICES), amqp_uri=amqp_uri, database_urls=database_urls, workdir=workdir,
                   extra_env=env)

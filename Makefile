@@ -23,8 +23,12 @@ migrate: install
 run: install
 	$(BIN)/mailroom run
 
+# tests run in TEST_WORKERS processes, a test file each at a time (every test has its own vhost and
+# databases): 8.8 min instead of 13.6 on 2 cores
+TEST_WORKERS ?= 2
+
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-unit: install
 	$(BIN)/python -m pytest -m "not integration"

@@ -2,15 +2,14 @@
 closes is opened again and nothing published meanwhile is lost; a dead letter replayed after a fix
 takes effect exactly once, even when it is replayed twice."""
 
-import json
 import uuid
 
-import pika
 import pytest
-from sqlalchemy import create_engine, text
 
 from mailroom_shared.events.envelope import build_envelope
 from mailroom_shared.messaging.dead_letters import ATTEMPT_HEADER, ERROR_HEADER, DeadLetters
+from mailroom_testing.infra import query_scalar
+from mailroom_testing.publishing import publish_envelopes
 from mailroom_testing.specs import CONTACTS
 from mailroom_testing.subscriber import EventSubscriber
 
@@ -33,37 +32,21 @@ def received(sender: str) -> dict:
 
 def publish(amqp_uri: str, envelopes: list[dict], *, exchange="ingest.events", routing_key="message_received",
             headers=None) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_uri))
-    channel = connection.channel()
-    channel.confirm_delivery()
-    for envelope in envelopes:
-        channel.basic_publish(exchange, routing_key, json.dumps(envelope).encode(), pika.BasicProperties(
-            content_type="application/json", delivery_mode=2, message_id=envelope["id"], type=envelope["type"],
-            headers=headers))
-    connection.close()
-
-
-def count(database_url: str, sql: str) -> int:
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as connection:
-            return connection.execute(text(sql)).scalar_one()
-    finally:
-        engine.dispose()
+    publish_envelopes(amqp_uri, envelopes, exchange=exchange, routing_key=routing_key, headers=headers)
 
 
 def test_a_connection_the_broker_closes_is_opened_again_and_nothing_is_lost(stack_factory, rabbit_admin):
     stack = stack_factory([CONTACTS])
     database = stack.database_urls["contacts"]
     publish(stack.amqp_uri, [received(f"before-{n}@faults.example") for n in range(20)])
-    stack.eventually(lambda: count(database, "SELECT count(*) FROM contacts") == 20, timeout=60)
+    stack.eventually(lambda: query_scalar(database, "SELECT count(*) FROM contacts") == 20, timeout=60)
 
     # the service's consumers and publisher (the management API lists connections a few seconds late)
     stack.eventually(lambda: rabbit_admin.close_connections(stack.amqp_uri), timeout=30, interval=1)
     publish(stack.amqp_uri, [received(f"after-{n}@faults.example") for n in range(20)])
 
-    stack.eventually(lambda: count(database, "SELECT count(*) FROM contacts") == 40, timeout=90)
-    assert count(database, "SELECT count(*) FROM timeline_entries") == 40
+    stack.eventually(lambda: query_scalar(database, "SELECT count(*) FROM contacts") == 40, timeout=90)
+    assert query_scalar(database, "SELECT count(*) FROM timeline_entries") == 40
     # and its own events still go out: a new sender after the cut is announced
     with EventSubscriber(stack.amqp_uri, [("contacts.events", "contact_created")]) as events:
         publish(stack.amqp_uri, [received("later@faults.example")])
@@ -83,10 +66,10 @@ def test_a_dead_letter_replayed_after_a_fix_takes_effect_exactly_once(stack_fact
     with EventSubscriber(stack.amqp_uri, [("contacts.events", "contact_created")]) as events:
         assert DeadLetters(stack.amqp_uri).replay(QUEUE) == 2
         events.wait_for("contact_created", timeout=60)
-        stack.eventually(lambda: DeadLetters(stack.amqp_uri).counts()[QUEUE] == 0 and count(
+        stack.eventually(lambda: DeadLetters(stack.amqp_uri).counts()[QUEUE] == 0 and query_scalar(
             database, "SELECT count(*) FROM processed_events") == 1)
         later = received("parked@faults.example")  # a later message proves both copies were consumed
         publish(stack.amqp_uri, [later])
-        stack.eventually(lambda: count(database, "SELECT count(*) FROM timeline_entries") == 2, timeout=60)
+        stack.eventually(lambda: query_scalar(database, "SELECT count(*) FROM timeline_entries") == 2, timeout=60)
         assert len(events.of_type("contact_created")) == 1
-    assert count(database, "SELECT count(*) FROM contacts") == 1
+    assert query_scalar(database, "SELECT count(*) FROM contacts") == 1

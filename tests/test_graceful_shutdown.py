@@ -3,17 +3,16 @@ half-done is published, the process exits 0 well within Kubernetes' 30 s grace p
 a restart no message is delivered a second time. A second signal during the stop (a terminal's
 Ctrl-C reaching the process group plus the parent's SIGTERM) changes nothing."""
 
-import json
 import os
 import signal
 import time
 import uuid
 
-import pika
 import pytest
-from sqlalchemy import create_engine, text
 
 from mailroom_shared.events.envelope import build_envelope
+from mailroom_testing.infra import query_scalar
+from mailroom_testing.publishing import publish_envelopes
 from mailroom_testing.specs import CONTACTS
 from mailroom_testing.subscriber import EventSubscriber
 
@@ -37,24 +36,9 @@ def message_received(n: int) -> dict:
 
 
 def publish_many(amqp_uri: str, count: int) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_uri))
-    channel = connection.channel()
-    channel.confirm_delivery()
-    for n in range(count):
-        data = message_received(n)
-        body = json.dumps(build_envelope("message_received", data["intake_id"], data)).encode()
-        channel.basic_publish("ingest.events", "message_received", body,
-                              pika.BasicProperties(content_type="application/json", delivery_mode=2))
-    connection.close()
-
-
-def count(database_url: str, sql: str) -> int:
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as connection:
-            return connection.execute(text(sql)).scalar_one()
-    finally:
-        engine.dispose()
+    envelopes = [build_envelope("message_received", data["intake_id"], data)
+                 for data in (message_received(n) for n in range(count))]
+    publish_envelopes(amqp_uri, envelopes, exchange="ingest.events", routing_key="message_received")
 
 
 def test_sigterm_mid_batch_finishes_acks_and_exits_cleanly(stack_factory, rabbit_admin):
@@ -62,7 +46,7 @@ def test_sigterm_mid_batch_finishes_acks_and_exits_cleanly(stack_factory, rabbit
     database = stack.database_urls["contacts"]
     with EventSubscriber(stack.amqp_uri, [("contacts.events", "contact_created")]) as events:
         publish_many(stack.amqp_uri, EMAILS)
-        stack.eventually(lambda: count(database, "SELECT count(*) FROM contacts") >= 20, timeout=60)
+        stack.eventually(lambda: query_scalar(database, "SELECT count(*) FROM contacts") >= 20, timeout=60)
 
         process = stack.processes["contacts"]
         os.killpg(process.pid, signal.SIGTERM)
@@ -75,14 +59,14 @@ def test_sigterm_mid_batch_finishes_acks_and_exits_cleanly(stack_factory, rabbit
         assert exit_code == 0, log[-3000:]
         assert stopped_after < 25, f"took {stopped_after:.1f}s to stop"
         assert "re-send" not in log and "KeyError" not in log, log[-3000:]
-        done_before_restart = count(database, "SELECT count(*) FROM contacts")
+        done_before_restart = query_scalar(database, "SELECT count(*) FROM contacts")
         assert done_before_restart < EMAILS, "the stop came too late to be mid-batch; raise EMAILS"
 
         stack.restart_process("contacts")
-        stack.eventually(lambda: count(database, "SELECT count(*) FROM timeline_entries") == EMAILS, timeout=120)
+        stack.eventually(lambda: query_scalar(database, "SELECT count(*) FROM timeline_entries") == EMAILS, timeout=120)
         stack.eventually(lambda: len(events.of_type("contact_created")) == EMAILS, timeout=30)
 
-    assert count(database, "SELECT count(*) FROM contacts") == EMAILS
+    assert query_scalar(database, "SELECT count(*) FROM contacts") == EMAILS
     created_for = [event["data"]["contact_id"] for event in events.of_type("contact_created")]
     assert len(set(created_for)) == EMAILS  # each published once: nothing half-done went out twice
     stats = rabbit_admin.queue_stats(stack.amqp_uri, QUEUE)

@@ -136,3 +136,13 @@ def postgres_admin_url() -> tuple[str, object | None]:
         container = PostgresContainer("postgres:16").start()
         return container.get_connection_url().replace("+psycopg2", ""), container
     return LOCAL_POSTGRES, None
+
+
+def query_scalar(database_url: str, sql: str):
+    """One value from a service's database (e.g. a row count), on a connection of its own."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text(sql)).scalar_one()
+    finally:
+        engine.dispose()

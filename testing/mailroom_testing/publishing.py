@@ -36,3 +36,18 @@ def queue_depth(amqp_uri: str, queue: str) -> int:
         return connection.channel().queue_declare(queue, passive=True).method.message_count
     finally:
         connection.close()
+
+
+def publish_envelopes(amqp_uri: str, envelopes: list[dict], *, exchange: str, routing_key: str,
+                      headers: dict | None = None) -> None:
+    """Several envelopes on one confirmed channel, with the AMQP properties the relay sets."""
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_uri))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        for envelope in envelopes:
+            channel.basic_publish(exchange, routing_key, json.dumps(envelope).encode(), pika.BasicProperties(
+                content_type="application/json", delivery_mode=2, message_id=envelope["id"],
+                type=envelope["type"], headers=headers))
+    finally:
+        connection.close()

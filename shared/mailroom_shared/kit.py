@@ -62,8 +62,6 @@ from mailroom_shared import config, observability
 from mailroom_shared.auth import Principal, authenticate
 from mailroom_shared.events.envelope import parse_envelope
 from mailroom_shared.http import json_endpoint
-from mailroom_shared.messaging import topology
-from mailroom_shared.messaging.dead_letters import ATTEMPT_HEADER
 from mailroom_shared.messaging.idempotency import ProcessedEvents
 from mailroom_shared.messaging.nameko_adapters import (
     DatabaseProvider,
@@ -324,16 +322,14 @@ class ObservedEventHandler(RetryingEventHandler):
         with observability.log_context(handler=self.method_name, **observability.envelope_fields(payload)):
             super().handle_message_processed(message, result, exc_info)
 
-    def _reroute_failed(self, message, exc_info) -> None:
-        super()._reroute_failed(message, exc_info)
-        attempt = int((message.headers or {}).get(ATTEMPT_HEADER, 0)) + 1
+    def _reroute_failed(self, message, exc_info) -> str:
+        outcome = super()._reroute_failed(message, exc_info)
         labels = (self.container.service_name, self.method_name, self.event_type)
-        if isinstance(exc_info[1], self.permanent_errors):
-            observability.HANDLER_DEAD_LETTERED.labels(*labels, "permanent").inc()
-        elif attempt > len(topology.RETRY_DELAYS_MS):
-            observability.HANDLER_DEAD_LETTERED.labels(*labels, "exhausted").inc()
-        else:
+        if outcome == "retried":
             observability.HANDLER_RETRIED.labels(*labels).inc()
+        else:
+            observability.HANDLER_DEAD_LETTERED.labels(*labels, outcome).inc()
+        return outcome
 
 
 def after_commit(session: Session, callback: Callable[[], None]) -> None:

@@ -239,7 +239,9 @@ class RetryingEventHandler(EventHandler):
             return
         self.queue_consumer.ack_message(message)
 
-    def _reroute_failed(self, message, exc_info) -> None:
+    def _reroute_failed(self, message, exc_info) -> str:
+        """Republish a failed message; what became of it: "retried", or "permanent" / "exhausted"
+        (dead-lettered at once, or after the last retry)."""
         exc_type, exc, tb = exc_info
         headers = dict(message.headers or {})
         attempt = int(headers.get(ATTEMPT_HEADER, 0)) + 1
@@ -250,17 +252,23 @@ class RetryingEventHandler(EventHandler):
         headers.setdefault(FIRST_FAILED_HEADER, now)
         headers[LAST_FAILED_HEADER] = now
         queue_name = self.queue.name
-        permanent = isinstance(exc, self.permanent_errors)
-        if permanent or attempt > len(topology.RETRY_DELAYS_MS):
-            target = topology.dead_letter_queue(queue_name)
-            log.error("dead-lettering message from %s after %d attempt(s): %s", queue_name, attempt, error)
+        if isinstance(exc, self.permanent_errors):
+            outcome = "permanent"
+        elif attempt > len(topology.RETRY_DELAYS_MS):
+            outcome = "exhausted"
         else:
+            outcome = "retried"
+        if outcome == "retried":
             target = topology.retry_queues(queue_name)[attempt - 1]
             log.warning("retrying message from %s (attempt %d): %s", queue_name, attempt, error)
+        else:
+            target = topology.dead_letter_queue(queue_name)
+            log.error("dead-lettering message from %s after %d attempt(s): %s", queue_name, attempt, error)
         _publish_to_queue(self.container, target, message.body, headers, {
             "content_type": message.content_type, "content_encoding": message.content_encoding,
             "message_id": message.properties.get("message_id"), "type": message.properties.get("type"),
         })
+        return outcome
 
 
 reliable_event_handler = RetryingEventHandler.decorator

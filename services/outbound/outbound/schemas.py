@@ -8,6 +8,7 @@ the handlers validate each one (addresses, CR/LF/NUL, encoded words) and say whi
 from marshmallow import Schema, fields, validate
 
 from mailroom_shared import config
+from outbound.domain.body import INSERT_KINDS
 from outbound.domain.scopes import SCOPES
 
 _RECIPIENT = {"description": "\"a@b\" or {email, name}"}
@@ -23,7 +24,7 @@ class AttachmentInputSchema(Schema):
 
 class InsertSchema(Schema):
     kind = fields.String(load_default="link",
-                         validate=validate.OneOf(["document", "meeting", "article", "video", "link"]))
+                         validate=validate.OneOf(INSERT_KINDS))
     url = fields.String(required=True)
     title = fields.String(allow_none=True, load_default=None)
 

@@ -1,5 +1,5 @@
 """The body of an outgoing email, in plain Python: HTML sanitised with an allow-list, a plain
-text alternative derived from it, inserts (document, meeting, article and video links), and
+text alternative derived from it, inserts (document, meeting, article, video, quote and plain links), and
 checks of inline images (`cid:`) against the attachments."""
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ ALLOWED_ATTRIBUTES = {
     "font": {"color", "face", "size"}, "ol": {"start", "type"},
 }
 URL_SCHEMES = {"http", "https", "mailto", "cid", "tel"}
-INSERT_KINDS = ("document", "meeting", "article", "video", "link")
+# `quote`: a link to a sales quote (price proposal) the recipient can open and accept.
+INSERT_KINDS = ("document", "meeting", "article", "video", "quote", "link")
 _CID = re.compile(r"""\bsrc\s*=\s*["']?cid:([^"'\s>]+)""", re.IGNORECASE)
 
 
@@ -126,7 +127,7 @@ def parse_inserts(values: list[dict] | None) -> list[Insert]:
 
 
 _INSERT_LABEL = {"document": "Document", "meeting": "Meeting", "article": "Article", "video": "Video",
-                 "link": "Link"}
+                 "quote": "Quote", "link": "Link"}
 
 
 def render_inserts_html(inserts: list[Insert]) -> str:

@@ -25,9 +25,9 @@ import logging
 import ssl
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
@@ -196,6 +196,39 @@ def poll_mailbox(
         if client is not None:
             _logout_quietly(client)
     return result
+
+
+MAX_DRAIN_ROUNDS = 40  # polls of one mailbox per drain: 2,000 messages at the default batch of 50
+
+_Mailbox = TypeVar("_Mailbox")
+
+
+def drain_mailboxes(
+    mailboxes: Sequence[_Mailbox],
+    poll_one: Callable[[_Mailbox], PollResult],
+    max_rounds: int = MAX_DRAIN_ROUNDS,
+) -> list[PollResult]:
+    """Poll every mailbox once, then again at once each one whose poll hit the batch bound
+    (`has_more`), round robin, until none has more or each has been polled `max_rounds` times.
+
+    A backlog drains at the rate mail can be stored instead of one batch per poll interval, and
+    round robin keeps it fair: one mailbox's backlog delays another's new mail by one batch at
+    most. A poll that failed is not repeated at once (a server in trouble is not hammered; its
+    unconfirmed rest is fetched at the next interval). Returns every poll's result, in order.
+    """
+    results: list[PollResult] = []
+    pending = list(mailboxes)
+    for _round in range(max(1, max_rounds)):
+        still_more = []
+        for mailbox in pending:
+            result = poll_one(mailbox)
+            results.append(result)
+            if result.ok and result.has_more:  # ok: the whole batch was handled, the cursor moved on
+                still_more.append(mailbox)
+        if not still_more:
+            break
+        pending = still_more
+    return results
 
 
 def _connect(cfg: MailboxConfig, client_factory: Callable[..., IMAPClient]) -> IMAPClient:

@@ -11,7 +11,7 @@ from nameko.timer import Timer
 
 from ingest import handlers
 from ingest.blobstore import DirectoryBlobStore
-from ingest.imap_poller import MailboxConfig, MailboxCursor, PollResult, poll_mailbox
+from ingest.imap_poller import MailboxConfig, MailboxCursor, PollResult, drain_mailboxes, poll_mailbox
 from ingest.intake import loaded_settings
 from ingest.models import MailboxCursor as CursorRow
 from ingest.settings import Settings
@@ -56,10 +56,16 @@ class DatabaseCursorStore:
 
 def poll_all(database: Database, blobs: DirectoryBlobStore, outbox: Outbox, settings: Settings,
              fetched: Callable[[], None]) -> None:
-    """Poll every configured mailbox once; `fetched()` after each one that brought mail."""
-    for mailbox, channel in settings.mailboxes:
-        if poll(database, blobs, outbox, mailbox, channel, settings).fetched:
+    """Poll every configured mailbox, and again at once those with more waiting (a backlog drains
+    without waiting for the next interval; imap_poller.drain_mailboxes); `fetched()` after each
+    poll that brought mail, so intake processes one batch while the next is fetched."""
+    def poll_one(pair: tuple[MailboxConfig, str]) -> PollResult:
+        result = poll(database, blobs, outbox, pair[0], pair[1], settings)
+        if result.fetched:
             fetched()
+        return result
+
+    drain_mailboxes(settings.mailboxes, poll_one)
 
 
 def poll(database: Database, blobs: DirectoryBlobStore, outbox: Outbox, mailbox: MailboxConfig,

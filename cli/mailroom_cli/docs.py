@@ -15,6 +15,14 @@ from mailroom_shared.messaging.topology import SUBSCRIPTIONS
 
 SERVICES_WITH_HTTP = ("ingest", "contacts", "conversations", "outbound", "notifier")
 
+# The data schemas are JSON Schema (draft-07, which AsyncAPI 2.x's default schema format extends):
+# apispec renders them with its OpenAPI 3.1 dialect, where a field that may be null is
+# `type: [..., "null"]`. OpenAPI 3.0's `nullable: true` means nothing to a JSON Schema validator, so
+# a subscriber validating against it rejected every real event with a null field.
+DATA_SCHEMA_DIALECT = "3.1.0"
+PAYLOAD_SCHEMA_FORMAT = "application/schema+json;version=draft-07"
+TRACEPARENT_PATTERN = r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+
 ENVELOPE = {
     "type": "object",
     "description": "CloudEvents 1.0 structured JSON envelope. De-duplicate on source + id.",
@@ -22,11 +30,19 @@ ENVELOPE = {
     "properties": {
         "specversion": {"type": "string", "const": "1.0"},
         "id": {"type": "string", "format": "uuid"},
-        "source": {"type": "string", "example": "mailroom/conversations"},
-        "type": {"type": "string", "example": "mailroom.conversation_created.v1"},
+        "source": {"type": "string", "examples": ["mailroom/conversations"]},
+        "type": {"type": "string", "examples": ["mailroom.conversation_created.v1"]},
         "time": {"type": "string", "format": "date-time"},
         "subject": {"type": "string", "description": "id of the entity the event is about"},
         "datacontenttype": {"type": "string", "const": "application/json"},
+        "traceparent": {
+            "type": "string", "pattern": TRACEPARENT_PATTERN,
+            "description": "CloudEvents distributed-tracing extension: a W3C Trace Context `traceparent`. "
+                           "Every event of one inbound message's flow (intake, contact, conversation, "
+                           "notifications) carries the same trace id; an event published while handling "
+                           "another carries that event's trace id. Optional: events published before it "
+                           "existed have none.",
+            "examples": ["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"]},
     },
 }
 
@@ -41,7 +57,7 @@ def message_id(event) -> str:
 
 
 def asyncapi() -> dict:
-    spec = APISpec("events", "1", "3.0.3", plugins=[MarshmallowPlugin()])
+    spec = APISpec("events", "1", DATA_SCHEMA_DIALECT, plugins=[MarshmallowPlugin()])
     for event in CATALOGUE.values():
         spec.components.schema(_schema_name(event.name, event.version), schema=event.schema)
     schemas = spec.to_dict()["components"]["schemas"]
@@ -52,6 +68,7 @@ def asyncapi() -> dict:
         messages[message_id(event)] = {
             "messageId": message_id(event), "name": event.name, "title": event.cloudevents_type,
             "summary": event.summary, "contentType": "application/json",
+            "schemaFormat": PAYLOAD_SCHEMA_FORMAT,
             "payload": {"allOf": [{"$ref": "#/components/schemas/Envelope"}, {
                 "type": "object", "properties": {
                     "type": {"const": event.cloudevents_type},
@@ -84,6 +101,32 @@ def asyncapi() -> dict:
     }
 
 
+# The probes and metrics every service answers (mailroom_shared.kit, observability) on its own HTTP
+# port and on its metrics port: for the kubelet and Prometheus, not routed by the ingress.
+_PER_PROCESS = "Answered by every service process on its HTTP port and metrics port (not through the ingress); no token."
+_HEALTH_BODY = {"type": "object", "required": ["service", "status"], "properties": {
+    "service": {"type": "string"}, "status": {"type": "string"},
+    "loop_lag_seconds": {"type": "number"}, "checks": {"type": "object", "additionalProperties": True}}}
+OPERATIONAL_PATHS = {
+    "/health/live": {"get": {
+        "tags": ["operations"], "summary": "Liveness: 200 while the process's event loop turns (no I/O)",
+        "description": _PER_PROCESS,
+        "responses": {code: {"description": description, "content": {"application/json": {"schema": _HEALTH_BODY}}}
+                      for code, description in (("200", "alive"), ("503", "the event loop stalled"))}}},
+    "/health/ready": {"get": {
+        "tags": ["operations"],
+        "summary": "Readiness: database reachable at the expected schema revision, broker connected, consumers attached",
+        "description": _PER_PROCESS + " The failing checks are named in `checks`.",
+        "responses": {code: {"description": description, "content": {"application/json": {"schema": _HEALTH_BODY}}}
+                      for code, description in (("200", "ready"), ("503", "not ready"))}}},
+    "/metrics": {"get": {
+        "tags": ["operations"], "summary": "Prometheus metrics of this process (docs/operations.md)",
+        "description": _PER_PROCESS,
+        "responses": {"200": {"description": "Prometheus text exposition format",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+}
+
+
 def openapi() -> dict:
     spec = APISpec("mailroom HTTP API", "1", "3.0.3", plugins=[MarshmallowPlugin()],
                    info={"description": "Generated by `mailroom docs` from each service's operation table."})
@@ -93,6 +136,8 @@ def openapi() -> dict:
         except ModuleNotFoundError:
             continue
         module.register(spec)
+    for path, operations in OPERATIONAL_PATHS.items():
+        spec.path(path=path, operations=operations)
     return spec.to_dict()
 
 

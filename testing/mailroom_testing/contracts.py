@@ -1,0 +1,123 @@
+"""The published event contract, checked against what a running stack really publishes.
+
+Every events exchange is bound to the audit queue (`mailroom.audit`, declared with the topology and
+never consumed), so after a test the audit queue of its vhost holds every event the stack
+published. `EventContract` validates each against its message's payload schema in the generated
+AsyncAPI document (`docs/events.asyncapi.yaml`, what subscribers read), with jsonschema: a
+subscriber validating our events with that document must accept every one of them.
+
+Messages the test itself published through mailroom_testing.publishing (hostile, malformed,
+replayed on purpose) carry TEST_PUBLISHED_HEADER and are not the stack's: they are skipped.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsonschema
+import pika
+import yaml
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT7
+
+from mailroom_shared.messaging.topology import AUDIT_QUEUE
+
+REPO = Path(__file__).resolve().parents[2]
+ASYNCAPI_DOCUMENT = REPO / "docs" / "events.asyncapi.yaml"
+DOCUMENT_URI = "urn:mailroom:events.asyncapi"
+TEST_PUBLISHED_HEADER = "x-mailroom-test-published"
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    exchange: str
+    routing_key: str
+    body: bytes
+    headers: dict
+
+    @property
+    def envelope(self):
+        return json.loads(self.body)
+
+
+class EventContract:
+    """The AsyncAPI document's messages, each a JSON Schema (draft-07) validator of the envelope."""
+
+    def __init__(self, document: dict):
+        self.document = document
+        self.messages = document["components"]["messages"]
+        self.registry = Registry().with_resource(DOCUMENT_URI, Resource(document, specification=DRAFT7))
+        # routing key (event name) -> the exchange its channel is bound to
+        self.exchanges = {name.split("/", 1)[1]: channel["bindings"]["amqp"]["exchange"]["name"]
+                          for name, channel in document["channels"].items()}
+
+    @classmethod
+    @functools.cache
+    def published(cls, path: Path = ASYNCAPI_DOCUMENT) -> EventContract:
+        return cls(yaml.safe_load(path.read_text()))
+
+    @functools.cache  # noqa: B019 - one contract per document, kept for the session
+    def validator(self, message_id: str) -> jsonschema.Draft7Validator:
+        schema = {"$ref": f"{DOCUMENT_URI}#/components/messages/{message_id}/payload"}
+        return jsonschema.Draft7Validator(schema, registry=self.registry,
+                                          format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
+
+    def problems(self, envelope, routing_key: str | None = None, exchange: str | None = None) -> list[str]:
+        """What is wrong with `envelope` as published on `exchange` with `routing_key` (nothing: [])."""
+        if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
+            return [f"not a CloudEvents envelope with a type: {json.dumps(envelope)[:200]}"]
+        cloudevents_type = envelope["type"]
+        name, _, version = cloudevents_type.removeprefix("mailroom.").rpartition(".")
+        message_id = f"{name}.{version}"
+        if message_id not in self.messages:
+            return [f"{cloudevents_type}: no message {message_id!r} in {ASYNCAPI_DOCUMENT.name} "
+                    f"(a new event or version: regenerate it with `mailroom docs`)"]
+        found = []
+        if routing_key is not None and routing_key != name:
+            found.append(f"{cloudevents_type} published with routing key {routing_key!r}, not {name!r}")
+        if exchange is not None and self.exchanges.get(name) != exchange:
+            found.append(f"{cloudevents_type} published on {exchange!r}, its channel is on {self.exchanges.get(name)!r}")
+        for error in sorted(self.validator(message_id).iter_errors(envelope), key=lambda e: list(e.absolute_path)):
+            where = "/".join(str(part) for part in error.absolute_path) or "(envelope)"
+            found.append(f"{cloudevents_type} {envelope.get('id')}: {where}: {error.message}")
+        return found
+
+
+def drain_audit_queue(amqp_uri: str) -> list[RecordedEvent]:
+    """Every message the audit queue of `amqp_uri`'s vhost holds, taken off it (the vhost's events)."""
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_uri))
+    recorded = []
+    try:
+        channel = connection.channel()
+        while True:
+            method, properties, body = channel.basic_get(AUDIT_QUEUE, auto_ack=True)
+            if method is None:
+                return recorded
+            recorded.append(RecordedEvent(method.exchange, method.routing_key, body, dict(properties.headers or {})))
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code == 404:  # no stack declared the topology in this vhost
+            return recorded
+        raise
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def check_published_events(amqp_uri: str, contract: EventContract | None = None) -> tuple[int, list[str]]:
+    """(how many of the stack's events were checked, the problems found) for the vhost of `amqp_uri`."""
+    contract = contract or EventContract.published()
+    checked, problems = 0, []
+    for event in drain_audit_queue(amqp_uri):
+        if event.headers.get(TEST_PUBLISHED_HEADER):
+            continue
+        checked += 1
+        try:
+            envelope = event.envelope
+        except ValueError:
+            problems.append(f"{event.exchange}/{event.routing_key}: not JSON: {event.body[:200]!r}")
+            continue
+        problems += contract.problems(envelope, event.routing_key, event.exchange)
+    return checked, problems

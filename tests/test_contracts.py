@@ -1,0 +1,145 @@
+"""The contracts subscribers and API clients rely on: the generated AsyncAPI and OpenAPI documents
+are valid against their own meta-schemas (offline: the AsyncAPI one is vendored in tests/data), a
+real event validates against its published schema with a plain JSON Schema validator (null fields
+included), and the running HTTP API answers as its OpenAPI document says (schemathesis, below).
+
+Every end-to-end and integration test that starts a stack also has its published events checked
+against docs/events.asyncapi.yaml afterwards (mailroom_testing.contracts, the stack_factory fixture)."""
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from openapi_spec_validator import OpenAPIV30SpecValidator
+
+from mailroom_cli.docs import asyncapi, openapi
+from mailroom_shared.events.catalogue import CATALOGUE
+from mailroom_shared.events.envelope import build_envelope
+from mailroom_testing.contracts import EventContract
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+ASYNCAPI_META_SCHEMA = REPO / "tests" / "data" / "asyncapi" / "2.6.0.json"
+
+
+def _asyncapi_validator() -> jsonschema.Draft7Validator:
+    meta = json.loads(ASYNCAPI_META_SCHEMA.read_text())
+    assert meta["$id"] == "http://asyncapi.com/definitions/2.6.0/asyncapi.json"
+    return jsonschema.Draft7Validator(meta)
+
+
+def _messages(document: str) -> list[str]:
+    errors = sorted(_asyncapi_validator().iter_errors(document), key=lambda e: list(e.absolute_path))
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message[:300]}" for e in errors]
+
+
+# --- the documents against their meta-schemas ------------------------------------------------------
+
+
+def test_the_asyncapi_document_is_valid_asyncapi_2_6():
+    document = yaml.safe_load((DOCS / "events.asyncapi.yaml").read_text())
+    assert document["asyncapi"] == "2.6.0"  # the meta-schema vendored in tests/data/asyncapi
+    assert _messages(document) == []
+    assert _messages(asyncapi()) == []  # what `mailroom docs` generates now, too
+
+
+def test_the_asyncapi_meta_schema_rejects_a_broken_document():
+    """The check can fail: an operation with an unknown member, a message without its payload's
+    schema format type, a channel that is not an object."""
+    document = asyncapi()
+    channel = next(iter(document["channels"].values()))
+    channel["subscribe"]["deliveryMode"] = "persistent"
+    assert any("deliveryMode" in message for message in _messages(document))
+    document = asyncapi()
+    next(iter(document["components"]["messages"].values()))["schemaFormat"] = 7
+    assert _messages(document)
+    document = asyncapi()
+    document["channels"]["contacts.events/contact_created"] = "contacts.events"
+    assert _messages(document)
+
+
+def test_every_message_payload_is_json_schema_without_openapi_nullable():
+    """JSON Schema has no `nullable`: a field that may be null says so in its type."""
+    document = asyncapi()
+    text = json.dumps(document)
+    assert '"nullable"' not in text
+    for message in document["components"]["messages"].values():
+        assert message["schemaFormat"] == "application/schema+json;version=draft-07"
+    schemas = document["components"]["schemas"]
+    jsonschema.Draft7Validator.check_schema({"definitions": schemas})
+    assert schemas["ContactCreatedV1"]["properties"]["name"]["type"] == ["string", "null"]
+    assert schemas["ConversationAssignedV1"]["properties"]["assignee_user_id"]["type"] == ["string", "null"]
+
+
+def test_the_openapi_document_is_valid_openapi_3_0():
+    document = yaml.safe_load((DOCS / "openapi.yaml").read_text())
+    assert document["openapi"] == "3.0.3"  # 3.0: a nullable field is `nullable: true`, never a type array
+    assert list(OpenAPIV30SpecValidator(document).iter_errors()) == []
+    assert list(OpenAPIV30SpecValidator(openapi()).iter_errors()) == []
+    assert '"type": [' not in json.dumps(document)
+
+
+def test_the_openapi_validator_rejects_a_broken_document():
+    document = openapi()
+    path = next(iter(document["paths"].values()))
+    next(iter(path.values()))["responses"] = {"200": {"content": {}}}  # a response without its description
+    assert list(OpenAPIV30SpecValidator(document).iter_errors())
+    document = openapi()
+    document["components"]["schemas"]["Error"]["type"] = ["object", "null"]  # 3.1 style in a 3.0 document
+    assert list(OpenAPIV30SpecValidator(document).iter_errors())
+
+
+def test_health_and_metrics_are_in_the_openapi_document():
+    paths = yaml.safe_load((DOCS / "openapi.yaml").read_text())["paths"]
+    for path in ("/health/live", "/health/ready", "/metrics"):
+        assert path in paths, path
+        assert not next(iter(paths[path].values())).get("security"), f"{path} needs no token"
+
+
+# --- events against their published schemas ---------------------------------------------------------
+
+
+def contract() -> EventContract:
+    return EventContract(asyncapi())
+
+
+def test_a_contact_created_without_a_name_validates():
+    envelope = build_envelope("contact_created", "c-1", {"contact_id": "c-1", "name": None,
+                                                         "emails": ["pat@customer.example"], "created_from": "e-1"})
+    assert envelope["data"]["name"] is None
+    assert contract().problems(envelope, "contact_created", "contacts.events") == []
+
+
+def test_an_unassigned_conversation_assigned_validates():
+    envelope = build_envelope("conversation_assigned", "v-1", {
+        "conversation_id": "v-1", "inbox_id": "i-1", "assignee_user_id": None,
+        "previous_assignee_user_id": "agent-1", "assigned_by": None})
+    assert contract().problems(envelope, "conversation_assigned", "conversations.events") == []
+
+
+def test_every_event_of_the_catalogue_has_a_message_whose_schema_checks_its_data():
+    """A wrong type, a missing required field and an unknown field are each a problem a
+    subscriber's validator would report; the envelope's own members are checked too."""
+    checker = contract()
+    envelope = build_envelope("contact_created", "c-1", {"contact_id": "c-1", "name": "Pat",
+                                                         "emails": ["pat@customer.example"], "created_from": "e-1"})
+    assert checker.problems(envelope) == []
+    for change, expected in ((lambda e: e["data"].update(name=7), "7 is not of type"),
+                             (lambda e: e["data"].pop("contact_id"), "'contact_id' is a required property"),
+                             (lambda e: e.update(specversion="0.3"), "'1.0' was expected"),
+                             (lambda e: e.pop("id"), "'id' is a required property"),
+                             (lambda e: e.update(traceparent="not-a-trace"), "does not match"),
+                             (lambda e: e.update(type="mailroom.contact_created.v9"), "no message")):
+        broken = json.loads(json.dumps(envelope))
+        change(broken)
+        assert any(expected in problem for problem in checker.problems(broken)), expected
+    assert any("routing key" in p for p in checker.problems(envelope, "contact_updated", "contacts.events"))
+    assert any("its channel is on" in p for p in checker.problems(envelope, "contact_created", "ingest.events"))
+    assert set(checker.messages) == {f"{name}.v{version}" for name, version in CATALOGUE}
+
+
+@pytest.mark.parametrize("content", ["[]", '"text"', "null"])
+def test_what_is_not_an_envelope_is_a_problem(content):
+    assert contract().problems(json.loads(content))

@@ -28,9 +28,11 @@ import email.message
 import email.utils
 import functools
 import html
+import json
 import re
 import unicodedata
 from dataclasses import dataclass
+from pathlib import Path
 
 from ingest.domain import parsing
 from ingest.domain.htmltext import html_to_text
@@ -48,163 +50,32 @@ from mailroom_shared.addresses import try_normalise_email
 __all__ = ["detect_forward", "html_to_text"]
 
 # ================================================================================================
-# Label tables, per language. Keys are the fields of a forwarded header block; only "from" (or
-# "sender"), "date" and "subject" are read, the others just tell us a line belongs to the block.
+# Label tables, per language, as data with a source per entry (forward_labels.json; docs/forwarding.md
+# renders them). Keys are the fields of a forwarded header block; only "from" (or "sender"), "date",
+# "subject" and "reply_to" are read, the others just tell us a line belongs to the block.
 # ================================================================================================
 
-HEADER_LABELS: dict[str, dict[str, tuple[str, ...]]] = {
-    "en": {
-        "from": ("From",), "sender": ("Sender",), "date": ("Date", "Sent", "Sent at"),
-        "subject": ("Subject", "Title"), "to": ("To",), "cc": ("Cc", "CC", "Bcc"),
-        "reply_to": ("Reply-To", "Reply To"),
-    },
-    "de": {
-        "from": ("Von",), "date": ("Datum", "Gesendet"), "subject": ("Betreff",), "to": ("An",),
-        "cc": ("Kopie", "Kopie (CC)", "Bcc", "Blindkopie"), "reply_to": ("Antwort an",),
-    },
-    "fr": {
-        "from": ("De",), "date": ("Envoyé", "Envoyé le"), "subject": ("Objet", "Sujet"),
-        "to": ("À", "Pour"), "cc": ("Copie à", "Copie", "Cci"), "reply_to": ("Répondre à",),
-    },
-    "es": {
-        "from": ("De",), "date": ("Fecha", "Enviado", "Enviado el", "Enviada el"), "subject": ("Asunto",),
-        "to": ("Para", "A"), "cc": ("CCO",), "reply_to": ("Responder a",),
-    },
-    "it": {
-        "from": ("Da", "Mittente"), "date": ("Data", "Inviato", "Inviato il"), "subject": ("Oggetto",),
-        "to": ("A", "Destinatario"), "cc": ("Ccn",), "reply_to": ("Rispondi a",),
-    },
-    "pt": {
-        "from": ("De",), "date": ("Data", "Enviado", "Enviada", "Enviada em", "Enviado em"),
-        "subject": ("Assunto",), "to": ("Para",), "cc": ("Cco",), "reply_to": ("Responder A",),
-    },
-    "nl": {
-        "from": ("Van",), "date": ("Datum", "Verzonden", "Verstuurd", "Verzonden op"),
-        "subject": ("Onderwerp",), "to": ("Aan",), "reply_to": ("Antwoord aan",),
-    },
-    "sv": {
-        "from": ("Från",), "date": ("Skickat", "Skickades"), "subject": ("Ämne",), "to": ("Till",),
-        "cc": ("Kopia", "Kopia (CC)"), "reply_to": ("Svara till",),
-    },
-    "da_no": {
-        "from": ("Fra",), "date": ("Dato", "Sendt"), "subject": ("Emne",), "to": ("Til",),
-        "cc": ("Kopi", "Kopi til"), "reply_to": ("Svar til",),
-    },
-    "fi": {
-        "from": ("Lähettäjä",), "date": ("Päivämäärä", "Lähetetty", "Päiväys"), "subject": ("Aihe",),
-        "to": ("Vastaanottaja",), "cc": ("Kopio",), "reply_to": ("Vastaus",),
-    },
-    "pl": {
-        "from": ("Od", "Nadawca"), "date": ("Wysłano", "Wysłane"), "subject": ("Temat",),
-        "to": ("Do", "Adresat"), "cc": ("DW", "UDW"), "reply_to": ("Odpowiedź-do",),
-    },
-    "cs_sk": {
-        "from": ("Od",), "date": ("Odesláno", "Dátum", "Odoslané"), "subject": ("Předmět", "Predmet"),
-        "to": ("Komu", "Pre"), "cc": ("Kópia",), "reply_to": ("Odpověď na", "Odpovedať-Pre"),
-    },
-    "ru_uk": {
-        "from": ("От", "Отправитель", "Від", "Від кого"),
-        "date": ("Дата", "Отправлено", "Відправлено", "Надіслано"),
-        "subject": ("Тема",), "to": ("Кому",), "cc": ("Копия", "Копія"),
-        "reply_to": ("Ответ-Кому", "Кому відповісти"),
-    },
-    "tr": {
-        "from": ("Kimden", "Gönderen"), "date": ("Tarih", "Gönderildi", "Gönderilen", "Gönderme tarihi"),
-        "subject": ("Konu",), "to": ("Kime",), "cc": ("Bilgi",), "reply_to": ("Yanıt Adresi",),
-    },
-    "hu": {
-        "from": ("Feladó",), "date": ("Dátum", "Elküldve", "Küldve"), "subject": ("Tárgy",),
-        "to": ("Címzett",), "cc": ("Másolat", "Másolatot kap"), "reply_to": ("Válaszcím",),
-    },
-    "ro_hr_et": {
-        "from": ("De la", "Expeditorul", "Expeditor", "Šalje", "Saatja"),
-        "date": ("Dată", "Trimis", "Poslano"),
-        "subject": ("Subiect", "Subiectul", "Naslov"), "to": ("Către", "Destinatarul", "Prima"),
-        "reply_to": ("Răspuns către", "Odgovori na"),
-    },
-    "ja": {
-        "from": ("差出人", "送信者", "送信元"),
-        "date": ("送信日時", "日付", "日時", "送信日"),
-        "subject": ("件名",),
-        "to": ("宛先", "送信先"),
-    },
-    "zh": {
-        "from": ("发件人", "發件人", "寄件者", "寄件人"),
-        "date": ("发送时间", "發送時間", "寄件日期", "日期", "时间", "傳送時間", "发送日期"),
-        "subject": ("主题", "主題", "主旨"),
-        "to": ("收件人", "收件者"),
-        "cc": ("抄送", "副本", "抄送人", "副本抄送"),
-    },
-    "ko": {
-        "from": ("보낸 사람", "보낸사람"), "date": ("보낸 날짜", "날짜"), "subject": ("제목",),
-        "to": ("받는 사람", "받는사람"), "cc": ("참조",),
-    },
-}
-# Lines that may sit in a header block but carry nothing we read.
-OTHER_BLOCK_LABELS = (
-    "Importance", "Priority", "Attachments", "Anlagen", "Anhang", "Pièces jointes", "Message-ID",
-    "User-Agent", "Organization", "Organisation", "References", "In-Reply-To", "Newsgroups", "X-Mailer",
-    "Return-Path", "Received", "MIME-Version", "Content-Type", "Wichtigkeit",
-    "重要度", "附件", "组织", "組織",
-)
+LABEL_TABLE: dict = json.loads((Path(__file__).parent / "forward_labels.json").read_text(encoding="utf-8"))
 
+
+def _curated(entry: dict) -> bool:
+    """Entries read from the reference's per-client fixtures (the tables this detector was tuned on);
+    the client-localisation entries (Thunderbird, Roundcube) only add labels."""
+    return entry["source"].startswith("mailroom reference")
+
+
+HEADER_LABELS: dict[str, dict[str, tuple[str, ...]]] = {}
+for _entry in LABEL_TABLE["labels"]:
+    if _entry["field"] != "other":
+        _group = HEADER_LABELS.setdefault("/".join(_entry["langs"]), {})
+        _group[_entry["field"]] = (*_group.get(_entry["field"], ()), _entry["label"])
+# Lines that may sit in a header block but carry nothing we read.
+OTHER_BLOCK_LABELS = tuple(e["label"] for e in LABEL_TABLE["labels"] if e["field"] == "other")
 # Separator phrases that explicitly say "forwarded" (strong): Gmail, Apple Mail, Thunderbird, Yahoo,
-# Proton, HubSpot, MailMate, Gnus, per language (reference §2, §3, Appendix C).
-FORWARD_PHRASES: dict[str, tuple[str, ...]] = {
-    "en": ("Forwarded message", "Begin forwarded message", "Start of forwarded message", "Forwarded e-mail",
-           "Forwarded email", "Forwarded mail"),
-    "de": ("Weitergeleitete Nachricht", "Anfang der weitergeleiteten Nachricht",
-           "Anfang der weitergeleiteten E-Mail", "Weitergeleitete E-Mail"),
-    "fr": ("Message transféré", "Message transmis", "Début du message réexpédié",
-           "Début du message transféré", "Message réexpédié"),
-    "es": ("Mensaje reenviado", "Inicio del mensaje reenviado", "Mensaje remitido"),
-    "it": ("Messaggio inoltrato", "Inizio messaggio inoltrato"),
-    "pt": ("Mensagem encaminhada", "Mensagem reencaminhada", "Início da mensagem encaminhada",
-           "Início da mensagem reencaminhada"),
-    "nl": ("Doorgestuurd bericht", "Begin doorgestuurd bericht"),
-    "sv": ("Vidarebefordrat meddelande", "Vidarebefordrat mejl", "Vidarebefordrat e-postmeddelande"),
-    "da": ("Videresendt meddelelse", "Start på videresendt besked", "Videresendt besked"),
-    "no": ("Videresendt melding", "Vidaresend melding"),
-    "fi": ("Välitetty viesti", "Edelleenlähetetty viesti", "Välitetty viesti alkaa",
-           "Välitetty viesti / Fwd.Msg"),
-    "pl": ("Przekazana wiadomość", "Treść przekazanej wiadomości", "Początek przekazywanej wiadomości",
-           "Wiadomość przesłana dalej"),
-    "cs_sk": ("Přeposlaná zpráva", "Začátek přeposílané zprávy", "Preposlaná správa",
-              "Začiatok preposlanej správy", "Preposlaná správa --- Forwarded Message"),
-    "ru_uk": ("Пересылаемое сообщение", "Перенаправленное сообщение", "Начало переадресованного сообщения",
-              "Пересланное сообщение", "Переслане повідомлення", "Перенаправлене повідомлення",
-              "Початок листа, що пересилається"),
-    "tr": ("İletilen İleti", "İletilmiş İleti", "İletilmiş Mesaj", "İleti başlangıcı"),
-    "hu": ("Továbbított üzenet", "Továbbított levél kezdete"),
-    "ro_hr": ("Mesaj redirecționat", "Începe mesajul redirecționat", "Proslijeđena poruka",
-              "Započni proslijeđenu poruku"),
-    "ja": ("転送メッセージ", "メッセージを転送", "転送元のメール", "転送されたメッセージ"),
-    "zh": ("转发的消息", "转发邮件", "转发的邮件", "轉寄郵件", "轉寄的郵件", "轉寄的訊息", "已转发邮件"),
-    "ko": ("전달된 메시지", "전달 메시지"),
-}
-# "Original message" banners: Outlook, Samsung, IONOS, QQ/Coremail. Replies use them too (ambiguous).
-ORIGINAL_PHRASES: dict[str, tuple[str, ...]] = {
-    "en": ("Original Message", "Original e-mail", "Reply Message"),
-    "de": ("Ursprüngliche Nachricht", "Originalnachricht", "Original Nachricht"),
-    "fr": ("Message d'origine", "Message original"),
-    "es": ("Mensaje original",),
-    "it": ("Messaggio originale",),
-    "pt": ("Mensagem original",),
-    "nl": ("Oorspronkelijk bericht", "Origineel bericht"),
-    "sv": ("Ursprungligt meddelande", "Originalmeddelande"),
-    "da": ("Oprindelig meddelelse", "Oprindelig besked", "Original meddelelse"),
-    "no": ("Opprinnelig melding", "Original melding"),
-    "fi": ("Alkuperäinen viesti",),
-    "pl": ("Oryginalna wiadomość", "Wiadomość oryginalna"),
-    "cs_sk": ("Původní zpráva", "Původní e-mail", "Pôvodná správa"),
-    "ru_uk": ("Исходное сообщение", "Оригинальное сообщение", "Вихідне повідомлення"),
-    "tr": ("Orijinal ileti", "Özgün ileti", "Orijinal mesaj"),
-    "hu": ("Eredeti üzenet",),
-    "ro": ("Mesajul original", "Mesaj original"),
-    "ja": ("元のメッセージ", "オリジナル メッセージ"),
-    "zh": ("原始邮件", "邮件原件", "原始郵件", "郵件原件", "原邮件"),
-    "ko": ("원본 메시지",),
-}
+# Proton, HubSpot, MailMate, Gnus; and "Original message" banners (Outlook, Samsung, IONOS, QQ/Coremail,
+# Roundcube), which replies use too (ambiguous).
+FORWARD_PHRASES: tuple[str, ...] = tuple(e["phrase"] for e in LABEL_TABLE["separators"] if e["kind"] == "forward")
+ORIGINAL_PHRASES: tuple[str, ...] = tuple(e["phrase"] for e in LABEL_TABLE["separators"] if e["kind"] == "original")
 # "X on behalf of Y" in Outlook's From value, per language (reference §2.2).
 ON_BEHALF_PHRASES = (
     "on behalf of", "im auftrag von", "namens", "en nombre de", "per conto di", "de la part de", "au nom de",
@@ -239,27 +110,23 @@ def _fold(text: str) -> str:
 
 
 _FIELD_BY_LABEL: dict[str, str] = {}
-for _language in HEADER_LABELS.values():
-    for _field, _labels in _language.items():
-        for _label in _labels:
-            _FIELD_BY_LABEL.setdefault(_fold(_label), _field)
-for _label in OTHER_BLOCK_LABELS:
-    _FIELD_BY_LABEL.setdefault(_fold(_label), "other")
+for _entry in sorted(LABEL_TABLE["labels"], key=lambda e: not _curated(e)):
+    _key, _field = _fold(_entry["label"]), _entry["field"]
+    _current = _FIELD_BY_LABEL.get(_key)
+    if _current is None or (_current == "sender" and _field == "from"):  # Thunderbird's SENDER is Outlook's From
+        _FIELD_BY_LABEL[_key] = _field
 
-_FORWARD_PHRASES = {_fold(p) for phrases in FORWARD_PHRASES.values() for p in phrases}
-_ORIGINAL_PHRASES = {_fold(p) for phrases in ORIGINAL_PHRASES.values() for p in phrases}
+_FORWARD_PHRASES = {_fold(p) for p in FORWARD_PHRASES}
+_ORIGINAL_PHRASES = {_fold(p) for p in ORIGINAL_PHRASES} - _FORWARD_PHRASES
 
 # A label line: `From: x`, `*From:* x`, `De : x`, `Subject: <TAB>x`, `보낸 사람: x`.
 _LABEL_LINE = re.compile(
     r"^\*{0,2}(?P<label>[^\W\d_][^:：\n*]{0,30}?)\*{0,2}\s*[:：]\s*\*{0,2}\s*(?P<value>.*)$"
 )
 # Fields run together on one line (Yahoo's HTML→text, flattened QQ mail): split before a label.
-_ALL_LABELS = sorted(
-    {label for lang in HEADER_LABELS.values() for labels in lang.values() for label in labels}
-    | set(OTHER_BLOCK_LABELS),
-    key=len,
-    reverse=True,
-)
+# Only the curated labels: run-together fields are an artefact of the clients those tables come from
+# (Yahoo, QQ), and a split on every short label of 60 languages would cut ordinary values.
+_ALL_LABELS = sorted({e["label"] for e in LABEL_TABLE["labels"] if _curated(e)}, key=len, reverse=True)
 _RUN_TOGETHER_ANY = re.compile(r"(?<!^)(?=(?:" + "|".join(map(re.escape, _ALL_LABELS)) + r")\s?[:：])")
 # Glued fields (`...acme.com>To: ...`, `GMT+1Subject: ...`): only capitalised labels, as CJK labels
 # contain other labels (送信日時 ends in 日時) and are never written glued.

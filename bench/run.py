@@ -1,12 +1,13 @@
 """`make bench`: throughput, latency, scale and memory of mailroom on this machine.
 
-    .venv/bin/python bench/run.py [--quick] [--n N] [--scale-rows R] [--skip-scale] [--skip-outbound] [--profile]
-                                  [--only outbound]
+    .venv/bin/python bench/run.py [--quick] [--n N] [--scale-rows R] [--skip-scale] [--skip-outbound] [--skip-imap]
+                                  [--profile] [--only outbound|imap]
 
 Environment overrides: BENCH_N (emails end to end, default 5000), BENCH_SCALE_ROWS (existing
 messages for the scale run, default 1,000,000), BENCH_CLIENTS (concurrent SMTP clients, 8),
 BENCH_SEED (corpus seed, 6), BENCH_OUTBOUND_N (replies in the outbound run, default 1000; 300 with
---quick), BENCH_OUTBOUND_SEND_S (seconds of reply requests at most, 30), BENCH_SINK_DELAY_MS (0).
+--quick), BENCH_OUTBOUND_SEND_S (seconds of reply requests at most, 30), BENCH_SINK_DELAY_MS (0),
+BENCH_IMAP_N (emails in the IMAP run, a local Dovecot mailbox polled by ingest: 1000; 300 with --quick).
 Prints a table and writes bench/results/latest.json. Every run uses a fresh RabbitMQ vhost and
 fresh PostgreSQL databases, dropped afterwards. See docs/benchmarks.md.
 """
@@ -33,6 +34,7 @@ sys.path.insert(0, str(BENCH))
 import corpus as corpus_module  # noqa: E402
 import e2e  # noqa: E402
 import floor  # noqa: E402
+import imap_bench  # noqa: E402
 import outbound_bench  # noqa: E402 - not "outbound": bench/ is on sys.path and would shadow the service package
 import parse_bench  # noqa: E402
 import seed  # noqa: E402
@@ -235,7 +237,46 @@ def run_outbound(resources: Infra, workdir: Path, n: int, clients: int, seed_val
                                   sink_delay_ms=float(os.environ.get("BENCH_SINK_DELAY_MS", "0")), log=log)
 
 
+def run_imap(resources: Infra, workdir: Path, mail: list, seed_value: int) -> dict:
+    """bench/imap_bench.py: the same corpus fetched from a local Dovecot by ingest's IMAP poller."""
+    return imap_bench.measure(resources, workdir, mail, seed_value, extra_env=auth_env(), log=log)
+
+
 # --- reporting ------------------------------------------------------------------------------
+
+# the CPU-per-email table's rows: the processes of each path (ms of CPU per email, from /proc)
+CPU_ROWS = ("ingest", "contacts", "conversations", "outbound", "smtp", "dovecot", "postgres", "rabbitmq")
+
+
+def cpu_table(results: dict) -> dict[str, dict[str, float]]:
+    """{path: {process: ms per email, ..., "total": sum of those, "machine": all cores' busy time}}
+    for SMTP in, IMAP in and outbound replies, from the runs that happened."""
+    sources = {"smtp_inbound": (results.get("e2e") or {}).get("saturated"),
+               "imap_inbound": results.get("imap"),
+               "outbound_reply": results.get("outbound")}
+    table_: dict[str, dict[str, float]] = {}
+    for path, run in sources.items():
+        cpu = (run or {}).get("cpu_ms_per_email")
+        if not cpu:
+            continue
+        rows = {name: cpu[name] for name in CPU_ROWS if name in cpu}
+        rows["total"] = round(sum(rows.values()), 2)
+        rows["machine"] = cpu.get("machine_busy")
+        table_[path] = rows
+    return table_
+
+
+def cpu_text(cpu: dict[str, dict[str, float]]) -> str:
+    if not cpu:
+        return ""
+    paths = list(cpu)
+    names = [n for n in (*CPU_ROWS, "total", "machine") if any(n in cpu[p] for p in paths)]
+    lines = ["CPU ms per email  " + "".join(p.rjust(16) for p in paths)]
+    for name in names:
+        cells = "".join((f"{cpu[p][name]:.2f}" if cpu[p].get(name) is not None else "-").rjust(16) for p in paths)
+        lines.append(f"{name.ljust(17)}{cells}")
+    return "\n".join(lines)
+
 
 
 def table(results: dict) -> str:
@@ -258,7 +299,10 @@ def table(results: dict) -> str:
         ("e2e latency saturated p50/p95/p99",
          f"{fmt(sat.get('p50'))}/{fmt(sat.get('p95'))}/{fmt(sat.get('p99'))} ms", ""),
         ("e2e / floor", fmt(results.get("e2e_vs_floor")), ""),
+        ("IMAP (Dovecot) → stored", fmt(results.get("imap_emails_per_s"), " emails/s"), ""),
+        ("IMAP / floor", fmt(results.get("imap_vs_floor")), ""),
         ("outbound replies → SMTP sink", fmt(results.get("outbound_emails_per_s"), " emails/s"), ""),
+        ("outbound / floor", fmt(results.get("outbound_vs_floor")), ""),
         ("parse (ours)", f"{fmt(results.get('parse_msgs_per_s'))} msg/s, {fmt(results.get('parse_mb_per_s'))} MB/s",
          ""),
         ("parse / stdlib email parser", fmt(results.get("parse_vs_stdlib")), f"target ≥ {TARGETS['parse_vs_stdlib']}"),
@@ -283,7 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--skip-e2e", action="store_true")
     parser.add_argument("--skip-outbound", action="store_true")
-    parser.add_argument("--only", choices=["outbound"], help="run only this part (e.g. to iterate on it)")
+    parser.add_argument("--skip-imap", action="store_true")
+    parser.add_argument("--only", choices=["outbound", "imap"], help="run only this part (and the floor, for the "
+                                                                    "ratio), e.g. to iterate on it")
     parser.add_argument("--outbound-n", type=int, default=None,
                         help="replies in the outbound run (BENCH_OUTBOUND_N, default 1000; 300 with --quick)")
     parser.add_argument("--profile", action="store_true", help="py-spy each service during the empty-DB run")
@@ -297,15 +343,22 @@ def main(argv: list[str] | None = None) -> int:
         int(os.environ.get("BENCH_SCALE_ROWS", "100000" if args.quick else "1000000"))
     seed_value = int(os.environ.get("BENCH_SEED", "6"))
     outbound_n = args.outbound_n or int(os.environ.get("BENCH_OUTBOUND_N", "300" if args.quick else "1000"))
+    imap_n = int(os.environ.get("BENCH_IMAP_N", "300" if args.quick else "1000"))
     started = time.monotonic()
     RESULTS.mkdir(parents=True, exist_ok=True)
     results: dict = {"started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine(),
                      "config": {"n": n, "scale_rows": scale_rows, "clients": args.clients, "seed": seed_value,
-                                "quick": args.quick, "outbound_n": outbound_n, "only": args.only}}
+                                "quick": args.quick, "outbound_n": outbound_n, "imap_n": imap_n,
+                                "only": args.only}}
     resources = Infra()
     workroot = Path(tempfile.mkdtemp(prefix="mailroom-bench-"))
     try:
-        if args.only != "outbound":  # --only outbound: iterate on that part alone
+        if args.only is not None:  # the floor still runs: the ratios are to it, in the same run
+            log(f"floor: kombu publisher → consumer, one INSERT + COMMIT per message, {min(n, 2000)} messages …")
+            results["floor"] = run_floor(resources, min(n, 2000))
+            results["floor_msgs_per_s"] = results["floor"]["msgs_per_s"]
+            log(f"  → {results['floor_msgs_per_s']} msg/s")
+        if args.only is None:
             log(f"corpus: {n} emails (seed {seed_value}) …")
             mail = corpus_module.generate(n, seed=seed_value, run_tag="e2e")
             results["corpus"] = corpus_module.describe(mail)
@@ -349,8 +402,18 @@ def main(argv: list[str] | None = None) -> int:
                         if results["e2e_emails_per_s"] and scaled["saturated"]["emails_per_s"] else None
                     results["peak_rss_mb_scaled"] = scaled["peak_rss_mb"]
 
+        if args.only in (None, "imap") and not args.skip_imap:
+            imap_mail = corpus_module.generate(imap_n, seed=seed_value + 11, run_tag="imap")
+            log(f"IMAP: {imap_n} emails in a local Dovecot mailbox, polled by ingest, until every one is stored …")
+            imap = run_imap(resources, workroot / "imap", imap_mail, seed_value)
+            results["imap"] = imap
+            results["imap_emails_per_s"] = imap.get("emails_per_s")
+            if imap.get("emails_per_s"):
+                log(f"  → {imap['emails_per_s']} emails/s ({imap['stored']}/{imap['messages']} stored in "
+                    f"{imap['seconds']} s)")
+
         results["outbound_emails_per_s"] = None
-        if not args.skip_outbound:
+        if args.only in (None, "outbound") and not args.skip_outbound:
             log(f"outbound: {outbound_n} replies through the HTTP API to an SMTP sink …")
             out = run_outbound(resources, workroot / "outbound", outbound_n, args.clients, seed_value)
             results["outbound"] = out
@@ -363,6 +426,11 @@ def main(argv: list[str] | None = None) -> int:
         results["error"] = traceback.format_exc()
         log("FAILED:\n" + results["error"])
     finally:
+        floor_rate = results.get("floor_msgs_per_s")
+        for key, rate in (("imap_vs_floor", results.get("imap_emails_per_s")),
+                          ("outbound_vs_floor", results.get("outbound_emails_per_s"))):
+            results[key] = round(rate / floor_rate, 3) if rate and floor_rate else None
+        results["cpu_ms_per_email"] = cpu_table(results)
         resources.cleanup()
         shutil.rmtree(workroot, ignore_errors=True)
         results["seconds"] = round(time.monotonic() - started, 1)
@@ -370,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
         args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print()
     print(table(results))
+    if results.get("cpu_ms_per_email"):
+        print()
+        print(cpu_text(results["cpu_ms_per_email"]))
     print(f"\n{results['seconds']} s; written to {args.output}")
     return 1 if "error" in results else 0
 

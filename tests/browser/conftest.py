@@ -1,0 +1,236 @@
+"""The web inbox in a real browser: Playwright for Python driving Debian's Chromium
+(/usr/bin/chromium, launched by executable_path: nothing is downloaded), against the services as
+real processes (ingest + its SMTP listener, contacts, conversations, outbound), the dev proxy that
+`make run` uses (the built app and the API on one origin) and an aiosmtpd sink as the customer's
+mail server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import uuid
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from mailroom_shared.devproxy import serve_in_thread
+from mailroom_testing.specs import CONTACTS, CONVERSATIONS, INGEST, OUTBOUND
+from mailroom_testing.stack import free_port
+from mailroom_testing.tokens import TEST_SECRET
+
+REPO = Path(__file__).resolve().parents[2]
+WEB = REPO / "web"
+CHROMIUM = Path("/usr/bin/chromium")
+AXE = WEB / "node_modules" / "axe-core" / "axe.min.js"
+SUPPORT, SALES, BILLING = "support@mailroom.test", "sales@mailroom.test", "billing@mailroom.test"
+MEMBER = "agent-1"
+INBOXES = f"""
+inboxes:
+  - key: support
+    name: Support
+    channels:
+      - {{address: {SUPPORT}, name: Support Team, primary: true}}
+      - {{address: {SALES}, name: Sales}}
+    members:
+      - {{user_id: {MEMBER}, email: agent@mailroom.test}}
+      - {{user_id: agent-2, email: agent2@mailroom.test}}
+  - key: billing
+    name: Billing
+    channels:
+      - {{address: {BILLING}, name: Billing}}
+    members:
+      - {{user_id: {MEMBER}, email: agent@mailroom.test}}
+"""
+
+needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed "
+                                    "(apt-get install chromium; .ci/run installs it)")
+
+
+class Sink:
+    """The customer's mail server: records every message it accepts."""
+
+    def __init__(self):
+        self.accepted: list[dict] = []
+        self._lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        message = BytesParser(policy=policy.default).parsebytes(envelope.original_content or envelope.content)
+        with self._lock:
+            self.accepted.append({"mail_from": envelope.mail_from, "rcpt_tos": list(envelope.rcpt_tos),
+                                  "message": message})
+        return "250 2.0.0 Ok: queued"
+
+    def with_subject(self, subject: str) -> list[dict]:
+        with self._lock:
+            return [m for m in self.accepted if str(m["message"]["Subject"]) == subject]
+
+
+@pytest.fixture
+def sink():
+    handler = Sink()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    handler.port = controller.port
+    yield handler
+    controller.stop()
+
+
+def built_web() -> Path:
+    """web/dist, built by `make install`; built here from the lockfile when it is missing."""
+    dist = WEB / "dist"
+    if not (dist / "index.html").exists() or not AXE.exists():
+        npm = shutil.which("npm")
+        assert npm, "web/dist is not built and npm is missing: run `make install`"
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=WEB, check=True)
+        subprocess.run([npm, "run", "build"], cwd=WEB, check=True)
+    return dist
+
+
+@pytest.fixture
+def inbox(stack_factory, sink, tmp_path, monkeypatch):
+    """The services + the dev proxy serving the app; `inbox.url` is what the browser opens."""
+    # the dev sign-in mints tokens in this process (the proxy's), with the stack's secret
+    monkeypatch.setenv("MAILROOM_JWT_SECRET", TEST_SECRET)
+    monkeypatch.setenv("MAILROOM_DEV_AUTH", "true")
+    inboxes = tmp_path / "inboxes.yaml"
+    inboxes.write_text(INBOXES)
+    smtp_port = free_port()
+    stack = stack_factory([INGEST, CONTACTS, CONVERSATIONS, OUTBOUND], extra_env={
+        "CONVERSATIONS_INBOXES_FILE": str(inboxes), "INGEST_SMTP_PORT": str(smtp_port),
+        "OUTBOUND_SMTP_HOST": "127.0.0.1", "OUTBOUND_SMTP_PORT": str(sink_port(sink)),
+        "OUTBOUND_SMTP_TIMEOUT": "20", "OUTBOUND_RETRY_BASE_SECONDS": "0.5", "OUTBOUND_POLL_SECONDS": "0.2",
+        "MAILROOM_MESSAGE_ID_DOMAIN": "mailroom.test"})
+    stack.start_process("smtp", [sys.executable, "-m", "ingest.smtp_listener"], port=smtp_port)
+    stack.eventually(lambda: stack.get("/health/ingest")[1].get("channels") == 3, timeout=30)
+    stack.inbox_ids = {i["key"]: i["id"] for i in stack.get("/api/inboxes")[1]["items"]}
+    proxy = serve_in_thread("127.0.0.1", free_port(), {s: ("127.0.0.1", p) for s, p in stack.ports.items()},
+                            web_dir=built_web())
+    stack.web_url = f"http://127.0.0.1:{proxy.server_address[1]}/"
+    stack.sink = sink
+    yield stack
+    proxy.shutdown()
+    proxy.server_close()
+
+
+def sink_port(sink: Sink) -> int:
+    return sink.port
+
+
+@pytest.fixture
+def web():
+    """The helpers of these tests (test modules do not import one another here)."""
+    import types
+
+    return types.SimpleNamespace(customer_mail=customer_mail, deliver=deliver, sign_in=sign_in,
+                                 axe_violations=axe_violations, screenshot=screenshot, SUPPORT=SUPPORT,
+                                 SALES=SALES, BILLING=BILLING, MEMBER=MEMBER)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
+        yield browser
+        browser.close()
+
+
+class Network:
+    """Every request the pages of a browser context made, and those that left for another host
+    (answered here with a 1x1 image, never by the internet)."""
+
+    PIXEL = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                          "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
+
+    def __init__(self, context, origin: str):
+        self.origin = origin
+        self.remote: list[str] = []
+        self.all: list[str] = []
+        context.route("**/*", self._route)
+
+    def _route(self, route):
+        url = route.request.url
+        self.all.append(url)
+        if url.startswith(self.origin) or url.startswith(("data:", "blob:", "about:")):
+            route.continue_()
+            return
+        self.remote.append(url)
+        route.fulfill(status=200, content_type="image/png", body=self.PIXEL)
+
+
+@pytest.fixture
+def page(browser, inbox):
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=False)
+    context.network = Network(context, inbox.web_url.rstrip("/"))
+    page = context.new_page()
+    page.dialogs = []
+    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    yield page
+    context.close()
+
+
+def customer_mail(*, subject: str, sender: str = "Ada Customer <ada@example.com>", to: str = SUPPORT,
+                  body: str = "Hello,\nmy order #42 is late.", html: str | None = None, cc: str | None = None,
+                  in_reply_to: str | None = None) -> tuple[bytes, str]:
+    message_id = f"{uuid.uuid4().hex}@example.com"
+    lines = [f"From: {sender}", f"To: {to}"] + ([f"Cc: {cc}"] if cc else []) + [
+        f"Subject: {subject}", f"Message-ID: <{message_id}>", "Date: Wed, 25 Nov 2026 10:00:00 +0000",
+        "MIME-Version: 1.0"]
+    if in_reply_to:
+        lines += [f"In-Reply-To: <{in_reply_to}>", f"References: <{in_reply_to}>"]
+    if html is None:
+        lines += ["Content-Type: text/plain; charset=utf-8", "", body, ""]
+    else:
+        lines += ['Content-Type: multipart/alternative; boundary="b1"', "", "--b1",
+                  "Content-Type: text/plain; charset=utf-8", "", body, "--b1",
+                  "Content-Type: text/html; charset=utf-8", "", html, "--b1--", ""]
+    return "\r\n".join(lines).encode(), message_id
+
+
+def deliver(stack, raw: bytes, channel: str = SUPPORT):
+    def post():
+        status, body = stack.post(f"/api/ingest/channels/{channel}/messages", raw=raw)
+        return (status, body) if status < 300 else None
+    return stack.eventually(post, timeout=30)
+
+
+def sign_in(page, url: str, user_id: str = MEMBER, role: str = ""):
+    page.goto(url)
+    page.get_by_label("User id").fill(user_id)
+    if role:
+        page.get_by_label("Role").select_option(role)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("navigation", name="Inboxes").wait_for()
+
+
+def axe_violations(page) -> list[dict]:
+    """axe-core (from web/node_modules, the pinned npm package) on the page as it is: the serious
+    and critical violations. Evaluated through the DevTools protocol, which the page's CSP does
+    not govern (the app itself runs no inline or injected script)."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE.read_text() + "\n;true")
+    violations = page.evaluate("""async () => {
+        const result = await axe.run(document, {resultTypes: ["violations"], iframes: false});
+        return result.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                                            targets: v.nodes.map(n => n.target.join(" "))}));
+    }""")
+    return [v for v in violations if v["impact"] in ("serious", "critical")]
+
+
+def screenshot(page, name: str):
+    """Screenshots of the main screens for docs/web-inbox.md, when MAILROOM_WEB_SCREENSHOTS is set."""
+    if os.environ.get("MAILROOM_WEB_SCREENSHOTS"):
+        target = REPO / "docs" / "web-inbox"
+        target.mkdir(exist_ok=True)
+        page.screenshot(path=str(target / f"{name}.png"))

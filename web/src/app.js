@@ -1,0 +1,629 @@
+// The mailroom web inbox: plain modern JavaScript on the public HTTP API (docs/web-inbox.md).
+// Rules this file keeps: the bearer token lives in this module's memory only (never storage,
+// never a URL); text from mail and users goes into the DOM as text (textContent), never as HTML;
+// a message's (server-sanitised) HTML is shown only inside a sandboxed iframe without scripts or
+// same-origin, whose own Content-Security-Policy blocks every remote load until "Load images".
+
+const VIEWS = [["open", "Open"], ["mine", "Assigned to me"], ["unassigned", "Unassigned"], ["closed", "Closed"],
+  ["sent", "Sent"], ["spam", "Spam"], ["all", "All"]];
+const INSERT_KINDS = ["document", "meeting", "article", "video", "quote", "link"];
+const POLL_MS = 3000; // new mail without reloading: the list and counts are cheap indexed queries
+const PAGE = 50;
+const READ_ONLY_REASON = "Read only: you can view this inbox, but only its members can act in it.";
+
+const state = {
+  token: null, user: null, roles: [], inboxes: [], counts: {}, inboxId: null, view: "open",
+  items: [], nextCursor: null, selectedId: null, conversation: null, search: "", pollTimer: null,
+  contacts: new Set(),
+};
+
+const $ = (id) => document.getElementById(id);
+
+// --- DOM: text only -------------------------------------------------------------------------------
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else if (key === "dataset") Object.assign(el.dataset, value);
+    else if (key in el && typeof value !== "string") el[key] = value;
+    else el.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+function say(message) { $("status").textContent = message || ""; }
+
+function when(iso) {
+  if (!iso) return "";
+  const date = new Date(iso);
+  const today = new Date();
+  return date.toDateString() === today.toDateString()
+    ? date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
+    : date.toLocaleDateString([], { month: "short", day: "numeric", year: "numeric" });
+}
+
+function person(address) {
+  if (!address) return "";
+  return address.name ? `${address.name} <${address.email}>` : address.email || "";
+}
+
+// --- the API ------------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
+
+async function api(method, path, body) {
+  const headers = { Accept: "application/json", Authorization: `Bearer ${state.token}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, { method, headers, cache: "no-store", credentials: "omit",
+    body: body === undefined ? undefined : JSON.stringify(body) });
+  let data = null;
+  try { data = await response.json(); } catch { data = null; }
+  if (response.status === 401) {
+    signOut("Your session has ended: sign in again.");
+    throw new ApiError(401, "signed out");
+  }
+  if (!response.ok) {
+    const error = data && data.error;
+    const details = error && error.details ? ` (${JSON.stringify(error.details)})` : "";
+    throw new ApiError(response.status, (error && error.message ? error.message : `HTTP ${response.status}`) + details);
+  }
+  return data;
+}
+
+// --- sign in / out -------------------------------------------------------------------------------
+
+async function signIn(event) {
+  event.preventDefault();
+  const userId = $("user-id").value.trim();
+  $("sign-in-error").textContent = "";
+  if (!userId) { $("sign-in-error").textContent = "Type a user id."; return; }
+  const response = await fetch("/auth/dev-token", { method: "POST", cache: "no-store", credentials: "omit",
+    headers: { "Content-Type": "application/json" }, body: JSON.stringify({ user_id: userId, role: $("dev-role").value }) });
+  let data = null;
+  try { data = await response.json(); } catch { data = null; }
+  if (!response.ok) {
+    $("sign-in-error").textContent = (data && data.error && data.error.message) || `Sign-in failed (HTTP ${response.status})`;
+    return;
+  }
+  state.token = data.token;
+  state.user = data.user_id;
+  state.roles = data.roles || [];
+  await start();
+}
+
+function signOut(message) {
+  state.token = null;
+  clearInterval(state.pollTimer);
+  Object.assign(state, { user: null, inboxes: [], items: [], conversation: null, selectedId: null, inboxId: null });
+  $("app").hidden = true;
+  $("compose").hidden = true;
+  $("compose-button").hidden = true;
+  $("sign-out").hidden = true;
+  $("whoami").textContent = "";
+  $("sign-in-page").hidden = false;
+  say(message || "");
+  $("user-id").focus();
+}
+
+async function start() {
+  $("sign-in-page").hidden = true;
+  $("app").hidden = false;
+  $("whoami").textContent = `Signed in as ${state.user}${state.roles.length ? ` (${state.roles.join(", ")})` : ""}`;
+  $("sign-out").hidden = false;
+  $("compose-button").hidden = false;
+  say("");
+  const inboxes = await api("GET", "/api/inboxes");
+  state.inboxes = inboxes.items;
+  const actable = state.inboxes.filter((i) => i.permissions && i.permissions.act);
+  $("compose-button").disabled = actable.length === 0;
+  $("compose-button").title = actable.length ? "" : READ_ONLY_REASON;
+  if (!state.inboxes.length) {
+    $("inboxes").replaceChildren(h("p", { class: "empty" }, "No inbox is shared with you."));
+    return;
+  }
+  state.inboxId = state.inboxes[0].id;
+  state.view = "open";
+  await refreshCounts();
+  await loadList();
+  clearInterval(state.pollTimer);
+  state.pollTimer = setInterval(poll, POLL_MS);
+}
+
+// --- inboxes, views and counts -----------------------------------------------------------------------
+
+async function refreshCounts() {
+  const results = await Promise.all(state.inboxes.map((inbox) =>
+    api("GET", `/api/inboxes/${encodeURIComponent(inbox.id)}/views`).then((counts) => [inbox.id, counts])));
+  for (const [id, counts] of results) state.counts[id] = counts;
+  renderSidebar();
+}
+
+function renderSidebar() {
+  const sections = state.inboxes.map((inbox) => {
+    const counts = state.counts[inbox.id] || {};
+    const headingId = `inbox-${inbox.id}`;
+    return h("section", { "aria-labelledby": headingId },
+      h("h2", { id: headingId }, inbox.name),
+      h("ul", {}, VIEWS.map(([view, label]) => h("li", {},
+        h("a", {
+          href: "#", "aria-current": inbox.id === state.inboxId && view === state.view ? "page" : null,
+          onclick: (event) => { event.preventDefault(); selectView(inbox.id, view); },
+        }, h("span", {}, label), h("span", { class: "count" }, String(counts[view] ?? ""))),
+      ))));
+  });
+  $("inboxes").replaceChildren(...sections);
+}
+
+async function selectView(inboxId, view) {
+  state.inboxId = inboxId;
+  state.view = view;
+  state.items = [];
+  renderSidebar();
+  await loadList();
+}
+
+// --- the conversation list -------------------------------------------------------------------------
+
+function currentInbox() { return state.inboxes.find((i) => i.id === state.inboxId); }
+
+async function loadList({ more = false, keep = 0 } = {}) {
+  const params = new URLSearchParams({ view: state.view, limit: String(Math.min(200, Math.max(PAGE, keep))) });
+  if (more && state.nextCursor) params.set("cursor", state.nextCursor);
+  const page = await api("GET", `/api/inboxes/${encodeURIComponent(state.inboxId)}/conversations?${params}`);
+  state.items = more ? state.items.concat(page.items) : page.items;
+  state.nextCursor = page.next_cursor;
+  for (const item of page.items) if (item.contact && item.contact.email) state.contacts.add(person(item.contact));
+  $("known-contacts").replaceChildren(...[...state.contacts].map((value) => h("option", { value })));
+  const viewName = VIEWS.find(([v]) => v === state.view)[1];
+  $("list-title").textContent = `${currentInbox().name}: ${viewName}`;
+  renderList();
+}
+
+function visibleItems() {
+  const query = state.search.trim().toLowerCase();
+  if (!query) return state.items;
+  return state.items.filter((c) => [c.subject, c.snippet, c.contact && c.contact.email, c.contact && c.contact.name]
+    .some((text) => (text || "").toLowerCase().includes(query)));
+}
+
+function renderList() {
+  const items = visibleItems();
+  const rows = items.map((c) => h("li", {},
+    h("button", {
+      type: "button", "aria-current": c.id === state.selectedId ? "true" : null, dataset: { id: c.id },
+      onclick: () => openConversation(c.id),
+    },
+    h("span", { class: "row" },
+      h("span", { class: "sender" }, (c.contact && (c.contact.name || c.contact.email)) || "(unknown sender)"),
+      h("time", { class: "meta", datetime: c.last_message_at || "" }, when(c.last_message_at))),
+    h("span", { class: "subject" }, c.subject || "(no subject)"),
+    h("span", { class: "snippet" }, c.snippet || ""),
+    h("span", { class: "meta" }, [
+      c.assignee_user_id ? `Assigned to ${c.assignee_user_id}` : "Unassigned",
+      c.status === "closed" ? "Closed" : null, c.spam ? "Spam" : null,
+      `${c.message_count} message${c.message_count === 1 ? "" : "s"}`,
+    ].filter(Boolean).join(" · ")))));
+  $("conversation-list").replaceChildren(...(rows.length ? rows : [h("li", { class: "empty" }, "No conversations here.")]));
+  $("load-more").hidden = !state.nextCursor;
+}
+
+async function poll() {
+  if (!state.token || document.hidden) return;
+  try {
+    await refreshCounts();
+    const before = new Map(state.items.map((c) => [c.id, `${c.last_message_at}|${c.message_count}|${c.status}|${c.assignee_user_id}`]));
+    await loadList({ keep: state.items.length });
+    const selected = state.items.find((c) => c.id === state.selectedId);
+    const changed = selected && before.get(selected.id) !== `${selected.last_message_at}|${selected.message_count}|${selected.status}|${selected.assignee_user_id}`;
+    if (changed && !document.querySelector("#conversation form")) await openConversation(selected.id, { keepFocus: true });
+  } catch (error) {
+    if (error.status !== 401) say(`Could not refresh: ${error.message}`);
+  }
+}
+
+// --- one conversation ---------------------------------------------------------------------------
+
+async function openConversation(id, { keepFocus = false } = {}) {
+  state.selectedId = id;
+  renderList();
+  const conversation = await api("GET", `/api/conversations/${encodeURIComponent(id)}`);
+  state.conversation = conversation;
+  const messages = await Promise.all(conversation.messages.map((m) => (m.has_html
+    ? api("GET", `/api/messages/${encodeURIComponent(m.id)}`) : Promise.resolve(m))));
+  renderConversation(conversation, messages);
+  if (!keepFocus) $("conversation").querySelector("h2").focus();
+}
+
+function canAct() { return Boolean(state.conversation && state.conversation.permissions && state.conversation.permissions.act); }
+
+function actButton(label, onclick, extra = {}) {
+  const allowed = canAct();
+  return h("button", { type: "button", ...extra, disabled: !allowed, "aria-describedby": allowed ? null : "read-only-reason",
+    onclick: allowed ? onclick : null }, label);
+}
+
+async function act(path, body, done) {
+  try {
+    await api("POST", path, body);
+    say(done);
+    await Promise.all([openConversation(state.conversation.id, { keepFocus: true }), refreshCounts()]);
+    await loadList({ keep: state.items.length });
+  } catch (error) {
+    if (error.status !== 401) say(error.message); // e.g. the API's 403 with its reason
+  }
+}
+
+function menuButton(label, items, { disabled = false } = {}) {
+  const menuId = `menu-${label.replace(/\W+/g, "-").toLowerCase()}-${Math.random().toString(36).slice(2, 7)}`;
+  const list = h("div", { role: "menu", id: menuId, hidden: true, "aria-label": label });
+  const button = h("button", { type: "button", class: "quiet", "aria-haspopup": "menu", "aria-expanded": "false",
+    "aria-controls": menuId, disabled, "aria-describedby": disabled ? "read-only-reason" : null }, label);
+  const close = () => { list.hidden = true; button.setAttribute("aria-expanded", "false"); };
+  const entries = items.map(([text, onchoose]) => h("button", { type: "button", role: "menuitem", tabindex: "-1",
+    onclick: () => { close(); onchoose(); } }, text));
+  list.append(...entries);
+  button.addEventListener("click", () => {
+    const open = list.hidden;
+    list.hidden = !open;
+    button.setAttribute("aria-expanded", String(open));
+    if (open && entries[0]) entries[0].focus();
+  });
+  list.addEventListener("keydown", (event) => {
+    const index = entries.indexOf(document.activeElement);
+    if (event.key === "ArrowDown") { event.preventDefault(); entries[(index + 1) % entries.length].focus(); }
+    if (event.key === "ArrowUp") { event.preventDefault(); entries[(index - 1 + entries.length) % entries.length].focus(); }
+    if (event.key === "Escape") { event.stopPropagation(); close(); button.focus(); }
+  });
+  return h("span", { class: "menu" }, button, list);
+}
+
+function renderConversation(c, messages) {
+  const inbox = state.inboxes.find((i) => i.id === c.inbox_id) || currentInbox();
+  const path = `/api/conversations/${encodeURIComponent(c.id)}`;
+  const allowed = canAct();
+  const assignItems = [[`Assign to me (${state.user})`, () => act(`${path}/assign`, { assignee_user_id: state.user }, "Assigned to you.")]]
+    .concat((inbox.members || []).filter((m) => m.user_id !== state.user).map((m) => [
+      `${m.user_id} (${m.email})`, () => act(`${path}/assign`, { assignee_user_id: m.user_id }, `Assigned to ${m.user_id}.`)]))
+    .concat(c.assignee_user_id ? [["Unassign", () => act(`${path}/assign`, { assignee_user_id: null }, "Unassigned.")]] : []);
+  const moveItems = state.inboxes.filter((i) => i.id !== c.inbox_id && i.permissions && i.permissions.act)
+    .map((i) => [i.name, () => act(`${path}/move`, { inbox_id: i.id }, `Moved to ${i.name}.`)]);
+  const closeControl = c.status === "closed"
+    ? actButton("Reopen", () => act(`${path}/reopen`, {}, "Reopened."))
+    : actButton("Close conversation", () => closeConversation(c, path));
+  const toolbar = h("div", { class: "toolbar", role: "toolbar", "aria-label": "Conversation actions" },
+    actButton("Reply", () => openReply()),
+    menuButton("Assign", assignItems, { disabled: !allowed }),
+    closeControl,
+    menuButton("Move", moveItems.length ? moveItems : [["No other inbox you can act in", () => {}]], { disabled: !allowed }),
+    c.spam ? actButton("Not spam", () => act(`${path}/not-spam`, {}, "Marked as not spam."))
+      : actButton("Mark as spam", () => act(`${path}/spam`, {}, "Marked as spam.")));
+  const facts = [person(c.contact), c.status === "closed" ? "Closed" : "Open",
+    c.assignee_user_id ? `Assigned to ${c.assignee_user_id}` : "Unassigned",
+    c.ticket ? `Ticket ${c.ticket.id} (${c.ticket.status})` : null].filter(Boolean).join(" · ");
+  const timeline = [...messages.map((m) => ({ at: m.received_at, node: renderMessage(m) })),
+    ...(c.comments || []).map((comment) => ({ at: comment.created_at, node: h("aside", { class: "comment", "aria-label": "Comment" },
+      h("div", { class: "meta" }, `Comment by ${comment.author_email || comment.author_user_id} · ${when(comment.created_at)}`),
+      h("p", {}, comment.body)) }))].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+  $("conversation").replaceChildren(
+    h("h2", { tabindex: "-1" }, c.subject || "(no subject)"),
+    h("p", { class: "meta" }, facts),
+    toolbar,
+    allowed ? null : h("p", { class: "reason", id: "read-only-reason" }, READ_ONLY_REASON),
+    h("div", { id: "close-question" }),
+    ...timeline.map((t) => t.node),
+    h("div", { id: "reply-area" }));
+}
+
+function closeConversation(c, path) {
+  if (!(c.ticket && c.ticket.status === "open")) {
+    act(`${path}/close`, { close_ticket: false }, "Conversation closed.");
+    return;
+  }
+  const question = h("div", { class: "reason", role: "group", "aria-label": "Close the linked ticket too?" },
+    h("p", {}, `This conversation is linked to ticket ${c.ticket.id} (${c.ticket.subject}). Close the ticket too?`),
+    h("button", { type: "button", onclick: () => act(`${path}/close`, { close_ticket: true }, "Conversation and ticket closed.") },
+      "Close conversation and ticket"), " ",
+    h("button", { type: "button", class: "quiet", onclick: () => act(`${path}/close`, { close_ticket: false }, "Conversation closed.") },
+      "Close conversation only"));
+  $("close-question").replaceChildren(question);
+  question.querySelector("button").focus();
+}
+
+function frameDocument(html, loadImages) {
+  // The frame has no scripts and an opaque origin (sandbox); this policy adds that nothing remote
+  // loads (images, stylesheets, @import, fonts, media) until the user asks: attachments and
+  // inline cid: images come from our own origin's API.
+  const own = `${location.origin}/api/`;
+  const remote = loadImages ? " https: http:" : "";
+  const csp = `default-src 'none'; img-src ${own} data:${remote}; style-src 'unsafe-inline'${remote}; `
+    + `font-src data:${remote}; media-src ${own}${remote}; form-action 'none'; base-uri 'none'`;
+  return `<!doctype html><html><head><meta charset="utf-8">`
+    + `<meta http-equiv="Content-Security-Policy" content="${csp}">`
+    + `<meta name="referrer" content="no-referrer"><base target="_blank"></head>`
+    + `<body style="font: 14px/1.45 system-ui, sans-serif; color: #1b1f24; margin: 10px; overflow-wrap: anywhere">${html}</body></html>`;
+}
+
+function messageFrame(message, loadImages) {
+  const lines = (message.text || "").split("\n").length;
+  const height = Math.max(160, Math.min(640, 60 + 22 * lines + (message.html || "").length / 40));
+  return h("iframe", {
+    sandbox: "allow-popups allow-popups-to-escape-sandbox", referrerpolicy: "no-referrer", loading: "lazy",
+    title: `Message from ${person(message.from) || "unknown sender"}`, srcdoc: frameDocument(message.html || "", loadImages),
+    style: `height: ${Math.round(height)}px`,
+  });
+}
+
+function renderMessage(m) {
+  const body = m.html ? messageFrame(m, Boolean(m.remote_images_loaded)) : h("pre", {}, m.text || m.snippet || "");
+  const details = [];
+  if (m.forward) {
+    const f = m.forward;
+    details.push(h("p", { class: "meta" }, `Forwarded by ${person(f.forwarded_by)}; original sender ${person(f.original_sender)}`
+      + (f.trusted && f.authenticated ? " (attributed: trusted and authenticated forwarder)" : " (not attributed: the forwarder is not trusted and authenticated)")));
+  }
+  if (m.attributed_to && m.attributed_to.email && (!m.from || m.attributed_to.email !== m.from.email)) {
+    details.push(h("p", { class: "meta" }, `Attributed to ${person(m.attributed_to)}`));
+  }
+  const actions = [];
+  if (m.remote_images_blocked > 0 && !m.remote_images_loaded) {
+    actions.push(h("button", { type: "button", class: "quiet", onclick: (event) => loadImages(m, event.target) }, "Load images"));
+    actions.push(h("span", { class: "meta" }, `${m.remote_images_blocked} remote image${m.remote_images_blocked === 1 ? "" : "s"} blocked`));
+  }
+  if (m.html_truncated && m.full_message_url) {
+    actions.push(h("a", { href: m.full_message_url, target: "_blank", rel: "noopener noreferrer" }, "View full message"));
+  }
+  const files = (m.attachments || []).filter((a) => a.disposition !== "inline");
+  if (files.length) {
+    actions.push(h("ul", { class: "files", "aria-label": "Attachments" }, files.map((a) => h("li", {},
+      h("a", { href: a.url, target: "_blank", rel: "noopener noreferrer", download: a.filename || "attachment" }, a.filename || "attachment"),
+      ` (${Math.max(1, Math.round((a.size || 0) / 1024))} KB)`))));
+  }
+  const delivery = (m.flags && (m.flags.reasons || []).find((r) => r.startsWith("delivery:"))) || "";
+  return h("article", { class: `message ${m.direction}`, "aria-label": `Message from ${person(m.from)}`, dataset: { id: m.id } },
+    h("header", {},
+      h("strong", {}, person(m.from) || "(unknown sender)"),
+      h("span", { class: "meta" }, `To ${(m.to || []).map(person).join(", ")}${(m.cc || []).length ? ` · Cc ${m.cc.map(person).join(", ")}` : ""}`),
+      h("span", { class: "meta" }, `${when(m.received_at)}${delivery ? ` · ${delivery.replace("delivery:", "")}` : ""}`),
+      details),
+    body,
+    actions.length ? h("div", { class: "actions" }, actions) : null);
+}
+
+async function loadImages(message, button) {
+  try {
+    const loaded = await api("GET", `/api/messages/${encodeURIComponent(message.id)}?images=load`);
+    const article = button.closest("article");
+    article.replaceWith(renderMessage({ ...loaded, remote_images_loaded: true }));
+  } catch (error) {
+    if (error.status !== 401) say(error.message);
+  }
+}
+
+// --- the editor (reply and compose) ------------------------------------------------------------------
+
+// "Name <a@b>, c@d" → [{name, email}, "c@d"], as the API takes recipients
+function splitAddresses(value) {
+  return value.split(/[,;]/).map((s) => s.trim()).filter(Boolean).map((entry) => {
+    const match = entry.match(/^(.*?)\s*<([^<>]+)>$/);
+    if (!match) return entry;
+    const name = match[1].trim().replace(/^"(.*)"$/, "$1");
+    return name ? { name, email: match[2].trim() } : match[2].trim();
+  });
+}
+
+function readFile(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve({ filename: file.name, content_type: file.type || "application/octet-stream",
+      content_base64: String(reader.result).split(",", 2)[1] || "" });
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+function field(label, control, { hidden = false } = {}) {
+  const id = control.id;
+  return h("div", { class: "field", hidden }, h("label", { for: id }, label), control);
+}
+
+// The message editor, its tools, "Insert" and "Attach files", shared by Reply and Compose.
+function editorParts(prefix) {
+  const editor = h("div", { id: `${prefix}-message`, class: "editor", contenteditable: "true", role: "textbox",
+    "aria-multiline": "true", "aria-label": "Message" });
+  const tool = (label, command, value) => h("button", { type: "button", "aria-label": label, title: label,
+    onclick: () => { editor.focus(); document.execCommand(command, false, value); } }, label);
+  const tools = h("div", { class: "editor-tools", role: "toolbar", "aria-label": "Formatting" },
+    tool("Bold", "bold"), tool("Italic", "italic"), tool("Bulleted list", "insertUnorderedList"),
+    tool("Numbered list", "insertOrderedList"),
+    h("button", { type: "button", onclick: () => {
+      const url = linkUrl.value.trim();
+      if (/^https?:\/\//i.test(url)) { editor.focus(); document.execCommand("createLink", false, url); }
+    } }, "Link"),
+    h("button", { type: "button", "aria-label": "Emoji: thumbs up", onclick: () => { editor.focus(); document.execCommand("insertText", false, "👍"); } }, "👍"));
+  const linkUrl = h("input", { id: `${prefix}-link-url`, type: "url", placeholder: "https://", "aria-label": "Link address" });
+  const inserts = [];
+  const insertList = h("ul", { class: "files", "aria-label": "Inserts" });
+  const kind = h("select", { id: `${prefix}-insert-kind` }, INSERT_KINDS.map((k) => h("option", { value: k }, k)));
+  const insertUrl = h("input", { id: `${prefix}-insert-url`, type: "url" });
+  const insertTitle = h("input", { id: `${prefix}-insert-title` });
+  const insertPanel = h("fieldset", { hidden: true }, h("legend", {}, "Insert a link"),
+    field("Kind", kind), field("Address", insertUrl), field("Title", insertTitle),
+    h("button", { type: "button", onclick: () => {
+      if (!insertUrl.value.trim()) return;
+      inserts.push({ kind: kind.value, url: insertUrl.value.trim(), title: insertTitle.value.trim() || null });
+      insertList.append(h("li", {}, `${kind.value}: ${insertTitle.value.trim() || insertUrl.value.trim()}`));
+      insertUrl.value = ""; insertTitle.value = ""; insertPanel.hidden = true;
+    } }, "Add insert"));
+  const insertButton = h("button", { type: "button", class: "quiet", "aria-expanded": "false",
+    onclick: (event) => { insertPanel.hidden = !insertPanel.hidden; event.target.setAttribute("aria-expanded", String(!insertPanel.hidden)); } }, "Insert");
+  const files = [];
+  const fileList = h("ul", { class: "files", "aria-label": "Attached files" });
+  const addFiles = (list) => { for (const file of list) { files.push(file); fileList.append(h("li", {}, `${file.name} (${Math.max(1, Math.round(file.size / 1024))} KB)`)); } };
+  const fileInput = h("input", { id: `${prefix}-files`, type: "file", multiple: true, onchange: (e) => addFiles(e.target.files) });
+  const attach = h("span", {}, h("label", { for: fileInput.id }, "Attach files"), " ", fileInput);
+  const dropTarget = (form) => {
+    form.classList.add("dropzone");
+    form.addEventListener("dragover", (e) => { e.preventDefault(); form.classList.add("dragging"); });
+    form.addEventListener("dragleave", () => form.classList.remove("dragging"));
+    form.addEventListener("drop", (e) => { e.preventDefault(); form.classList.remove("dragging"); addFiles(e.dataTransfer.files); });
+  };
+  const body = async () => ({
+    html: editor.innerHTML, text: editor.innerText, inserts,
+    attachments: await Promise.all(files.map(readFile)),
+  });
+  const nodes = [tools, h("div", { class: "field" }, h("label", { for: linkUrl.id }, "Link"), linkUrl), editor,
+    h("div", { class: "toolbar" }, insertButton, attach), insertPanel, insertList, fileList];
+  return { editor, nodes, body, dropTarget };
+}
+
+async function openReply() {
+  if (!canAct()) return;
+  const area = $("reply-area");
+  const c = state.conversation;
+  let defaults;
+  try {
+    defaults = await api("GET", `/api/outbound/conversations/${encodeURIComponent(c.id)}/reply-defaults`);
+  } catch (error) { say(error.message); return; }
+  const to = h("input", { id: "reply-to", value: (defaults.to || []).map(person).join(", "), autocomplete: "off", list: "known-contacts" });
+  const cc = h("input", { id: "reply-cc", value: (defaults.cc || []).map(person).join(", "), autocomplete: "off", list: "known-contacts" });
+  const bcc = h("input", { id: "reply-bcc", autocomplete: "off", list: "known-contacts" });
+  const from = h("select", { id: "reply-from" }, (defaults.identities && defaults.identities.length ? defaults.identities : [defaults.from])
+    .map((a) => h("option", { value: a.email, selected: a.email === defaults.from.email }, person(a))));
+  const toField = field("To", to);
+  const ccField = field("Cc", cc, { hidden: !cc.value });
+  const bccField = field("Bcc", bcc, { hidden: true });
+  const fromField = field("From", from, { hidden: true });
+  const reveal = (row, control) => () => { row.hidden = false; control.focus(); };
+  const parts = editorParts("reply");
+  const send = h("button", { type: "submit" }, "Send");
+  const form = h("form", { class: "editor-form", "aria-label": "Reply", novalidate: true },
+    h("div", { class: "toolbar" }, h("strong", {}, `Reply: ${defaults.subject || c.subject}`),
+      menuButton("More", [["Cc", reveal(ccField, cc)], ["Bcc", reveal(bccField, bcc)], ["To", reveal(toField, to)], ["From", reveal(fromField, from)]])),
+    toField, ccField, bccField, fromField, ...parts.nodes,
+    h("div", { class: "toolbar" }, send, h("button", { type: "button", class: "quiet", onclick: () => closeReply() }, "Cancel")));
+  parts.dropTarget(form);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    send.disabled = true;
+    try {
+      const email = await api("POST", `/api/outbound/conversations/${encodeURIComponent(c.id)}/replies`, {
+        to: splitAddresses(to.value), cc: splitAddresses(cc.value), bcc: splitAddresses(bcc.value), from: from.value,
+        ...(await parts.body()) });
+      say(`Reply queued (${email.state}).`);
+      closeReply();
+      await openConversation(c.id, { keepFocus: true });
+    } catch (error) {
+      if (error.status !== 401) say(error.message);
+      send.disabled = false;
+    }
+  });
+  area.replaceChildren(form);
+  parts.editor.focus();
+}
+
+function closeReply() {
+  const area = $("reply-area");
+  if (area && area.firstChild) { area.replaceChildren(); return true; }
+  return false;
+}
+
+// --- compose ----------------------------------------------------------------------------------------
+
+function openCompose() {
+  const actable = state.inboxes.filter((i) => i.permissions && i.permissions.act);
+  if (!actable.length) return;
+  const preferred = actable.find((i) => i.id === state.inboxId) || actable[0];
+  const from = h("select", { id: "compose-from" }, actable.flatMap((inbox) => (inbox.channels || []).map((channel) =>
+    h("option", { value: `${inbox.id} ${channel.address}`, selected: inbox.id === preferred.id && channel.primary },
+      `${channel.name ? `${channel.name} <${channel.address}>` : channel.address}${actable.length > 1 ? ` (${inbox.name})` : ""}`))));
+  const to = h("input", { id: "compose-to", autocomplete: "off", list: "known-contacts" });
+  const subject = h("input", { id: "compose-subject", autocomplete: "off", maxlength: "998" });
+  const parts = editorParts("compose");
+  const send = h("button", { type: "submit" }, "Send");
+  const form = $("compose-form");
+  form.replaceChildren(field("To", to), field("From", from), field("Subject", subject), ...parts.nodes,
+    h("div", { class: "toolbar" }, send, h("button", { type: "button", class: "quiet", onclick: () => closeCompose() }, "Cancel")));
+  parts.dropTarget(form);
+  form.onsubmit = async (event) => {
+    event.preventDefault();
+    const [inboxId, address] = from.value.split(" ");
+    if (!splitAddresses(to.value).length) { say("Add at least one recipient in To."); to.focus(); return; }
+    send.disabled = true;
+    try {
+      const email = await api("POST", `/api/outbound/inboxes/${encodeURIComponent(inboxId)}/emails`, {
+        to: splitAddresses(to.value), from: address, subject: subject.value, ...(await parts.body()) });
+      say(`Email queued (${email.state}).`);
+      closeCompose();
+    } catch (error) {
+      if (error.status !== 401) say(error.message);
+      send.disabled = false;
+    }
+  };
+  $("compose").hidden = false;
+  to.focus();
+}
+
+function closeCompose() {
+  if ($("compose").hidden) return false;
+  $("compose").hidden = true;
+  $("compose-form").replaceChildren();
+  $("compose-button").focus();
+  return true;
+}
+
+// --- keyboard: j/k between conversations, r to reply, Esc closes a panel -----------------------------
+
+function typing(target) {
+  return target instanceof HTMLElement && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
+}
+
+async function step(delta) {
+  const items = visibleItems();
+  if (!items.length) return;
+  const index = items.findIndex((c) => c.id === state.selectedId);
+  const next = items[Math.max(0, Math.min(items.length - 1, index === -1 ? 0 : index + delta))];
+  await openConversation(next.id, { keepFocus: true });
+  const button = $("conversation-list").querySelector(`button[data-id="${CSS.escape(next.id)}"]`);
+  if (button) button.focus();
+}
+
+document.addEventListener("keydown", (event) => {
+  if (!state.token || event.ctrlKey || event.metaKey || event.altKey) return;
+  if (event.key === "Escape") {
+    const menu = document.querySelector('[role="menu"]:not([hidden])');
+    if (menu) { menu.hidden = true; return; }
+    if (closeCompose() || closeReply()) event.preventDefault();
+    return;
+  }
+  if (typing(event.target)) return;
+  if (event.key === "j") { event.preventDefault(); step(1); }
+  if (event.key === "k") { event.preventDefault(); step(-1); }
+  if (event.key === "r" && state.conversation) { event.preventDefault(); openReply(); }
+});
+
+// --- wiring --------------------------------------------------------------------------------------
+
+$("sign-in-form").addEventListener("submit", (event) => signIn(event).catch((error) => {
+  $("sign-in-error").textContent = error.message;
+}));
+$("sign-out").addEventListener("click", () => signOut("Signed out."));
+$("compose-button").addEventListener("click", openCompose);
+$("load-more").addEventListener("click", () => loadList({ more: true }));
+$("search").addEventListener("input", (event) => { state.search = event.target.value; renderList(); });
+document.addEventListener("click", (event) => { // a click elsewhere closes an open menu
+  for (const menu of document.querySelectorAll('[role="menu"]:not([hidden])')) {
+    if (!menu.parentElement.contains(event.target)) {
+      menu.hidden = true;
+      menu.parentElement.querySelector("[aria-expanded]").setAttribute("aria-expanded", "false");
+    }
+  }
+});
+signOut("");

@@ -86,6 +86,9 @@ class ForwardInfo:
     original_subject: str | None
     original_date: str | None  # as written in the forward block (localised text kept)
     detected_by: str
+    # How it was decided, for `mailroom explain` (not in events): one step per block or header looked at,
+    # outermost first, each {"rule": ..., "sender": ..., "detail": ...}; the last one decided.
+    steps: tuple[dict, ...] = field(default=(), compare=False, hash=False)
 
     def as_dict(self) -> dict:
         return {

@@ -246,16 +246,16 @@ def matrix() -> list[Case]:
         *saved_cases("snippets", "snippet_id"),
         # --- notifier: webhooks are super admins' ---------------------------------------------
         *health_cases("notifier"),
-        Case("notifier", "get", "/api/notifier/webhooks", super_admin_only()),
-        Case("notifier", "post", "/api/notifier/webhooks", super_admin_only(400), "invalid body", body={}),
-        Case("notifier", "get", "/api/notifier/webhooks/{webhook_id}", super_admin_only()),
-        Case("notifier", "put", "/api/notifier/webhooks/{webhook_id}", super_admin_only(),
+        Case("notifier", "get", "/api/webhooks", super_admin_only()),
+        Case("notifier", "post", "/api/webhooks", super_admin_only(400), "invalid body", body={}),
+        Case("notifier", "get", "/api/webhooks/{webhook_id}", super_admin_only()),
+        Case("notifier", "patch", "/api/webhooks/{webhook_id}", super_admin_only(),
              "the same description", body={"description": "matrix"}),
-        Case("notifier", "get", "/api/notifier/webhooks/{webhook_id}/deliveries", super_admin_only()),
-        Case("notifier", "post", "/api/notifier/webhooks/{webhook_id}/rotate-secret", super_admin_only()),
-        Case("notifier", "post", "/api/notifier/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver",
+        Case("notifier", "get", "/api/webhooks/{webhook_id}/deliveries", super_admin_only()),
+        Case("notifier", "post", "/api/webhooks/{webhook_id}/rotate-secret", super_admin_only()),
+        Case("notifier", "post", "/api/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver",
              super_admin_only(202)),
-        Case("notifier", "delete", "/api/notifier/webhooks/{webhook_id}", super_admin_only(204),
+        Case("notifier", "delete", "/api/webhooks/{webhook_id}", super_admin_only(204),
              "a fresh one per cell", fresh=lambda world, caller: {"webhook_id": world.new_webhook()}),
     ]
     return cases
@@ -352,7 +352,7 @@ class World:
         return email
 
     def new_webhook(self) -> str:
-        return self.ok("notifier", "post", "/api/notifier/webhooks", ROOT,
+        return self.ok("notifier", "post", "/api/webhooks", ROOT,
                        {"url": self.hook_url, "events": ["contact_created"], "description": "to delete"})["id"]
 
     # -- the seed ---------------------------------------------------------------------------
@@ -362,7 +362,7 @@ class World:
         self.eventually(lambda: self.request("ingest", "get", "/health/ingest", ROOT)[1].get("channels") == 1)
         [inbox] = self.ok("conversations", "get", "/api/inboxes", MEMBER)["items"]
         ids["inbox_id"] = inbox["id"]
-        ids["webhook_id"] = self.ok("notifier", "post", "/api/notifier/webhooks", ROOT,
+        ids["webhook_id"] = self.ok("notifier", "post", "/api/webhooks", ROOT,
                                     {"url": self.hook_url, "events": ["*"], "description": "matrix"})["id"]
         ids["raw_mail"] = seeded_mail()
         self.ok("ingest", "post", f"/api/ingest/channels/{INBOX_ADDRESS}/messages", ROOT, raw=ids["raw_mail"])
@@ -390,7 +390,7 @@ class World:
                 "filename": "receipt.pdf", "content_type": "application/pdf",
                 "content_base64": base64.b64encode(PDF).decode()}]})
         ids["email_id"], ids["attachment_id"] = sent["id"], sent["attachments"][0]["id"]
-        deliveries = f"/api/notifier/webhooks/{ids['webhook_id']}/deliveries"
+        deliveries = f"/api/webhooks/{ids['webhook_id']}/deliveries"
         ids["delivery_id"] = self.eventually(lambda: self.ok("notifier", "get", deliveries)["items"])[0]["id"]
 
 
@@ -415,7 +415,7 @@ inboxes:
                   workdir=workdir / "stack", extra_env={
                       **TEST_ENV, "MAILROOM_JWT_AUDIENCE": AUDIENCE, "CONVERSATIONS_INBOXES_FILE": str(inboxes),
                       "NOTIFIER_SECRET_KEY": Fernet.generate_key().decode(),
-                      "NOTIFIER_ALLOW_PRIVATE_WEBHOOK_TARGETS": "true", "NOTIFIER_ALLOW_HTTP_WEBHOOKS": "true"})
+                      "NOTIFIER_WEBHOOK_ALLOW_PRIVATE": "true", "NOTIFIER_ALLOW_HTTP_WEBHOOKS": "true"})
     try:
         stack.start()
         world = World(stack, f"http://127.0.0.1:{hook.server_address[1]}/hook")

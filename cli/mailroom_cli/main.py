@@ -64,6 +64,18 @@ Start one, then run `make run` again:
 or point AMQP_URI at an existing broker, e.g. AMQP_URI=amqp://user:pass@host:5672/vhost make run"""
 
 
+def _dev_notifier_key(var: Path) -> str:
+    from cryptography.fernet import Fernet
+
+    path = var / "dev-notifier-secret-key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(Fernet.generate_key().decode())
+    return path.read_text().strip()
+
+
 def cmd_run(args) -> int:
     import yaml
 
@@ -77,6 +89,12 @@ def cmd_run(args) -> int:
         return 1
     services = SERVICE_NAMES
     os.environ.setdefault("CONVERSATIONS_INBOXES_FILE", str(Path("config/inboxes.yaml").resolve()))
+    # webhooks to local receivers, and a development key for the notifier's stored secrets
+    # (var/dev-notifier-secret-key, like the dev JWT secret); deployments set none of these
+    os.environ.setdefault("NOTIFIER_WEBHOOK_ALLOW_PRIVATE", "true")
+    os.environ.setdefault("NOTIFIER_ALLOW_HTTP_WEBHOOKS", "true")
+    if not os.environ.get("NOTIFIER_SECRET_KEY"):
+        os.environ["NOTIFIER_SECRET_KEY"] = _dev_notifier_key(config.var_dir())
     for service in services:
         from mailroom_shared.migrations import upgrade
 

@@ -12,6 +12,8 @@ ROUTES: tuple[tuple[str, str], ...] = (
     (r"^/api/contacts(/|$)", "contacts"),
     (r"^/api/outbound(/|$)", "outbound"),
     (r"^/api/notifier(/|$)", "notifier"),
+    (r"^/api/(webhooks|slack)(/|$)", "notifier"),
+    (r"^/slack(/|$)", "notifier"),
     (r"^/api/(inboxes|conversations|messages)(/|$)", "conversations"),
 )
 _COMPILED = [(re.compile(pattern), target) for pattern, target in ROUTES]

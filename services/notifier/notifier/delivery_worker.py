@@ -58,7 +58,7 @@ class DeliveryWorker(BackgroundWorker):
             observability.DELIVERY_DURATION.labels("webhook").observe(answer.duration)
             with self.database.transaction() as session:
                 outcome = handlers.record_outcome(session, claimed, answer.status, answer.error, answer.duration,
-                                                  self.settings, started_at)
+                                                  self.settings, started_at, self.container.service_cls.outbox)
             observability.DELIVERIES.labels("webhook", STATE_METRIC[outcome]).inc()
             log.info("webhook delivery %s (event %s) attempt %d: %s %s", claimed.delivery_id, claimed.event_id,
                      claimed.attempt, outcome, answer.status if answer.status is not None else answer.error)

@@ -5,7 +5,6 @@ claim/outcome steps. Each takes a session (and the settings); none does network 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from dataclasses import dataclass
 
@@ -16,9 +15,9 @@ from sqlalchemy.orm import Session
 from mailroom_shared.db import aware, conflict_insert, is_postgres, utcnow
 from mailroom_shared.http import Forbidden, HttpError, NotFound, ServiceUnavailable, get_or_404
 from notifier import schemas
-from notifier.domain import retries, signing, subscriptions, targets
+from notifier.domain import retries, sequencing, signing, subscriptions, targets
 from notifier.domain.vault import Vault, VaultUnavailable
-from notifier.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
+from notifier.models import WebhookAttempt, WebhookDelivery, WebhookSequence, WebhookSubscription
 from notifier.settings import Settings
 
 
@@ -119,6 +118,7 @@ def delete_subscription(session: Session, principal, subscription_id: str) -> No
     session.execute(WebhookAttempt.__table__.delete().where(WebhookAttempt.delivery_id.in_(
         select(WebhookDelivery.id).where(WebhookDelivery.subscription_id == subscription.id))))
     session.execute(WebhookDelivery.__table__.delete().where(WebhookDelivery.subscription_id == subscription.id))
+    session.execute(WebhookSequence.__table__.delete().where(WebhookSequence.subscription_id == subscription.id))
     session.delete(subscription)
 
 
@@ -136,21 +136,47 @@ def redeliver(session: Session, principal, subscription_id: str, delivery_id: st
 
 def record_event(session: Session, envelope: dict, event_type: str, data: dict) -> int:
     """One pending delivery per enabled subscription that wants this event (idempotent per
-    (subscription, event id): a redelivered event adds nothing). Returns how many were added."""
+    (subscription, event id): a redelivered event adds nothing). An event about a conversation
+    takes the subscription's next sequence number for it (the envelope's `sequence` attribute).
+    Returns how many were added."""
     inbox_id = data.get("inbox_id") if isinstance(data, dict) else None
-    body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
+    conversation_id = data.get("conversation_id") if isinstance(data, dict) else None
+    event_id = str(envelope["id"])
+    wanted = [s for s in session.execute(select(WebhookSubscription)
+                                         .where(WebhookSubscription.enabled.is_(True))).scalars()
+              if subscriptions.wants(s.events, s.inbox_ids, event_type, inbox_id)]
+    if not wanted:
+        return 0
+    already = set(session.execute(select(WebhookDelivery.subscription_id).where(
+        WebhookDelivery.event_id == event_id,
+        WebhookDelivery.subscription_id.in_([s.id for s in wanted]))).scalars())
     now = utcnow()
-    rows = [
-        {"id": str(uuid.uuid4()), "subscription_id": s.id, "event_id": str(envelope["id"]), "event_type": event_type,
-         "body": body, "state": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now}
-        for s in session.execute(select(WebhookSubscription).where(WebhookSubscription.enabled.is_(True))).scalars()
-        if subscriptions.wants(s.events, s.inbox_ids, event_type, inbox_id)
-    ]
+    rows = []
+    for subscription in wanted:
+        if subscription.id in already:
+            continue
+        sequence = _next_sequence(session, subscription.id, conversation_id) if conversation_id else None
+        rows.append({"id": str(uuid.uuid4()), "subscription_id": subscription.id, "event_id": event_id,
+                     "event_type": event_type, "body": sequencing.body(envelope, sequence), "state": "pending",
+                     "attempts": 0, "next_attempt_at": now, "created_at": now,
+                     "conversation_id": conversation_id, "sequence": sequence})
     if not rows:
         return 0
     statement = conflict_insert(session, WebhookDelivery.__table__).values(rows)
     statement = statement.on_conflict_do_nothing(index_elements=["subscription_id", "event_id"])
     return session.execute(statement).rowcount or 0
+
+
+def _next_sequence(session: Session, subscription_id: str, conversation_id: str) -> int:
+    """The counter's next value, taken atomically (an upsert locks the row until the commit, so
+    two consumers recording events of one conversation at once get 1 and 2, never 1 twice)."""
+    table = WebhookSequence.__table__
+    statement = conflict_insert(session, table).values(
+        subscription_id=subscription_id, conversation_id=conversation_id, last_sequence=1)
+    statement = statement.on_conflict_do_update(
+        index_elements=["subscription_id", "conversation_id"],
+        set_={"last_sequence": table.c.last_sequence + 1}).returning(table.c.last_sequence)
+    return int(session.execute(statement).scalar_one())
 
 
 @dataclass(frozen=True)
@@ -203,9 +229,12 @@ def _finish(session, delivery, state, now, status, error) -> None:
 
 
 def record_outcome(session: Session, claimed: Claimed, status: int | None, error: str | None,
-                   duration: float, settings: Settings, started_at: dt.datetime) -> str:
+                   duration: float, settings: Settings, started_at: dt.datetime, outbox=None) -> str:
     """The attempt in the log and what becomes of the delivery: delivered (2xx), retried later
-    (timeout, connection error, 429, 5xx, while the schedule lasts) or failed. Returns the outcome."""
+    (timeout, connection error, 429, 5xx, while the schedule lasts) or failed. A delivery that
+    failed for the whole retry schedule disables its subscription (`webhook_disabled`, through
+    `outbox`): its receiver is gone, and the next deliveries wait until it is enabled again.
+    Returns the outcome."""
     now = utcnow()
     delivery = session.get(WebhookDelivery, claimed.delivery_id, with_for_update=True, populate_existing=True)
     if retries.is_success(status):
@@ -227,4 +256,18 @@ def record_outcome(session: Session, claimed: Claimed, status: int | None, error
         delivery.next_attempt_at = now + dt.timedelta(seconds=delay)
     else:
         _finish(session, delivery, "failed", now, status, error)
+        if retries.is_retryable(status) and claimed.attempt >= settings.max_attempts:
+            _disable(session, delivery, outbox)
     return outcome
+
+
+def _disable(session: Session, delivery: WebhookDelivery, outbox) -> None:
+    subscription = session.get(WebhookSubscription, delivery.subscription_id, with_for_update=True)
+    if subscription is None or not subscription.enabled:
+        return
+    subscription.enabled, subscription.updated_at = False, utcnow()
+    if outbox is not None:
+        outbox.record(session, "webhook_disabled", subscription.id, {
+            "webhook_id": subscription.id, "url": subscription.url, "delivery_id": delivery.id,
+            "event_id": delivery.event_id, "attempts": delivery.attempts, "last_status": delivery.last_status,
+            "last_error": (delivery.last_error or None) and delivery.last_error[:500]})

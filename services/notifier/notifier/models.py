@@ -67,6 +67,23 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at = mapped_column(DateTime(timezone=True), nullable=True)
+    # the conversation the event is about and its place in this subscription's order of them
+    # (the `sequence` attribute added to the envelope; see WebhookSequence)
+    conversation_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    sequence: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class WebhookSequence(Base):
+    """The last sequence number given to a (subscription, conversation): each event about the
+    conversation recorded for the subscription takes the next one, in the order the notifier
+    recorded them (docs/integrations.md, "Ordering")."""
+
+    __tablename__ = "webhook_sequences"
+
+    subscription_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_sequence: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class WebhookAttempt(Base):

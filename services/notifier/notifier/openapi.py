@@ -20,24 +20,25 @@ COMPONENTS = {"Webhook": schemas.WebhookSchema, "WebhookWithSecret": schemas.Web
 W = ("webhook_id",)
 
 OPERATIONS = [
-    Operation("post", "/api/notifier/webhooks", "Subscribe a URL to events (super admins). The signing secret "
+    Operation("post", "/api/webhooks", "Subscribe a URL to events (super admins). The signing secret "
               "(whsec_…) is in this answer only; deliveries are signed per Standard Webhooks", "WebhookWithSecret",
               status=201, body="WebhookBody", errors=(400, 401, 403, 503)),
-    Operation("get", "/api/notifier/webhooks", "Every webhook subscription (never its secret)", "WebhookList",
+    Operation("get", "/api/webhooks", "Every webhook subscription (never its secret)", "WebhookList",
               errors=(401, 403)),
-    Operation("get", "/api/notifier/webhooks/{webhook_id}", "One webhook subscription", "Webhook", path_params=W,
+    Operation("get", "/api/webhooks/{webhook_id}", "One webhook subscription", "Webhook", path_params=W,
               errors=(401, 403, 404)),
-    Operation("put", "/api/notifier/webhooks/{webhook_id}", "Change a subscription (any of its fields)", "Webhook",
+    Operation("patch", "/api/webhooks/{webhook_id}", "Change a subscription: only the fields given change "
+              "(`enabled: true` re-enables one disabled after its retries ran out)", "Webhook",
               path_params=W, body="WebhookBody", errors=(400, 401, 403, 404)),
-    Operation("delete", "/api/notifier/webhooks/{webhook_id}", "Delete a subscription and its delivery log", None,
+    Operation("delete", "/api/webhooks/{webhook_id}", "Delete a subscription and its delivery log", None,
               status=204, path_params=W, errors=(401, 403, 404)),
-    Operation("post", "/api/notifier/webhooks/{webhook_id}/rotate-secret", "A new signing secret (in this answer "
+    Operation("post", "/api/webhooks/{webhook_id}/rotate-secret", "A new signing secret (in this answer "
               "only); the old one keeps signing alongside it (a second v1 signature) for 24 hours",
               "WebhookWithSecret", path_params=W, errors=(401, 403, 404, 503)),
-    Operation("get", "/api/notifier/webhooks/{webhook_id}/deliveries", "The delivery log, newest first: each "
+    Operation("get", "/api/webhooks/{webhook_id}/deliveries", "The delivery log, newest first: each "
               "delivery with its attempts (status, latency, error) and next attempt", "WebhookDeliveryPage",
               path_params=W, query=DeliveryArgs, errors=(400, 401, 403, 404)),
-    Operation("post", "/api/notifier/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver", "Send a delivery "
+    Operation("post", "/api/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver", "Send a delivery "
               "again now with a fresh retry budget (same webhook-id and body)", "WebhookDelivery", status=202,
               path_params=("webhook_id", "delivery_id"), errors=(401, 403, 404)),
 ]

@@ -45,6 +45,7 @@ def delivery_view(delivery: WebhookDelivery, attempts: list[WebhookAttempt]) -> 
             "last_error": delivery.last_error, "created_at": iso_time(aware(delivery.created_at)),
             "finished_at": iso_time(aware(delivery.finished_at)),
             "next_attempt_at": iso_time(aware(delivery.next_attempt_at)) if delivery.state == "pending" else None,
+            "conversation_id": delivery.conversation_id, "sequence": delivery.sequence,
             "log": [_attempt_view(a) for a in attempts]}
 
 

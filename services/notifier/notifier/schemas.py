@@ -4,7 +4,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 
 
 class WebhookBody(Schema):
-    """POST /api/notifier/webhooks (every field) and PUT /api/notifier/webhooks/{id} (partial)."""
+    """POST /api/webhooks (every field) and PATCH /api/webhooks/{id} (partial: only the fields given change)."""
 
     class Meta:
         unknown = EXCLUDE
@@ -64,6 +64,10 @@ class WebhookDeliverySchema(Schema):
     created_at = fields.DateTime()
     finished_at = fields.DateTime(allow_none=True)
     next_attempt_at = fields.DateTime(allow_none=True)
+    conversation_id = fields.String(allow_none=True, metadata={"description": "the conversation the event is about"})
+    sequence = fields.Integer(allow_none=True, metadata={
+        "description": "its place among that conversation's events sent to this subscription (the body's "
+                       "`sequence` attribute, there as a 20-digit string)"})
     log = fields.List(fields.Nested(WebhookAttemptSchema))
 
 

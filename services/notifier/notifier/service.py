@@ -8,7 +8,8 @@ from mailroom_shared.kit import after_commit, consumes, endpoint, service_base
 from notifier import SERVICE_NAME, handlers, models, queries, settings, webhook_client
 from notifier.delivery_worker import DeliveryWorker
 
-Base = service_base(SERVICE_NAME, models.outbox, models.processed_events, settings.load)
+Base = service_base(SERVICE_NAME, models.outbox, models.processed_events, settings.load,
+                    publishes={"webhook_disabled": 1})
 
 
 class NotifierService(Base):
@@ -25,7 +26,7 @@ class NotifierService(Base):
         webhook_client.checked_target(url, allow_http=self.settings.allow_http,
                                       allow_private=self.settings.allow_private_targets)
 
-    @endpoint("POST", "/api/notifier/webhooks")
+    @endpoint("POST", "/api/webhooks")
     def create_webhook(self, request):
         """A new subscription; its signing secret (whsec_…) is in this answer only."""
         with self.db.transaction() as session:
@@ -33,46 +34,48 @@ class NotifierService(Base):
                                                                 self.settings, self._check_target)
             return 201, queries.subscription_view(subscription, secret)
 
-    @endpoint("GET", "/api/notifier/webhooks")
+    @endpoint("GET", "/api/webhooks")
     def list_webhooks(self, request):
         handlers.require_super_admin(request.principal)
         with self.db.transaction() as session:
             return queries.list_subscriptions(session)
 
-    @endpoint("GET", "/api/notifier/webhooks/<string:webhook_id>")
+    @endpoint("GET", "/api/webhooks/<string:webhook_id>")
     def get_webhook(self, request, webhook_id):
         handlers.require_super_admin(request.principal)
         with self.db.transaction() as session:
             return queries.get_subscription(session, webhook_id)
 
-    @endpoint("PUT", "/api/notifier/webhooks/<string:webhook_id>")
+    @endpoint("PATCH", "/api/webhooks/<string:webhook_id>")
     def update_webhook(self, request, webhook_id):
+        """A partial update: only the fields given change (`enabled: true` re-enables a
+        subscription disabled after its retries ran out; its waiting deliveries then go out)."""
         with self.db.transaction() as session:
             subscription = handlers.update_subscription(session, request.principal, webhook_id, read_json(request),
                                                         self.settings, self._check_target)
             return queries.subscription_view(subscription)
 
-    @endpoint("DELETE", "/api/notifier/webhooks/<string:webhook_id>")
+    @endpoint("DELETE", "/api/webhooks/<string:webhook_id>")
     def delete_webhook(self, request, webhook_id):
         with self.db.transaction() as session:
             handlers.delete_subscription(session, request.principal, webhook_id)
         return Response(status=204)
 
-    @endpoint("POST", "/api/notifier/webhooks/<string:webhook_id>/rotate-secret")
+    @endpoint("POST", "/api/webhooks/<string:webhook_id>/rotate-secret")
     def rotate_webhook_secret(self, request, webhook_id):
         """A new signing secret, in this answer only; the old one also signs for 24 hours."""
         with self.db.transaction() as session:
             subscription, secret = handlers.rotate_secret(session, request.principal, webhook_id, self.settings)
             return queries.subscription_view(subscription, secret)
 
-    @endpoint("GET", "/api/notifier/webhooks/<string:webhook_id>/deliveries")
+    @endpoint("GET", "/api/webhooks/<string:webhook_id>/deliveries")
     def list_webhook_deliveries(self, request, webhook_id):
         handlers.require_super_admin(request.principal)
         with self.db.transaction() as session:
             return queries.list_deliveries(session, webhook_id, page_limit(request), request.args.get("cursor"),
                                            request.args.get("state"))
 
-    @endpoint("POST", "/api/notifier/webhooks/<string:webhook_id>/deliveries/<string:delivery_id>/redeliver")
+    @endpoint("POST", "/api/webhooks/<string:webhook_id>/deliveries/<string:delivery_id>/redeliver")
     def redeliver_webhook(self, request, webhook_id, delivery_id):
         with self.db.transaction() as session:
             handlers.redeliver(session, request.principal, webhook_id, delivery_id)

@@ -6,8 +6,9 @@ Webhooks for other systems:
                                           webhook signing secrets at rest; without it webhooks
                                           cannot be created (503) nor delivered
   NOTIFIER_ALLOW_HTTP_WEBHOOKS            accept http:// URLs (default false: https only)
-  NOTIFIER_ALLOW_PRIVATE_WEBHOOK_TARGETS  let webhooks reach private, loopback, link-local,
-                                          multicast and reserved addresses (default false)
+  NOTIFIER_WEBHOOK_ALLOW_PRIVATE          let webhooks reach private, loopback, link-local,
+                                          multicast and reserved addresses (default false;
+                                          `make run` sets it so local receivers work)
   NOTIFIER_WEBHOOK_RETRY_SCHEDULE         delays before each retry (default 5s,5m,30m,2h,5h,10h,10h)
   NOTIFIER_WEBHOOK_CONNECT_TIMEOUT_SECONDS / NOTIFIER_WEBHOOK_TIMEOUT_SECONDS  (5 / 15)
   NOTIFIER_DELIVERY_CONCURRENCY           deliveries in flight per process (default 8)
@@ -63,7 +64,7 @@ def load() -> Settings:
     return Settings(
         secret_key=key,
         allow_http=config.env_bool("NOTIFIER_ALLOW_HTTP_WEBHOOKS", False),
-        allow_private_targets=config.env_bool("NOTIFIER_ALLOW_PRIVATE_WEBHOOK_TARGETS", False),
+        allow_private_targets=config.env_bool("NOTIFIER_WEBHOOK_ALLOW_PRIVATE", False),
         retry_schedule=schedule,
         connect_timeout=min(config.env_float("NOTIFIER_WEBHOOK_CONNECT_TIMEOUT_SECONDS", 5.0, minimum=0.1), total),
         total_timeout=total,

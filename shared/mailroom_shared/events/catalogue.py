@@ -40,7 +40,7 @@ from types import MappingProxyType
 
 from marshmallow import Schema
 
-from mailroom_shared.events import contacts, conversations, ingest, outbound
+from mailroom_shared.events import contacts, conversations, ingest, notifier, outbound
 
 TYPE_PREFIX = "mailroom."
 _NAME = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
@@ -123,6 +123,8 @@ SPECS: tuple[EventSpec, ...] = (
               "A delivery status notification (bounce) was matched to a sent email."),
     EventSpec("message_attribution_corrected", "conversations", 1, conversations.MessageAttributionCorrectedV1,
               "A teammate changed whom an inbound message belongs to; the previous attribution is kept."),
+    EventSpec("webhook_disabled", "notifier", 1, notifier.WebhookDisabledV1,
+              "A webhook subscription failed for its whole retry schedule and was disabled."),
 )
 
 

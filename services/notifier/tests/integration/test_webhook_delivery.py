@@ -18,6 +18,7 @@ from standardwebhooks.webhooks import Webhook
 
 from mailroom_testing.publishing import publish_event
 from mailroom_testing.specs import NOTIFIER
+from mailroom_testing.subscriber import EventSubscriber
 from mailroom_testing.tokens import auth
 
 pytestmark = pytest.mark.integration
@@ -75,30 +76,35 @@ def receiver():
 def stack(stack_factory):
     return stack_factory([NOTIFIER], extra_env={
         "NOTIFIER_SECRET_KEY": Fernet.generate_key().decode(), "NOTIFIER_ALLOW_HTTP_WEBHOOKS": "true",
-        "NOTIFIER_ALLOW_PRIVATE_WEBHOOK_TARGETS": "true", "NOTIFIER_WEBHOOK_RETRY_SCHEDULE": "1s,1s,1s",
+        "NOTIFIER_WEBHOOK_ALLOW_PRIVATE": "true", "NOTIFIER_WEBHOOK_RETRY_SCHEDULE": "1s,1s,1s",
         "NOTIFIER_POLL_SECONDS": "0.2"})
 
 
 def subscribe(stack, url, events, **extra):
-    status, body = stack.post("/api/notifier/webhooks", {"url": url, "events": events, **extra})
+    status, body = stack.post("/api/webhooks", {"url": url, "events": events, **extra})
     assert status == 201, body
     return body
 
 
-def conversation_created(stack, inbox_id="inbox-1", event_id=None):
+def conversation_created(stack, inbox_id="inbox-1", event_id=None, conversation_id=None):
     return publish_event(stack.amqp_uri, "conversation_created", "c-1", {
-        "conversation_id": f"c-{uuid.uuid4()}", "inbox_id": inbox_id, "subject": "Hello", "status": "open",
+        "conversation_id": conversation_id or f"c-{uuid.uuid4()}", "inbox_id": inbox_id, "subject": "Hello",
+        "status": "open",
         "spam": False, "contact_email": "alice@example.org"}, event_id=event_id)
 
 
 def deliveries(stack, webhook_id):
-    status, body = stack.get(f"/api/notifier/webhooks/{webhook_id}/deliveries")
+    status, body = stack.get(f"/api/webhooks/{webhook_id}/deliveries")
     assert status == 200, body
     return body["items"]
 
 
 def verified(secret, request) -> dict:
-    return Webhook(secret).verify(request["body"], request["headers"])
+    """The body, verified; without the `sequence` attribute the notifier adds, which the other
+    tests do not look at (test_events_of_a_conversation_carry_its_sequence does)."""
+    body = dict(Webhook(secret).verify(request["body"], request["headers"]))
+    body.pop("sequence", None)
+    return body
 
 
 def test_an_event_reaches_the_receiver_signed_and_the_secret_is_shown_once(stack, receiver):
@@ -111,15 +117,15 @@ def test_an_event_reaches_the_receiver_signed_and_the_secret_is_shown_once(stack
     assert request["headers"]["webhook-id"] == envelope["id"]
     [delivery] = stack.eventually(lambda: [d for d in deliveries(stack, hook["id"]) if d["state"] == "delivered"])
     assert delivery["event_id"] == envelope["id"] and [a["status"] for a in delivery["log"]] == [200]
-    answers = [stack.get(f"/api/notifier/webhooks/{hook['id']}"), stack.get("/api/notifier/webhooks"),
-               stack.get(f"/api/notifier/webhooks/{hook['id']}/deliveries"),
-               stack.request("PUT", f"/api/notifier/webhooks/{hook['id']}", {"description": "CRM 2"})]
+    answers = [stack.get(f"/api/webhooks/{hook['id']}"), stack.get("/api/webhooks"),
+               stack.get(f"/api/webhooks/{hook['id']}/deliveries"),
+               stack.request("PATCH", f"/api/webhooks/{hook['id']}", {"description": "CRM 2"})]
     for status, body in answers:
         assert status == 200 and secret not in json.dumps(body) and secret[6:] not in json.dumps(body)
     assert "secret" not in answers[0][1] and answers[3][1]["description"] == "CRM 2"
     log = stack.log("notifier")
     assert secret not in log and secret[6:] not in log
-    status, rotated = stack.post(f"/api/notifier/webhooks/{hook['id']}/rotate-secret")
+    status, rotated = stack.post(f"/api/webhooks/{hook['id']}/rotate-secret")
     assert status == 200 and rotated["secret"] not in (None, secret)
     second = conversation_created(stack)
     request = stack.eventually(lambda: receiver.got("/ok")[1:])[0]
@@ -152,7 +158,7 @@ def test_a_410_fails_at_once_and_a_manual_redelivery_sends_it_again(stack, recei
     [delivery] = stack.eventually(lambda: [d for d in deliveries(stack, hook["id"]) if d["state"] == "failed"])
     assert delivery["attempts"] == 1 and delivery["last_status"] == 410
     assert len(receiver.got("/gone")) == 1
-    status, body = stack.post(f"/api/notifier/webhooks/{hook['id']}/deliveries/{delivery['id']}/redeliver")
+    status, body = stack.post(f"/api/webhooks/{hook['id']}/deliveries/{delivery['id']}/redeliver")
     assert status == 202, body
     stack.eventually(lambda: [d for d in deliveries(stack, hook["id"]) if d["state"] == "delivered"])
     assert [r["status"] for r in receiver.got("/gone")] == [410, 200]
@@ -177,29 +183,29 @@ def test_an_event_redelivered_by_rabbitmq_is_delivered_once_and_other_types_get_
 
 def test_only_super_admins_manage_webhooks_and_bad_subscriptions_are_refused(stack, receiver):
     member = auth("agent-1", teams=["t1"])
-    status, _ = stack.post("/api/notifier/webhooks", {"url": receiver.url, "events": ["*"]}, headers=member)
+    status, _ = stack.post("/api/webhooks", {"url": receiver.url, "events": ["*"]}, headers=member)
     assert status == 403
-    assert stack.get("/api/notifier/webhooks", headers=member)[0] == 403
-    assert stack.post("/api/notifier/webhooks", {"url": receiver.url, "events": ["nope"]})[0] == 400
-    assert stack.post("/api/notifier/webhooks", {"url": "ftp://x.example", "events": ["*"]})[0] == 400
+    assert stack.get("/api/webhooks", headers=member)[0] == 403
+    assert stack.post("/api/webhooks", {"url": receiver.url, "events": ["nope"]})[0] == 400
+    assert stack.post("/api/webhooks", {"url": "ftp://x.example", "events": ["*"]})[0] == 400
     hook = subscribe(stack, receiver.url + "/gone-soon", ["*"])
-    assert stack.request("DELETE", f"/api/notifier/webhooks/{hook['id']}")[0] == 204
-    assert stack.get(f"/api/notifier/webhooks/{hook['id']}")[0] == 404
+    assert stack.request("DELETE", f"/api/webhooks/{hook['id']}")[0] == 204
+    assert stack.get(f"/api/webhooks/{hook['id']}")[0] == 404
 
 
 def test_without_the_private_targets_switch_a_loopback_receiver_is_refused(stack_factory, receiver):
     stack = stack_factory([NOTIFIER], extra_env={
         "NOTIFIER_SECRET_KEY": Fernet.generate_key().decode(), "NOTIFIER_ALLOW_HTTP_WEBHOOKS": "true"})
-    status, body = stack.post("/api/notifier/webhooks", {"url": receiver.url + "/in", "events": ["*"]})
+    status, body = stack.post("/api/webhooks", {"url": receiver.url + "/in", "events": ["*"]})
     assert status == 400 and "loopback" in body["error"]["message"]
-    status, body = stack.post("/api/notifier/webhooks", {"url": "https://localhost/in", "events": ["*"]})
+    status, body = stack.post("/api/webhooks", {"url": "https://localhost/in", "events": ["*"]})
     assert status == 400
 
 
 def test_a_notifier_killed_mid_delivery_sends_it_again_after_the_lease(stack_factory, receiver):
     stack = stack_factory([NOTIFIER], extra_env={
         "NOTIFIER_SECRET_KEY": Fernet.generate_key().decode(), "NOTIFIER_ALLOW_HTTP_WEBHOOKS": "true",
-        "NOTIFIER_ALLOW_PRIVATE_WEBHOOK_TARGETS": "true", "NOTIFIER_WEBHOOK_TIMEOUT_SECONDS": "4",
+        "NOTIFIER_WEBHOOK_ALLOW_PRIVATE": "true", "NOTIFIER_WEBHOOK_TIMEOUT_SECONDS": "4",
         "NOTIFIER_WEBHOOK_CONNECT_TIMEOUT_SECONDS": "1", "NOTIFIER_DELIVERY_LEASE_SECONDS": "5",
         "NOTIFIER_POLL_SECONDS": "0.2"})
     receiver.scripts["/hang"] = [0]
@@ -214,3 +220,39 @@ def test_a_notifier_killed_mid_delivery_sends_it_again_after_the_lease(stack_fac
     assert ids == [envelope["id"], envelope["id"]]
     assert [a["attempt"] for a in delivery["log"]] == [2]  # the first attempt died with its process
     assert delivery["attempts"] == 2 and all(verified(hook["secret"], r) == envelope for r in receiver.got("/hang"))
+
+
+def test_events_of_a_conversation_carry_its_sequence(stack, receiver):
+    hook = subscribe(stack, receiver.url + "/seq", ["conversation_created"])
+    sent = [conversation_created(stack, conversation_id="c-ordered") for _ in range(3)]
+    sent.append(conversation_created(stack, conversation_id="c-other"))
+    requests = stack.eventually(lambda: len(receiver.got("/seq")) == 4 and receiver.got("/seq"))
+    bodies = {body["id"]: body for body in (Webhook(hook["secret"]).verify(r["body"], r["headers"])
+                                            for r in requests)}
+    ordered = sorted(bodies[e["id"]]["sequence"] for e in sent[:3])
+    assert ordered == ["00000000000000000001", "00000000000000000002", "00000000000000000003"]
+    assert bodies[sent[3]["id"]]["sequence"] == "00000000000000000001"  # counted per conversation
+    for envelope in sent:  # otherwise the envelope exactly as on RabbitMQ
+        assert {k: v for k, v in bodies[envelope["id"]].items() if k != "sequence"} == envelope
+    items = deliveries(stack, hook["id"])
+    assert sorted(d["sequence"] for d in items if d["conversation_id"] == "c-ordered") == [1, 2, 3]
+
+
+def test_a_dead_receiver_is_disabled_after_the_schedule_with_a_webhook_disabled_event(stack, receiver):
+    receiver.scripts["/dead"] = [503, 503, 503, 503]  # every attempt of a 3-retry schedule
+    hook = subscribe(stack, receiver.url + "/dead", ["conversation_created"])
+    with EventSubscriber(stack.amqp_uri, [("notifier.events", "webhook_disabled")]) as events:
+        envelope = conversation_created(stack)
+        [disabled] = events.wait_for("webhook_disabled", timeout=30)
+    assert disabled["type"] == "mailroom.webhook_disabled.v1" and disabled["source"] == "mailroom/notifier"
+    assert disabled["data"]["webhook_id"] == hook["id"] and disabled["data"]["attempts"] == 4
+    assert disabled["data"]["event_id"] == envelope["id"] and disabled["data"]["last_status"] == 503
+    assert hook["secret"] not in json.dumps(disabled)
+    assert stack.get(f"/api/webhooks/{hook['id']}")[1]["enabled"] is False
+    later = conversation_created(stack)  # not sent while disabled
+    status, body = stack.request("PATCH", f"/api/webhooks/{hook['id']}", {"enabled": True})
+    assert status == 200 and body["enabled"] is True and body["url"] == receiver.url + "/dead"
+    after = conversation_created(stack)
+    stack.eventually(lambda: after["id"] in [r["headers"]["webhook-id"] for r in receiver.got("/dead")])
+    ids = [r["headers"]["webhook-id"] for r in receiver.got("/dead")]
+    assert later["id"] not in ids and ids.count(envelope["id"]) == 4

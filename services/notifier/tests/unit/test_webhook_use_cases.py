@@ -163,15 +163,72 @@ def test_a_410_fails_at_once(db):
     assert claim(db) is None
 
 
-def test_timeouts_are_retried_until_the_schedule_ends(db):
-    create(db)
+class RecordingOutbox:
+    def __init__(self):
+        self.events = []
+
+    def record(self, session, event_type, subject, data):
+        self.events.append((event_type, subject, data))
+
+
+def test_timeouts_are_retried_until_the_schedule_ends_then_the_subscription_is_disabled(db):
+    webhook_id, _ = create(db)
     record(db, envelope())
+    outbox = RecordingOutbox()
     for expected in ("retry", "retry", "failed"):  # a schedule of two retries: three attempts
         make_due(db)
-        assert outcome(db, claim(db), None, "timed out") == expected
+        with db.transaction() as session:
+            assert handlers.record_outcome(session, claim(db), None, "timed out", 0.01, SETTINGS,
+                                           dt.datetime.now(dt.UTC), outbox) == expected
     with db.transaction() as session:
         delivery = session.execute(select(WebhookDelivery)).scalar_one()
         assert delivery.state == "failed" and delivery.attempts == 3 and delivery.last_error == "timed out"
+        assert queries.get_subscription(session, webhook_id)["enabled"] is False
+    [(event_type, subject, data)] = outbox.events
+    assert (event_type, subject) == ("webhook_disabled", webhook_id)
+    assert data["delivery_id"] == delivery.id and data["attempts"] == 3 and data["last_status"] is None
+    assert record(db, envelope()) == 0  # disabled: the next events are not recorded for it
+    with db.transaction() as session:  # enabled again by a super admin: it receives again
+        handlers.update_subscription(session, ADMIN, webhook_id, {"enabled": True}, SETTINGS, allow)
+    assert record(db, envelope()) == 1
+
+
+def test_a_4xx_fails_the_delivery_but_does_not_disable_the_subscription(db):
+    webhook_id, _ = create(db)
+    record(db, envelope())
+    outbox = RecordingOutbox()
+    with db.transaction() as session:
+        handlers.record_outcome(session, claim(db), 400, "HTTP 400", 0.01, SETTINGS, dt.datetime.now(dt.UTC), outbox)
+        assert queries.get_subscription(session, webhook_id)["enabled"] is True
+    assert outbox.events == []
+
+
+def test_each_subscription_numbers_the_events_of_each_conversation_in_order(db):
+    import json
+
+    first, _ = create(db, {"url": "https://a.example/", "events": ["*"]})
+    contact = {**envelope(), "type": "mailroom.contact_created.v1", "data": {"contact_id": "k-1"}}
+    record(db, contact)
+    envelopes = [envelope(), envelope(), {**envelope(), "type": "mailroom.message_added.v1"}]
+    record(db, envelopes[0])
+    second, _ = create(db, {"url": "https://b.example/", "events": ["*"]})  # joins mid-conversation
+    record(db, envelopes[1])
+    record(db, envelopes[1])  # redelivered: takes no number
+    record(db, envelopes[2])
+    other = envelope()
+    other["data"] = {**other["data"], "conversation_id": "c-2"}
+    record(db, other)
+    with db.transaction() as session:
+        rows = session.execute(select(WebhookDelivery).order_by(WebhookDelivery.created_at)).scalars().all()
+    numbered = {(r.subscription_id, r.event_id): json.loads(r.body).get("sequence") for r in rows}
+    ids = [e["id"] for e in envelopes]
+    assert [numbered[(first, i)] for i in ids] == ["00000000000000000001", "00000000000000000002",
+                                                   "00000000000000000003"]
+    assert [numbered[(second, i)] for i in ids[1:]] == ["00000000000000000001", "00000000000000000002"]
+    assert numbered[(first, other["id"])] == numbered[(second, other["id"])] == "00000000000000000001"
+    assert [v for (s, _), v in numbered.items() if v is None] == [None]  # contact_created: no conversation
+    body = json.loads(next(r.body for r in rows if r.event_id == ids[0]))
+    assert {k: v for k, v in body.items() if k != "sequence"} == envelopes[0]  # otherwise the envelope as is
 
 
 def test_a_worker_dying_mid_request_leaves_it_to_be_claimed_again_and_the_budget_holds(db):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ingest.blobstore import BlobNotFound, DirectoryBlobStore
+from ingest.blobstore import BlobNotFound, S3Location, open_blob_store
 from ingest.dkim_dns import txt_lookup
 from ingest.domain.analysis import AnalysisSettings, analyse, render_html
 from ingest.domain.bounces import bounced_message_ids
@@ -51,6 +51,7 @@ class AnalysisJob:
     event_version: int = 1
     team_mailbox: bool = False  # fetched over IMAP from a mailbox configured as the team's own
     dns_resolver: tuple[str, ...] = ()  # INGEST_DNS_RESOLVER, for DKIM keys (INGEST_VERIFY_DKIM)
+    blob_s3: S3Location | None = None  # the bucket when INGEST_BLOB_STORE=s3 (then blob_dir is unused)
 
 
 class StoredMessageMissing(Exception):
@@ -61,7 +62,7 @@ def analyse_stored(job: AnalysisJob) -> dict:
     """{"envelope": the validated message_received envelope, "attachments": for the intake row}.
     Raises MessageTooComplex for a message over the parse limits, StoredMessageMissing when the
     raw bytes cannot be read, anything else for a message that breaks the analysis."""
-    blobs = DirectoryBlobStore(Path(job.blob_dir))
+    blobs = open_blob_store(job.blob_s3 or Path(job.blob_dir))
     try:
         raw = blobs.get(job.blob_key)
     except (BlobNotFound, OSError) as exc:
@@ -123,10 +124,11 @@ class PreviewJob:
     limits: ParseLimits
     html_preview_bytes: int
     allow_remote_images: bool
+    blob_s3: S3Location | None = None  # as AnalysisJob's
 
 
 def render_preview(job: PreviewJob) -> dict:
-    raw = DirectoryBlobStore(Path(job.blob_dir)).get(job.blob_key)
+    raw = open_blob_store(job.blob_s3 or Path(job.blob_dir)).get(job.blob_key)
     parsed = parse_message(raw, job.limits)
     html, truncated, blocked = render_html(parsed, job.cid_urls, job.html_preview_bytes,
                                            allow_remote_images=job.allow_remote_images)

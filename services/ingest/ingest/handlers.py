@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ingest.analyser import DONE, QUARANTINE, Analyser, AnalysisJob, PreviewJob, verdict
-from ingest.blobstore import DirectoryBlobStore
+from ingest.blobstore import BlobStore, open_blob_store
 from ingest.domain.analysis import AnalysisSettings, dedupe_key
 from ingest.domain.downloads import raw_url
 from ingest.domain.recipients import split_recipient
@@ -53,7 +53,7 @@ class MessageTooLarge(ValueError):
     pass
 
 
-def accept(database: Database, blobs: DirectoryBlobStore, raw: bytes, recipients: list[str], via: str,
+def accept(database: Database, blobs: BlobStore, raw: bytes, recipients: list[str], via: str,
            settings: Settings, envelope_from: str | None = None,
            channels: set[str] | None = None) -> AcceptResult:
     """Store the bytes durably and log one intake row per inbox channel addressed. `channels`:
@@ -94,7 +94,7 @@ def accept(database: Database, blobs: DirectoryBlobStore, raw: bytes, recipients
     return result
 
 
-def accept_posted(database: Database, blobs: DirectoryBlobStore, raw: bytes, address: str,
+def accept_posted(database: Database, blobs: BlobStore, raw: bytes, address: str,
                   settings: Settings) -> dict:
     """A raw message POSTed for one channel (providers' inbound webhooks, operators): the
     AcceptedSchema answer; `duplicate` when the channel already had it."""
@@ -205,7 +205,7 @@ def _claim(database: Database, outbox: Outbox, settings: Settings, directory: In
             jobs.append(AnalysisJob(
                 intake_id=intake.id, channel_address=intake.channel_address, via=intake.via,
                 reply_token=intake.reply_token, size=intake.size, received_at=iso_time(intake.received_at),
-                blob_dir=str(settings.blob_dir), blob_key=intake.blob_key, analysis=analysis,
+                blob_dir=str(settings.blob_dir), blob_s3=settings.blob_s3, blob_key=intake.blob_key, analysis=analysis,
                 # another of our inboxes forwards as a member would
                 trusted_senders=inboxes.trusted | inboxes.own, inbox_of=inboxes.inbox_of,
                 event_version=outbox.version_of("message_received"),
@@ -274,7 +274,7 @@ def _quarantine(outbox: Outbox, settings: Settings, intake: Intake, reason: str)
     intake.processed_at = utcnow()
     intake.claimed_until = None
     try:
-        summary = summarise(DirectoryBlobStore(settings.blob_dir).head(intake.blob_key, SUMMARY_HEADER_BYTES),
+        summary = summarise(open_blob_store(settings.blob_location).head(intake.blob_key, SUMMARY_HEADER_BYTES),
                             settings.spam_score_headers)
     except Exception:  # the raw bytes themselves are unreadable: placeholders in the inbox
         log.warning("intake %s: no summary of its headers", intake.id, exc_info=True)
@@ -303,7 +303,7 @@ def render_preview(analyser: Analyser, settings: Settings, blob_key: str, cid_ur
     """The sanitised HTML preview made again from the raw bytes, in a parser worker (the same
     deadline as the analysis: never on the event loop)."""
     outcome = analyser.run(PreviewJob(str(settings.blob_dir), blob_key, cid_urls, settings.limits,
-                                      settings.html_preview_bytes, allow_remote_images))
+                                      settings.html_preview_bytes, allow_remote_images, blob_s3=settings.blob_s3))
     if not outcome.ok:
         raise ServiceUnavailable(f"the preview could not be made again: {outcome.error_type or outcome.kind}: "
                                  f"{outcome.error}")

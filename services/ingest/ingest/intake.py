@@ -9,12 +9,13 @@ import contextlib
 import logging
 
 import eventlet
+from eventlet import tpool
 from eventlet.hubs import trampoline
 from nameko.extensions import DependencyProvider
 
 from ingest import SERVICE_NAME, handlers
 from ingest.analyser import ParserPool
-from ingest.blobstore import DirectoryBlobStore
+from ingest.blobstore import BlobStore, open_blob_store
 from ingest.settings import Settings
 from mailroom_shared.db import Database, is_postgres
 from mailroom_shared.kit import SettingsProvider
@@ -29,13 +30,17 @@ def loaded_settings(container) -> Settings:
 
 
 class BlobStoreProvider(DependencyProvider):
-    """The blob store under INGEST_BLOB_DIR (raw messages and attachments)."""
+    """The blob store (raw messages and attachments): INGEST_BLOB_DIR, or the bucket of
+    INGEST_BLOB_STORE=s3."""
 
-    store: DirectoryBlobStore | None = None
+    store: BlobStore | None = None
+
+    def start(self):
+        # the settings are loaded once every extension is set up. Opened in an OS thread: an S3
+        # client loads boto3 and its service model (a second of CPU), which must not stall the loop
+        self.store = tpool.execute(open_blob_store, loaded_settings(self.container).blob_location)
 
     def get_dependency(self, worker_ctx):
-        if self.store is None:  # the settings are loaded once every extension is set up
-            self.store = DirectoryBlobStore(loaded_settings(self.container).blob_dir)
         return self.store
 
 

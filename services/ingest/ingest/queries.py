@@ -8,7 +8,7 @@ import hashlib
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ingest.blobstore import BlobNotFound, DirectoryBlobStore
+from ingest.blobstore import BlobNotFound, BlobStore
 from ingest.domain.downloads import raw_url
 from ingest.domain.parsing import parse_message
 from ingest.models import Channel, Intake
@@ -51,7 +51,7 @@ def attachment_of(session: Session, intake_id: str, sha256: str) -> tuple[dict, 
     return meta, row.blob_key
 
 
-def attachment_bytes(blobs: DirectoryBlobStore, raw_key: str, sha256: str) -> bytes:
+def attachment_bytes(blobs: BlobStore, raw_key: str, sha256: str) -> bytes:
     """The attachment's bytes. Attachments are stored without fsync (handlers.py): after a crash
     they are extracted again from their (durable) raw message and stored back."""
     try:

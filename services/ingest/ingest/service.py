@@ -67,7 +67,10 @@ class IngestService(Base):
         require_read_access(request, intake_id)
         with self.db.transaction() as session:
             blob_key = queries.raw_blob_key(session, intake_id)
-        return Response(self.blobs.get(blob_key), **raw_message_download(intake_id))
+        stream = self.blobs.stream(blob_key)  # in chunks: a 25 MB message is never held whole
+        response = Response(stream, **raw_message_download(intake_id))
+        response.content_length = stream.size
+        return response
 
     @endpoint("GET", "/api/ingest/messages/<string:intake_id>/attachments/<string:sha256>", auth=False)
     def get_attachment(self, request, intake_id, sha256):

@@ -21,6 +21,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ingest.blobstore import S3Location, normalise_prefix
 from ingest.dkim_dns import parse_nameserver
 from ingest.domain.authentication import AuthenticationPolicy
 from ingest.domain.model import ParseLimits
@@ -31,6 +32,7 @@ from mailroom_shared.addresses import try_normalise_email
 
 MAILBOXES_FILE = "INGEST_MAILBOXES_FILE"
 SPAM_SCORE_HEADERS = "INGEST_SPAM_SCORE_HEADERS"
+BLOB_STORES = ("directory", "s3")
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class Settings:
     limits: ParseLimits = field(default_factory=ParseLimits)
     html_preview_bytes: int = 100_000
     blob_dir: Path = Path("var/blobs")  # INGEST_BLOB_DIR, else <MAILROOM_VAR_DIR>/blobs
+    blob_s3: S3Location | None = None  # INGEST_BLOB_STORE=s3 and INGEST_S3_*: the bucket instead of blob_dir
     smtp_host: str = "127.0.0.1"  # INGEST_SMTP_HOST: where the SMTP listener listens
     smtp_port: int = 2525  # INGEST_SMTP_PORT
     smtp_hostname: str = "mailroom.local"  # INGEST_SMTP_HOSTNAME: the name it greets with
@@ -66,6 +69,11 @@ class Settings:
     parse_memory_mb: int = 1024  # INGEST_PARSE_MEMORY_MB: address-space limit of each parser process
     max_attempts: int = 3  # INGEST_MAX_ATTEMPTS: a message failing this often is quarantined
     mailboxes: tuple[tuple[MailboxConfig, str], ...] = ()  # (mailbox, channel address) pairs
+
+    @property
+    def blob_location(self) -> Path | S3Location:
+        """Where raw messages and attachments are (blobstore.open_blob_store)."""
+        return self.blob_s3 or self.blob_dir
 
 
 def load(*, mailboxes: bool = True) -> Settings:
@@ -95,6 +103,7 @@ def load(*, mailboxes: bool = True) -> Settings:
                            max_header_params=config.env_int("INGEST_MAX_HEADER_PARAMS", 1000, minimum=10),
                            max_message_params=config.env_int("INGEST_MAX_MESSAGE_PARAMS", 5000, minimum=10)),
         blob_dir=config.env_path("INGEST_BLOB_DIR") or config.var_dir() / "blobs",
+        blob_s3=_s3_location() if config.env_choice("INGEST_BLOB_STORE", BLOB_STORES, "directory") == "s3" else None,
         smtp_host=_first("INGEST_SMTP_HOST", "127.0.0.1"),
         smtp_port=config.env_int("INGEST_SMTP_PORT", 2525),
         smtp_hostname=_first("INGEST_SMTP_HOSTNAME", "mailroom.local"),
@@ -122,6 +131,22 @@ def team_mailbox_channels(settings: Settings) -> frozenset[str]:
         key = try_normalise_email(channel) or channel.lower()
         channels[key] = channels.get(key, True) and mailbox.team_mailbox
     return frozenset(channel for channel, own in channels.items() if own)
+
+
+def _s3_location() -> S3Location:
+    """INGEST_S3_*: the bucket the S3 blob store uses (credentials: the AWS SDK's chain, never here)."""
+    bucket = config.env_str("INGEST_S3_BUCKET")
+    if not bucket:
+        raise config.ConfigError("INGEST_BLOB_STORE=s3 needs INGEST_S3_BUCKET")
+    encryption = config.env_choice("INGEST_S3_SSE", ("none", "aes256", "aws:kms"), "none")
+    kms_key_id = config.env_str("INGEST_S3_SSE_KMS_KEY_ID")
+    if kms_key_id and encryption != "aws:kms":
+        raise config.ConfigError("INGEST_S3_SSE_KMS_KEY_ID goes with INGEST_S3_SSE=aws:kms")
+    return S3Location(
+        bucket=bucket, prefix=normalise_prefix(config.env_str("INGEST_S3_PREFIX")),
+        endpoint_url=config.env_str("INGEST_S3_ENDPOINT_URL"), region=config.env_str("INGEST_S3_REGION"),
+        addressing_style=config.env_choice("INGEST_S3_ADDRESSING_STYLE", ("auto", "path", "virtual"), "auto"),
+        server_side_encryption={"none": None, "aes256": "AES256"}.get(encryption, encryption), kms_key_id=kms_key_id)
 
 
 def _first(name: str, default: str) -> str:

@@ -29,7 +29,7 @@ import time
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from ingest import SERVICE_NAME, handlers, queries
-from ingest.blobstore import DirectoryBlobStore
+from ingest.blobstore import BlobStore, open_blob_store
 from ingest.domain.recipients import split_recipient
 from ingest.settings import Settings
 from ingest.settings import load as load_settings
@@ -120,7 +120,7 @@ def _client_ip(peer) -> str | None:
 
 
 class IntakeHandler:
-    def __init__(self, database: Database, blobs: DirectoryBlobStore, settings: Settings):
+    def __init__(self, database: Database, blobs: BlobStore, settings: Settings):
         self.database = database
         self.blobs = blobs
         self.settings = settings
@@ -236,7 +236,7 @@ def build_server(handler: IntakeHandler, tls: ssl.SSLContext | None = None) -> S
 async def serve(settings: Settings) -> None:
     tls = tls_context(settings)  # a missing or unreadable certificate stops the start, loudly
     database = Database(config.database_url(SERVICE_NAME))
-    handler = IntakeHandler(database, DirectoryBlobStore(settings.blob_dir), settings)
+    handler = IntakeHandler(database, open_blob_store(settings.blob_location), settings)
     loop = asyncio.get_running_loop()
     host, port = settings.smtp_host, settings.smtp_port
     server = await loop.create_server(lambda: build_server(handler, tls), host, port)

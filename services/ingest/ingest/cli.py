@@ -56,12 +56,28 @@ def _authentication(verdict: dict) -> str:
     return f"no: {verdict.get('reason')}"
 
 
+def _last_deciding(steps: list[dict]) -> str:
+    """The rule of the last step that chose a block (a "stop" step only says why we went no deeper)."""
+    chosen = [step["rule"] for step in steps if not step["rule"].startswith("stop")]
+    return chosen[-1] if chosen else steps[-1]["rule"]
+
+
 def readable(doc: dict) -> str:
     lines = [f"Message-ID:   {doc['message_id']}", f"Subject:      {doc['subject']}",
              f"Sender:       {_who(doc['sender'])}"]
     forward = doc["forward"]
     if forward:
         lines.append(f"Forward:      yes, detected by {forward['detected_by']}")
+        steps = doc.get("forward_steps") or []
+        if steps:
+            lines.append(f"  decided by rule:  {steps[-1]['rule'] if len(steps) == 1 else _last_deciding(steps)}")
+            lines.append("  steps:")
+            for number, step in enumerate(steps, 1):
+                where = f" (line {step['line']}, {step['block']})" if "line" in step else ""
+                sender = f" -> {_who(step['sender'])}" if step.get("sender") else ""
+                lines.append(f"    {number}. {step['rule']}{where}{sender}")
+                if step.get("detail"):
+                    lines.append(f"       {step['detail']}")
         lines.append(f"  original sender:  {_who(forward['original_sender'])}")
         lines.append(f"  original subject: {forward['original_subject']}")
         lines.append(f"  original date:    {forward['original_date']}")

@@ -69,6 +69,8 @@ class Analysis:
             "subject": self.parsed.subject,
             "sender": sender.as_dict(),
             "forward": self.forward_metadata(),
+            # which rule decided, and each nesting step (outermost first; the last one decided)
+            "forward_steps": list(self.forward.steps) if self.forward else [],
             "forwarder_trusted": self.forwarder_trusted,
             "attributed_to": self.attributed_to.as_dict(),
             "auto_submitted": self.classification.auto_submitted,

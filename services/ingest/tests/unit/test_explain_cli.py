@@ -67,3 +67,34 @@ def test_readable_report_and_clear_errors():
     assert missing.returncode == 2 and b"cannot read /no/such/file.eml" in missing.stderr
     garbage = explain("--json", "-", stdin=b"\x00\xff not mail")
     assert garbage.returncode == 0 and json.loads(garbage.stdout)["forward"] is None
+
+
+CLASSES = Path(__file__).parents[1] / "forward_classes"
+
+
+def test_explain_names_the_deciding_rule_and_each_nesting_step():
+    path = CLASSES / "tuned" / "nested_three_levels_signature_only.eml"
+    report = json.loads(explain("--json", str(path)).stdout)
+    steps = report["forward_steps"]
+    assert [step["rule"] for step in steps] == [
+        "table: outermost block",
+        "step down: the block above is signature-only and itself a forward",
+        "step down: the block above is empty and itself a forward",
+    ]
+    assert [step["sender"]["email"] for step in steps] == [
+        "bob@team.example", "carla.middle@gmail.com", "dieter.kunde@kunden-mail.de"]
+    assert report["forward"]["original_sender"]["email"] == "dieter.kunde@kunden-mail.de"
+    readable = explain(str(path)).stdout.decode()
+    assert "decided by rule:  step down: the block above is empty and itself a forward" in readable
+    assert "2. step down: the block above is signature-only and itself a forward (line 13, forward:gmail)" in readable
+
+
+def test_explain_shows_header_rules_and_the_structural_path():
+    relay = json.loads(explain("--json", str(CLASSES / "tuned" / "server_google_groups_via.eml")).stdout)
+    assert relay["forward"]["detected_by"] == "server_relay:x_original_sender"
+    assert relay["forward_steps"][0]["rule"].startswith("header: list relay")
+    arabic = json.loads(explain("--json", str(CLASSES / "tuned" / "outlook_ar_bidi_marks.eml")).stdout)
+    assert arabic["forward_steps"][0]["rule"] == "structure: outermost block"
+    assert arabic["forward"]["original_sender"]["email"] == "sara.alharbi@amthila-sharika.sa"
+    plain = json.loads(explain("--json", str(CORPUS / "newsletter_plain.eml")).stdout)
+    assert plain["forward"] is None and plain["forward_steps"] == []

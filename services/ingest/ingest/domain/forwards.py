@@ -701,12 +701,25 @@ def _looks_like_date(value: str) -> bool:
     return any(word.strip(".") in names for word in words)
 
 
+def _fold_body(text: str) -> str:
+    """A whole body in compare form for a substring test: NFKC and casefold (both in C), not cached (the
+    lru_cache of _fold is for labels and values, not megabytes of text)."""
+    return unicodedata.normalize("NFKC", _INVISIBLE.sub("", text)).casefold().replace("\u0307", "")
+
+
 def _looks_like_name(value: str) -> bool:
     return 1 <= len(value.split()) <= 6 and len(value) <= 80 and not re.search(r"\d|https?:", value)
 
 
+# A leading prefix in a language the subject tables do not know (`إعادة توجيه:`, `XY:`): one or two words
+# and a colon, for the structural path only (it needs the subject repeated, not what the prefix means).
+_UNKNOWN_PREFIX = re.compile(r"^(?:[^\W\d_]{1,14}(?:\s[^\W\d_]{1,14})?\s?[:：]\s*){1,3}")
+
+
 def _subject_core(subject: str) -> str:
-    return _fold(strip_prefixes(_INVISIBLE.sub("", subject)))
+    core = strip_prefixes(_INVISIBLE.sub("", subject))
+    bare = _UNKNOWN_PREFIX.sub("", core)
+    return _fold(bare if len(bare) >= 3 else core)
 
 
 def _repeats_subject(value: str, core: str) -> bool:
@@ -803,7 +816,7 @@ def _from_text(text: str, subject: str) -> tuple[_Block, list[dict]] | None:
         # No client's labels or separators: recognise the block by its shape (the subject must be
         # repeated in the body, which keeps most mail off this path at the cost of one `in`).
         core = _subject_core(subject)
-        if len(core) < 3 or core not in _fold(text):
+        if len(core) < 3 or core not in _fold_body(text):
             return None
         first = _find_structural(lines, subject)
         if first is None:
@@ -1075,7 +1088,7 @@ def _has_forward_marker(text: str, subject: str) -> bool:
     if _ATTRIBUTION_END.search(text):
         return True
     core = _subject_core(subject)
-    return len(core) >= 3 and core in _fold(text)
+    return len(core) >= 3 and core in _fold_body(text)
 
 
 def _html_marker_text(html_body: str) -> str:

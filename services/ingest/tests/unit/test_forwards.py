@@ -274,3 +274,102 @@ def test_html_to_text_keeps_lines_and_quotes() -> None:
     assert "x()" not in text and "p{}" not in text
     assert html_to_text("<div>unclosed <b>bold") == "unclosed bold"
     assert html_to_text("") == ""
+
+
+# ---- issue 19: server forwards, bidi, structure, Reply-To, nesting, the pre-check ---------------------------
+
+from ingest.domain import forwards  # noqa: E402
+
+ALL_CORPORA = [CORPUS, CORPUS.parent / "forward_heldout", CORPUS.parent / "forward_classes" / "tuned",
+               CORPUS.parent / "forward_classes" / "heldout"]
+
+
+def test_the_pre_check_never_changes_a_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cheap marker check only keeps mail off the slow path: over every corpus message, the detector
+    gives the same answer with it as with every message sent down the slow path."""
+    messages = [parse_message(path.read_bytes()) for folder in ALL_CORPORA for path in sorted(folder.glob("*.eml"))]
+    assert len(messages) > 400
+    with_check = [detect_forward(parsed) for parsed in messages]
+    monkeypatch.setattr(forwards, "_has_forward_marker", lambda text, subject: True)
+    without_check = [detect_forward(parsed) for parsed in messages]
+    assert with_check == without_check
+
+
+def test_the_pre_check_keeps_ordinary_mail_off_the_slow_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    monkeypatch.setattr(forwards, "_from_text", lambda *args: calls.append(args))
+    text = "Hello,\n\nmy order 1234 arrived broken at 10:30 today. See https://example.com/x.\n\nThanks\nOlga\n"
+    html = "<p>Hello,</p><p>my order arrived broken.</p>"
+    assert detect_forward(_parsed("Broken order", text, html)) is None
+    assert calls == []
+
+
+def _with_headers(subject: str, text: str, **headers: str) -> ParsedMessage:
+    parsed = _parsed(subject, text)
+    for name, value in headers.items():
+        parsed.message[name.replace("_", "-")] = value
+    return parsed
+
+
+def test_exchange_auto_forward_header_must_say_true() -> None:
+    assert detect_forward(_with_headers("Hello", "Hi there", X_MS_Exchange_Organization_AutoForwarded="false")) is None
+    info = detect_forward(_with_headers("Hello", "Hi there", X_MS_Exchange_Organization_AutoForwarded="true"))
+    assert info.original_sender == Address("Alex Agent", "alex@team.example")
+    assert info.detected_by == "server_forward:exchange"
+
+
+def test_a_server_forward_header_decides_before_a_body_block() -> None:
+    info = detect_forward(_with_headers("FW: Pressing matter", OUTLOOK_BLOCK, X_Forwarded_To="support@team.example"))
+    assert info.detected_by == "server_forward:gmail" and info.original_sender.email == "alex@team.example"
+
+
+def test_a_forward_loop_is_not_a_forward_of_itself() -> None:
+    looped = _with_headers("Digest", "Nothing new", X_Forwarded_For="alex@team.example alex@team.example")
+    assert detect_forward(looped) is None
+    loop_header = _with_headers("Digest", "Nothing new", X_Forwarded_To="support@team.example",
+                                X_Loop="alex@team.example")
+    assert detect_forward(loop_header) is None
+
+
+def test_a_relay_that_did_not_rewrite_from_is_not_a_forward() -> None:
+    assert detect_forward(_with_headers("Hello", "Hi", X_Original_Sender="alex@team.example")) is None
+
+
+def test_bidi_controls_are_removed_inside_addresses_and_around_labels() -> None:
+    text = ("\u200f---------- Forwarded message ---------\n"
+            "\u202bFrom:\u202c Dana <\u200ed\u2066ana@exam\u2069ple.com\u200e>\n"
+            "Date: Mon, Mar 3, 2025 at 9:00 AM\nSubject: x\n\nbody\n")
+    assert detect_forward(_parsed("Fwd: x", text)).original_sender == Address("Dana", "dana@example.com")
+
+
+def test_reply_to_never_overrides_a_from_with_an_address_nor_comes_from_below_the_block() -> None:
+    own = ("Begin forwarded message:\n\nFrom: Dora <dora@planner.example>\nSubject: s\n"
+           "Reply-To: other@planner.example\n\nbody\n")
+    assert detect_forward(_parsed("Fwd: s", own)).original_sender == Address("Dora", "dora@planner.example")
+    below = ("Reply-To: note@team.example\n\nBegin forwarded message:\n\nFrom: Acme Billing\nSubject: s\n"
+             "Date: 3 March 2025 at 09:12\n\nWrite to billing@acme.example, Reply-To billing@acme.example\n")
+    assert detect_forward(_parsed("Fwd: s", below)).original_sender == Address("Acme Billing", None)
+
+
+def test_the_structural_path_needs_the_subject_repeated_and_a_date() -> None:
+    block = "Ab: Lena Roth <lena@roth.example>\nWann: 3.3.2025 09:12\nSache: Termin morgen\nFür: x@team.example\n\nHi\n"
+    assert detect_forward(_parsed("XY: Termin morgen", block)).original_sender.email == "lena@roth.example"
+    assert detect_forward(_parsed("XY: Something else", block)) is None  # the subject is not repeated
+    no_date = block.replace("3.3.2025 09:12", "gestern")
+    assert detect_forward(_parsed("XY: Termin morgen", no_date)) is None
+    too_long = block.replace("Für:", "A: 1\nB: 2\nC: 3\nFür:")
+    assert detect_forward(_parsed("XY: Termin morgen", too_long)) is None  # 7 lines: not a header block
+
+
+def test_the_structural_path_stays_linear_on_hostile_input() -> None:
+    body = "Termin morgen\n" + "Ab: x <a@b.example>\nWann: 3.3.2025 09:12\n" * 20_000
+    assert detect_forward(_parsed("XY: Termin morgen", body)) is None  # runs of 40000 lines: never 3-6
+
+
+def test_a_note_with_a_sentence_stops_the_step_down() -> None:
+    text = ("From: Bob <bob@team.example>\nSent: Tuesday, March 4, 2025 9:00 AM\nSubject: FW: x\n\n"
+            "Could you handle this one please?\n\n"
+            "From: Carla <carla@customer.example>\nSent: Monday, March 3, 2025 9:00 AM\nSubject: x\n\nbody\n")
+    info = detect_forward(_parsed("FW: FW: x", text))
+    assert info.original_sender.email == "bob@team.example"
+    assert info.steps[-1]["rule"] == "stop: the forwarder wrote a note above the next block"

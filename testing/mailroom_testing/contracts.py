@@ -1,8 +1,8 @@
 """The published event contract, checked against what a running stack really publishes.
 
-Every events exchange is bound to the audit queue (`mailroom.audit`, declared with the topology and
-never consumed), so after a test the audit queue of its vhost holds every event the stack
-published. `EventContract` validates each against its message's payload schema in the generated
+Before a test's stack starts, `bind_tap` binds a queue of the test's own (TAP_QUEUE, never consumed
+by a service) to every events exchange of its vhost with `#`, so after the test it holds every event
+the stack published. `EventContract` validates each against its message's payload schema in the generated
 AsyncAPI document (`docs/events.asyncapi.yaml`, what subscribers read), with jsonschema: a
 subscriber validating our events with that document must accept every one of them.
 
@@ -23,12 +23,13 @@ import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-from mailroom_shared.messaging.topology import AUDIT_QUEUE
+from mailroom_shared.messaging.topology import PRODUCERS, events_exchange
 
 REPO = Path(__file__).resolve().parents[2]
 ASYNCAPI_DOCUMENT = REPO / "docs" / "events.asyncapi.yaml"
 DOCUMENT_URI = "urn:mailroom:events.asyncapi"
 TEST_PUBLISHED_HEADER = "x-mailroom-test-published"
+TAP_QUEUE = "mailroom-test.contract-tap"
 
 
 @dataclass(frozen=True)
@@ -79,26 +80,42 @@ class EventContract:
         if routing_key is not None and routing_key != name:
             found.append(f"{cloudevents_type} published with routing key {routing_key!r}, not {name!r}")
         if exchange is not None and self.exchanges.get(name) != exchange:
-            found.append(f"{cloudevents_type} published on {exchange!r}, its channel is on {self.exchanges.get(name)!r}")
+            found.append(f"{cloudevents_type} published on {exchange!r}, "
+                         f"its channel is on {self.exchanges.get(name)!r}")
         for error in sorted(self.validator(message_id).iter_errors(envelope), key=lambda e: list(e.absolute_path)):
             where = "/".join(str(part) for part in error.absolute_path) or "(envelope)"
             found.append(f"{cloudevents_type} {envelope.get('id')}: {where}: {error.message}")
         return found
 
 
-def drain_audit_queue(amqp_uri: str) -> list[RecordedEvent]:
-    """Every message the audit queue of `amqp_uri`'s vhost holds, taken off it (the vhost's events)."""
+def bind_tap(amqp_uri: str) -> None:
+    """Bind TAP_QUEUE to every events exchange of `amqp_uri`'s vhost (declared as the topology
+    declares them), before anything publishes. Idempotent."""
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_uri))
+    try:
+        channel = connection.channel()
+        channel.queue_declare(TAP_QUEUE, durable=True)
+        for producer in PRODUCERS:
+            exchange = events_exchange(producer)
+            channel.exchange_declare(exchange.name, exchange.type, durable=exchange.durable)
+            channel.queue_bind(TAP_QUEUE, exchange.name, "#")
+    finally:
+        connection.close()
+
+
+def drain_tap(amqp_uri: str) -> list[RecordedEvent]:
+    """Every message TAP_QUEUE of `amqp_uri`'s vhost holds, taken off it."""
     connection = pika.BlockingConnection(pika.URLParameters(amqp_uri))
     recorded = []
     try:
         channel = connection.channel()
         while True:
-            method, properties, body = channel.basic_get(AUDIT_QUEUE, auto_ack=True)
+            method, properties, body = channel.basic_get(TAP_QUEUE, auto_ack=True)
             if method is None:
                 return recorded
             recorded.append(RecordedEvent(method.exchange, method.routing_key, body, dict(properties.headers or {})))
     except pika.exceptions.ChannelClosedByBroker as exc:
-        if exc.reply_code == 404:  # no stack declared the topology in this vhost
+        if exc.reply_code == 404:  # never bound in this vhost
             return recorded
         raise
     finally:
@@ -110,7 +127,7 @@ def check_published_events(amqp_uri: str, contract: EventContract | None = None)
     """(how many of the stack's events were checked, the problems found) for the vhost of `amqp_uri`."""
     contract = contract or EventContract.published()
     checked, problems = 0, []
-    for event in drain_audit_queue(amqp_uri):
+    for event in drain_tap(amqp_uri):
         if event.headers.get(TEST_PUBLISHED_HEADER):
             continue
         checked += 1

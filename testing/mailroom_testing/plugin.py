@@ -7,6 +7,7 @@ import os
 import pytest
 
 from mailroom_testing import infra
+from mailroom_testing.contracts import bind_tap, check_published_events
 from mailroom_testing.stack import Stack
 from mailroom_testing.tokens import TEST_ENV, admin_headers
 
@@ -51,11 +52,21 @@ def make_database(postgres_admin):
         postgres_admin.drop_database(url)
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "unchecked_events(reason): the stack's published events are not checked against "
+        "docs/events.asyncapi.yaml after the test (say why)")
+
+
 @pytest.fixture
-def stack_factory(amqp_uri, make_database, tmp_path):
+def stack_factory(amqp_uri, make_database, tmp_path, request):
     """`stack_factory([ServiceSpec, ...], extra_env={...})` starts those services (one process each).
     Every stack verifies tokens with testing.tokens.TEST_SECRET and sends the test admin's token
-    by default (`headers=` of a request overrides it; testing.tokens.auth mints others)."""
+    by default (`headers=` of a request overrides it; testing.tokens.auth mints others).
+
+    After the test, every event the stacks published (a tap queue bound to the vhost's events
+    exchanges) is validated against its schema in docs/events.asyncapi.yaml; a mismatch fails the
+    test (mailroom_testing.contracts; `@pytest.mark.unchecked_events(reason)` opts out)."""
     stacks: list[Stack] = []
 
     def start(services, extra_env: dict | None = None) -> Stack:
@@ -63,9 +74,17 @@ def stack_factory(amqp_uri, make_database, tmp_path):
                       database_urls={spec.name: make_database(spec.name) for spec in services},
                       workdir=tmp_path / f"stack{len(stacks)}", extra_env={**TEST_ENV, **(extra_env or {})},
                       default_headers=admin_headers())
+        if not stacks:
+            bind_tap(amqp_uri)  # before anything publishes
         stacks.append(stack)
         return stack.start()
 
     yield start
     for stack in stacks:
         stack.stop()
+    if stacks and request.node.get_closest_marker("unchecked_events") is None:
+        checked, problems = check_published_events(amqp_uri)
+        request.node.user_properties.append(("events_checked_against_asyncapi", checked))
+        if problems:
+            pytest.fail(f"{len(problems)} problem(s) in the {checked} events the stack published, against "
+                        "docs/events.asyncapi.yaml:\n" + "\n".join(problems[:20]), pytrace=False)

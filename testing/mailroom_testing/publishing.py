@@ -8,6 +8,11 @@ import pika
 
 from mailroom_shared.events.catalogue import exchange_of
 from mailroom_shared.events.envelope import build_envelope
+from mailroom_testing.contracts import TEST_PUBLISHED_HEADER
+
+# marks what a test publishes itself (hostile, malformed, replayed on purpose): not the stack's
+# events, so the contract check after the test (mailroom_testing.contracts) leaves it out
+TEST_HEADERS = {TEST_PUBLISHED_HEADER: True}
 
 
 def publish_event(amqp_uri: str, event_type: str, subject: str, data: dict, event_id: str | None = None,
@@ -25,7 +30,7 @@ def publish_raw(amqp_uri: str, exchange: str, routing_key: str, body: bytes,
         channel = connection.channel()
         channel.confirm_delivery()
         channel.basic_publish(exchange, routing_key, body, pika.BasicProperties(
-            content_type=content_type, delivery_mode=2), mandatory=True)
+            content_type=content_type, delivery_mode=2, headers=TEST_HEADERS), mandatory=True)
     finally:
         connection.close()
 
@@ -48,6 +53,6 @@ def publish_envelopes(amqp_uri: str, envelopes: list[dict], *, exchange: str, ro
         for envelope in envelopes:
             channel.basic_publish(exchange, routing_key, json.dumps(envelope).encode(), pika.BasicProperties(
                 content_type="application/json", delivery_mode=2, message_id=envelope["id"],
-                type=envelope["type"], headers=headers))
+                type=envelope["type"], headers={**(headers or {}), **TEST_HEADERS}))
     finally:
         connection.close()

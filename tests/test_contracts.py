@@ -143,3 +143,129 @@ def test_every_event_of_the_catalogue_has_a_message_whose_schema_checks_its_data
 @pytest.mark.parametrize("content", ["[]", '"text"', "null"])
 def test_what_is_not_an_envelope_is_a_problem(content):
     assert contract().problems(json.loads(content))
+
+
+# --- a real stack: its events against the contract, one trace per message ---------------------------
+
+INBOX_ADDRESS = "support@mailroom.test"
+
+
+@pytest.fixture
+def traced_mailroom(stack_factory, tmp_path):
+    """ingest (+ its SMTP listener), contacts and conversations with JSON logs, one inbox."""
+    import sys
+
+    from mailroom_testing.specs import CONTACTS, CONVERSATIONS, INGEST
+    from mailroom_testing.stack import free_port
+
+    inboxes = tmp_path / "inboxes.yaml"
+    inboxes.write_text(f"""
+inboxes:
+  - key: support
+    name: Support
+    channels: [{{address: {INBOX_ADDRESS}, name: Support, primary: true}}]
+    members: [{{user_id: agent-1, email: agent@mailroom.test}}]
+""")
+    smtp_port = free_port()
+    stack = stack_factory([INGEST, CONTACTS, CONVERSATIONS], extra_env={
+        "CONVERSATIONS_INBOXES_FILE": str(inboxes), "INGEST_SMTP_PORT": str(smtp_port),
+        "MAILROOM_LOG_FORMAT": "json", "INGEST_MAX_MIME_PARTS": "4"})
+    stack.start_process("smtp", [sys.executable, "-m", "ingest.smtp_listener"], port=smtp_port)
+    stack.smtp_port = smtp_port
+    stack.eventually(lambda: stack.get("/health/ingest")[1].get("channels") == 1, timeout=30)
+    [inbox] = stack.get("/api/inboxes")[1]["items"]
+    stack.inbox_id = inbox["id"]
+    return stack
+
+
+def _send(stack, sender: str, subject: str) -> str:
+    import smtplib
+    import uuid
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = sender, INBOX_ADDRESS, subject
+    message["Message-ID"] = f"<{uuid.uuid4()}@customer.example>"
+    message.set_content("Hello")
+    with smtplib.SMTP("127.0.0.1", stack.smtp_port, timeout=30) as client:
+        client.send_message(message)
+    return message["Message-ID"]
+
+
+EVERY_EXCHANGE = [("ingest.events", "#"), ("contacts.events", "#"), ("conversations.events", "#")]
+
+
+@pytest.mark.integration
+def test_one_email_one_trace_through_every_service_and_the_nameless_unassigned_events_validate(traced_mailroom):
+    """A bare address (no display name) makes a contact_created with name null; unassigning makes
+    a conversation_assigned with assignee null: both validate against the published document (and
+    every other event the stack published, after the test). Every event of the email's flow
+    carries one trace id, the one the SMTP listener logged when it accepted the message; the
+    unassignment, a request of its own, starts another trace."""
+    from mailroom_shared.events import tracing
+    from mailroom_testing.subscriber import EventSubscriber
+
+    stack = traced_mailroom
+    published = EventContract.published()
+    with EventSubscriber(stack.amqp_uri, EVERY_EXCHANGE) as events:
+        _send(stack, "nameless@customer.example", "Where is my parcel?")
+        [received] = events.wait_for("message_received")
+        [created] = events.wait_for("contact_created")
+        [conversation] = events.wait_for("conversation_created")
+        [added] = events.wait_for("message_added")
+        timeline = events.wait_for("timeline_entry_added")
+        flow = [received, created, conversation, added, *timeline]
+        conversation_id = conversation["data"]["conversation_id"]
+        status, _ = stack.post(f"/api/conversations/{conversation_id}/assign", {"assignee_user_id": "agent-1"})
+        assert status == 200
+        status, body = stack.post(f"/api/conversations/{conversation_id}/assign", {"assignee_user_id": None},
+                                  headers={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"})
+        assert status == 200 and body["assignee_user_id"] is None
+        assigned = events.wait_for("conversation_assigned", count=2)
+    unassigned = next(e for e in assigned if e["data"]["assignee_user_id"] is None)
+
+    assert created["data"]["name"] is None
+    for envelope in (created, unassigned, *flow):
+        clean = {k: v for k, v in envelope.items() if not k.startswith("_")}
+        assert published.problems(clean, envelope["_routing_key"], envelope["_exchange"]) == []
+
+    intake_id = received["data"]["intake_id"]
+    trace = tracing.trace_id(received["traceparent"])
+    assert trace == tracing.derived_trace_id(intake_id)
+    assert {tracing.trace_id(e["traceparent"]) for e in flow} == {trace}
+    assert len({tracing.parse(e["traceparent"])["span_id"] for e in flow}) == len(flow)  # a span each
+    # the request's caller named its trace: the unassignment continues it; the other request started its own
+    assert tracing.trace_id(unassigned["traceparent"]) == "0af7651916cd43dd8448eb211c80319c"
+    assert len({tracing.trace_id(e["traceparent"]) for e in assigned} | {trace}) == 3
+
+    accepted = [json.loads(line) for line in stack.log("smtp").splitlines()
+                if line.startswith("{") and "accepted" in line]
+    assert [line["trace_id"] for line in accepted] == [trace]
+    assert accepted[0]["service"] == "ingest"
+
+
+@pytest.mark.integration
+def test_a_message_quarantined_carries_its_intake_trace(traced_mailroom):
+    """Over INGEST_MAX_MIME_PARTS: quarantined, and its event is in the trace the listener logged."""
+    import smtplib
+    from email.message import EmailMessage
+
+    from mailroom_shared.events import tracing
+    from mailroom_testing.subscriber import EventSubscriber
+
+    stack = traced_mailroom
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "parts@customer.example", INBOX_ADDRESS, "Many parts"
+    message.set_content("Hello")
+    for number in range(6):
+        message.add_attachment(f"part {number}".encode(), maintype="application", subtype="octet-stream",
+                               filename=f"part{number}.bin")
+    with EventSubscriber(stack.amqp_uri, EVERY_EXCHANGE) as events:
+        with smtplib.SMTP("127.0.0.1", stack.smtp_port, timeout=30) as client:
+            client.send_message(message)
+        [quarantined] = events.wait_for("message_quarantined")
+    trace = tracing.trace_id(quarantined["traceparent"])
+    assert trace == tracing.derived_trace_id(quarantined["data"]["intake_id"])
+    accepted = [json.loads(line) for line in stack.log("smtp").splitlines()
+                if line.startswith("{") and "accepted" in line]
+    assert [line["trace_id"] for line in accepted] == [trace]

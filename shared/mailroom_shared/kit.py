@@ -60,6 +60,7 @@ from werkzeug.wrappers import Response
 
 from mailroom_shared import config, observability
 from mailroom_shared.auth import Principal, authenticate
+from mailroom_shared.events import tracing
 from mailroom_shared.events.envelope import parse_envelope
 from mailroom_shared.http import json_endpoint
 from mailroom_shared.messaging.idempotency import ProcessedEvents
@@ -237,10 +238,12 @@ def consumes(source: str, event_name: str, *, handler_name: str | None = None,
         @functools.wraps(method)
         def handle(self, envelope):
             service = getattr(self, "service_name", None) or getattr(self, "name", "unknown")
-            context = observability.envelope_fields(envelope)
+            # the events this handler publishes continue the trace of the one it handles
+            traceparent = tracing.for_envelope(envelope)
+            context = {**observability.envelope_fields(envelope), "trace_id": tracing.trace_id(traceparent)}
             started = time.perf_counter()
             outcome = "failed"
-            with observability.log_context(handler=label, **context):
+            with observability.log_context(handler=label, **context), tracing.within(traceparent):
                 try:
                     data = parse_envelope(envelope, event_name)
                     if when is not None and not when(data):
@@ -249,7 +252,8 @@ def consumes(source: str, event_name: str, *, handler_name: str | None = None,
 
                     def change(session):
                         # group commit may run it in another event's green thread: name this event
-                        with observability.log_context(handler=label, **context):
+                        # (and its trace) there
+                        with observability.log_context(handler=label, **context), tracing.within(traceparent):
                             return method(self, session, data, envelope)
 
                     ran = self.processed.run_once(self.db, envelope, name, change)
@@ -285,8 +289,13 @@ def endpoint(method: str, url: str, *, auth: bool = True, **http_options):
         def observed(self, request, *args, **kwargs):
             started = time.perf_counter()
             status = 500
+            # the events a request publishes continue its caller's trace (a valid `traceparent`
+            # header) or start one of their own
+            caller = request.headers.get("traceparent")
+            traceparent = tracing.child_of(caller) if tracing.parse(caller) else tracing.new_traceparent()
             try:
-                with observability.log_context(http_method=method, route=url):
+                with observability.log_context(http_method=method, route=url, trace_id=tracing.trace_id(traceparent)), \
+                        tracing.within(traceparent):
                     response = answer(self, request, *args, **kwargs)
                 status = getattr(response, "status_code", 200)
                 return response

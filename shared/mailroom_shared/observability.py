@@ -21,7 +21,9 @@ names are shared by the alerts, the dashboard and the code; the services count t
 Logs: `PlainFormatter` (make run) and `JsonFormatter` (`MAILROOM_LOG_FORMAT=json`, deployments)
 both redact secrets: values of secret-looking environment variables, URL passwords, bearer tokens
 and `password=`-style pairs. JSON lines carry the service and, inside a handler or request, the
-event id/type/source, subject, message and conversation ids and a correlation id (`log_context`).
+event id/type/source, subject, message and conversation ids, the event's `traceparent`
+(`correlation_id`) and its W3C trace id (`trace_id`: the same on every line of one inbound
+message's path through every service, mailroom_shared.events.tracing) (`log_context`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+
+from mailroom_shared.events import tracing
 
 log = logging.getLogger(__name__)
 
@@ -397,6 +401,9 @@ def envelope_fields(envelope) -> dict:
     correlation = envelope.get("traceparent") or envelope.get("correlationid")
     if correlation:
         fields["correlation_id"] = correlation
+    trace = tracing.trace_id(envelope.get("traceparent"))
+    if trace:
+        fields["trace_id"] = trace  # one message's path across every service: grep this
     data = envelope.get("data")
     if isinstance(data, Mapping):
         for key in ("message_id", "conversation_id", "intake_id", "email_id"):
@@ -424,6 +431,18 @@ def service_name() -> str | None:
         modules = [arg for arg in sys.argv[1:] if arg.endswith(".service")]
         SERVICE_NAME = os.environ.get("MAILROOM_SERVICE") or (modules[0].split(".")[0] if len(modules) == 1 else None)
     return SERVICE_NAME
+
+
+def configure_logging(service: str) -> None:
+    """A process that is not a nameko service (the SMTP listener) logs as the services do:
+    MAILROOM_LOG_FORMAT (plain or JSON lines), secrets redacted, its service named."""
+    import logging.config
+
+    from mailroom_shared import config
+
+    global SERVICE_NAME
+    SERVICE_NAME = service
+    logging.config.dictConfig(config.logging_config())
 
 
 class PlainFormatter(logging.Formatter):
@@ -461,6 +480,6 @@ __all__ = [
     "DATABASE_GAUGES", "DELIVERIES", "DELIVERY_DURATION", "HANDLER_DEAD_LETTERED", "HANDLER_DURATION",
     "HANDLER_EVENTS", "HANDLER_FAILURES", "HANDLER_RETRIED", "HTTP_DURATION", "IMAP_LAST_SUCCESS", "IMAP_POLLS",
     "INTAKE_MESSAGES", "QUARANTINED", "Health", "JsonFormatter", "PlainFormatter", "Redactor", "ServiceCollector",
-    "database_gauge", "envelope_fields", "imap_polled", "log_context", "metrics_payload", "metrics_wsgi_app",
-    "redact",
+    "configure_logging", "database_gauge", "envelope_fields", "imap_polled", "log_context", "metrics_payload",
+    "metrics_wsgi_app", "redact",
 ]

@@ -9,7 +9,9 @@ from apispec import APISpec
 from marshmallow import Schema, fields
 
 ERROR_DESCRIPTIONS = {400: "invalid request", 401: "no or invalid token", 403: "not allowed",
-                      404: "not found, or not visible to you", 409: "conflict", 413: "payload too large",
+                      404: "not found, or not visible to you", 409: "conflict", 410: "gone",
+                      413: "payload too large", 415: "unsupported media type",
+                      422: "understood but cannot be done as asked", 429: "too many requests: slow down",
                       503: "temporarily unavailable: try again"}
 
 

@@ -28,6 +28,7 @@ from ingest.domain.model import ParseLimits
 from ingest.domain.parsing import MessageTooComplex, parse_message
 from ingest.worker_pool import Outcome, WorkerPool
 from mailroom_shared.events.envelope import build_envelope
+from mailroom_shared.events.tracing import intake_traceparent
 
 TEXT_LIMIT = 1_000_000  # characters of text/plain carried in the event; the raw message has it all
 WORKER_TARGET = "ingest.analyser:work"
@@ -109,7 +110,9 @@ def analyse_stored(job: AnalysisJob) -> dict:
     }
     # built (and validated) here, off the service's event loop: an event the catalogue refuses
     # quarantines its message instead of failing the batch again and again
-    envelope = build_envelope("message_received", job.intake_id, data, version=job.event_version)
+    # the message's trace starts here, derived from its intake id (mailroom_shared.events.tracing)
+    envelope = build_envelope("message_received", job.intake_id, data, version=job.event_version,
+                              traceparent=intake_traceparent(job.intake_id))
     return {"envelope": envelope, "attachments": attachments}
 
 

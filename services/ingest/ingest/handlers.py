@@ -31,6 +31,7 @@ from mailroom_shared import observability
 from mailroom_shared.addresses import try_normalise_email
 from mailroom_shared.caching import Expiring
 from mailroom_shared.db import Database, is_postgres, utcnow
+from mailroom_shared.events.tracing import intake_traceparent
 from mailroom_shared.http import HttpError, NotFound, PayloadTooLarge, ServiceUnavailable
 from mailroom_shared.messaging.outbox import Outbox
 from mailroom_shared.text import iso_time
@@ -286,7 +287,7 @@ def _quarantine(outbox: Outbox, settings: Settings, intake: Intake, reason: str)
         "message_id": summary["message_id"], "subject": summary["subject"], "sender": summary["sender"],
         "date": summary["date"], "in_reply_to": summary["in_reply_to"], "references": summary["references"],
         "reply_token": intake.reply_token, "spam": summary["spam"], "received_at": iso_time(intake.received_at),
-    })
+    }, traceparent=intake_traceparent(intake.id))
 
 
 def quarantine_kind(reason: str) -> str:

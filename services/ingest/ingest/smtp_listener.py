@@ -33,9 +33,10 @@ from ingest.blobstore import BlobStore, open_blob_store
 from ingest.domain.recipients import split_recipient
 from ingest.settings import Settings
 from ingest.settings import load as load_settings
-from mailroom_shared import config
+from mailroom_shared import config, observability
 from mailroom_shared.caching import Expiring
 from mailroom_shared.db import Database
+from mailroom_shared.events.tracing import derived_trace_id
 
 log = logging.getLogger("ingest.smtp")
 
@@ -169,7 +170,8 @@ class IntakeHandler:
             log.exception("could not store a message from %s", envelope.mail_from)
             return "451 4.3.0 Temporary failure storing the message, please try again later"
         ids = ",".join(result.intake_ids) or "duplicate"
-        log.info("accepted %d bytes from %s for %s as %s", len(raw), envelope.mail_from, envelope.rcpt_tos, ids)
+        with observability.log_context(trace_id=",".join(map(derived_trace_id, result.intake_ids)) or None):
+            log.info("accepted %d bytes from %s for %s as %s", len(raw), envelope.mail_from, envelope.rcpt_tos, ids)
         return f"250 2.0.0 OK queued as {ids}"
 
 
@@ -253,7 +255,7 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    observability.configure_logging(SERVICE_NAME)  # MAILROOM_LOG_FORMAT and redaction, as the services
     asyncio.run(serve(load_settings(mailboxes=False)))
 
 

@@ -2,6 +2,10 @@
 
 The envelope's `type` (`mailroom.<name>.v<N>`) names the event and its version: producers set it
 from the version they publish, consumers read the data with that version's schema.
+
+Every envelope also carries the CloudEvents distributed-tracing extension `traceparent` (W3C Trace
+Context): the trace of the event being handled when it was built (mailroom_shared.events.tracing).
+It is optional for readers: events published before it existed have none.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import uuid
 
 from marshmallow import EXCLUDE, ValidationError
 
+from mailroom_shared.events import tracing
 from mailroom_shared.events.catalogue import TYPE_PREFIX, parse_type, spec_for, spec_for_type, versions
 
 SPECVERSION = "1.0"
@@ -33,11 +38,13 @@ class InvalidEvent(ValueError):
 
 
 def build_envelope(event_type: str, subject: str, data: dict, *, version: int | None = None,
-                   event_id: str | None = None, time: dt.datetime | None = None) -> dict:
+                   event_id: str | None = None, time: dt.datetime | None = None,
+                   traceparent: str | None = None) -> dict:
     """Validate `data` against the schema of `event_type` (an event name) at `version` and wrap
     it; raises InvalidEvent on a mismatch. Without `version`, the event's only version
     (VersionRequired if it has several). Producers go through Outbox, which passes the version
-    they declare."""
+    they declare. Without `traceparent`, the event continues the current trace (the event being
+    handled) or starts one (tracing.next_traceparent)."""
     spec = spec_for(event_type, version)
     schema = _strict_schema(spec.name, spec.version)  # marshmallow schemas hold no per-call state: reuse them
     try:
@@ -52,6 +59,7 @@ def build_envelope(event_type: str, subject: str, data: dict, *, version: int | 
         "time": (time or dt.datetime.now(dt.UTC)).isoformat(),
         "subject": str(subject),
         "datacontenttype": "application/json",
+        "traceparent": traceparent if tracing.parse(traceparent) is not None else tracing.next_traceparent(),
         "data": schema.dump(validated),
     }
 

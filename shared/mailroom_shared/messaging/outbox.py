@@ -85,10 +85,13 @@ class Outbox:
             raise UndeclaredEvent(f"this producer does not declare {event_type!r} in its publishes "
                                   f"({', '.join(sorted(self.publishes)) or 'none'}): {hint}") from None
 
-    def envelope(self, event_type: str, subject: str, data: dict, *, event_id: str | None = None) -> dict:
+    def envelope(self, event_type: str, subject: str, data: dict, *, event_id: str | None = None,
+                 traceparent: str | None = None) -> dict:
         """A validated envelope of `event_type` at the version this producer publishes, for
-        record_envelopes (built outside the transaction, recorded later)."""
-        return build_envelope(event_type, subject, data, version=self.version_of(event_type), event_id=event_id)
+        record_envelopes (built outside the transaction, recorded later). Its `traceparent`
+        continues the current trace unless given (mailroom_shared.events.tracing)."""
+        return build_envelope(event_type, subject, data, version=self.version_of(event_type), event_id=event_id,
+                              traceparent=traceparent)
 
     def record(self, session: Session, event_type: str, subject: str, data: dict) -> dict:
         return self.record_many(session, [(event_type, subject, data)])[0]

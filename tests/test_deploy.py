@@ -44,7 +44,7 @@ DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0
 SECRETISH = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I)
 URL_WITH_PASSWORD = re.compile(r"://[^/\s:@]+:(?![$][({])[^@\s/]+@")
 MIN_GRACE_SECONDS = 30
-HAND_MADE_SECRETS = {"mailroom-auth", "mailroom-outbound-smtp", "mailroom-notifier"}
+HAND_MADE_SECRETS = {"mailroom-auth", "mailroom-outbound-smtp", "mailroom-notifier", "mailroom-ingest-s3"}
 
 
 # --- loading -----------------------------------------------------------------------------------
@@ -1325,3 +1325,84 @@ def test_production_backs_up_every_database():
         assert schedules[name]["method"] == "barmanObjectStore" and schedules[name]["backupOwnerReference"] == "self"
     assert set(schedules) == {c["metadata"]["name"] for c in of_kind("Cluster", docs)}
 
+
+# --- ingest's blob store in an S3 bucket (components/blobs-s3, in production) -------------------
+
+BLOB_WORKLOADS = ("mailroom-ingest", "mailroom-smtp")
+
+
+def test_production_keeps_blobs_in_a_bucket_not_on_a_shared_volume():
+    if not kubectl():
+        pytest.skip("kubectl (with its built-in kustomize) is not installed")
+    docs = rendered("production")
+    assert not of_kind("PersistentVolumeClaim", docs), "no ReadWriteMany claim left to bind"
+    configmaps = by_name("ConfigMap", docs)
+    deployments = by_name("Deployment", docs)
+    for name in BLOB_WORKLOADS:
+        spec = pod_spec(deployments[name])
+        assert not [v for v in spec["volumes"] if "persistentVolumeClaim" in v], name
+        container = spec["containers"][0]
+        assert not [m for m in container["volumeMounts"] if m["name"] == "blobs"], name
+        settings = {}
+        for source in container["envFrom"]:
+            settings.update(configmaps[source["configMapRef"]["name"]]["data"])
+        assert settings["INGEST_BLOB_STORE"] == "s3" and settings["INGEST_S3_BUCKET"], name
+        env = env_of(container)
+        for variable, key in (("AWS_ACCESS_KEY_ID", "access-key-id"), ("AWS_SECRET_ACCESS_KEY", "secret-access-key")):
+            assert env[variable]["valueFrom"]["secretKeyRef"] == {"name": "mailroom-ingest-s3", "key": key}, name
+    # nothing else gets the bucket's credentials
+    for workload in of_kind("Deployment", docs) + of_kind("Job", docs):
+        if workload["metadata"]["name"] in BLOB_WORKLOADS:
+            continue
+        for container in all_containers(workload):
+            assert "AWS_SECRET_ACCESS_KEY" not in env_of(container), workload["metadata"]["name"]
+    # both may reach the store over HTTPS (the namespace denies egress by default)
+    policy = by_name("NetworkPolicy", docs)["mailroom-ingest-blob-store"]["spec"]
+    assert policy["egress"] == [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+                                 "ports": [{"protocol": "TCP", "port": 443}]}]
+    selected = {tuple(sorted(e["values"])) for e in policy["podSelector"]["matchExpressions"]
+                if e["key"] == "app.kubernetes.io/component"}
+    assert selected == {("service", "smtp-listener")}
+    for name in BLOB_WORKLOADS:
+        labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
+        assert all(labels[e["key"]] in e["values"] for e in policy["podSelector"]["matchExpressions"]), name
+
+
+def test_production_blob_settings_load_with_ingests_own_loader():
+    """The rendered ConfigMap's values, plus credentials as the Secret gives them, read by ingest's
+    settings.load(): the bucket the overlay names, and no credential in what the settings hold."""
+    if not kubectl():
+        pytest.skip("kubectl (with its built-in kustomize) is not installed")
+    docs = rendered("production")
+    container = pod_spec(by_name("Deployment", docs)["mailroom-ingest"])["containers"][0]
+    settings = {}
+    for source in container["envFrom"]:
+        settings.update(by_name("ConfigMap", docs)[source["configMapRef"]["name"]]["data"])
+    env = {k: v for k, v in settings.items() if k.startswith("INGEST_")}
+    env.update({"AWS_ACCESS_KEY_ID": "AKIAFROMTHESECRET", "AWS_SECRET_ACCESS_KEY": "s3cr3t-from-the-secret"})
+    code = textwrap.dedent("""
+        import json
+        from ingest.settings import load
+        settings = load(mailboxes=False)
+        where = settings.blob_location
+        print(json.dumps([where.bucket, where.prefix, where.server_side_encryption, repr(settings)]))
+    """)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("INGEST_", "AWS_"))}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**clean, **env, "MAILROOM_VAR_DIR": "/tmp"}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    bucket, prefix, encryption, shown = json.loads(result.stdout)
+    assert (bucket, prefix) == (settings["INGEST_S3_BUCKET"], settings["INGEST_S3_PREFIX"])
+    assert encryption == settings["INGEST_S3_SSE"]
+    assert "s3cr3t" not in shown and "AKIAFROMTHESECRET" not in shown
+
+
+def test_the_blob_store_component_renders_strictly_on_the_dev_overlay_too(tmp_path):
+    if not kubectl():
+        pytest.skip("kubectl (with its built-in kustomize) is not installed")
+    docs = render_with_components(tmp_path, "dev", "blobs-s3")
+    assert not of_kind("PersistentVolumeClaim", docs)
+    errors = [error for doc in docs for error in schema_errors(doc)]
+    assert not errors, "\n".join(errors[:30])

@@ -700,6 +700,18 @@ def record_delivery_state(session: Session, data: dict, state: str, details: dic
     return message
 
 
+def record_recipient_bounces(session: Session, data: dict) -> Message:
+    """The recipients a DSN returned our email for (outbound's `email_bounced.recipients`), listed
+    on the message (`flags.bounced_recipients`, `bounced:<address>` reasons) beside its state."""
+    message = session.get(Message, data["email_id"], with_for_update=True)
+    if message is None:
+        raise OutboundMessageNotYetStored(f"email {data['email_id']} is not stored yet (bounced arrived first)")
+    flags = delivery.with_bounced_recipients(message.flags, data.get("recipients") or [])
+    if flags is not None:
+        message.flags = flags
+    return message
+
+
 # --- status ------------------------------------------------------------------------------------
 
 def close_conversation(session: Session, outbox: Outbox, principal: Principal, conversation_id: str,

@@ -194,6 +194,8 @@ class FlagsSchema(Schema):
     spam = fields.Boolean()
     loop = fields.Boolean()
     reasons = fields.List(fields.String())
+    bounced_recipients = fields.List(fields.Dict(), metadata={
+        "description": "our email: recipients a DSN returned it for ({email, status, reason, suppressed})"})
 
 
 class MessageSchema(Schema):

@@ -111,8 +111,10 @@ class ConversationsService(Base):
 
     @consumes("outbound", "email_bounced")
     def handle_email_bounced(self, session, data, envelope):
-        handlers.record_delivery_state(session, data, "bounced", {
-            "reason": data["reason"], "bounce_intake_id": data["bounce_intake_id"]})
+        if not data.get("partial"):  # partial: only `recipients` bounced, the others got it (stays sent)
+            handlers.record_delivery_state(session, data, "bounced", {
+                "reason": data["reason"], "bounce_intake_id": data["bounce_intake_id"]})
+        handlers.record_recipient_bounces(session, data)
 
     # --- RPC: what other services ask before they act on a conversation or inbox -----------
 

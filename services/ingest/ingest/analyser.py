@@ -21,7 +21,7 @@ from typing import Protocol
 from ingest.blobstore import BlobNotFound, S3Location, open_blob_store
 from ingest.dkim_dns import txt_lookup
 from ingest.domain.analysis import AnalysisSettings, analyse, render_html
-from ingest.domain.bounces import bounced_message_ids
+from ingest.domain.bounces import bounced_message_ids, bounced_recipients
 from ingest.domain.classify import internal_forward
 from ingest.domain.downloads import attachment_url, raw_url
 from ingest.domain.model import ParseLimits
@@ -107,6 +107,7 @@ def analyse_stored(job: AnalysisJob) -> dict:
             "forwarded_by": (parsed.sender.as_dict() if parsed.sender else {"name": None, "email": None})},
         "received_at": job.received_at,
         "bounced_message_ids": bounced_message_ids(parsed.message) if classification.bounce else [],
+        "bounced_recipients": bounced_recipients(parsed.message) if classification.bounce else [],
     }
     # built (and validated) here, off the service's event loop: an event the catalogue refuses
     # quarantines its message instead of failing the batch again and again

@@ -23,16 +23,15 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, lazyload, undefer
 
-from mailroom_shared import observability
 from mailroom_shared.auth import Principal
 from mailroom_shared.db import Database, is_postgres, parse_time, utcnow
 from mailroom_shared.http import Conflict, Forbidden, HttpError, NotFound, get_or_404
 from mailroom_shared.messaging.outbox import Outbox
 from mailroom_shared.text import iso_time
-from outbound import queries
+from outbound import queries, suppressions
 from outbound.domain import forwarding, idempotency, mime, recipients, scopes, templates
 from outbound.domain.attachments import attachment_url, parse_attachments
-from outbound.domain.delivery import Outcome, backoff_seconds, bounce_reason
+from outbound.domain.delivery import Outcome, backoff_seconds
 from outbound.domain.errors import InvalidEmail, invalid
 from outbound.domain.headers import HeaderInjection, checked_subject
 from outbound.domain.prepared import Prepared, body_of, finish
@@ -85,6 +84,7 @@ def send(database: Database, outbox: Outbox, settings: Settings, conversations: 
             if existing is not None:
                 return 200, existing
             prepared = _SEND[kind][1](context, request, settings, template)
+            suppressions.refuse_suppressed(session, prepared)  # 422 naming each suppressed address
             email = queue_email(session, outbox, prepared, settings, key, digest)
             view = queries.email_view(session, email)
     except InvalidEmail as exc:
@@ -361,13 +361,16 @@ def claim_next(session: Session, outbox: Outbox, settings: Settings) -> Claimed 
         _fail(session, outbox, email, None, f"retries exhausted after {email.attempts} attempts; "
                                             f"last error: {email.last_error or 'the worker stopped mid-send'}", now)
         return Claimed(email.id, 0, 0, "", [], b"")  # nothing to send; the caller goes on
+    to = suppressions.deliverable(session, email.inbox_id, [a["email"] for a in [*email.to, *email.cc, *email.bcc]])
+    if not to:  # queued before they hard-bounced: nobody is left to send it to
+        _fail(session, outbox, email, None, "not sent: every recipient is on the inbox's suppression list", now)
+        return Claimed(email.id, 0, 0, "", [], b"")
     email.attempts += 1
     email.claimed_until = now + dt.timedelta(seconds=settings.send_lease_seconds)
     attempt = DeliveryAttempt(email_id=email.id, attempt=email.attempts, started_at=now,
                               relay=settings.relay_for(email.from_address["email"]).name)
     session.add(attempt)
     session.flush()
-    to = [a["email"] for a in [*email.to, *email.cc, *email.bcc]]
     return Claimed(email.id, attempt.id, email.attempts, email.from_address["email"], to, email.raw)
 
 
@@ -381,6 +384,7 @@ def record_outcome(session: Session, outbox: Outbox, claimed: Claimed, outcome: 
     email.claimed_until = None
     if email.state not in ("queued", "deferred"):
         return email  # already settled (another worker after a lease expiry, or a bounce)
+    suppressions.record_smtp_refusals(session, email, claimed.recipients, outcome)  # 5xx at RCPT TO
     email.last_smtp_code = outcome.code
     if outcome.status == "sent":
         email.state, email.sent_at = "sent", now
@@ -418,25 +422,8 @@ def _fail(session: Session, outbox: Outbox, email: Email, code: int | None, reas
 # --- bounces -------------------------------------------------------------------------------------
 
 def record_bounce(session: Session, outbox: Outbox, data: dict) -> list[Email]:
-    """A DSN arrived through ingest: the sent emails it returns are bounced. Other mail is not ours."""
-    flags = data.get("flags") or {}
-    ids = [recipients.clean_id(i) for i in data.get("bounced_message_ids") or []]
-    if not flags.get("bounce") or not ids:
-        return []
-    bounced = []
-    for email in session.execute(select(Email).where(Email.rfc_message_id.in_(ids)).with_for_update()).scalars():
-        if email.state in ("bounced", "failed"):
-            continue
-        email.state, email.bounced_at = "bounced", utcnow()
-        observability.DELIVERIES.labels("email", "bounced").inc()
-        email.claimed_until = None
-        email.bounce_reason = bounce_reason(data)
-        email.bounce_intake_id = data.get("intake_id")
-        outbox.record(session, "email_bounced", email.id, {
-            **_ref(email), "bounce_intake_id": data.get("intake_id") or "", "reason": email.bounce_reason,
-            "bounce_raw_url": data.get("raw_url")})
-        bounced.append(email)
-    return bounced
+    """A DSN arrived through ingest: suppressions.record_bounce (per recipient)."""
+    return suppressions.record_bounce(session, outbox, data)
 
 
 # --- templates and snippets ------------------------------------------------------------------------

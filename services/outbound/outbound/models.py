@@ -78,6 +78,9 @@ class Email(Base):
     refused_recipients: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
     bounce_reason: Mapped[str | None] = mapped_column(Text)
     bounce_intake_id: Mapped[str | None] = mapped_column(String(64))
+    # [{email, status, reason, suppressed}]: the recipients DSNs returned the email for; the email
+    # is `bounced` only once every recipient has (None: before this was recorded)
+    bounced_recipients: Mapped[list | None] = mapped_column(JSON)
     created_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
     sent_at: Mapped[object | None] = mapped_column(DateTime(timezone=True))
     failed_at: Mapped[object | None] = mapped_column(DateTime(timezone=True))
@@ -156,6 +159,29 @@ class Snippet(Base):
     on_missing: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
     updated_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class Suppression(Base):
+    """An address an inbox does not send to, after a hard bounce (a 5xx RCPT answer or a DSN with
+    action failed and status 5.x.x), until a member of the inbox lifts it. One row per (inbox,
+    address): lifting keeps the row (who, when); a new hard bounce suppresses it again."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("inbox_id", "address"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    inbox_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    address: Mapped[str] = mapped_column(String(320), nullable=False)  # domain/suppression.normalised
+    source: Mapped[str] = mapped_column(String(8), nullable=False)  # smtp | dsn
+    status: Mapped[str | None] = mapped_column(String(40))  # 550, 5.1.1 …
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    email_id: Mapped[str | None] = mapped_column(String(36))  # the email that bounced (the last one)
+    bounce_intake_id: Mapped[str | None] = mapped_column(String(64))  # ingest's id of the DSN
+    bounces: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    created_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    last_bounced_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    lifted_at: Mapped[object | None] = mapped_column(DateTime(timezone=True))
+    lifted_by: Mapped[str | None] = mapped_column(String(200))
 
 
 outbox = outbox_table(Base.metadata)

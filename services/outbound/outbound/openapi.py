@@ -22,6 +22,10 @@ class ReplyDefaultsArgs(Schema):
     reply_all = fields.Boolean()
 
 
+class SuppressionArgs(PageArgs):
+    include_lifted = fields.Boolean(metadata={"description": "also those a member lifted"})
+
+
 class InboxFilterArgs(Schema):
     inbox_id = fields.String(metadata={"description": "only those of this inbox (and those of every inbox)"})
 
@@ -33,9 +37,10 @@ COMPONENTS = {
     "TemplatePage": schemas.TemplateListSchema, "SnippetInput": schemas.SnippetInputSchema,
     "Snippet": schemas.SnippetSchema, "SnippetPage": schemas.SnippetListSchema,
     "RenderInput": schemas.RenderInputSchema, "Rendered": schemas.RenderedSchema,
+    "Suppression": schemas.SuppressionSchema, "SuppressionPage": schemas.SuppressionListSchema,
 }
 
-_SEND_ERRORS = (400, 401, 403, 404, 409)
+_SEND_ERRORS = (400, 401, 403, 404, 409, 422)  # 422: a recipient is on the suppression list
 
 OPERATIONS = [
     Operation("post", "/api/outbound/inboxes/{inbox_id}/emails",
@@ -44,6 +49,13 @@ OPERATIONS = [
               path_params=("inbox_id",), body="Compose", errors=_SEND_ERRORS),
     Operation("get", "/api/outbound/inboxes/{inbox_id}/emails", "Emails sent from an inbox with their delivery "
               "state, newest first", "EmailPage", path_params=("inbox_id",), query=InboxEmailsArgs, errors=(400, 401)),
+    Operation("get", "/api/outbound/inboxes/{inbox_id}/suppressions", "The inbox's suppression list: addresses "
+              "that hard-bounced (5xx at RCPT TO, or a DSN with status 5.x.x), not sent to until a member lifts "
+              "them; newest first", "SuppressionPage", path_params=("inbox_id",), query=SuppressionArgs,
+              errors=(400, 401, 404)),
+    Operation("delete", "/api/outbound/inboxes/{inbox_id}/suppressions/{address}", "Lift a suppression (members "
+              "of the inbox only): the address may be sent to again", None, status=204,
+              path_params=("inbox_id", "address"), errors=(400, 401, 403, 404)),
     Operation("get", "/api/outbound/conversations/{conversation_id}/reply-defaults",
               "To, CC, From and Subject a reply starts with (from the message replied to)", "ReplyDefaults",
               path_params=("conversation_id",), query=ReplyDefaultsArgs, errors=(400, 401, 403, 404)),

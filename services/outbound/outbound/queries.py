@@ -33,6 +33,7 @@ def email_view(session: Session, email: Email) -> dict:
         "next_attempt_at": aware(email.next_attempt_at) if email.state in ("queued", "deferred") else None,
         "last_error": email.last_error, "smtp_queue_id": email.smtp_queue_id,
         "refused_recipients": email.refused_recipients or [], "bounce_reason": email.bounce_reason,
+        "bounced_recipients": email.bounced_recipients or [],
         "created_at": aware(email.created_at), "sent_at": aware(email.sent_at),
         "failed_at": aware(email.failed_at), "bounced_at": aware(email.bounced_at),
         "delivery_attempts": [{"attempt": a.attempt, "started_at": aware(a.started_at),

@@ -96,6 +96,13 @@ class DeliveryAttemptSchema(Schema):
     response = fields.String(allow_none=True)
 
 
+class BouncedRecipientSchema(Schema):
+    email = fields.String()
+    status = fields.String(allow_none=True, metadata={"description": "DSN status, e.g. 5.1.1"})
+    reason = fields.String(allow_none=True)
+    suppressed = fields.Boolean(metadata={"description": "a hard bounce: now on the inbox's suppression list"})
+
+
 class EmailSchema(Schema):
     id = fields.String()
     kind = fields.String(metadata={"enum": ["compose", "reply", "forward"]})
@@ -121,11 +128,33 @@ class EmailSchema(Schema):
     smtp_queue_id = fields.String(allow_none=True)
     refused_recipients = fields.List(fields.String())
     bounce_reason = fields.String(allow_none=True)
+    bounced_recipients = fields.List(fields.Nested(BouncedRecipientSchema), metadata={
+        "description": "recipients DSNs returned the email for; `state` is bounced only when every one did"})
     created_at = fields.DateTime()
     sent_at = fields.DateTime(allow_none=True)
     failed_at = fields.DateTime(allow_none=True)
     bounced_at = fields.DateTime(allow_none=True)
     delivery_attempts = fields.List(fields.Nested(DeliveryAttemptSchema))
+
+
+class SuppressionSchema(Schema):
+    address = fields.String(metadata={"description": "lower-case, domain in IDNA ASCII"})
+    inbox_id = fields.String()
+    source = fields.String(metadata={"enum": ["smtp", "dsn"], "description": "a 5xx to RCPT TO, or a DSN"})
+    status = fields.String(allow_none=True, metadata={"description": "550, 5.1.1 …"})
+    reason = fields.String()
+    email_id = fields.String(allow_none=True, metadata={"description": "the email that bounced (the last one)"})
+    bounce_intake_id = fields.String(allow_none=True, metadata={"description": "ingest's id of the DSN"})
+    bounces = fields.Integer(metadata={"description": "hard bounces recorded for it"})
+    created_at = fields.DateTime()
+    last_bounced_at = fields.DateTime()
+    lifted_at = fields.DateTime(allow_none=True)
+    lifted_by = fields.String(allow_none=True)
+
+
+class SuppressionListSchema(Schema):
+    items = fields.List(fields.Nested(SuppressionSchema))
+    next_cursor = fields.String(allow_none=True)
 
 
 class EmailListSchema(Schema):

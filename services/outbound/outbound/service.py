@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response
 from mailroom_shared.auth import bearer_token
 from mailroom_shared.http import HttpError, decode_cursor, get_or_404, health_response, page_limit, read_json
 from mailroom_shared.kit import consumes, endpoint, service_base
-from outbound import SERVICE_NAME, handlers, models, queries, settings
+from outbound import SERVICE_NAME, handlers, models, queries, settings, suppressions
 from outbound.conversations_client import ConversationsClient
 from outbound.delivery_worker import DeliveryWorker
 from outbound.domain import delivery
@@ -108,6 +108,23 @@ class OutboundService(Base):
         with self.db.transaction() as session:
             return queries.inbox_emails(session, inbox_id, request.args.get("state"),
                                         decode_cursor(request.args.get("cursor")), page_limit(request))
+
+    # --- HTTP: the suppression list (per inbox: suppressions.py) ----------------------------------
+
+    @endpoint("GET", "/api/outbound/inboxes/<string:inbox_id>/suppressions")
+    def http_list_suppressions(self, request, inbox_id):
+        self.conversations.require_view(bearer_token(request), inbox_id=inbox_id)
+        include_lifted = request.args.get("include_lifted", "").lower() in ("1", "true", "yes")
+        with self.db.transaction() as session:
+            return suppressions.list_page(session, inbox_id, include_lifted,
+                                          decode_cursor(request.args.get("cursor")), page_limit(request))
+
+    @endpoint("DELETE", "/api/outbound/inboxes/<string:inbox_id>/suppressions/<string:address>")
+    def http_lift_suppression(self, request, inbox_id, address):
+        self.conversations.inbox(inbox_id, request.principal)  # 404 not visible, 403 a viewer (not a member)
+        with self.db.transaction() as session:
+            suppressions.lift(session, inbox_id, address, request.principal)
+        return 204, None
 
     # --- HTTP: templates and snippets (each checks the item's owner scope: domain/scopes.py) --------
 

@@ -43,6 +43,17 @@ class ForwardSchema(Schema):
         "description": "which rule decided (absent in events from before it was recorded)"})
 
 
+class BouncedRecipientSchema(Schema):
+    """One recipient a DSN reports on (RFC 3464 per-recipient fields)."""
+
+    email = fields.String(required=True, metadata={"description": "Original-Recipient, else Final-Recipient"})
+    action = fields.String(required=True, metadata={"description": "failed | delayed | delivered | relayed | "
+                                                                   "expanded (as the DSN says, lower-case)"})
+    status = fields.String(required=True, metadata={"description": "e.g. `5.1.1`; 5.x.x with `failed` is a "
+                                                                   "hard bounce"})
+    diagnostic = fields.String(allow_none=True, load_default=None, metadata={"description": "Diagnostic-Code"})
+
+
 class MessageReceivedV1(Schema):
     """A message arrived for one inbox channel, was stored raw, parsed and classified."""
 
@@ -75,6 +86,9 @@ class MessageReceivedV1(Schema):
     bounced_message_ids = fields.List(fields.String(), load_default=list, metadata={
         "description": "for a bounce (DSN): the Message-IDs (without angle brackets) of the returned "
                        "message/rfc822 or text/rfc822-headers parts"})
+    bounced_recipients = fields.List(fields.Nested(BouncedRecipientSchema), load_default=list, metadata={
+        "description": "for a bounce (DSN): each recipient its message/delivery-status part reports on "
+                       "(absent in events from before it was recorded)"})
 
 
 class MessageQuarantinedV1(Schema):

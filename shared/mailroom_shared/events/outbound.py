@@ -76,9 +76,23 @@ class EmailFailedV1(_EmailRef):
     reason = fields.String(required=True)
 
 
+class BouncedRecipientSchema(Schema):
+    email = fields.String(required=True)
+    status = fields.String(allow_none=True, load_default=None, metadata={"description": "DSN status, e.g. 5.1.1"})
+    reason = fields.String(allow_none=True, load_default=None)
+    suppressed = fields.Boolean(load_default=False, metadata={
+        "description": "a hard bounce (5.x.x): the address is now on the inbox's suppression list"})
+
+
 class EmailBouncedV1(_EmailRef):
     """A delivery status notification (DSN) for a sent email arrived through ingest."""
 
     bounce_intake_id = fields.String(required=True, metadata={"description": "ingest's id of the DSN"})
     reason = fields.String(required=True)
     bounce_raw_url = fields.String(allow_none=True, load_default=None)
+    recipients = fields.List(fields.Nested(BouncedRecipientSchema), load_default=list, metadata={
+        "description": "the recipients this DSN returned the email for (hard bounces are suppressed); empty when "
+                       "the DSN named none of them (absent in events from before it was recorded)"})
+    partial = fields.Boolean(load_default=False, metadata={
+        "description": "true: other recipients were delivered, the email stays `sent` and only `recipients` "
+                       "bounced; false: every recipient bounced (or the DSN did not say which)"})

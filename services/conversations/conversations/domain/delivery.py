@@ -33,3 +33,23 @@ def advanced(flags: dict | None, state: str, details: dict) -> dict | None:
     if RANK[state] < current or (RANK[state] == current and state not in REPEATABLE):
         return None
     return with_state(flags, state, details)
+
+
+def with_bounced_recipients(flags: dict | None, recipients: list[dict]) -> dict | None:
+    """`flags` with the recipients a DSN returned the email for added (each once), or None when
+    they are all listed already. The delivery state is left alone: others may have got it."""
+    flags = dict(flags or {})
+    listed = list(flags.get("bounced_recipients") or [])
+    known = {str(r.get("email") or "").lower() for r in listed}
+    new = []
+    for recipient in recipients:
+        email = str(recipient.get("email") or "")
+        if email and email.lower() not in known:
+            known.add(email.lower())
+            new.append({k: recipient.get(k) for k in ("email", "status", "reason", "suppressed")})
+    if not new:
+        return None
+    flags["bounced_recipients"] = listed + new
+    flags["reasons"] = list(flags.get("reasons") or []) + [
+        f"bounced:{r['email']}: {r.get('reason') or r.get('status') or 'returned'}"[:MAX_LABEL_CHARS] for r in new]
+    return flags

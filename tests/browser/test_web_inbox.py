@@ -82,3 +82,103 @@ def test_sign_in_see_new_mail_without_reload_and_reply_with_cc_threaded(page, in
     expect(conversation_button(page, "Where is my order?")).to_be_visible()
     page.keyboard.press("Escape")
     assert not page.dialogs and not page.errors, (page.dialogs, page.errors)
+
+
+def test_compose_delivers_from_to_subject_and_attachment_and_shows_in_sent(page, inbox, web):
+    web.sign_in(page, inbox.web_url)
+    page.get_by_role("button", name="Compose").click()
+    panel = page.get_by_role("dialog", name="Compose")
+    expect(panel.get_by_label("To", exact=True)).to_be_focused()
+    panel.get_by_label("To", exact=True).fill("Dave Buyer <dave@example.com>")
+    panel.get_by_label("From", exact=True).select_option(label="Sales <sales@mailroom.test> (Support)")
+    panel.get_by_label("Subject").fill("Your quote, as promised")
+    panel.get_by_role("textbox", name="Message").click()
+    page.keyboard.type("Hello Dave, the quote is attached.")
+    panel.get_by_label("Attach files").set_input_files(
+        files=[{"name": "quote.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4 quote 42"}])
+    expect(panel.get_by_role("list", name="Attached files")).to_contain_text("quote.pdf")
+    panel.get_by_role("button", name="Insert").click()
+    panel.get_by_label("Kind").select_option("document")
+    panel.get_by_label("URL", exact=True).fill("https://docs.example.com/terms")
+    panel.get_by_label("Title").fill("Terms")
+    panel.get_by_role("button", name="Add insert").click()
+    no_serious_violations(web, page, "the compose panel")
+    web.screenshot(page, "compose")
+    panel.get_by_role("button", name="Send").click()
+    expect(page.get_by_role("status")).to_contain_text("Email queued")
+    expect(panel).to_be_hidden()
+
+    [delivered] = inbox.eventually(lambda: inbox.sink.with_subject("Your quote, as promised"), timeout=30)
+    message = delivered["message"]
+    assert delivered["rcpt_tos"] == ["dave@example.com"]
+    assert message["From"].addresses[0].addr_spec == web.SALES
+    assert [(a.display_name, a.addr_spec) for a in message["To"].addresses] == [("Dave Buyer", "dave@example.com")]
+    [attachment] = list(message.iter_attachments())
+    assert attachment.get_filename() == "quote.pdf" and attachment.get_content() == b"%PDF-1.4 quote 42"
+    text = message.get_body(("plain",)).get_content()
+    assert "Hello Dave, the quote is attached." in text and "https://docs.example.com/terms" in text
+    # in Sent, without a reload
+    sent = page.get_by_role("region", name="Support").get_by_role("link", name=re.compile("^Sent"))
+    expect(sent).to_have_text(re.compile("Sent\\s*1"), timeout=30_000)
+    sent.click()
+    expect(conversation_button(page, "Your quote, as promised")).to_be_visible()
+
+
+def test_assign_and_close_with_the_linked_ticket(page, inbox, web):
+    raw, _ = web.customer_mail(subject="Refund please")
+    web.deliver(inbox, raw)
+    member = auth(web.MEMBER, email="agent@mailroom.test")
+    summary = inbox.eventually(lambda: inbox.get(f"/api/inboxes/{inbox.inbox_ids['support']}/conversations")[1]["items"])
+    status, _ = inbox.post(f"/api/conversations/{summary[0]['id']}/ticket", {"subject": "Refund #7"}, headers=member)
+    assert status == 200
+    web.sign_in(page, inbox.web_url)
+    support = page.get_by_role("region", name="Support")
+    support.get_by_role("link", name=re.compile("^Open")).click()
+    conversation_button(page, "Refund please").click()
+    conversation = page.get_by_role("region", name="Conversation")
+    conversation.get_by_role("button", name="Assign").click()
+    page.get_by_role("menuitem", name=re.compile("Assign to me")).click()
+    expect(page.get_by_role("status")).to_contain_text("Assigned to you")
+    expect(support.get_by_role("link", name=re.compile("^Assigned to me"))).to_have_text(re.compile("Assigned to me\\s*1"))
+    expect(conversation_button(page, "Refund please")).to_contain_text("Assigned to agent-1")
+
+    conversation.get_by_role("button", name="Close conversation").click()
+    question = page.get_by_role("group", name="Close the linked ticket too?")
+    expect(question).to_contain_text("Refund #7")
+    question.get_by_role("button", name="Close conversation and ticket").click()
+    expect(page.get_by_role("status")).to_contain_text("Conversation and ticket closed")
+    expect(conversation.get_by_role("button", name="Reopen")).to_be_visible()
+    expect(support.get_by_role("link", name=re.compile("^Closed"))).to_have_text(re.compile("Closed\\s*1"))
+    expect(support.get_by_role("link", name=re.compile("^Open"))).to_have_text(re.compile("Open\\s*0"))
+    status, closed = inbox.get(f"/api/conversations/{summary[0]['id']}", headers=member)
+    assert closed["status"] == "closed" and closed["ticket"]["status"] == "closed"
+    assert closed["assignee_user_id"] == web.MEMBER
+
+
+def test_an_admin_who_is_not_a_member_sees_everything_read_only_with_the_reason(page, inbox, web):
+    raw, _ = web.customer_mail(subject="Invoice question")
+    web.deliver(inbox, raw)
+    inbox.eventually(lambda: inbox.get(f"/api/inboxes/{inbox.inbox_ids['support']}/conversations")[1]["items"])
+    web.sign_in(page, inbox.web_url, user_id="auditor", role="super_admin")
+    expect(page.get_by_role("button", name="Compose")).to_be_disabled()
+    support = page.get_by_role("region", name="Support")
+    support.get_by_role("link", name=re.compile("^Open")).click()
+    conversation_button(page, "Invoice question").click()
+    conversation = page.get_by_role("region", name="Conversation")
+    expect(conversation.get_by_role("heading", name="Invoice question")).to_be_visible()
+    reason = conversation.get_by_text("Read only: you can view this inbox, but only its members can act in it.")
+    expect(reason).to_be_visible()
+    for label in ("Reply", "Assign", "Close conversation", "Move", "Mark as spam"):
+        control = conversation.get_by_role("button", name=label, exact=True)
+        expect(control).to_be_disabled()
+        expect(control).to_have_accessible_description(re.compile("only its members can act"))
+    page.keyboard.press("r")  # the shortcut does not open the editor either
+    expect(page.get_by_role("form", name="Reply")).to_have_count(0)
+    no_serious_violations(web, page, "a read-only conversation")
+    web.screenshot(page, "read-only")
+    # the API's 403 is the source of truth the disabled controls mirror
+    conversation_id = page.get_by_role("list", name=re.compile("Support")).get_by_role("button").first \
+        .get_attribute("data-id")
+    status, refused = inbox.post(f"/api/conversations/{conversation_id}/close", {},
+                                 headers=auth("auditor", roles=["super_admin"]))
+    assert status == 403 and "only its members can act" in refused["error"]["message"]

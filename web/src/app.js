@@ -118,13 +118,14 @@ async function start() {
   $("app").hidden = false;
   $("whoami").textContent = `Signed in as ${state.user}${state.roles.length ? ` (${state.roles.join(", ")})` : ""}`;
   $("sign-out").hidden = false;
-  $("compose-button").hidden = false;
   say("");
   const inboxes = await api("GET", "/api/inboxes");
   state.inboxes = inboxes.items;
   const actable = state.inboxes.filter((i) => i.permissions && i.permissions.act);
+  $("compose-button").hidden = false;
   $("compose-button").disabled = actable.length === 0;
   $("compose-button").title = actable.length ? "" : READ_ONLY_REASON;
+  $("compose-reason").textContent = actable.length ? "" : READ_ONLY_REASON;
   if (!state.inboxes.length) {
     $("inboxes").replaceChildren(h("p", { class: "empty" }, "No inbox is shared with you."));
     return;
@@ -455,7 +456,7 @@ function editorParts(prefix) {
   const insertUrl = h("input", { id: `${prefix}-insert-url`, type: "url" });
   const insertTitle = h("input", { id: `${prefix}-insert-title` });
   const insertPanel = h("fieldset", { hidden: true }, h("legend", {}, "Insert a link"),
-    field("Kind", kind), field("Address", insertUrl), field("Title", insertTitle),
+    field("Kind", kind), field("URL", insertUrl), field("Title", insertTitle),
     h("button", { type: "button", onclick: () => {
       if (!insertUrl.value.trim()) return;
       inserts.push({ kind: kind.value, url: insertUrl.value.trim(), title: insertTitle.value.trim() || null });

@@ -653,6 +653,8 @@ def _signature_only(lines: list[_Line]) -> bool:
         if text.strip("-") == "" or _SIGN_OFF.match(text) or _CONTACT_LINE.match(text):
             continue
         words = text.replace("|", " ").split()
+        if len(words) == 1 and len(leftovers) == 1:
+            return False  # a lone word ("Done", "Approved") is a reply, not a signature
         if (len(words) <= 5 and len(text) <= 60 and not re.search(r"\d|[?!:;]$|\.$", text)
                 and all(not w[:1].isalpha() or not w[:1].islower() for w in words)):
             continue  # a name, a title or a company, capitalised (or in a script without case)
@@ -840,7 +842,12 @@ def _from_text(text: str, subject: str) -> tuple[_Block, list[dict]] | None:
         blank_above = _nothing_above(lines, first) or _signature_only(lines[: first.start])
         accepted = outermost == FORWARD or (blank_above and forward_marked) or (
             outermost is None and nothing_above
-            and (first.kind != "headers" or first.sender is None or first.sender.email is not None))
+            and (first.kind != "headers" or first.sender is None or first.sender.email is not None)
+            # A structural block with no known marker at all could be a web form's `Name:/Email:/Date:/
+            # Subject:` summary: it needs a subject prefix we cannot read (a forward marker in a language
+            # without a table) or a rule line right above it.
+            and (path != "structure" or bool(_UNKNOWN_PREFIX.match(strip_prefixes(subject)))
+                 or _rule_above(lines, first)))
     if not accepted:
         return None
     steps = [_step(f"{path}: outermost block", first,
@@ -872,6 +879,12 @@ def _from_text(text: str, subject: str) -> tuple[_Block, list[dict]] | None:
         steps.append(_step(f"step down: the block above is {why} and itself a forward", following))
         current = following
     return current, steps
+
+
+def _rule_above(lines: list[_Line], block: _Block) -> bool:
+    """A line of dashes, underscores or equals signs (a separator in any language) just above the block."""
+    above = next((line.text for line in reversed(lines[: block.start]) if line.text), "")
+    return len(above) >= 2 and above[:2].translate(_DASHES) in ("--", "__", "==")
 
 
 def _nothing_above(lines: list[_Line], block: _Block) -> bool:

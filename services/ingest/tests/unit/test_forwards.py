@@ -373,3 +373,30 @@ def test_a_note_with_a_sentence_stops_the_step_down() -> None:
     info = detect_forward(_parsed("FW: FW: x", text))
     assert info.original_sender.email == "bob@team.example"
     assert info.steps[-1]["rule"] == "stop: the forwarder wrote a note above the next block"
+
+
+def test_a_web_form_summary_is_not_a_structural_forward() -> None:
+    form = ("Email: john@customer.example\nName: John Smith\nDate: 2025-03-04 10:00\nSubject: Refund request\n"
+            "\nI would like a refund.\n")
+    assert detect_forward(_parsed("Refund request", form)) is None
+    with_rule = "-------- Средно съобщение --------\n" + form.replace("Email:", "Ot:")
+    assert detect_forward(_parsed("Refund request", with_rule)).original_sender.email == "john@customer.example"
+
+
+REPLY_TO_FORWARD = ("{own}\n\n" + "_" * 32 + "\nFrom: Alex Agent <alex@team.example>\n"
+                    "Sent: Tuesday, March 4, 2025 3:00 PM\nTo: Bob <bob@team.example>\nSubject: FW: Damaged\n\n\n"
+                    + "_" * 32 + "\nFrom: Erin Buyer <erin@buyer.example>\nSent: Monday, March 3, 2025 9:00 AM\n"
+                    "Subject: Damaged\n\nThe parcel arrived damaged.\n")
+
+
+@pytest.mark.parametrize(("own", "original"), [
+    ("", "erin@buyer.example"),
+    ("Bob Inside\nCustomer Care | Team Example\n+49 30 1234567", "erin@buyer.example"),
+    ("Thanks,\nBob", "erin@buyer.example"),
+    ("Done", None),
+    ("Refund issued.", None),
+    ("We sent a replacement today.\nBob", None),
+])
+def test_a_reply_to_a_forward_is_a_forward_only_with_an_empty_or_signature_only_body(own, original) -> None:
+    info = detect_forward(_parsed("RE: FW: Damaged", REPLY_TO_FORWARD.format(own=own)))
+    assert (info.original_sender.email if info else None) == original

@@ -98,3 +98,93 @@ class WebhookAttempt(Base):
     status: Mapped[int | None] = mapped_column(Integer, nullable=True)  # HTTP status; None: no answer
     outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)  # delivered, retry, failed
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+# --- Slack (docs/integrations.md) -----------------------------------------------------------------
+
+SLACK_NOTIFICATIONS = ("new_conversations", "new_messages", "assignments", "mentions")
+
+
+class SlackConnection(Base):
+    """An inbox connected to a Slack channel: the workspace's bot token and the app's signing
+    secret (both sealed with NOTIFIER_SECRET_KEY, never returned) and what to post there.
+    `rate_limited_until`: Slack answered 429; nothing is posted with this token before then."""
+
+    __tablename__ = "slack_connections"
+    __table_args__ = (UniqueConstraint("inbox_id", "channel_id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    inbox_id: Mapped[str] = mapped_column(String(64))
+    channel_id: Mapped[str] = mapped_column(String(64), index=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    notifications: Mapped[list] = mapped_column(JSON)  # some of SLACK_NOTIFICATIONS
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    bot_token_sealed: Mapped[str] = mapped_column(Text)
+    signing_secret_sealed: Mapped[str] = mapped_column(Text)
+    rate_limited_until = mapped_column(DateTime(timezone=True), nullable=True)
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SlackThread(Base):
+    """The Slack thread of a conversation in a connection's channel: its first post's ts."""
+
+    __tablename__ = "slack_threads"
+    __table_args__ = (Index("ix_slack_threads_ts", "channel_id", "thread_ts"),)
+
+    connection_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("slack_connections.id", ondelete="CASCADE"), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(64))
+    thread_ts: Mapped[str] = mapped_column(String(32))
+    created_at = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SlackPost(Base):
+    """One notification to post, one per (connection, event): the queue of the Slack worker.
+    A claim moves next_attempt_at one lease ahead and sets `in_flight` before the request; a
+    worker dying mid-request leaves `in_flight` set, so the next claim first looks in the channel
+    for the post (its metadata names `post_key`) before posting: never lost, never twice."""
+
+    __tablename__ = "slack_posts"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "event_id"),
+        Index("ix_slack_posts_due", "state", "next_attempt_at"),
+        Index("ix_slack_posts_conversation", "connection_id", "conversation_id", "state", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)  # the order of posts
+    connection_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("slack_connections.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(64))
+    conversation_id: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending, posted
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    in_flight: Mapped[bool] = mapped_column(Boolean, default=False)
+    next_attempt_at = mapped_column(DateTime(timezone=True), nullable=True)
+    ts: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at = mapped_column(DateTime(timezone=True), default=utcnow)
+    posted_at = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class SlackEvent(Base):
+    """An Events API callback, verified and stored once per event_id (Slack's retries add
+    nothing), then handled by the service's Slack events timer (a reply in a conversation's
+    thread: a comment or a chat reply as the Slack user), retried until it is."""
+
+    __tablename__ = "slack_events"
+    __table_args__ = (Index("ix_slack_events_due", "state", "next_attempt_at"),)
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    connection_id: Mapped[str] = mapped_column(String(36), ForeignKey("slack_connections.id", ondelete="CASCADE"))
+    event: Mapped[dict] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending, done
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at = mapped_column(DateTime(timezone=True), nullable=True)
+    outcome: Mapped[str | None] = mapped_column(Text, nullable=True)
+    received_at = mapped_column(DateTime(timezone=True), default=utcnow)
+    retries_seen: Mapped[int] = mapped_column(Integer, default=0)  # X-Slack-Retry-Num copies answered

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailroom_shared.db import aware
 from mailroom_shared.http import NotFound, decode_cursor, encode_cursor, get_or_404
 from mailroom_shared.text import iso_time
-from notifier.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
+from notifier.models import SlackConnection, SlackPost, WebhookAttempt, WebhookDelivery, WebhookSubscription
 
 
 def subscription_view(subscription: WebhookSubscription, secret: str | None = None) -> dict:
@@ -78,3 +78,29 @@ def delivery(session: Session, subscription_id: str, delivery_id: str) -> dict:
     attempts = list(session.execute(select(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery_id)
                                     .order_by(WebhookAttempt.attempt, WebhookAttempt.id)).scalars())
     return delivery_view(found, attempts)
+
+
+# --- Slack connections (never their token or signing secret) ---------------------------------------
+
+def slack_connection_view(session: Session, connection: SlackConnection) -> dict:
+    pending = session.execute(select(func.count()).select_from(SlackPost).where(
+        SlackPost.connection_id == connection.id, SlackPost.state == "pending")).scalar_one()
+    last_error = session.execute(select(SlackPost.last_error).where(
+        SlackPost.connection_id == connection.id, SlackPost.state == "pending", SlackPost.last_error.is_not(None))
+        .order_by(SlackPost.id).limit(1)).scalar_one_or_none()
+    return {"id": connection.id, "inbox_id": connection.inbox_id, "channel_id": connection.channel_id,
+            "description": connection.description, "notifications": list(connection.notifications or []),
+            "enabled": connection.enabled, "rate_limited_until": iso_time(aware(connection.rate_limited_until)),
+            "pending_posts": pending, "last_error": last_error, "created_by": connection.created_by,
+            "created_at": iso_time(aware(connection.created_at)), "updated_at": iso_time(aware(connection.updated_at))}
+
+
+def list_slack_connections(session: Session, inbox_id: str | None = None) -> dict:
+    query = select(SlackConnection).order_by(SlackConnection.created_at, SlackConnection.id)
+    if inbox_id:
+        query = query.where(SlackConnection.inbox_id == inbox_id)
+    return {"items": [slack_connection_view(session, c) for c in session.execute(query).scalars()]}
+
+
+def get_slack_connection(session: Session, connection_id: str) -> dict:
+    return slack_connection_view(session, get_or_404(session, SlackConnection, connection_id, "Slack connection"))

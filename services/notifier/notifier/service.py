@@ -1,12 +1,18 @@
-"""The notifier's nameko entrypoints: the webhook subscriptions API (super admins), the public
-events it forwards to webhooks, and its delivery worker."""
+"""The notifier's nameko entrypoints: the webhook subscriptions and Slack connections APIs
+(super admins), the public events it forwards to webhooks and posts to Slack, Slack's Events API
+callbacks and the timer that acts on them, and its delivery and Slack post workers."""
 
+from nameko.rpc import RpcProxy
+from nameko.timer import timer
 from werkzeug.wrappers import Response
 
 from mailroom_shared.http import health_response, page_limit, read_json
 from mailroom_shared.kit import after_commit, consumes, endpoint, service_base
-from notifier import SERVICE_NAME, handlers, models, queries, settings, webhook_client
+from notifier import SERVICE_NAME, handlers, models, queries, settings, slack_handlers, slack_replies, webhook_client
 from notifier.delivery_worker import DeliveryWorker
+from notifier.slack_worker import SlackWorker
+
+SLACK_EVENTS_TICK_SECONDS = 0.5
 
 Base = service_base(SERVICE_NAME, models.outbox, models.processed_events, settings.load,
                     publishes={"webhook_disabled": 1})
@@ -15,6 +21,9 @@ Base = service_base(SERVICE_NAME, models.outbox, models.processed_events, settin
 class NotifierService(Base):
     name = SERVICE_NAME
     deliveries = DeliveryWorker()
+    slack_posts = SlackWorker()
+    conversations_rpc = RpcProxy("conversations")  # who a Slack user is, what they may do, comments
+    outbound_rpc = RpcProxy("outbound")  # replies from Slack threads (chat conversations)
 
     @endpoint("GET", "/health/notifier", auth=False)
     def health(self, request):
@@ -88,6 +97,69 @@ class NotifierService(Base):
     def _record(self, session, envelope, event_type, data):
         if handlers.record_event(session, envelope, event_type, data):
             after_commit(session, self.deliveries)
+        if slack_handlers.record_posts(session, envelope, event_type, data, self.settings):
+            after_commit(session, self.slack_posts)
+
+    # --- Slack: connections (super admins only), Events API callbacks ----------------------------
+
+    @endpoint("POST", "/api/slack/connections")
+    def create_slack_connection(self, request):
+        """Connect an inbox to a Slack channel; the bot token and signing secret are never returned."""
+        with self.db.transaction() as session:
+            connection = slack_handlers.create_connection(session, request.principal, read_json(request),
+                                                          self.settings)
+            return 201, queries.slack_connection_view(session, connection)
+
+    @endpoint("GET", "/api/slack/connections")
+    def list_slack_connections(self, request):
+        slack_handlers.require_super_admin(request.principal)
+        with self.db.transaction() as session:
+            return queries.list_slack_connections(session, request.args.get("inbox_id"))
+
+    @endpoint("GET", "/api/slack/connections/<string:connection_id>")
+    def get_slack_connection(self, request, connection_id):
+        slack_handlers.require_super_admin(request.principal)
+        with self.db.transaction() as session:
+            return queries.get_slack_connection(session, connection_id)
+
+    @endpoint("PATCH", "/api/slack/connections/<string:connection_id>")
+    def update_slack_connection(self, request, connection_id):
+        with self.db.transaction() as session:
+            connection = slack_handlers.update_connection(session, request.principal, connection_id,
+                                                          read_json(request), self.settings)
+            return queries.slack_connection_view(session, connection)
+
+    @endpoint("DELETE", "/api/slack/connections/<string:connection_id>")
+    def delete_slack_connection(self, request, connection_id):
+        with self.db.transaction() as session:
+            slack_handlers.delete_connection(session, request.principal, connection_id)
+        return Response(status=204)
+
+    @endpoint("POST", "/slack/events", auth=False)
+    def slack_events(self, request):
+        """Slack's Events API request URL: verified with a connection's signing secret (v0, 5
+        minutes), url_verification answered, each event stored once (retries de-duplicated)."""
+        raw = request.stream.read(slack_handlers.MAX_EVENT_BYTES + 1)
+        if len(raw) > slack_handlers.MAX_EVENT_BYTES:
+            return 413, {"error": {"code": "too_large", "message": "the body is larger than 1 MiB"}}
+        with self.db.transaction() as session:
+            return slack_handlers.receive_event(session, raw, request.headers, self.settings)
+
+    @timer(interval=SLACK_EVENTS_TICK_SECONDS)
+    def act_on_slack_events(self):
+        """Replies and notes from Slack threads, as their mailroom users (slack_replies)."""
+        while self.settings.secret_key:
+            with self.db.transaction() as session:
+                claimed = slack_handlers.claim_event(session, self.settings)
+            if claimed is None:
+                return
+            try:
+                outcome, retry = slack_replies.handle(claimed, self.settings.slack_api_url,
+                                                      self.conversations_rpc, self.outbound_rpc), False
+            except slack_replies.TryAgain as exc:
+                outcome, retry = f"trying again: {exc}", True
+            with self.db.transaction() as session:
+                slack_handlers.finish_event(session, claimed, outcome, retry)
 
     @consumes("conversations", "conversation_created")
     def handle_conversation_created(self, session, data, envelope):

@@ -14,7 +14,16 @@ Webhooks for other systems:
   NOTIFIER_DELIVERY_CONCURRENCY           deliveries in flight per process (default 8)
   NOTIFIER_POLL_SECONDS                   how often the worker looks for due retries (default 1)
   NOTIFIER_DELIVERY_LEASE_SECONDS         a claimed delivery whose worker died is sent again after
-                                          this (default 60; more than the request timeout)
+                                          this (default 60; more than the request timeout); Slack
+                                          posts and events use the same lease
+
+Slack:
+  SLACK_API_URL                           Slack's Web API base URL (default https://slack.com/api/;
+                                          the tests point it at a local server)
+  NOTIFIER_CONVERSATION_URL_TEMPLATE      the link to a conversation in Slack posts, with
+                                          {conversation_id} and {inbox_id} (default: none, the id
+                                          is shown)
+  NOTIFIER_SLACK_CONCURRENCY              Slack posts in flight per process (default 4)
 """
 
 from __future__ import annotations
@@ -37,6 +46,9 @@ class Settings:
     delivery_concurrency: int = 8
     poll_seconds: float = 1.0
     lease_seconds: float = 60.0
+    slack_api_url: str = "https://slack.com/api/"
+    conversation_url_template: str | None = None
+    slack_concurrency: int = 4
 
     def __repr__(self) -> str:  # never print the key
         return (f"Settings(secret_key={'set' if self.secret_key else None}, allow_http={self.allow_http}, "
@@ -71,4 +83,7 @@ def load() -> Settings:
         delivery_concurrency=config.env_int("NOTIFIER_DELIVERY_CONCURRENCY", 8, minimum=1),
         poll_seconds=config.env_float("NOTIFIER_POLL_SECONDS", 1.0, minimum=0.05),
         lease_seconds=config.env_float("NOTIFIER_DELIVERY_LEASE_SECONDS", max(total * 4, 60.0), minimum=total + 1),
+        slack_api_url=config.env_str("SLACK_API_URL") or "https://slack.com/api/",
+        conversation_url_template=config.env_str("NOTIFIER_CONVERSATION_URL_TEMPLATE") or None,
+        slack_concurrency=config.env_int("NOTIFIER_SLACK_CONCURRENCY", 4, minimum=1),
     )

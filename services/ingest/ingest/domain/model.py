@@ -79,7 +79,9 @@ class ForwardInfo:
 
     `original_sender` is the sender of the forwarded message (its email may be None when only
     a name was written); `detected_by` names the signal, e.g. "rfc822_attachment",
-    "resent_headers", "text_block:gmail", "html_block:outlook".
+    "resent_headers", "text_block:gmail", "html_block:outlook", "text_block:structural",
+    "server_forward:gmail", "server_forward:exchange", "server_relay:x_original_sender"
+    (docs/forwarding.md).
     """
 
     original_sender: Address

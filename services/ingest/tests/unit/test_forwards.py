@@ -400,3 +400,17 @@ REPLY_TO_FORWARD = ("{own}\n\n" + "_" * 32 + "\nFrom: Alex Agent <alex@team.exam
 def test_a_reply_to_a_forward_is_a_forward_only_with_an_empty_or_signature_only_body(own, original) -> None:
     info = detect_forward(_parsed("RE: FW: Damaged", REPLY_TO_FORWARD.format(own=own)))
     assert (info.original_sender.email if info else None) == original
+
+
+def test_hostile_and_malformed_server_forward_headers() -> None:
+    no_address = _with_headers("Hello", "Hi", X_Original_Sender="<<<>>> (nobody)")
+    assert detect_forward(no_address) is None
+    crowd = " ".join(f"user{i}@relay.example" for i in range(20_000))
+    info = detect_forward(_with_headers("Hello", "Hi", X_Forwarded_For=crowd))
+    assert info.detected_by == "server_forward:gmail" and info.original_sender.email == "alex@team.example"
+    parsed = _with_headers("Hello", "Hi", X_Forwarded_To="support@team.example")
+    del parsed.message["From"]
+    parsed.message["From"] = "no address at all"
+    assert detect_forward(parsed) is None  # a server forward needs the author's address in From
+    twice = _with_headers("Hello", "Hi", X_MS_Exchange_Organization_AutoForwarded="true")
+    assert detect_forward(twice) == detect_forward(twice)  # the same message twice: the same answer

@@ -257,6 +257,15 @@ def matrix() -> list[Case]:
              super_admin_only(202)),
         Case("notifier", "delete", "/api/webhooks/{webhook_id}", super_admin_only(204),
              "a fresh one per cell", fresh=lambda world, caller: {"webhook_id": world.new_webhook()}),
+        Case("notifier", "get", "/api/slack/connections", super_admin_only()),
+        Case("notifier", "post", "/api/slack/connections", super_admin_only(400), "invalid body", body={}),
+        Case("notifier", "get", "/api/slack/connections/{connection_id}", super_admin_only()),
+        Case("notifier", "patch", "/api/slack/connections/{connection_id}", super_admin_only(),
+             "the same description", body={"description": "matrix"}),
+        Case("notifier", "delete", "/api/slack/connections/{connection_id}", super_admin_only(204),
+             "a fresh one per cell", fresh=lambda world, caller: {"connection_id": world.new_slack_connection()}),
+        Case("notifier", "post", "/slack/events", row(401, 401, 401, 401, 401),
+             "Slack signs it (v0): a bearer token is no use", body={"type": "url_verification", "challenge": "c"}),
     ]
     return cases
 
@@ -351,6 +360,11 @@ class World:
         self.ok("contacts", "post", f"/api/contacts/{self.ids['contact_id']}/emails", ROOT, {"email": email})
         return email
 
+    def new_slack_connection(self) -> str:
+        return self.ok("notifier", "post", "/api/slack/connections", ROOT, {
+            "inbox_id": self.ids["inbox_id"], "channel_id": f"C{uuid.uuid4().hex[:10].upper()}",
+            "bot_token": "xoxb-matrix-token", "signing_secret": "matrix-signing-secret"})["id"]
+
     def new_webhook(self) -> str:
         return self.ok("notifier", "post", "/api/webhooks", ROOT,
                        {"url": self.hook_url, "events": ["contact_created"], "description": "to delete"})["id"]
@@ -364,6 +378,7 @@ class World:
         ids["inbox_id"] = inbox["id"]
         ids["webhook_id"] = self.ok("notifier", "post", "/api/webhooks", ROOT,
                                     {"url": self.hook_url, "events": ["*"], "description": "matrix"})["id"]
+        ids["connection_id"] = self.new_slack_connection()
         ids["raw_mail"] = seeded_mail()
         self.ok("ingest", "post", f"/api/ingest/channels/{INBOX_ADDRESS}/messages", ROOT, raw=ids["raw_mail"])
         listing = f"/api/inboxes/{ids['inbox_id']}/conversations"
@@ -415,7 +430,8 @@ inboxes:
                   workdir=workdir / "stack", extra_env={
                       **TEST_ENV, "MAILROOM_JWT_AUDIENCE": AUDIENCE, "CONVERSATIONS_INBOXES_FILE": str(inboxes),
                       "NOTIFIER_SECRET_KEY": Fernet.generate_key().decode(),
-                      "NOTIFIER_WEBHOOK_ALLOW_PRIVATE": "true", "NOTIFIER_ALLOW_HTTP_WEBHOOKS": "true"})
+                      "NOTIFIER_WEBHOOK_ALLOW_PRIVATE": "true", "NOTIFIER_ALLOW_HTTP_WEBHOOKS": "true",
+                      "SLACK_API_URL": "http://127.0.0.1:9/api/"})  # no Slack here: its posts wait
     try:
         stack.start()
         world = World(stack, f"http://127.0.0.1:{hook.server_address[1]}/hook")

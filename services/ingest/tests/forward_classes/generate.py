@@ -250,6 +250,34 @@ case("tuned", "reply_re_fw_signature_only.eml", message(std("Bob Inside <bob@tea
     forward=True, email="erin@buyer.example", name_="Erin Buyer", klass="reply-to-forward",
     note="Outlook web reply (reference §2.3) to an Outlook web forward; own body is only a signature")
 
+# Roundcube (a common webmail): get_forward_header() in program/actions/mail/compose.php writes
+# `-------- <originalmessage> --------` then Subject/Date/From/To rows; HTML puts labels in <th> cells
+case("tuned", "roundcube_hi_html_table.eml", message(std(AGENT, "Fwd: बिल में गलती", "t-rc1"), (
+    '<html><head><meta http-equiv="Content-Type" content="text/html; charset=UTF-8" /></head><body '
+    'style=\'font-size: 10pt; font-family: Verdana,Geneva,sans-serif\'>\n<p>कृपया देखें</p>\n'
+    '<br /><p>-------- Original Message --------</p><table border="0" cellpadding="0" cellspacing="0"><tbody>'
+    '<tr><th align="right" nowrap="nowrap" valign="baseline">विशय: </th><td>बिल में गलती</td></tr>'
+    '<tr><th align="right" nowrap="nowrap" valign="baseline">तारीख: </th><td>2025-03-04 10:12</td></tr>'
+    '<tr><th align="right" nowrap="nowrap" valign="baseline">भेजने वाला: </th><td>अमित कुमार '
+    '&lt;amit.kumar@udaharan-seva.in&gt;</td></tr>'
+    '<tr><th align="right" nowrap="nowrap" valign="baseline">पाने वाला: </th><td>support@team.example</td></tr>'
+    '</tbody></table><br>\n<p>नमस्ते, मेरे बिल में गलती है।</p>\n</body></html>\n'),
+    content_type='text/html; charset="utf-8"', cte="quoted-printable"),
+    forward=True, email="amit.kumar@udaharan-seva.in", name_="अमित कुमार", klass="south-asian",
+    note="Roundcube HTML forward header (compose.php get_forward_header: <th> label cells); labels from "
+         "Roundcube hi_IN labels.inc, separator untranslated there (falls back to en_US 'Original Message')")
+case("tuned", "roundcube_pl_text.eml", message(std(AGENT, "Fwd: Zwrot towaru", "t-rc2"), (
+    "Proszę o pomoc.\n\n\n-------- Wiadomość oryginalna --------\n"
+    "Temat: Zwrot towaru\n"
+    "Data: 2025-03-04 09:40\n"
+    "Od: Katarzyna Zielińska <k.zielinska@przyklad-sklep.pl>\n"
+    "Do: support@team.example\n\n"
+    "Dzień dobry, chcę zwrócić towar.\n")),
+    forward=True, email="k.zielinska@przyklad-sklep.pl", name_="Katarzyna Zielińska",
+    klass="central-southern-european",
+    note="Roundcube text forward header (compose.php get_forward_header); labels and separator from "
+         "Roundcube pl_PL labels.inc")
+
 # ---------------------------------------------------------------------------------------------- held-out
 case("heldout", "outlook_ar_html_bold_labels.eml", message(std(AGENT, "FW: شكوى بخصوص الطلب 7781", "h-ar2"), (
     '<html dir="rtl"><body><div dir="rtl"><p>للعلم</p>'

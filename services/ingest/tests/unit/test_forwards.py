@@ -414,3 +414,16 @@ def test_hostile_and_malformed_server_forward_headers() -> None:
     assert detect_forward(parsed) is None  # a server forward needs the author's address in From
     twice = _with_headers("Hello", "Hi", X_MS_Exchange_Organization_AutoForwarded="true")
     assert detect_forward(twice) == detect_forward(twice)  # the same message twice: the same answer
+
+
+def test_the_structural_path_reads_labels_in_bold_and_in_table_cells() -> None:
+    cells = ("<p>-------- Ujumbe asilia --------</p><table><tr><th>Mada: </th><td>Agizo 88</td></tr>"
+             "<tr><th>Tarehe: </th><td>4 Machi 2025 10:12</td></tr>"
+             "<tr><th>Kutoka: </th><td>Juma Ali &lt;juma@mfano.example&gt;</td></tr>"
+             "<tr><th>Kwa: </th><td>support@team.example</td></tr></table><p>Habari</p>")
+    info = detect_forward(_parsed("Fwd: Agizo 88", html=cells))
+    assert info.original_sender == Address("Juma Ali", "juma@mfano.example")
+    assert info.detected_by == "html_block:structural"
+    bold = ("<div>Tafadhali</div><div><b>Kutoka\uff1a</b> Juma Ali &lt;juma@mfano.example&gt;<br>"
+            "<b>Imetumwa\uff1a</b> 4 Machi 2025 10:12<br><b>Mada\uff1a</b> Agizo 88</div><p>Habari</p>")
+    assert detect_forward(_parsed("FW: Agizo 88", html=bold)).original_sender.email == "juma@mfano.example"

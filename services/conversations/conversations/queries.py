@@ -172,10 +172,18 @@ def _message_fields(message: Message, principal: Principal, *, with_html: bool =
         if with_html and body and url and signed != url:
             body = body.replace(f'"{url}"', f'"{signed}"')
         attachments.append({**attachment, "url": signed})
-    fields.update(attachments=attachments, full_message_url=with_access(message.full_message_url, token))
+    fields.update(attachments=attachments, full_message_url=with_access(message.full_message_url, token),
+                  full_message_view_url=with_access(_full_message_view_url(message), token))
     if with_html:
         fields["html"] = body
     return fields
+
+
+def _full_message_view_url(message: Message) -> str | None:
+    """ingest's page of the whole message, beside its raw bytes (`…/raw` → `…/view`)."""
+    if message.direction != "in" or not message.intake_id or (message.flags or {}).get("quarantined"):
+        return None
+    return f"/api/ingest/messages/{message.intake_id}/view"
 
 
 def message_view(message: Message, principal: Principal, html: str | None = None,

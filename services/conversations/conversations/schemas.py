@@ -221,6 +221,10 @@ class MessageSchema(Schema):
     remote_images_blocked = fields.Integer()
     remote_images_loaded = fields.Boolean(metadata={"description": "?images=load: remote images allowed"})
     full_message_url = fields.String(allow_none=True)
+    full_message_view_url = fields.String(allow_none=True, metadata={
+        "description": "\"View full message\": the whole message as a sanitised page (remote images blocked; "
+                       "`&images=1` shows them), signed like full_message_url (the raw .eml); null for our "
+                       "own emails, chat and quarantined messages"})
     attachments = fields.List(fields.Nested(AttachmentSchema))
     forward = fields.Nested(ForwardSchema, allow_none=True)
     flags = fields.Nested(FlagsSchema)

@@ -26,6 +26,7 @@ from ingest.domain.classify import internal_forward
 from ingest.domain.downloads import attachment_url, raw_url
 from ingest.domain.model import ParseLimits
 from ingest.domain.parsing import MessageTooComplex, parse_message
+from ingest.full_message import FullMessageJob, render_full_message
 from ingest.worker_pool import Outcome, WorkerPool
 from mailroom_shared.events.envelope import build_envelope
 from mailroom_shared.events.tracing import intake_traceparent
@@ -141,6 +142,8 @@ def render_preview(job: PreviewJob) -> dict:
 
 def work(job: AnalysisJob | PreviewJob) -> dict:
     """What a parser worker process runs."""
+    if isinstance(job, FullMessageJob):  # "View full message" (full_message.py)
+        return render_full_message(job)
     return analyse_stored(job) if isinstance(job, AnalysisJob) else render_preview(job)
 
 

@@ -10,8 +10,9 @@ import json
 from nameko.rpc import rpc
 from werkzeug.wrappers import Response
 
-from ingest import SERVICE_NAME, handlers, mailboxes, models, queries, settings
+from ingest import SERVICE_NAME, full_message, handlers, mailboxes, models, queries, settings
 from ingest.access import require_operator_act, require_operator_view, require_post_access, require_read_access
+from ingest.domain import full_message as page_rules
 from ingest.domain.downloads import attachment_download, raw_message_download
 from ingest.intake import BlobStoreProvider, IntakeProcessor
 from ingest.schemas import RetryRequestSchema
@@ -71,6 +72,19 @@ class IngestService(Base):
         response = Response(stream, **raw_message_download(intake_id))
         response.content_length = stream.size
         return response
+
+    @endpoint("GET", "/api/ingest/messages/<string:intake_id>/view", auth=False)
+    def get_message_page(self, request, intake_id):
+        """"View full message": the whole message as a sanitised page (full_message.py); `?images=1`
+        shows its remote images."""
+        token = full_message.access_token(request, intake_id)
+        with self.db.transaction() as session:
+            blob_key, cid_urls, attachments = full_message.page_source(session, intake_id)
+        remote_images = page_rules.images_requested(request.args.get("images"))
+        status, page = full_message.render(self.process_intake.analyser, self.settings, intake_id, blob_key,
+                                           cid_urls, attachments, token, remote_images)
+        return Response(page, status=status, mimetype="text/html",
+                        headers=page_rules.response_headers(remote_images and status == 200))
 
     @endpoint("GET", "/api/ingest/messages/<string:intake_id>/attachments/<string:sha256>", auth=False)
     def get_attachment(self, request, intake_id, sha256):

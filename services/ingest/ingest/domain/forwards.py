@@ -777,11 +777,12 @@ def _structural_block(lines: list[_Line], i: int, core: str) -> _Block | None:
                   run[date_at][1], f"structure: sender on the '{label}' line, date and subject lines found")
 
 
-def _find_structural(lines: list[_Line], subject: str) -> _Block | None:
+def _find_structural(lines: list[_Line], subject: str, start: int = 0) -> _Block | None:
     core = _subject_core(subject)
     if len(core) < 3:
         return None
-    for i, line in enumerate(lines):
+    for i in range(start, len(lines)):
+        line = lines[i]
         if line.text and _generic_label(line.text) is not None:
             block = _structural_block(lines, i, core)
             if block is not None:
@@ -856,7 +857,13 @@ def _from_text(text: str, subject: str) -> tuple[_Block, list[dict]] | None:
                          if forward_marked and not _nothing_above(lines, first) else
                          "nothing written above the block"))]
     current = first
-    for following in blocks:
+    while True:
+        following = next(blocks, None)
+        if following is None and has_forward_prefix(current.subject):
+            # the inner block of a forward of a forward may be in a language no table knows
+            following = _find_structural(lines, current.subject or "", current.end)
+        if following is None:
+            break
         # Step down only through an empty or signature-only forward of a forward, never into reply history.
         if following.kind == "attribution":
             steps.append(_step("stop: the next block is reply history (an attribution line)", following))

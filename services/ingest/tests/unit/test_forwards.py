@@ -427,3 +427,14 @@ def test_the_structural_path_reads_labels_in_bold_and_in_table_cells() -> None:
     bold = ("<div>Tafadhali</div><div><b>Kutoka\uff1a</b> Juma Ali &lt;juma@mfano.example&gt;<br>"
             "<b>Imetumwa\uff1a</b> 4 Machi 2025 10:12<br><b>Mada\uff1a</b> Agizo 88</div><p>Habari</p>")
     assert detect_forward(_parsed("FW: Agizo 88", html=bold)).original_sender.email == "juma@mfano.example"
+
+
+def test_nesting_steps_down_into_blocks_no_table_knows() -> None:
+    text = ("\u200fمن: سامي <sami@team.example>\n\u200fتم الإرسال: 4 مارس 2025 09:00\n"
+            "\u200fالموضوع: FW: شكوى\n\n\n"
+            "\u200fمن: ليلى حسن <layla@customer.example>\n\u200fتم الإرسال: 3 مارس 2025 17:00\n"
+            "\u200fالموضوع: شكوى\n\nالمنتج معطوب.\n")
+    info = detect_forward(_parsed("FW: FW: شكوى", text))
+    assert info.original_sender == Address("ليلى حسن", "layla@customer.example")
+    assert [step["rule"] for step in info.steps] == [
+        "structure: outermost block", "step down: the block above is empty and itself a forward"]

@@ -45,10 +45,10 @@ def _die_with_parent() -> None:
 
 
 def broker_answers(amqp_uri: str) -> str | None:
-    from kombu import Connection
+    from mailroom_shared.messaging.connection import amqp_connection
 
     try:
-        with Connection(amqp_uri, connect_timeout=3) as connection:
+        with amqp_connection(amqp_uri, connect_timeout=3) as connection:
             connection.ensure_connection(max_retries=1)
     except Exception as exc:
         return str(exc) or type(exc).__name__

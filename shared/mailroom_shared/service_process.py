@@ -37,6 +37,7 @@ from nameko.runners import ServiceRunner  # noqa: E402
 
 from mailroom_shared import config as mailroom_config  # noqa: E402
 from mailroom_shared.blocking import detect_blocking  # noqa: E402
+from mailroom_shared.messaging.connection import amqp_ssl  # noqa: E402
 
 log = logging.getLogger("mailroom.service_process")
 
@@ -99,6 +100,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
+    if service_config.get("AMQP_URI") and "AMQP_SSL" not in service_config:
+        # AMQP over TLS (amqps:// and MAILROOM_AMQP_*): nameko's consumers and dispatchers read AMQP_SSL
+        try:
+            tls = amqp_ssl(service_config["AMQP_URI"])
+        except mailroom_config.ConfigError as exc:
+            print(f"mailroom-service: {exc}", file=sys.stderr)
+            return 2
+        if tls:
+            service_config["AMQP_SSL"] = tls
     runner = ServiceRunner(service_config)
     for path in args.services:
         # only the service classes: a module also holds its kit base, whose health and metrics

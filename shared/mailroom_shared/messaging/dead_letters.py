@@ -20,9 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import amqp
-from kombu import Connection
 
 from mailroom_shared.messaging import topology
+from mailroom_shared.messaging.connection import amqp_connection
 
 ATTEMPT_HEADER = "x-mailroom-attempt"
 ERROR_HEADER = "x-mailroom-error"
@@ -87,7 +87,7 @@ class DeadLetters:
 
     @contextmanager
     def _channel(self) -> Iterator[amqp.Channel]:
-        with Connection(self.amqp_uri, connect_timeout=10) as connection:
+        with amqp_connection(self.amqp_uri, connect_timeout=10) as connection:
             connection.ensure_connection(max_retries=3)
             channel = connection.connection.channel()  # a py-amqp channel: basic_get and confirms
             try:

@@ -13,7 +13,6 @@ from functools import partial
 
 import eventlet
 from eventlet.event import Event
-from kombu import Connection
 from marshmallow import ValidationError
 from nameko.amqp.publish import get_producer
 from nameko.events import EventHandler
@@ -23,6 +22,7 @@ from nameko.messaging import QueueConsumer
 from mailroom_shared import config
 from mailroom_shared.db import Database
 from mailroom_shared.messaging import topology
+from mailroom_shared.messaging.connection import amqp_connection, amqp_ssl
 from mailroom_shared.messaging.dead_letters import (
     ATTEMPT_HEADER,
     ERROR_HEADER,
@@ -42,6 +42,12 @@ class PoisonMessage(Exception):
 
 def _amqp_uri(container) -> str:
     return container.config.get("AMQP_URI") or config.amqp_uri()
+
+
+def _amqp_ssl(container) -> dict | None:
+    """The TLS options nameko's own connections use (AMQP_SSL, set by mailroom-service), so the
+    connections opened here are secured the same way."""
+    return container.config.get("AMQP_SSL") or amqp_ssl(_amqp_uri(container))
 
 
 class DatabaseProvider(DependencyProvider):
@@ -66,7 +72,7 @@ class TopologyProvider(DependencyProvider):
     """Declares the whole messaging topology when the service starts, before anything publishes."""
 
     def setup(self):
-        with Connection(_amqp_uri(self.container)) as connection:
+        with amqp_connection(_amqp_uri(self.container), _amqp_ssl(self.container)) as connection:
             connection.ensure_connection(max_retries=5)
             topology.declare_topology(connection)
 
@@ -159,7 +165,7 @@ class OutboxRelayProvider(BackgroundWorker):
         self.identifier = f"{self.service}.outbox_relay"
         self.database = Database(database_url_for(self.container, self.service))
         # a batch goes out on one channel and the broker's confirms are awaited once per batch
-        self.publisher = ConfirmedBatchPublisher(_amqp_uri(self.container))
+        self.publisher = ConfirmedBatchPublisher(_amqp_uri(self.container), ssl_options=_amqp_ssl(self.container))
         self.relay = OutboxRelay(self.database, self.table_getter(), publish_batch=self._publish_batch)
         self.poll_interval = self.configured_poll_interval or config.env_float("OUTBOX_POLL_SECONDS", 0.2)
 
@@ -189,7 +195,7 @@ class OutboxRelayProvider(BackgroundWorker):
 
 
 def _publish_to_queue(container, queue, body, headers, properties) -> None:
-    with get_producer(_amqp_uri(container), confirms=True) as producer:
+    with get_producer(_amqp_uri(container), confirms=True, ssl=_amqp_ssl(container)) as producer:
         producer.publish(body, exchange="", routing_key=queue.name, headers=headers, declare=[queue],
                          delivery_mode=2, retry=True, **properties)
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import amqp
 from kombu import Connection
 
+from mailroom_shared.messaging.connection import amqp_connection
+
 log = logging.getLogger(__name__)
 
 
@@ -41,8 +43,9 @@ class ConfirmedBatchPublisher:
     """One connection and one channel in confirm mode, opened on first use and again after any
     failure. Not thread-safe: one relay (one green thread) owns it."""
 
-    def __init__(self, amqp_uri: str, confirm_timeout: float = 30.0):
+    def __init__(self, amqp_uri: str, confirm_timeout: float = 30.0, ssl_options: dict | None = None):
         self.amqp_uri = amqp_uri
+        self.ssl_options = ssl_options  # TLS (messaging.connection); None: from the environment
         self.confirm_timeout = confirm_timeout
         self._connection: Connection | None = None
         self._channel = None
@@ -97,7 +100,7 @@ class ConfirmedBatchPublisher:
 
     def _open(self):
         if self._channel is None:
-            connection = Connection(self.amqp_uri)
+            connection = amqp_connection(self.amqp_uri, self.ssl_options)
             connection.connect()
             channel = connection.channel()
             channel.confirm_select()

@@ -1406,3 +1406,28 @@ def test_the_blob_store_component_renders_strictly_on_the_dev_overlay_too(tmp_pa
     assert not of_kind("PersistentVolumeClaim", docs)
     errors = [error for doc in docs for error in schema_errors(doc)]
     assert not errors, "\n".join(errors[:30])
+
+
+def test_the_amqp_tls_component_points_every_service_at_the_tls_listener_and_its_ca(tmp_path):
+    if not kubectl():
+        pytest.skip("kubectl (with its built-in kustomize) is not installed")
+    from mailroom_shared.messaging import connection
+
+    docs = render_with_components(tmp_path, "production", "amqp-tls")
+    (cluster,) = of_kind("RabbitmqCluster", docs)
+    assert cluster["spec"]["tls"] == {"secretName": "mailroom-rabbitmq-tls", "disableNonTLSListeners": True}
+    for service in SERVICES:
+        deployment = deployment_for(service, docs)
+        container = pod_spec(deployment)["containers"][0]
+        names = [item["name"] for item in container["env"]]
+        env = env_of(container)
+        assert env["AMQP_URI"]["value"].startswith("amqps://$(AMQP_USERNAME):$(AMQP_PASSWORD)@"), service
+        assert ":5671/" in env["AMQP_URI"]["value"]
+        assert names.index("AMQP_URI") > names.index("AMQP_PASSWORD") > -1, "$(VAR) only expands earlier variables"
+        ca_file = Path(env[connection.CA_FILE]["value"])  # the variable the code reads
+        mount = next(m for m in container["volumeMounts"] if m["mountPath"] == str(ca_file.parent))
+        assert mount["readOnly"] is True
+        volume = next(v for v in pod_spec(deployment)["volumes"] if v["name"] == mount["name"])
+        assert volume["configMap"]["name"] == "mailroom-rabbitmq-ca" and ca_file.name == "ca.crt"
+    smtp = pod_spec(by_name("Deployment", docs)["mailroom-smtp"])["containers"][0]
+    assert "AMQP_URI" not in env_of(smtp)

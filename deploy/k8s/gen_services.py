@@ -38,6 +38,9 @@ PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/
 # The release placeholder in migration Job names: each overlay replaces it with its `release`
 # (kustomize `replacements`), so every release gets Jobs of its own (a Job cannot be changed).
 RELEASE_PLACEHOLDER = "release"
+# AMQP over TLS (components/amqp-tls): the CA the services verify the broker against
+AMQP_CA_CONFIGMAP = "mailroom-rabbitmq-ca"
+AMQP_CA_DIR = "/etc/mailroom/amqp-ca"
 
 
 @dataclass(frozen=True)
@@ -528,18 +531,29 @@ def amqp_tls_files() -> dict[str, str]:
     patches = [{"target": {"group": "rabbitmq.com", "kind": "RabbitmqCluster", "name": RABBITMQ["name"]},
                 "patch": yaml.dump([{"op": "add", "path": "/spec/tls", "value": {
                     "secretName": "mailroom-rabbitmq-tls", "disableNonTLSListeners": True}}], Dumper=_Dumper)}]
-    for service in SERVICES:
+    for service, spec in SERVICES.items():
+        # A strategic merge puts the patch's list items first: the login variables come along, in
+        # order, so AMQP_URI stays below the $(AMQP_USERNAME)/$(AMQP_PASSWORD) it expands
+        env = deployment(service, spec)["spec"]["template"]["spec"]["containers"][0]["env"]
+        login = [item for item in env if item["name"] in ("AMQP_USERNAME", "AMQP_PASSWORD")]
         patches.append({"target": {"kind": "Deployment", "name": f"mailroom-{service}"}, "patch": yaml.dump({
             "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": f"mailroom-{service}"},
-            "spec": {"template": {"spec": {"containers": [{"name": service, "env": [
-                {"name": "AMQP_URI", "value": f"amqps://$(AMQP_USERNAME):$(AMQP_PASSWORD)@{RABBITMQ_HOST}:5671/mailroom"},
-            ]}]}}}}, Dumper=_Dumper, sort_keys=False)})
+            "spec": {"template": {"spec": {
+                "containers": [{"name": service, "env": [
+                    *login,
+                    {"name": "AMQP_URI",
+                     "value": f"amqps://$(AMQP_USERNAME):$(AMQP_PASSWORD)@{RABBITMQ_HOST}:5671/mailroom"},
+                    {"name": "MAILROOM_AMQP_CA_FILE", "value": f"{AMQP_CA_DIR}/ca.crt"}],
+                    "volumeMounts": [{"name": "amqp-ca", "mountPath": AMQP_CA_DIR, "readOnly": True}]}],
+                "volumes": [{"name": "amqp-ca", "configMap": {"name": AMQP_CA_CONFIGMAP}}]}}}},
+            Dumper=_Dumper, sort_keys=False)})
     kustomization = {"apiVersion": "kustomize.config.k8s.io/v1alpha1", "kind": "Component", "patches": patches}
     return {"kustomization.yaml": dump([kustomization], (
         "AMQP over TLS: RabbitMQ listens with the certificate in the Secret mailroom-rabbitmq-tls (tls.crt,\n"
-        "tls.key, ca.crt: e.g. from cert-manager) on 5671 only, and the services connect with amqps://.\n"
-        "Prerequisite in the code (see docs/operations.md, \"AMQP over TLS\"): every AMQP connection must take\n"
-        "the TLS options (server name, CA); until then this component is not to be used."))}
+        "tls.key, ca.crt: e.g. from cert-manager) on 5671 only, and the services connect with amqps://,\n"
+        f"verifying the broker against the CA in the ConfigMap {AMQP_CA_CONFIGMAP} (key ca.crt, in the mailroom\n"
+        "namespace: a CA certificate is no secret; copy it from the Secret or let trust-manager do it), and\n"
+        "its name, mailroom-rabbitmq.mailroom-rabbitmq.svc (docs/operations.md, \"AMQP over TLS\")."))}
 
 
 DEFAULT_DENY = {

@@ -138,48 +138,69 @@ def web():
 
 
 @pytest.fixture(scope="session")
-def browser():
+def browser(remote_host):
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run installs it)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
+            f"--host-resolver-rules=MAP {RemoteHost.NAME} 127.0.0.1, MAP *.{RemoteHost.NAME} 127.0.0.1"])
         yield browser
         browser.close()
 
 
-class Network:
-    """Every request the pages of a browser context made, and those that left for another host
-    (answered here with a 1x1 image, never by the internet)."""
+class RemoteHost:
+    """Stands in for every host on the internet: Chromium resolves `evil.example` (and its
+    subdomains) to this local server, which records each request and answers a 1x1 image. A
+    request here from a page is a request that left for a remote host."""
 
+    NAME = "evil.example"
     PIXEL = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
                           "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
 
-    def __init__(self, context, origin: str):
-        self.origin = origin
-        self.remote: list[str] = []
-        self.all: list[str] = []
-        context.route("**/*", self._route)
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    def _route(self, route):
-        url = route.request.url
-        self.all.append(url)
-        if url.startswith(self.origin) or url.startswith(("data:", "blob:", "about:")):
-            route.continue_()
-            return
-        self.remote.append(url)
-        route.fulfill(status=200, content_type="image/png", body=self.PIXEL)
+        self.requests: list[str] = []
+        remote = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - the stdlib's name
+                remote.requests.append(f"http://{self.headers.get('Host', '')}{self.path}")
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(remote.PIXEL)))
+                self.end_headers()
+                self.wfile.write(remote.PIXEL)
+
+            do_POST = do_GET
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.base = f"http://{self.NAME}:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="session")
+def remote_host():
+    remote = RemoteHost()
+    yield remote
+    remote.server.shutdown()
 
 
 @pytest.fixture
 def page(browser, inbox):
     context = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=False)
-    context.network = Network(context, inbox.web_url.rstrip("/"))
     page = context.new_page()
     page.dialogs = []
     page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
     page.errors = []
+    page.console = []
+    page.on("console", lambda message: page.console.append(message.text))
     page.on("pageerror", lambda error: page.errors.append(str(error)))
     yield page
     context.close()
@@ -216,7 +237,11 @@ def sign_in(page, url: str, user_id: str = MEMBER, role: str = ""):
     if role:
         page.get_by_label("Role").select_option(role)
     page.get_by_role("button", name="Sign in").click()
-    page.get_by_role("navigation", name="Inboxes").get_by_role("heading").first.wait_for()
+    try:
+        page.get_by_role("navigation", name="Inboxes").get_by_role("heading").first.wait_for()
+    except Exception as exc:
+        raise AssertionError(f"not signed in: {page.locator('#sign-in-error').text_content()!r} "
+                             f"{page.locator('#status').text_content()!r} {page.errors}") from exc
 
 
 def axe_violations(page) -> list[dict]:

@@ -16,13 +16,22 @@ pytestmark = [pytest.mark.integration,
                                         ".ci/run installs it)")]
 
 
+def until(page, probe, timeout_ms=15_000):
+    """Wait for `probe()` while the browser's events (requests, dialogs) keep being handled."""
+    for _ in range(timeout_ms // 100):
+        if probe():
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError("condition not met")
+
+
 def no_serious_violations(web, page, where):
     violations = web.axe_violations(page)
     assert not violations, f"axe on {where}: {violations}"
 
 
 def conversation_button(page, subject):
-    return page.get_by_role("list", name=re.compile("Support")).get_by_role("button", name=re.compile(re.escape(subject)))
+    return page.get_by_role("list", name=re.compile("Support")).get_by_role("button").filter(has_text=subject)
 
 
 def test_sign_in_see_new_mail_without_reload_and_reply_with_cc_threaded(page, inbox, web):
@@ -182,3 +191,69 @@ def test_an_admin_who_is_not_a_member_sees_everything_read_only_with_the_reason(
     status, refused = inbox.post(f"/api/conversations/{conversation_id}/close", {},
                                  headers=auth("auditor", roles=["super_admin"]))
     assert status == 403 and "only its members can act" in refused["error"]["message"]
+
+
+def hostile(evil):
+    """(subject, text shown, HTML): each tries to run script or load something from `evil`."""
+    return [
+        ("Scripts everywhere", "Script one",
+         f'<script>parent.document.title="pwned"; fetch("{evil}/script-fetch")</script><p>Script one</p>'
+         f'<img src="{evil}/px.png" onerror="parent.document.title=\'pwned\'" alt="tracker">'
+         '<svg onload="alert(1)"><circle r="4"/></svg><body onload="alert(2)">'),
+        ("Remote styles", "Styled text",
+         f'<style>@import url({evil}/import.css); body {{ background: url({evil}/bg.png) }}'
+         f' @font-face {{ font-family: x; src: url({evil}/font.woff) }}</style>'
+         f'<link rel="stylesheet" href="{evil}/link.css">'
+         f'<p style="background-image: url({evil}/inline.png); font-family: x">Styled text</p>'),
+        ("Frames and links", "Click here",
+         f'<iframe src="{evil}/frame"></iframe><object data="{evil}/object"></object>'
+         f'<meta http-equiv="refresh" content="0;url={evil}/refresh">'
+         f'<a href="javascript:alert(3)">Click here</a><video src="{evil}/video.mp4" autoplay></video>'
+         f'<audio src="{evil}/audio.mp3" autoplay></audio><form action="{evil}/form"><input name="q"></form>'
+         f'<base href="{evil}/">'),
+    ]
+
+
+def test_hostile_mail_runs_no_script_and_loads_nothing_remote_until_load_images(page, inbox, web, remote_host):
+    evil = remote_host.base
+    remote_host.requests.clear()
+    for subject, _, html in hostile(evil):
+        raw, _ = web.customer_mail(subject=subject, html=html, body="plain part",
+                                   sender='"<b>Mallory</b> <img src=x onerror=alert(4)>" <mallory@example.com>')
+        web.deliver(inbox, raw)
+    raw, _ = web.customer_mail(subject=f'<img src="{evil}/subject.png" onerror="alert(5)"> Hi',
+                               html="<p>Subject test</p>", body="plain")
+    web.deliver(inbox, raw)
+    web.sign_in(page, inbox.web_url)
+    title = page.title()
+    support = page.get_by_role("region", name="Support")
+    support.get_by_role("link", name=re.compile("^Open")).click()
+    expect(support.get_by_role("link", name=re.compile("^Open"))).to_have_text(re.compile("Open\\s*4"), timeout=30_000)
+    # subjects and names are text: the markup shows as typed
+    expect(conversation_button(page, f'<img src="{evil}/subject.png" onerror="alert(5)"> Hi')).to_be_visible()
+    expect(conversation_button(page, "Scripts everywhere")).to_contain_text("<b>Mallory</b> <img src=x onerror=alert(4)>")
+
+    conversation = page.get_by_role("region", name="Conversation")
+    for subject, visible_text, _ in hostile(evil):
+        conversation_button(page, subject).click()
+        expect(conversation.get_by_role("heading", name=subject)).to_be_visible()
+        frame = conversation.locator("iframe")
+        expect(frame).to_have_count(1)
+        sandbox = frame.get_attribute("sandbox")
+        assert "allow-scripts" not in sandbox and "allow-same-origin" not in sandbox
+        expect(conversation.frame_locator("iframe").locator("body")).to_contain_text(visible_text)
+        page.wait_for_timeout(500)  # time for anything the frame would fetch (none may arrive)
+    web.screenshot(page, "hostile")
+    no_serious_violations(web, page, "a hostile message")
+    assert page.title() == title and not page.dialogs and not page.errors, (page.title(), page.dialogs, page.errors)
+    assert remote_host.requests == [], remote_host.requests
+
+    # "Load images" is the one way a remote image loads (from the stand-in remote host)
+    conversation_button(page, "Scripts everywhere").click()
+    load = conversation.get_by_role("button", name="Load images")
+    expect(load).to_be_visible()
+    load.click()
+    expect(load).to_have_count(0)
+    until(page, lambda: f"{evil}/px.png" in remote_host.requests)
+    assert remote_host.requests == [f"{evil}/px.png"], remote_host.requests
+    assert page.title() == title and not page.dialogs, (page.title(), page.dialogs)

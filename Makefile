@@ -15,7 +15,13 @@ $(STAMP): constraints.txt requirements-dev.txt testing/pyproject.toml $(foreach 
 	$(BIN)/pip install --quiet -c constraints.txt $(addprefix -e ,$(PACKAGES)) -r requirements-dev.txt
 	touch $(STAMP)
 
-install: $(STAMP)
+# the web inbox (web/, docs/web-inbox.md): built from the lockfile (npm ci), no CDN at run time
+WEB_BUILT := web/dist/index.html
+$(WEB_BUILT): web/package.json web/package-lock.json web/build.mjs $(wildcard web/src/*)
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js and npm (Debian: apt-get install nodejs npm)"; exit 1; }
+	cd web && npm ci --no-audit --no-fund && npm run build
+
+install: $(STAMP) $(WEB_BUILT)
 
 migrate: install
 	$(BIN)/mailroom migrate
@@ -54,4 +60,4 @@ fuzz: install
 	$(BIN)/python fuzz/fuzz_parse.py --seconds $${FUZZ_SECONDS:-600}
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var web/dist web/node_modules

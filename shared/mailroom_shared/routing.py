@@ -15,6 +15,7 @@ ROUTES: tuple[tuple[str, str], ...] = (
     (r"^/api/(webhooks|slack)(/|$)", "notifier"),
     (r"^/slack(/|$)", "notifier"),
     (r"^/api/(inboxes|conversations|messages)(/|$)", "conversations"),
+    (r"^/api/channels(/|$)", "conversations"),  # chat and form connectors (docs/channels.md)
 )
 _COMPILED = [(re.compile(pattern), target) for pattern, target in ROUTES]
 

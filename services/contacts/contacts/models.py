@@ -23,6 +23,8 @@ class Contact(Base):
     created_from: Mapped[str] = mapped_column(String(64), nullable=False)
     emails: Mapped[list[ContactEmail]] = relationship(back_populates="contact", order_by="ContactEmail.id",
                                                       lazy="selectin")
+    identities: Mapped[list[ContactIdentity]] = relationship(order_by="ContactIdentity.id", lazy="selectin",
+                                                             viewonly=True)
 
 
 class ContactEmail(Base):
@@ -34,6 +36,20 @@ class ContactEmail(Base):
     # normalised (mailroom_shared.addresses.normalise_email); unique = one contact per address
     email: Mapped[str] = mapped_column(String(320), nullable=False, unique=True)
     contact: Mapped[Contact] = relationship(back_populates="emails")
+
+
+class ContactIdentity(Base):
+    """A chat identity of a contact (docs/channels.md): a phone number in E.164, a Messenger PSID,
+    a live-chat handle (mailroom_shared.identities); unique = one contact per identity."""
+
+    __tablename__ = "contact_identities"
+    __table_args__ = (UniqueConstraint("kind", "value"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    contact_id: Mapped[str] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False,
+                                            index=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # phone | messenger | livechat
+    value: Mapped[str] = mapped_column(String(200), nullable=False)
 
 
 class TimelineEntry(Base):
@@ -54,6 +70,8 @@ class TimelineEntry(Base):
     attachments: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
     forwarded_by: Mapped[dict | None] = mapped_column(JSON)
     occurred_at: Mapped[object] = mapped_column(DateTime(timezone=True), nullable=False)
+    # chat and form messages: their inbox (who may see the entry); email entries go by channel_address
+    inbox_id: Mapped[str | None] = mapped_column(String(36))
 
 
 class MessageConversation(Base):

@@ -18,6 +18,7 @@ from mailroom_shared.pagination import newest_first, next_cursor
 def contact_view(contact: Contact) -> dict:
     return ContactSchema().dump({
         "id": contact.id, "name": contact.name, "emails": [e.email for e in contact.emails],
+        "identities": [{"kind": i.kind, "value": i.value} for i in contact.identities],
         "created_at": contact.created_at,
     })
 
@@ -57,6 +58,15 @@ def visible_channel_addresses(session: Session, principal: Principal) -> set[str
     return set(session.execute(select(OwnAddress.email).where(OwnAddress.inbox_id.in_(visible))).scalars())
 
 
+def visible_inbox_ids(session: Session, principal: Principal) -> set[str] | None:
+    """The inboxes whose chat and form messages `principal` may see; None = every inbox."""
+    if principal.sees_every_inbox:
+        return None
+    return {access.inbox_id for access in session.execute(select(InboxAccess)).scalars()
+            if may_see_inbox(access.visibility, access.member_user_ids, access.team_ids,
+                             user_id=principal.user_id, caller_team_ids=principal.team_ids)}
+
+
 def _with_download_token(entry: TimelineEntry, attachments: list[dict], principal: Principal) -> list[dict]:
     """An inbound message's attachment links carry a download token for this caller and this
     message, as conversations' messages do (ingest serves a member nothing without one). Only
@@ -76,8 +86,9 @@ def timeline_page(session: Session, contact_id: str, cursor: dict | None, limit:
              .outerjoin(MessageConversation, MessageConversation.intake_id == TimelineEntry.intake_id)
              .where(TimelineEntry.contact_id == contact_id))
     addresses = visible_channel_addresses(session, principal)
-    if addresses is not None:
-        query = query.where(TimelineEntry.channel_address.in_(addresses))
+    if addresses is not None:  # email by the inbox address it came on, chat and forms by their inbox
+        query = query.where(or_(TimelineEntry.channel_address.in_(addresses),
+                                TimelineEntry.inbox_id.in_(visible_inbox_ids(session, principal) or set())))
     rows = session.execute(newest_first(query, TimelineEntry.occurred_at, TimelineEntry.id, cursor, limit)).all()
     items = []
     for entry, conversation_id in rows[:limit]:

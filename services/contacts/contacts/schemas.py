@@ -7,6 +7,8 @@ class ContactSchema(Schema):
     id = fields.String()
     name = fields.String(allow_none=True)
     emails = fields.List(fields.String())
+    identities = fields.List(fields.Dict(), metadata={
+        "description": "chat identities: {kind: phone (E.164) | messenger (PSID) | livechat, value}"})
     created_at = fields.DateTime()
 
 

@@ -3,7 +3,7 @@ HTTP API. The rules are in domain/, the use cases in handlers.py, the read model
 
 from __future__ import annotations
 
-from contacts import SERVICE_NAME, handlers, queries, settings
+from contacts import SERVICE_NAME, channel_contacts, handlers, queries, settings
 from contacts.models import Contact, outbox, processed_events
 from contacts.schemas import ContactCreateSchema, ContactEmailSchema, ContactUpdateSchema
 from mailroom_shared.http import HttpError, decode_cursor, get_or_404, health_response, page_limit, read_json
@@ -46,6 +46,15 @@ class ContactsService(Base):
     @consumes("outbound", "email_sent")
     def handle_email_sent(self, session, data, envelope):
         handlers.record_outbound_email(session, self.outbox, data, envelope["id"])
+
+    # chat and form channels (docs/channels.md): senders by chat identity or email, both ways logged
+    @consumes("conversations", "channel_message_received")
+    def handle_channel_message_received(self, session, data, envelope):
+        channel_contacts.record_channel_message(session, self.outbox, data, envelope["id"], self.own_addresses)
+
+    @consumes("outbound", "chat_message_sent")
+    def handle_chat_message_sent(self, session, data, envelope):
+        channel_contacts.record_chat_sent(session, self.outbox, data, envelope["id"])
 
     # --- HTTP: any signed-in user of the account (docs/access.md: contacts are account-wide) ---
 

@@ -9,6 +9,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -124,6 +125,56 @@ class Conversation(Base):
     assignee_user_id: Mapped[str | None] = mapped_column(String(100))
     assigned_at: Mapped[object | None] = mapped_column(DateTime(timezone=True))
     ticket_id: Mapped[str | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    # what the conversation came in on (docs/channels.md): "email", or a connector channel's
+    # "chat" (kind whatsapp / messenger / livechat) or "form"
+    channel_type: Mapped[str] = mapped_column(String(8), nullable=False, default="email", server_default="email")
+    channel_kind: Mapped[str | None] = mapped_column(String(16))
+    connector_channel_id: Mapped[str | None] = mapped_column(String(36))
+    # the connector's thread: a phone number, a PSID, a live-chat session (chat only)
+    external_thread_id: Mapped[str | None] = mapped_column(String(200))
+
+
+class ConnectorChannel(Base):
+    """A chat or form channel of an inbox: a connector (WhatsApp, Messenger, live chat, a web form)
+    posts signed requests to /api/channels/{id}/…; replies to chat go to its webhook URL."""
+
+    __tablename__ = "connector_channels"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    inbox_id: Mapped[str] = mapped_column(ForeignKey("inboxes.id", ondelete="CASCADE"), nullable=False, index=True)
+    type: Mapped[str] = mapped_column(String(8), nullable=False)  # chat | form
+    kind: Mapped[str | None] = mapped_column(String(16))  # chat: whatsapp | messenger | livechat
+    name: Mapped[str | None] = mapped_column(String(200))
+    webhook_url: Mapped[str | None] = mapped_column(Text)  # where replies to chat go
+    secret_sealed: Mapped[str] = mapped_column(Text, nullable=False)  # Fernet (MAILROOM_CONNECTOR_SECRET_KEY)
+    created_by: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class ChatThread(Base):
+    """One conversation per connector thread: the row's key decides a race between two first
+    messages of a thread; it points at the thread's current conversation."""
+
+    __tablename__ = "chat_threads"
+
+    connector_channel_id: Mapped[str] = mapped_column(ForeignKey("connector_channels.id", ondelete="CASCADE"),
+                                                      primary_key=True)
+    external_thread_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"), nullable=False)
+
+
+class ChannelAttachment(Base):
+    """An attachment a connector sent inline (base64) with a chat message or form submission."""
+
+    __tablename__ = "channel_attachments"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    message_id: Mapped[str] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), nullable=False,
+                                            index=True)
+    filename: Mapped[str] = mapped_column(String(255), nullable=False)
+    content_type: Mapped[str] = mapped_column(String(127), nullable=False)
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, deferred=True)
 
 
 class Ticket(Base):
@@ -185,6 +236,8 @@ class Message(Base):
         # de-duplication and threading (In-Reply-To / References) are both scoped to the inbox
         UniqueConstraint("inbox_id", "rfc_message_id"),
         Index("ix_messages_conversation_time", "conversation_id", "received_at", "id"),
+        # a connector's message id is stored once per channel (chat and form intake is idempotent)
+        UniqueConstraint("connector_channel_id", "external_message_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -217,6 +270,8 @@ class Message(Base):
     date_header: Mapped[str | None] = mapped_column(String(200))
     received_at: Mapped[object] = mapped_column(DateTime(timezone=True), nullable=False)
     created_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    connector_channel_id: Mapped[str | None] = mapped_column(String(36))
+    external_message_id: Mapped[str | None] = mapped_column(String(200))
 
 
 class KnownContact(Base):

@@ -22,6 +22,10 @@ COMPONENTS: dict[str, type[Schema]] = {
     "Close": schemas.CloseSchema, "TicketInput": schemas.TicketInputSchema, "Ticket": schemas.TicketSchema,
     "Move": schemas.MoveSchema, "SentPage": schemas.SentPageSchema, "Attribution": schemas.AttributionSchema,
     "AttributionResult": schemas.AttributionResultSchema,
+    "ConnectorChannelCreate": schemas.ConnectorChannelCreateSchema, "ConnectorChannel": schemas.ConnectorChannelSchema,
+    "ConnectorChannelList": schemas.ConnectorChannelListSchema, "ChatMessageInput": schemas.ChatMessageInputSchema,
+    "FormSubmissionInput": schemas.FormSubmissionInputSchema,
+    "ConnectorMessageAccepted": schemas.ConnectorMessageAcceptedSchema,
 }
 
 ACT = (400, 401, 403, 404, 409)  # actions: 403 = may view the inbox but is no member; 404 = may not view it
@@ -72,6 +76,23 @@ OPERATIONS = [
     ("get", "/api/messages/{message_id}", "One message in full (sanitised HTML preview; ?images=load re-sanitises "
      "from the raw message with remote images; URLs carry a download token)", "message_id",
      schemas.MessageArgsSchema, None, 200, "Message", (400, 401, 404, 503)),
+    # chat and form channels (docs/channels.md); /api/channels/… is signed by the connector
+    # (Standard Webhooks headers with the channel's secret), not called with a bearer token
+    ("post", "/api/inboxes/{inbox_id}/channels", "Create a chat (whatsapp, messenger, livechat) or form channel "
+     "of an inbox (admins); the answer holds its connector secret, shown once", "inbox_id", None,
+     "ConnectorChannelCreate", 201, "ConnectorChannel", (400, 401, 403, 404, 503)),
+    ("get", "/api/inboxes/{inbox_id}/channels", "The inbox's chat and form channels (without secrets)",
+     "inbox_id", None, None, 200, "ConnectorChannelList", (401, 404)),
+    ("post", "/api/channels/{channel_id}/messages", "A chat connector's message (signed: webhook-id, "
+     "webhook-timestamp, webhook-signature); 201 stored, 200 the same message id again (channel_message_received, "
+     "message_added)", "channel_id", None, "ChatMessageInput", 201, "ConnectorMessageAccepted",
+     (400, 401, 404, 413, 503)),
+    ("post", "/api/channels/{channel_id}/submissions", "A form connector's submission (signed like chat "
+     "messages): a conversation with the submitter, replies by email", "channel_id", None, "FormSubmissionInput",
+     201, "ConnectorMessageAccepted", (400, 401, 404, 413, 503)),
+    Operation("get", "/api/messages/{message_id}/channel-attachments/{attachment_id}", "A file a connector sent "
+              "inline with a chat message or form submission", None, path_params=("message_id", "attachment_id"),
+              response_media_type="application/octet-stream", errors=(401, 404)),
 ]
 
 def register(spec: APISpec) -> None:
@@ -79,6 +100,7 @@ def register(spec: APISpec) -> None:
         Operation(method, path, summary, response, status=status,
                   path_params=(path_param,) if isinstance(path_param, str) else tuple(path_param or ()),
                   query=query, body=body, errors=tuple(errors))
-        for method, path, summary, path_param, query, body, status, response, errors in OPERATIONS
-    ]
+        for method, path, summary, path_param, query, body, status, response, errors in
+        (op for op in OPERATIONS if isinstance(op, tuple))
+    ] + [op for op in OPERATIONS if isinstance(op, Operation)]
     openapi.register(spec, TAG, COMPONENTS, operations)

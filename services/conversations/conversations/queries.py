@@ -132,8 +132,15 @@ def _conversation_fields(conversation: Conversation) -> dict:
         "closed_at": aware(conversation.closed_at), "reopened_from": conversation.reopened_from,
         "related_conversation_id": conversation.related_conversation_id,
         "assignee_user_id": conversation.assignee_user_id, "assigned_at": aware(conversation.assigned_at),
-        "ticket_id": conversation.ticket_id,
+        "ticket_id": conversation.ticket_id, **channel_fields(conversation),
     }
+
+
+def channel_fields(conversation: Conversation) -> dict:
+    """What the conversation came in on (docs/channels.md): `channel_type` email | chat | form,
+    `channel_kind` whatsapp | messenger | livechat for chat (null otherwise)."""
+    return {"channel_type": conversation.channel_type or "email", "channel_kind": conversation.channel_kind,
+            "channel_id": conversation.connector_channel_id, "external_thread_id": conversation.external_thread_id}
 
 
 def conversation_summary(conversation: Conversation) -> dict:
@@ -334,7 +341,13 @@ def reply_context(session: Session, conversation_id: str, message_id: str | None
         "channel_address": channel_address or primary,
         "reply_address": reply_address(channel_address or primary, conversation.reply_token)
         if (channel_address or primary) else None,
+        # chat replies go to the connector (outbound), not by email; form replies go by email
+        **{key: value for key, value in channel_fields(conversation).items()
+           if key in ("channel_type", "channel_kind")},
+        "chat": {"channel_id": conversation.connector_channel_id, "thread_id": conversation.external_thread_id}
+        if conversation.channel_type == "chat" else None,
     }
+    result["conversation"].update(channel_fields(conversation))
     if include_thread:
         rows = session.execute(select(Message).where(Message.conversation_id == conversation.id)
                                .order_by(Message.received_at, Message.created_at, Message.id)

@@ -138,6 +138,13 @@ class ConversationSummarySchema(Schema):
     assignee_user_id = fields.String(allow_none=True)
     assigned_at = fields.DateTime(allow_none=True)
     ticket_id = fields.String(allow_none=True)
+    channel_type = fields.String(metadata={"enum": ["email", "chat", "form"],
+                                           "description": "what the conversation came in on (docs/channels.md)"})
+    channel_kind = fields.String(allow_none=True, metadata={
+        "enum": ["whatsapp", "messenger", "livechat", None], "description": "chat only; null for email and form"})
+    channel_id = fields.String(allow_none=True, metadata={"description": "the chat or form channel (null: email)"})
+    external_thread_id = fields.String(allow_none=True, metadata={
+        "description": "chat: the connector's thread (E.164 phone number, PSID, live-chat session)"})
 
 
 class ConversationPageSchema(Schema):
@@ -160,6 +167,8 @@ class AttachmentSchema(Schema):
     disposition = fields.String()
     content_id = fields.String(allow_none=True)
     url = fields.String()
+    external = fields.Boolean(metadata={"description": "a chat attachment the connector hosts: a link mailroom "
+                                                      "never fetched (treat as remote content)"})
 
 
 class ForwardAuthenticationSchema(Schema):
@@ -357,3 +366,87 @@ class AttributionResultSchema(Schema):
     attributed_to = fields.Dict()
     previous = fields.Dict(allow_none=True)
     changed = fields.Boolean()
+
+
+# --- chat and form channels (docs/channels.md) ------------------------------------------------
+
+class ConnectorChannelCreateSchema(Schema):
+    type = fields.String(required=True, validate=validate.OneOf(["chat", "form"]))
+    kind = fields.String(allow_none=True, load_default=None,
+                         validate=validate.OneOf(["whatsapp", "messenger", "livechat"]),
+                         metadata={"description": "chat: whatsapp, messenger or livechat; form: none"})
+    name = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=200))
+    webhook_url = fields.String(allow_none=True, load_default=None, validate=validate.Length(min=1, max=2000),
+                                metadata={"description": "chat: where mailroom POSTs replies (signed); public "
+                                                         "addresses only unless MAILROOM_CONNECTOR_ALLOW_PRIVATE_"
+                                                         "TARGETS"})
+
+
+class ConnectorChannelSchema(Schema):
+    id = fields.String()
+    inbox_id = fields.String()
+    type = fields.String(metadata={"enum": ["chat", "form"]})
+    kind = fields.String(allow_none=True)
+    name = fields.String(allow_none=True)
+    webhook_url = fields.String(allow_none=True)
+    messages_url = fields.String(metadata={"description": "chat: POST signed messages here"})
+    submissions_url = fields.String(metadata={"description": "form: POST signed submissions here"})
+    created_at = fields.DateTime()
+    secret = fields.String(metadata={"description": "whsec_…: only in the answer that creates the channel"})
+
+
+class ConnectorChannelListSchema(Schema):
+    items = fields.List(fields.Nested(ConnectorChannelSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class ConnectorAttachmentSchema(Schema):
+    filename = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=1000))
+    content_type = fields.String(allow_none=True, load_default=None,
+                                 validate=validate.Regexp(r"^[\w.+-]{1,63}/[\w.+-]{1,63}$"))
+    url = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=2000),
+                        metadata={"description": "a file the connector hosts: stored as a link, never fetched"})
+    size = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=0))
+    content_base64 = fields.String(allow_none=True, load_default=None,
+                                   metadata={"description": "the file inline (up to 5 MiB decoded, 6 MiB in all)"})
+
+
+class ChatSenderSchema(Schema):
+    handle = fields.String(required=True, validate=validate.Length(min=1, max=200),
+                           metadata={"description": "phone number (whatsapp), PSID (messenger), visitor id (livechat)"})
+    name = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=200))
+
+
+class ChatMessageInputSchema(Schema):
+    """What a chat connector POSTs to /api/channels/{channel_id}/messages (signed)."""
+
+    message_id = fields.String(required=True, validate=validate.Length(min=1, max=200),
+                               metadata={"description": "the connector's message id: the same id twice is "
+                                                        "stored once"})
+    thread_id = fields.String(required=True, validate=validate.Length(min=1, max=200),
+                              metadata={"description": "phone number (E.164 or international digits), PSID, "
+                                                       "or live-chat session id"})
+    sender = fields.Nested(ChatSenderSchema, required=True)
+    text = fields.String(load_default="", validate=validate.Length(max=64 * 1024),
+                         metadata={"description": "plain text (never rendered as HTML)"})
+    attachments = fields.List(fields.Nested(ConnectorAttachmentSchema), load_default=list)
+
+
+class FormSubmissionInputSchema(Schema):
+    """What a form connector POSTs to /api/channels/{channel_id}/submissions (signed)."""
+
+    submission_id = fields.String(required=True, validate=validate.Length(min=1, max=200),
+                                  metadata={"description": "the connector's id: the same id twice is stored once"})
+    email = fields.String(required=True, validate=validate.Length(min=3, max=320),
+                          metadata={"description": "the submitter's address: replies go there by email"})
+    name = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=200))
+    subject = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=500))
+    fields_ = fields.Dict(keys=fields.String(), required=True, data_key="fields",
+                          metadata={"description": "label → value, in order (strings, numbers, booleans, lists)"})
+    attachments = fields.List(fields.Nested(ConnectorAttachmentSchema), load_default=list)
+
+
+class ConnectorMessageAcceptedSchema(Schema):
+    message_id = fields.String(metadata={"description": "our id of the stored message"})
+    conversation_id = fields.String()
+    external_message_id = fields.String()

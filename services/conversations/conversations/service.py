@@ -10,14 +10,16 @@ import logging
 from marshmallow import EXCLUDE
 from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy, rpc
+from werkzeug.wrappers import Response
 
-from conversations import SERVICE_NAME, handlers, ingest_rendering, queries, settings
+from conversations import SERVICE_NAME, connectors, handlers, ingest_rendering, queries, settings
 from conversations.models import Conversation, Inbox, outbox, processed_events
 from conversations.schemas import (
     AssignSchema,
     AttributionSchema,
     CloseSchema,
     CommentCreateSchema,
+    ConnectorChannelCreateSchema,
     ConversationListArgsSchema,
     InboxCreateSchema,
     InboxUpdateSchema,
@@ -37,7 +39,7 @@ Base = service_base(SERVICE_NAME, outbox, processed_events, settings.load, publi
     "inbox_updated": 1, "conversation_created": 1, "message_added": 1, "conversation_reopened": 1,
     "conversation_closed": 1, "ticket_closed": 1, "conversation_assigned": 1, "comment_added": 1,
     "ticket_associated": 1, "conversation_moved": 1, "conversation_spam_marked": 1,
-    "message_attribution_corrected": 1})
+    "message_attribution_corrected": 1, "channel_message_received": 1})
 
 
 class InboxSeeder(DependencyProvider):
@@ -116,7 +118,28 @@ class ConversationsService(Base):
                 "reason": data["reason"], "bounce_intake_id": data["bounce_intake_id"]})
         handlers.record_recipient_bounces(session, data)
 
+    # outbound's chat replies (docs/channels.md): the reply in its conversation, and its state
+    @consumes("outbound", "chat_message_queued")
+    def handle_chat_message_queued(self, session, data, envelope):
+        connectors.store_outbound_chat(session, self.outbox, data, "queued", {})
+
+    @consumes("outbound", "chat_message_sent")
+    def handle_chat_message_sent(self, session, data, envelope):
+        connectors.store_outbound_chat(session, self.outbox, data, "sent", {
+            "at": data["sent_at"], "attempts": data["attempts"], "status": data["status"]})
+
+    @consumes("outbound", "chat_message_failed")
+    def handle_chat_message_failed(self, session, data, envelope):
+        connectors.record_chat_state(session, data, "failed", {
+            "reason": data["reason"], "attempts": data["attempts"], "status": data.get("status")})
+
     # --- RPC: what other services ask before they act on a conversation or inbox -----------
+
+    @rpc
+    def get_chat_connector(self, channel_id):
+        """Where outbound delivers replies to a chat channel (its secret sealed); None if unknown."""
+        with self.db.transaction() as session:
+            return connectors.connector_for_outbound(session, channel_id)
 
     @rpc
     def check_access(self, token, action="view", conversation_id=None, inbox_id=None):
@@ -182,6 +205,49 @@ class ConversationsService(Base):
             view = queries.inbox_view(handlers.update_inbox(session, self.outbox, inbox_id, body), request.principal)
         self.relay.wake()
         return view
+
+    # --- HTTP: chat and form channels (docs/channels.md) -----------------------------------
+
+    @endpoint("POST", "/api/inboxes/<string:inbox_id>/channels")
+    def create_connector_channel(self, request, inbox_id):
+        body = ConnectorChannelCreateSchema().load(read_json(request))
+        body["webhook_url"] = connectors.check_webhook_url(body.get("webhook_url"), self.settings)
+        with self.db.transaction() as session:
+            channel, secret = connectors.create_channel(session, request.principal, inbox_id, body, self.settings)
+            return 201, connectors.channel_view(channel, secret)
+
+    @endpoint("GET", "/api/inboxes/<string:inbox_id>/channels")
+    def list_connector_channels(self, request, inbox_id):
+        with self.db.transaction() as session:
+            return connectors.list_channels(session, request.principal, inbox_id)
+
+    @endpoint("POST", "/api/channels/<string:channel_id>/messages", auth=False)
+    def receive_chat_message(self, request, channel_id):
+        """A chat connector's message, signed with the channel's secret (Standard Webhooks)."""
+        raw = connectors.read_bounded(request, self.settings)
+        answer = connectors.in_transaction(self.db, lambda session: connectors.receive_chat_message(
+            session, self.outbox, *connectors.signed_json(session, channel_id, "chat", raw, request.headers,
+                                                          self.settings), self.settings))
+        self.relay.wake()
+        return answer
+
+    @endpoint("POST", "/api/channels/<string:channel_id>/submissions", auth=False)
+    def receive_form_submission(self, request, channel_id):
+        """A form connector's submission, signed like chat messages."""
+        raw = connectors.read_bounded(request, self.settings)
+        answer = connectors.in_transaction(self.db, lambda session: connectors.receive_form_submission(
+            session, self.outbox, *connectors.signed_json(session, channel_id, "form", raw, request.headers,
+                                                          self.settings), self.settings))
+        self.relay.wake()
+        return answer
+
+    @endpoint("GET", "/api/messages/<string:message_id>/channel-attachments/<string:attachment_id>")
+    def get_channel_attachment(self, request, message_id, attachment_id):
+        with self.db.transaction() as session:
+            file = connectors.channel_attachment(session, request.principal, message_id, attachment_id)
+        return Response(file["data"], mimetype=file["content_type"], headers={
+            "Content-Disposition": "attachment", "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox"})
 
     # --- HTTP: views ----------------------------------------------------------------------
 

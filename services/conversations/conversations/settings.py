@@ -5,6 +5,12 @@ environment (through the kit's SettingsProvider) and passed to what needs it.
   `new`: it starts a new conversation linked to the closed one.
 - CONVERSATIONS_INBOXES_FILE (default: config/inboxes.yaml at the repository root, if present):
   the inboxes upserted at start; set but empty: none.
+- MAILROOM_CONNECTOR_SECRET_KEY: the Fernet key that seals chat/form connector secrets at rest
+  (outbound reads the same key to sign replies); without it channels can be neither created nor used.
+- MAILROOM_CONNECTOR_ALLOW_PRIVATE_TARGETS (default false): let a connector's webhook URL name a
+  private, loopback or link-local address (`make run` and the tests set it).
+- CONVERSATIONS_CHANNEL_MAX_REQUEST_BYTES (default 8 MiB): the largest signed connector request
+  (chat message or form submission, inline attachments included).
 
 The inboxes file is read and validated (schemas.InboxesFileSchema) with the settings, so a bad
 file stops the start with a clear error instead of running without the inboxes it expects. It
@@ -13,6 +19,7 @@ holds no secret.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +43,9 @@ class Settings:
     reply_to_closed: ReplyToClosed = ReplyToClosed.REOPEN
     inboxes_file: Path | None = None  # None: seed no inboxes
     inboxes: tuple[dict, ...] = ()  # the inboxes file's entries, validated
+    connector_secret_key: str | None = dataclasses.field(default=None, repr=False)
+    allow_private_connector_targets: bool = False
+    channel_max_request_bytes: int = 8 * 1024 * 1024
 
 
 def load() -> Settings:
@@ -45,7 +55,11 @@ def load() -> Settings:
                                        ReplyToClosed.REOPEN.value)
     path = _inboxes_file()
     return Settings(reply_to_closed=ReplyToClosed(reply_to_closed), inboxes_file=path,
-                    inboxes=tuple(load_inboxes_file(path)) if path is not None else ())
+                    inboxes=tuple(load_inboxes_file(path)) if path is not None else (),
+                    connector_secret_key=config.env_str("MAILROOM_CONNECTOR_SECRET_KEY") or None,
+                    allow_private_connector_targets=config.env_bool("MAILROOM_CONNECTOR_ALLOW_PRIVATE_TARGETS", False),
+                    channel_max_request_bytes=config.env_int("CONVERSATIONS_CHANNEL_MAX_REQUEST_BYTES",
+                                                             8 * 1024 * 1024, minimum=1024))
 
 
 def _inboxes_file() -> Path | None:

@@ -144,3 +144,32 @@ class MessageAttributionCorrectedV1(Schema):
     previous = fields.Nested(AddressSchema, allow_none=True, load_default=None)
     attributed_to = fields.Nested(AddressSchema, required=True)
     corrected_by = fields.String(required=True)
+
+
+class ChannelIdentitySchema(Schema):
+    kind = fields.String(required=True, metadata={"enum": ["phone", "messenger", "livechat"]})
+    value = fields.String(required=True, metadata={"description": "normalised: E.164 for phone numbers"})
+
+
+class ChannelMessageReceivedV1(Schema):
+    """A chat message or form submission from a connector was stored (docs/channels.md); contacts
+    resolves its sender (by identity for chat, by email for forms) and logs it on the timeline."""
+
+    conversation_id = fields.String(required=True)
+    inbox_id = fields.String(required=True)
+    message_id = fields.String(required=True, metadata={"description": "our id of the stored message"})
+    rfc_message_id = fields.String(required=True, metadata={"description": "the message's key in its inbox"})
+    channel_id = fields.String(required=True)
+    channel_type = fields.String(required=True, metadata={"enum": ["chat", "form"]})
+    channel_kind = fields.String(allow_none=True, load_default=None,
+                                 metadata={"enum": ["whatsapp", "messenger", "livechat", None]})
+    identity = fields.Nested(ChannelIdentitySchema, allow_none=True, load_default=None,
+                             metadata={"description": "chat: the sender's handle"})
+    email = fields.String(allow_none=True, load_default=None, metadata={"description": "form: the submitter"})
+    name = fields.String(allow_none=True, load_default=None)
+    channel_label = fields.String(allow_none=True, load_default=None,
+                                  metadata={"description": "e.g. phone:+4915112345678, or the submitter's email"})
+    subject = fields.String(required=True)
+    snippet = fields.String(required=True)
+    attachments = fields.List(fields.Dict(), load_default=list)
+    received_at = fields.String(required=True)

@@ -90,6 +90,43 @@ class EmailBouncedV1(_EmailRef):
     bounce_intake_id = fields.String(required=True, metadata={"description": "ingest's id of the DSN"})
     reason = fields.String(required=True)
     bounce_raw_url = fields.String(allow_none=True, load_default=None)
+
+
+class _ChatMessageRef(Schema):
+    chat_message_id = fields.String(required=True, metadata={"description": "also the webhook-id the connector sees"})
+    inbox_id = fields.String(required=True)
+    conversation_id = fields.String(required=True)
+    channel_id = fields.String(required=True)
+    channel_kind = fields.String(required=True, metadata={"enum": ["whatsapp", "messenger", "livechat"]})
+    thread_id = fields.String(required=True, metadata={"description": "the connector's thread (E.164, PSID, session)"})
+    identity = fields.Dict(required=True, metadata={"description": "{kind, value}: the contact's chat identity"})
+
+
+class _ChatMessageContent(_ChatMessageRef):
+    text = fields.String(required=True)
+    author_user_id = fields.String(allow_none=True, load_default=None)
+    author_name = fields.String(allow_none=True, load_default=None)
+    queued_at = fields.String(required=True)
+
+
+class ChatMessageQueuedV1(_ChatMessageContent):
+    """A reply to a chat conversation was stored for delivery to the connector's webhook."""
+
+
+class ChatMessageSentV1(_ChatMessageContent):
+    """The connector answered 2xx to the signed delivery."""
+
+    sent_at = fields.String(required=True)
+    attempts = fields.Integer(required=True)
+    status = fields.Integer(required=True, metadata={"description": "the connector's HTTP status"})
+
+
+class ChatMessageFailedV1(_ChatMessageRef):
+    """The connector refused the reply (4xx other than 429) or retries were used up."""
+
+    attempts = fields.Integer(required=True)
+    status = fields.Integer(allow_none=True, load_default=None)
+    reason = fields.String(required=True)
     recipients = fields.List(fields.Nested(BouncedRecipientSchema), load_default=list, metadata={
         "description": "the recipients this DSN returned the email for (hard bounces are suppressed); empty when "
                        "the DSN named none of them (absent in events from before it was recorded)"})

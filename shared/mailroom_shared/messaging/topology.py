@@ -59,6 +59,12 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("outbound", "email_failed", "conversations", "handle_email_failed"),
     Subscription("outbound", "email_bounced", "conversations", "handle_email_bounced"),
     Subscription("outbound", "email_sent", "contacts", "handle_email_sent"),
+    # chat and form channels (docs/channels.md)
+    Subscription("conversations", "channel_message_received", "contacts", "handle_channel_message_received"),
+    Subscription("outbound", "chat_message_queued", "conversations", "handle_chat_message_queued"),
+    Subscription("outbound", "chat_message_sent", "conversations", "handle_chat_message_sent"),
+    Subscription("outbound", "chat_message_failed", "conversations", "handle_chat_message_failed"),
+    Subscription("outbound", "chat_message_sent", "contacts", "handle_chat_message_sent"),
     Subscription("ingest", "message_received", "outbound", "handle_message_received"),
     Subscription("ingest", "message_quarantined", "conversations", "handle_message_quarantined"),
     Subscription("conversations", "conversation_created", "notifier", "handle_conversation_created"),

@@ -809,17 +809,22 @@ def _member_ids_by_handle(session: Session, inbox: Inbox, handles: set[str]) -> 
 
 
 def add_comment(session: Session, outbox: Outbox, principal: Principal, conversation_id: str, body: str,
-                mentions: list[str]) -> Comment:
+                mentions: list[str], comment_id: str | None = None) -> Comment:
     """An internal note. Mentions: the explicit `mentions` (user ids, each must be a member) and
-    every @user-id / @email in the text that names a member (other @words are plain text)."""
+    every @user-id / @email in the text that names a member (other @words are plain text).
+    `comment_id` (notifier's, from a Slack event id): the same id again adds nothing."""
     conversation, inbox = _conversation_to_act_on(session, principal, conversation_id, "comment")
+    existing = session.get(Comment, comment_id) if comment_id else None
+    if existing is not None:
+        return existing
     for user_id in mentions:
         if not user_is_member(session, inbox, user_id):
             raise HttpError(f"cannot mention {user_id}: not a member of the inbox {inbox.name!r}")
     handles = mentioned_handles(body)
     resolved = _member_ids_by_handle(session, inbox, handles) if handles else {}
     mentioned = list(dict.fromkeys([*mentions, *resolved.values()]))
-    comment = Comment(id=str(uuid.uuid4()), conversation_id=conversation.id, author_user_id=principal.user_id,
+    comment = Comment(id=comment_id or str(uuid.uuid4()), conversation_id=conversation.id,
+                      author_user_id=principal.user_id,
                       author_email=principal.email, body=body, mentions=mentioned, created_at=utcnow())
     session.add(comment)
     outbox.record(session, "comment_added", conversation.id, {

@@ -354,3 +354,30 @@ def reply_context(session: Session, conversation_id: str, message_id: str | None
                                .limit(MAX_THREAD_MESSAGES)).scalars().all()
         result["thread"] = [_context_message(m) for m in rows]
     return result
+
+
+# --- users by email (notifier: who a Slack user is) ---------------------------------------------
+
+def principal_for_email(session: Session, email: str | None) -> dict | None:
+    """The mailroom user with this email as Principal.as_dict() (the last token seen with it,
+    else an inbox's explicit member), without roles: what they may do then follows membership."""
+    if not isinstance(email, str) or not email.strip() or len(email) > 320:
+        return None
+    from conversations.models import KnownUser  # (only this query reads the directory of users)
+
+    address = email.strip().lower()
+    known = session.execute(select(KnownUser).where(func.lower(KnownUser.email) == address)
+                            .order_by(KnownUser.updated_at.desc()).limit(1)).scalar_one_or_none()
+    if known is not None:
+        return {"user_id": known.user_id, "email": known.email, "team_ids": sorted(known.team_ids or []),
+                "roles": []}
+    member = session.execute(select(Member).where(func.lower(Member.email) == address)
+                             .order_by(Member.id).limit(1)).scalar_one_or_none()
+    if member is None:
+        return None
+    return {"user_id": member.user_id, "email": member.email, "team_ids": [], "roles": []}
+
+
+def principal_from_dict(principal: dict) -> Principal:
+    return Principal(user_id=principal["user_id"], email=principal.get("email"),
+                     team_ids=frozenset(principal.get("team_ids") or ()), roles=frozenset(principal.get("roles") or ()))

@@ -172,6 +172,24 @@ class ConversationsService(Base):
                 return refusal or None
             return queries.reply_context(session, conversation_id, message_id, bool(include_thread))
 
+    @rpc
+    def find_user_by_email(self, email):
+        """The mailroom user with this email (Principal.as_dict(), no roles), or None: who a Slack
+        user is for notifier (docs/integrations.md)."""
+        with self.db.transaction() as session:
+            return queries.principal_for_email(session, email)
+
+    @rpc
+    def add_comment_as(self, conversation_id, body, principal, comment_id=None):
+        """An internal comment by `principal` (as_dict; notifier's Slack `note:`): only the inbox's
+        members may (Forbidden/NotFound otherwise); the same `comment_id` again adds nothing."""
+        with self.db.transaction() as session:
+            comment = handlers.add_comment(session, self.outbox, queries.principal_from_dict(principal),
+                                           conversation_id, str(body or "")[:20000], [], comment_id)
+            view = queries.comment_view(comment)
+        self.relay.wake()
+        return view
+
     # --- HTTP: inboxes ------------------------------------------------------------------
 
     @endpoint("GET", "/health/conversations", auth=False)

@@ -89,7 +89,12 @@ def post_ephemeral(api_url: str, token: str, channel: str, user: str, text: str,
 
 def user_email(api_url: str, token: str, user: str) -> str | None:
     """The Slack user's email (users.info; needs the users:read.email scope); None without one."""
-    answer = _call(_client(api_url, token).users_info, user=user)
+    try:
+        answer = _call(_client(api_url, token).users_info, user=user)
+    except SlackFailed as exc:
+        if exc.answered and exc.retry_after is None and "user_not_found" in str(exc):
+            return None  # no such user: nobody to act as
+        raise
     user_info = answer.get("user") or {}
     if user_info.get("deleted") or user_info.get("is_bot"):
         return None

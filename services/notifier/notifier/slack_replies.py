@@ -57,7 +57,13 @@ def handle(claimed: ClaimedEvent, api_url: str, conversations, outbound) -> str:
         return "ignored: another channel"
 
     def tell(text: str) -> None:
-        slack_client.post_ephemeral(api_url, claimed.token, message.channel, message.user, text, message.thread_ts)
+        try:
+            slack_client.post_ephemeral(api_url, claimed.token, message.channel, message.user, text,
+                                        message.thread_ts)
+        except slack_client.SlackFailed as exc:
+            if not exc.answered or exc.retry_after is not None:
+                raise  # no answer, or rate limited: the event is handled again
+            log.warning("Slack refused the ephemeral for event %s: %s", claimed.event_id, exc)
 
     try:
         return _act(claimed, message, api_url, conversations, outbound, tell)

@@ -12,7 +12,7 @@ from marshmallow import EXCLUDE, ValidationError
 from nameko.rpc import rpc
 from werkzeug.wrappers import Response
 
-from mailroom_shared.auth import bearer_token
+from mailroom_shared.auth import Principal, bearer_token
 from mailroom_shared.http import HttpError, decode_cursor, get_or_404, health_response, page_limit, read_json
 from mailroom_shared.kit import consumes, endpoint, service_base
 from outbound import SERVICE_NAME, handlers, models, queries, settings, suppressions
@@ -196,8 +196,10 @@ class OutboundService(Base):
         return self._rpc_send("compose", inbox_id, body, idempotency_key)
 
     @rpc
-    def reply(self, conversation_id, body, idempotency_key=None):
-        return self._rpc_send("reply", conversation_id, body, idempotency_key)
+    def reply(self, conversation_id, body, idempotency_key=None, principal=None):
+        """`principal` (Principal.as_dict(); notifier's replies from Slack threads): the reply is
+        that user's, and the inbox's access rules apply to them (Forbidden/NotFound)."""
+        return self._rpc_send("reply", conversation_id, body, idempotency_key, principal)
 
     @rpc
     def forward(self, conversation_id, body, idempotency_key=None):
@@ -208,9 +210,11 @@ class OutboundService(Base):
         with self.db.transaction() as session:
             return queries.email_or_none(session, email_id)
 
-    def _rpc_send(self, kind, target, body, key):
+    def _rpc_send(self, kind, target, body, key, principal=None):
         try:
-            return self._send(kind, target, body, key)[1]
+            return self._send(kind, target, body, key, principal and Principal(
+                user_id=principal["user_id"], email=principal.get("email"),
+                team_ids=frozenset(principal.get("team_ids") or ()), roles=frozenset(principal.get("roles") or ())))[1]
         except ValidationError as exc:
             raise HttpError("the request is not valid", exc.messages) from exc
 

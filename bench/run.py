@@ -412,6 +412,17 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"  → {imap['emails_per_s']} emails/s ({imap['stored']}/{imap['messages']} stored in "
                     f"{imap['seconds']} s)")
 
+        if args.only is None and not os.environ.get("BENCH_SKIP_NOTIFIER"):  # bench/notifier_bench.py
+            log("notifier: webhook deliveries to a local receiver, Slack posts to a local Slack API …")
+            import notifier_bench  # noqa: PLC0415 - bench/ is on sys.path
+            notifier = notifier_bench.measure(resources, workroot / "notifier",
+                                              int(os.environ.get("BENCH_WEBHOOK_N", "2000")),
+                                              int(os.environ.get("BENCH_SLACK_N", "500")), extra_env=auth_env(),
+                                              log=log)
+            results["notifier"] = notifier
+            results["webhook_deliveries_per_s"] = notifier["webhooks"]["deliveries_per_s"]
+            results["slack_posts_per_s"] = notifier["slack"]["posts_per_s"]
+
         results["outbound_emails_per_s"] = None
         if args.only in (None, "outbound") and not args.skip_outbound:
             log(f"outbound: {outbound_n} replies through the HTTP API to an SMTP sink …")

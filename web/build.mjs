@@ -16,17 +16,21 @@ rmSync(dist, { recursive: true, force: true });
 mkdirSync(dist);
 let html = readFileSync(join(src, "index.html"), "utf8");
 let compressed = 0;
-for (const name of readdirSync(src).sort()) {
-  if (name === "index.html") continue;
-  const body = readFileSync(join(src, name));
-  const hash = createHash("sha256").update(body).digest("hex").slice(0, 10);
+const files = {};
+// the entry module last: its imports ("./frame.js") are stamped before it is hashed
+const names = readdirSync(src).filter((n) => n !== "index.html").sort((a, b) => (a === "app.js") - (b === "app.js"));
+for (const name of names) {
+  let text = readFileSync(join(src, name), "utf8");
+  for (const [from, to] of Object.entries(files)) text = text.replaceAll(`"./${from}"`, `"./${to}"`);
+  const hash = createHash("sha256").update(text).digest("hex").slice(0, 10);
   const stamped = name.replace(/\.(\w+)$/, `.${hash}.$1`);
-  writeFileSync(join(dist, stamped), body);
+  writeFileSync(join(dist, stamped), text);
+  files[name] = stamped;
   html = html.replaceAll(`"${name}"`, `"${stamped}"`);
-  if (/\.(js|css)$/.test(name)) compressed += gzipSync(body, { level: 9 }).length;
+  if (/\.(js|css)$/.test(name)) compressed += gzipSync(Buffer.from(text), { level: 9 }).length;
 }
 writeFileSync(join(dist, "index.html"), html);
-const summary = { js_css_gzip_bytes: compressed, budget_bytes: BUDGET_BYTES };
+const summary = { js_css_gzip_bytes: compressed, budget_bytes: BUDGET_BYTES, files };
 writeFileSync(join(dist, "build.json"), JSON.stringify(summary) + "\n");
 console.log(`web/dist: ${compressed} bytes of compressed JS+CSS (budget ${BUDGET_BYTES})`);
 if (compressed > BUDGET_BYTES) {

@@ -95,6 +95,11 @@ def built_web() -> Path:
 
 
 @pytest.fixture
+def web_dist() -> Path:
+    return built_web()
+
+
+@pytest.fixture
 def inbox(stack_factory, sink, tmp_path, monkeypatch):
     """The services + the dev proxy serving the app; `inbox.url` is what the browser opens."""
     # the dev sign-in mints tokens in this process (the proxy's), with the stack's secret

@@ -4,6 +4,8 @@
 // a message's (server-sanitised) HTML is shown only inside a sandboxed iframe without scripts or
 // same-origin, whose own Content-Security-Policy blocks every remote load until "Load images".
 
+import { FRAME_SANDBOX, frameDocument } from "./frame.js";
+
 const VIEWS = [["open", "Open"], ["mine", "Assigned to me"], ["unassigned", "Unassigned"], ["closed", "Closed"],
   ["sent", "Sent"], ["spam", "Spam"], ["all", "All"]];
 const INSERT_KINDS = ["document", "meeting", "article", "video", "quote", "link"];
@@ -338,26 +340,12 @@ function closeConversation(c, path) {
   question.querySelector("button").focus();
 }
 
-function frameDocument(html, loadImages) {
-  // The frame has no scripts and an opaque origin (sandbox); this policy adds that nothing remote
-  // loads (images, stylesheets, @import, fonts, media) until the user asks: attachments and
-  // inline cid: images come from our own origin's API.
-  const own = `${location.origin}/api/`;
-  const remote = loadImages ? " https: http:" : "";
-  const csp = `default-src 'none'; img-src ${own} data:${remote}; style-src 'unsafe-inline'${remote}; `
-    + `font-src data:${remote}; media-src ${own}${remote}; form-action 'none'; base-uri 'none'`;
-  return `<!doctype html><html><head><meta charset="utf-8">`
-    + `<meta http-equiv="Content-Security-Policy" content="${csp}">`
-    + `<meta name="referrer" content="no-referrer"><base target="_blank"></head>`
-    + `<body style="font: 14px/1.45 system-ui, sans-serif; color: #1b1f24; margin: 10px; overflow-wrap: anywhere">${html}</body></html>`;
-}
-
 function messageFrame(message, loadImages) {
   const lines = (message.text || "").split("\n").length;
   const height = Math.max(160, Math.min(640, 60 + 22 * lines + (message.html || "").length / 40));
   return h("iframe", {
-    sandbox: "allow-popups allow-popups-to-escape-sandbox", referrerpolicy: "no-referrer", loading: "lazy",
-    title: `Message from ${person(message.from) || "unknown sender"}`, srcdoc: frameDocument(message.html || "", loadImages),
+    sandbox: FRAME_SANDBOX, referrerpolicy: "no-referrer", loading: "lazy",
+    title: `Message from ${person(message.from) || "unknown sender"}`, srcdoc: frameDocument(message.html || "", loadImages, location.origin),
     style: `height: ${Math.round(height)}px`,
   });
 }

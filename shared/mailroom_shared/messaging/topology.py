@@ -4,9 +4,10 @@ nameko declares a handler's queue only when that handler's service starts, and p
 mandatory=False, so an event published earlier is silently dropped (seen with nameko 2.14). We therefore:
 - declare every service's events exchange and every internal subscription queue up front, from
   SUBSCRIPTIONS, whenever any service starts;
-- bind an audit queue to every events exchange, so that an event with no subscriber yet is still
-  routed (and kept, bounded, for operators) and a publish with mandatory=True only fails when the
-  topology itself is missing;
+- bind the audit queue to every event type no service subscribes to, so that such an event is
+  still routed (and kept, bounded, for operators) and a publish with mandatory=True only fails when
+  the topology itself is missing. With MAILROOM_AUDIT_EVENTS=true it takes a copy of every event
+  (`#`), as it always did before #16: that copy doubled RabbitMQ's work per event, so it is opt-in;
 - give every subscription queue its retry queues and a dead-letter queue.
 
 The queue names follow nameko's SERVICE_POOL convention `evt-<source>-<event>--<service>.<method>`:
@@ -19,13 +20,15 @@ from dataclasses import dataclass
 
 from kombu import Connection, Exchange, Queue
 
-from mailroom_shared.config import SERVICE_NAMES
+from mailroom_shared.config import SERVICE_NAMES, env_bool
 from mailroom_shared.events.catalogue import CATALOGUE
 
 PRODUCERS = SERVICE_NAMES  # every service publishes events
 AUDIT_QUEUE = "mailroom.audit"
 AUDIT_MAX_LENGTH = 100_000
 AUDIT_TTL_MS = 7 * 24 * 3600 * 1000
+AUDIT_EVENTS_ENV = "MAILROOM_AUDIT_EVENTS"  # true: the audit queue keeps a copy of every event
+AUDIT_EVERYTHING = "#"
 # Delay before each retry; after the last one the message goes to the dead-letter queue.
 RETRY_DELAYS_MS = (1_000, 5_000, 30_000, 120_000, 600_000)
 
@@ -66,6 +69,7 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("outbound", "chat_message_failed", "conversations", "handle_chat_message_failed"),
     Subscription("outbound", "chat_message_sent", "contacts", "handle_chat_message_sent"),
     Subscription("ingest", "message_received", "outbound", "handle_message_received"),
+    Subscription("conversations", "conversation_created", "outbound", "handle_conversation_created"),
     Subscription("ingest", "message_quarantined", "conversations", "handle_message_quarantined"),
     Subscription("conversations", "conversation_created", "notifier", "handle_conversation_created"),
     Subscription("conversations", "message_added", "notifier", "handle_message_added"),
@@ -123,6 +127,23 @@ def audit_queue() -> Queue:
                                   "x-overflow": "drop-head"})
 
 
+def audit_events_enabled() -> bool:
+    return env_bool(AUDIT_EVENTS_ENV, False)
+
+
+def audit_bindings(copy_every_event: bool | None = None) -> list[tuple[str, str]]:
+    """(exchange, routing key) of the audit queue's bindings: every event of every producer with
+    `copy_every_event` (MAILROOM_AUDIT_EVENTS), else only the catalogued event types that no
+    subscription takes (so their publish is routed, never refused as unroutable)."""
+    if copy_every_event is None:
+        copy_every_event = audit_events_enabled()
+    if copy_every_event:
+        return [(events_exchange(p).name, AUDIT_EVERYTHING) for p in PRODUCERS]
+    subscribed = {(sub.source, sub.event_type) for sub in SUBSCRIPTIONS}
+    return [(events_exchange(p).name, event_type) for p in PRODUCERS for event_type in published_event_types(p)
+            if (p, event_type) not in subscribed]
+
+
 def declare_topology(connection: Connection) -> None:
     """Idempotently declare every exchange, queue and binding. Safe to call from every process."""
     channel = connection.default_channel
@@ -131,8 +152,13 @@ def declare_topology(connection: Connection) -> None:
         exchange(channel).declare()
     audit = audit_queue()(channel)
     audit.declare()
-    for exchange in exchanges.values():
-        audit.bind_to(exchange=exchange.name, routing_key="#")
+    wanted = audit_bindings()
+    for exchange_name, routing_key in wanted:
+        audit.bind_to(exchange=exchange_name, routing_key=routing_key)
+    if (events_exchange(PRODUCERS[0]).name, AUDIT_EVERYTHING) not in wanted:
+        # turned off after it was on: the copy of every event stops (unbinding is idempotent)
+        for exchange in exchanges.values():
+            audit.unbind_from(exchange=exchange, routing_key=AUDIT_EVERYTHING)
     for sub in SUBSCRIPTIONS:
         subscription_queue(sub)(channel).declare()
         for queue in retry_queues(sub.queue_name):

@@ -15,7 +15,7 @@ from pathlib import Path
 # First, before any command imports a service: flanker's address parser, built quietly (see
 # mailroom_shared.addresses; ingest imports flanker too, and whoever imports it first decides).
 import mailroom_shared.addresses  # noqa: F401
-from mailroom_cli import dead_letters, quarantine
+from mailroom_cli import blobs, dead_letters, quarantine
 from mailroom_shared.config import SERVICE_NAMES
 
 
@@ -126,6 +126,7 @@ def cmd_run(args) -> int:
     else:
         print(f"""
 mailroom is {'ready' if ready else 'starting (not ready after 60 s: see the log above)'}: {', '.join(services)}
+  web inbox     http://{http}/   sign in as agent-1 (the demo inbox's member; docs/web-inbox.md)
   HTTP API      http://{http}/api/   every request needs a bearer token; one for the demo inbox's member:
                 export TOKEN=$(.venv/bin/mailroom dev-token --user agent-1 --email agent@mailroom.test)
                 curl -H "Authorization: Bearer $TOKEN" http://{http}/api/inboxes
@@ -251,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     dev_token.set_defaults(func=cmd_dev_token)
     dead_letters.add_commands(commands)
     quarantine.add_commands(commands)
+    blobs.add_commands(commands)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import email.policy
 import hashlib
+import os
 import smtplib
+import subprocess
 import sys
 import uuid
 from email.message import EmailMessage
@@ -244,3 +246,58 @@ def test_the_smtp_listener_answers_a_temporary_failure_while_the_bucket_is_unrea
     assert event["data"]["subject"] == "Lost?"
     assert stack.get(event["data"]["raw_url"])[1] == message
     assert SECRET not in stack.log("smtp")
+
+
+# --- moving a directory store into the bucket: `mailroom blobs migrate` -------------------------
+
+def run_migrate(source, store: S3BlobStore, endpoint: str, *extra: str) -> subprocess.CompletedProcess:
+    where = store.location
+    env = {**os.environ, **CREDENTIALS, "INGEST_BLOB_STORE": "s3", "INGEST_S3_BUCKET": where.bucket,
+           "INGEST_S3_PREFIX": where.prefix, "INGEST_S3_ENDPOINT_URL": endpoint, "INGEST_S3_REGION": REGION,
+           "INGEST_S3_ADDRESSING_STYLE": "path"}
+    return subprocess.run([sys.executable, "-m", "mailroom_cli.main", "blobs", "migrate", "--from", str(source),
+                           *extra], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_a_directory_store_moves_into_the_bucket_checked_and_only_once(s3_server, tmp_path):
+    directory = DirectoryBlobStore(tmp_path / "blobs")
+    blobs = [b"raw message %d\r\n" % n * (n + 1) for n in range(5)]
+    keys = [directory.put(blob) for blob in blobs]
+    (directory.root / keys[0][:2] / keys[0][2:4] / ".incoming-abc123").write_bytes(b"half a write")
+    damaged = hashlib.sha256(b"what the name says").hexdigest()
+    (directory.root / damaged[:2] / damaged[2:4]).mkdir(parents=True, exist_ok=True)
+    (directory.root / damaged[:2] / damaged[2:4] / damaged).write_bytes(b"bit rot")
+    (directory.root / "README").write_text("not a blob")
+    store = new_store(s3_server, prefix="blobs/")
+
+    dry = run_migrate(directory.root, store, s3_server, "--dry-run")
+    assert "would copy 5 blobs" in dry.stdout and store.client.list_objects_v2(
+        Bucket=store.location.bucket)["KeyCount"] == 0
+
+    first = run_migrate(directory.root, store, s3_server)
+    assert first.returncode == 1, first.stderr  # the damaged file is reported, so the run is not clean
+    assert "copied 5 blobs" in first.stdout and "1 damaged" in first.stdout and "1 other files ignored" in first.stdout
+    assert f"damaged (bytes do not match the name, not copied): {damaged}" in first.stdout
+    for key, blob in zip(keys, blobs, strict=True):
+        assert store.get(key) == blob
+    assert not store.exists(damaged)
+    listed = [o["Key"] for o in store.client.list_objects_v2(Bucket=store.location.bucket)["Contents"]]
+    assert sorted(listed) == sorted(f"blobs/{k[:2]}/{k[2:4]}/{k}" for k in keys)  # no temp file, no stray
+
+    (directory.root / damaged[:2] / damaged[2:4] / damaged).unlink()
+    newer = directory.put(b"arrived while the first copy ran")
+    again = run_migrate(directory.root, store, s3_server)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "copied 1 blobs" in again.stdout and "5 already there" in again.stdout
+    assert store.get(newer) == b"arrived while the first copy ran"
+    assert SECRET not in first.stdout + first.stderr + again.stdout + again.stderr
+
+
+def test_migrate_refuses_a_source_that_is_no_directory_or_the_store_itself(s3_server, tmp_path):
+    store = new_store(s3_server)
+    assert run_migrate(tmp_path / "nowhere", store, s3_server).returncode == 2
+    same = subprocess.run([sys.executable, "-m", "mailroom_cli.main", "blobs", "migrate", "--from", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**{k: v for k, v in os.environ.items() if not k.startswith("INGEST_")},
+                               "INGEST_BLOB_DIR": str(tmp_path)})
+    assert same.returncode == 2 and "same directory" in same.stderr

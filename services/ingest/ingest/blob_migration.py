@@ -60,9 +60,8 @@ def migrate(root: Path, target: BlobStore, *, dry_run: bool = False,
             if hashlib.sha256(data).hexdigest() != key:
                 report.damaged.append(key)
                 continue
-            if not dry_run:
-                if target.put(data) != key:  # content-addressed: the same bytes give the same key
-                    raise OSError(f"the target stored {key} under another key")
+            if not dry_run and target.put(data) != key:  # content-addressed: the same bytes, the same key
+                raise OSError(f"the target stored {key} under another key")
             report.copied += 1
             report.copied_bytes += len(data)
             if progress:

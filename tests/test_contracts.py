@@ -269,3 +269,79 @@ def test_a_message_quarantined_carries_its_intake_trace(traced_mailroom):
     accepted = [json.loads(line) for line in stack.log("smtp").splitlines()
                 if line.startswith("{") and "accepted" in line]
     assert [line["trace_id"] for line in accepted] == [trace]
+
+
+# --- the running HTTP API against its OpenAPI document (schemathesis) --------------------------------
+#
+# Every operation of docs/openapi.yaml is called with a few generated requests (bounded: the suite
+# stays fast) on a stack of the five services, as inbox agent-1 with super-admin rights (a dev
+# token of the test secret). The one check: no answer is a 5xx. Whatever the generated requests
+# made the services publish is checked against the AsyncAPI document afterwards, too.
+
+import schemathesis  # noqa: E402 - the API fuzzing below only
+from hypothesis import HealthCheck, settings  # noqa: E402
+from schemathesis.checks import not_a_server_error  # noqa: E402
+from schemathesis.config import SchemathesisConfig  # noqa: E402
+
+FUZZ_EXAMPLES = 5  # per operation and mode (valid and invalid requests): ~70 operations
+# the coverage phase (every boundary of every field: ~40 requests per operation) and the stateful
+# phase are left to a longer run: `make test` keeps this under a minute or so
+SCHEMATHESIS = SchemathesisConfig.from_dict({
+    "phases": {"coverage": {"enabled": False}, "stateful": {"enabled": False}},
+    "generation": {"max-examples": FUZZ_EXAMPLES, "deterministic": True, "database": "none"}})
+API = schemathesis.openapi.from_path(DOCS / "openapi.yaml", config=SCHEMATHESIS)
+schemathesis.serializer.alias("message/rfc822", "application/octet-stream")  # raw mail is bytes
+
+
+@pytest.fixture(scope="module")
+def api_stack(rabbit_admin, postgres_admin, tmp_path_factory):
+    from cryptography.fernet import Fernet
+
+    from mailroom_testing.contracts import bind_tap, check_published_events
+    from mailroom_testing.specs import CONTACTS, CONVERSATIONS, INGEST, NOTIFIER, OUTBOUND
+    from mailroom_testing.stack import Stack
+    from mailroom_testing.tokens import SUPER_ADMIN, TEST_ENV, auth
+
+    workdir = tmp_path_factory.mktemp("schemathesis")
+    inboxes = workdir / "inboxes.yaml"
+    inboxes.write_text(f"""
+inboxes:
+  - key: support
+    name: Support
+    channels: [{{address: {INBOX_ADDRESS}, name: Support, primary: true}}]
+    members: [{{user_id: agent-1, email: agent@mailroom.test}}]
+""")
+    vhost = rabbit_admin.create_vhost()
+    amqp_uri = rabbit_admin.uri_for(vhost)
+    services = [INGEST, CONTACTS, CONVERSATIONS, OUTBOUND, NOTIFIER]
+    databases = {spec.name: postgres_admin.create_database(spec.name) for spec in services}
+    stack = Stack(services=services, amqp_uri=amqp_uri, database_urls=databases, workdir=workdir / "stack",
+                  extra_env={**TEST_ENV, "CONVERSATIONS_INBOXES_FILE": str(inboxes),
+                             "NOTIFIER_SECRET_KEY": Fernet.generate_key().decode()},
+                  default_headers=auth("agent-1", email="agent@mailroom.test", roles=[SUPER_ADMIN]))
+    try:
+        bind_tap(amqp_uri)
+        stack.start()
+        yield stack
+        stack.stop()
+        checked, problems = check_published_events(amqp_uri)
+        assert not problems, f"{len(problems)} of {checked} events against the AsyncAPI document:\n" + \
+            "\n".join(problems[:20])
+    finally:
+        stack.stop()
+        rabbit_admin.delete_vhost(vhost)
+        for url in databases.values():
+            postgres_admin.drop_database(url)
+
+
+@pytest.mark.integration
+@API.parametrize()
+@settings(deadline=None, suppress_health_check=list(HealthCheck))
+def test_the_api_never_answers_5xx(case, api_stack):
+    from mailroom_shared.routing import service_for_path
+
+    service = service_for_path(case.path)
+    # /health/live, /health/ready and /metrics: every service answers them on its own port
+    for name in [service] if service in api_stack.ports else sorted(api_stack.ports):
+        case.call_and_validate(base_url=f"http://127.0.0.1:{api_stack.ports[name]}",
+                               headers=api_stack.default_headers, checks=[not_a_server_error], timeout=30)

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import eventlet
+import eventlet.tpool
 import eventlet.wsgi
 from nameko.extensions import DependencyProvider
 from nameko.messaging import QueueConsumer
@@ -59,6 +60,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from mailroom_shared import config, observability
+from mailroom_shared import migrations as _migrations  # noqa: F401 - imported with the service module (below)
 from mailroom_shared.auth import Principal, authenticate
 from mailroom_shared.events import tracing
 from mailroom_shared.events.envelope import parse_envelope
@@ -74,6 +76,10 @@ from mailroom_shared.messaging.nameko_adapters import (
 from mailroom_shared.messaging.outbox import Outbox
 
 log = logging.getLogger(__name__)
+
+# alembic (mailroom_shared.migrations) is imported with the service module, not in the
+# ObservabilityProvider's setup: importing it there kept the starting service's event loop busy for
+# over a second on a loaded machine (the test stacks' blocking detector failed the test).
 
 __all__ = ["SettingsProvider", "after_commit", "consumes", "endpoint", "service_base"]
 
@@ -133,8 +139,10 @@ class ObservabilityProvider(DependencyProvider):
 
         consumers = [ext for ext in self.container.subextensions if isinstance(ext, QueueConsumer)]
         migrations_dir = Path(inspect.getfile(self.container.service_cls)).parent / "migrations"
-        self.health = observability.Health(
-            self.service, database, migrations_dir, consumers,
+        # Health reads the migration scripts (alembic loads each as a module): over a second on a busy
+        # machine, so in a native thread while the event loop keeps turning
+        self.health = eventlet.tpool.execute(
+            observability.Health, self.service, database, migrations_dir, consumers,
             live_max_lag=config.env_float("MAILROOM_LIVE_MAX_LAG_SECONDS", 10.0, minimum=1.0),
             consumer_stale_after=config.env_float("MAILROOM_READY_CONSUMER_STALE_SECONDS", 10.0, minimum=2.0))
         self.collector = observability.ServiceCollector(self.service, database, self.outbox_table)

@@ -87,4 +87,5 @@ def stack_factory(amqp_uri, make_database, tmp_path, request):
         request.node.user_properties.append(("events_checked_against_asyncapi", checked))
         if problems:
             pytest.fail(f"{len(problems)} problem(s) in the {checked} events the stack published, against "
-                        "docs/events.asyncapi.yaml:\n" + "\n".join(problems[:20]), pytrace=False)
+                        "the AsyncAPI document (docs/events.asyncapi.yaml as generated now):\n"
+                        + "\n".join(problems[:20]), pytrace=False)

@@ -71,6 +71,7 @@ def test_queue_names_are_stable():
         "evt-conversations-conversation_assigned--notifier.handle_conversation_assigned",
         "evt-conversations-conversation_closed--notifier.handle_conversation_closed",
         "evt-conversations-conversation_created--notifier.handle_conversation_created",
+        "evt-conversations-conversation_created--outbound.handle_conversation_created",
         "evt-conversations-conversation_moved--notifier.handle_conversation_moved",
         "evt-conversations-conversation_reopened--notifier.handle_conversation_reopened",
         "evt-conversations-conversation_spam_marked--contacts.handle_conversation_spam_marked",

@@ -613,7 +613,7 @@ def receive_message(session: Session, outbox: Outbox, data: dict, settings: Sett
         channel_address=address, via=data.get("via"), sender=_address(data.get("sender")),
         attributed_to=_address(data.get("attributed_to")), html_truncated=bool(data.get("html_truncated")),
         remote_images_blocked=int(data.get("remote_images_blocked") or 0), size=data.get("size"),
-        full_message_url=data.get("raw_url"), forward=data.get("forward"), flags=dict(data.get("flags") or {}),
+        full_message_url=data.get("raw_url"), forward=data.get("forward"), flags=_flags_of(data),
         date_header=data.get("date"), received_at=received_at)
     _add_to_conversation(session, conversation, message)
     if placement.action in ("new", "adopt"):  # the conversation's first message: its parent may come later
@@ -698,6 +698,15 @@ def record_delivery_state(session: Session, data: dict, state: str, details: dic
         raise OutboundMessageNotYetStored(f"email {data['email_id']} is not stored yet ({state} arrived first)")
     _record_state(message, state, details)
     return message
+
+
+def _flags_of(data: dict) -> dict:
+    """ingest's flags, and where automatic replies may go (RFC 3834 Return-Path; outbound's
+    auto-acknowledgement reads it through the reply context; not shown by the API)."""
+    flags = dict(data.get("flags") or {})
+    if data.get("return_path"):
+        flags["return_path"] = data["return_path"]
+    return flags
 
 
 def record_recipient_bounces(session: Session, data: dict) -> Message:

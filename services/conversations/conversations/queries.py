@@ -303,6 +303,7 @@ def _context_message(message: Message) -> dict:
         "in_reply_to": message.in_reply_to or [], "references": message.references or [], "text": message.text,
         "html": message.html, "date": message.date_header, "received_at": iso_time(message.received_at),
         "channel_address": message.channel_address,
+        "flags": message.flags or {},  # auto_submitted, bounce, spam, loop, return_path (auto-acknowledgement)
     }
 
 

@@ -26,6 +26,7 @@ from ingest.domain.classify import internal_forward
 from ingest.domain.downloads import attachment_url, raw_url
 from ingest.domain.model import ParseLimits
 from ingest.domain.parsing import MessageTooComplex, parse_message
+from ingest.domain.return_path import return_path
 from ingest.full_message import FullMessageJob, render_full_message
 from ingest.worker_pool import Outcome, WorkerPool
 from mailroom_shared.events.envelope import build_envelope
@@ -54,6 +55,7 @@ class AnalysisJob:
     team_mailbox: bool = False  # fetched over IMAP from a mailbox configured as the team's own
     dns_resolver: tuple[str, ...] = ()  # INGEST_DNS_RESOLVER, for DKIM keys (INGEST_VERIFY_DKIM)
     blob_s3: S3Location | None = None  # the bucket when INGEST_BLOB_STORE=s3 (then blob_dir is unused)
+    envelope_from: str | None = None  # the SMTP MAIL FROM (None: not received over SMTP)
 
 
 class StoredMessageMissing(Exception):
@@ -109,6 +111,7 @@ def analyse_stored(job: AnalysisJob) -> dict:
         "received_at": job.received_at,
         "bounced_message_ids": bounced_message_ids(parsed.message) if classification.bounce else [],
         "bounced_recipients": bounced_recipients(parsed.message) if classification.bounce else [],
+        "return_path": return_path(job.envelope_from, parsed.message),
     }
     # built (and validated) here, off the service's event loop: an event the catalogue refuses
     # quarantines its message instead of failing the batch again and again

@@ -211,7 +211,7 @@ def _claim(database: Database, outbox: Outbox, settings: Settings, directory: In
                 trusted_senders=inboxes.trusted | inboxes.own, inbox_of=inboxes.inbox_of,
                 event_version=outbox.version_of("message_received"),
                 team_mailbox=intake.via == "imap" and intake.channel_address in team_channels,
-                dns_resolver=settings.dns_resolver))
+                dns_resolver=settings.dns_resolver, envelope_from=intake.envelope_from))
         outbox.record_envelopes(session, exhausted)
     return jobs
 

@@ -295,7 +295,7 @@ def queue_email(session: Session, outbox: Outbox, prepared: Prepared, settings: 
         cc=[m.as_dict() for m in prepared.cc], bcc=[m.as_dict() for m in prepared.bcc],
         reply_to=[m.as_dict() for m in prepared.reply_to], subject=prepared.subject, text=prepared.body.text,
         html=prepared.body.html, in_reply_to=[prepared.in_reply_to] if prepared.in_reply_to else [],
-        references=list(prepared.references), automatic=prepared.automatic, raw=raw, state="queued",
+        references=list(prepared.references), automatic=bool(prepared.automatic), raw=raw, state="queued",
         attempts=0, next_attempt_at=now, refused_recipients=[], created_at=now)
     for position, part in enumerate(prepared.parts):
         email.attachments.append(Attachment(

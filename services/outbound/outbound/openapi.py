@@ -38,6 +38,7 @@ COMPONENTS = {
     "Snippet": schemas.SnippetSchema, "SnippetPage": schemas.SnippetListSchema,
     "RenderInput": schemas.RenderInputSchema, "Rendered": schemas.RenderedSchema,
     "Suppression": schemas.SuppressionSchema, "SuppressionPage": schemas.SuppressionListSchema,
+    "AutoAcknowledgement": schemas.AutoAcknowledgementSchema,
 }
 
 _SEND_ERRORS = (400, 401, 403, 404, 409, 422)  # 422: a recipient is on the suppression list
@@ -56,6 +57,14 @@ OPERATIONS = [
     Operation("delete", "/api/outbound/inboxes/{inbox_id}/suppressions/{address}", "Lift a suppression (members "
               "of the inbox only): the address may be sent to again", None, status=204,
               path_params=("inbox_id", "address"), errors=(400, 401, 403, 404)),
+    Operation("get", "/api/outbound/inboxes/{inbox_id}/auto-acknowledgement", "The inbox's automatic "
+              "acknowledgement of new conversations (off by default)", "AutoAcknowledgement",
+              path_params=("inbox_id",), errors=(401, 404)),
+    Operation("put", "/api/outbound/inboxes/{inbox_id}/auto-acknowledgement", "Set it (members only): a template "
+              "sent as an RFC 3834 auto-reply (Auto-Submitted: auto-replied) to the Return-Path of a new "
+              "conversation's first message, never to automatic mail, bounces, lists, spam or our own inboxes, at "
+              "most once per sender per `period_hours`", "AutoAcknowledgement", path_params=("inbox_id",),
+              body="AutoAcknowledgement", errors=(400, 401, 403, 404)),
     Operation("get", "/api/outbound/conversations/{conversation_id}/reply-defaults",
               "To, CC, From and Subject a reply starts with (from the message replied to)", "ReplyDefaults",
               path_params=("conversation_id",), query=ReplyDefaultsArgs, errors=(400, 401, 403, 404)),

@@ -8,6 +8,7 @@ the handlers validate each one (addresses, CR/LF/NUL, encoded words) and say whi
 from marshmallow import Schema, fields, validate
 
 from mailroom_shared import config
+from outbound.domain.auto_ack import MAX_PERIOD_HOURS
 from outbound.domain.body import INSERT_KINDS
 from outbound.domain.scopes import SCOPES
 
@@ -150,6 +151,18 @@ class SuppressionSchema(Schema):
     last_bounced_at = fields.DateTime()
     lifted_at = fields.DateTime(allow_none=True)
     lifted_by = fields.String(allow_none=True)
+
+
+class AutoAcknowledgementSchema(Schema):
+    enabled = fields.Boolean(required=True)
+    subject = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=998), metadata={
+        "description": "template; default: Re: <the conversation's subject>"})
+    html = fields.String(allow_none=True, load_default=None, metadata={"description": "template (sanitised)"})
+    text = fields.String(allow_none=True, load_default=None, metadata={"description": "template"})
+    period_hours = fields.Integer(load_default=24, validate=validate.Range(min=1, max=MAX_PERIOD_HOURS),
+                                  metadata={"description": "at most one acknowledgement per sender in this period"})
+    updated_by = fields.String(dump_only=True, allow_none=True)
+    updated_at = fields.DateTime(dump_only=True, allow_none=True)
 
 
 class SuppressionListSchema(Schema):

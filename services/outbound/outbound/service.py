@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response
 from mailroom_shared.auth import Principal, bearer_token
 from mailroom_shared.http import HttpError, decode_cursor, get_or_404, health_response, page_limit, read_json
 from mailroom_shared.kit import consumes, endpoint, service_base
-from outbound import SERVICE_NAME, handlers, models, queries, settings, suppressions
+from outbound import SERVICE_NAME, auto_ack, handlers, models, queries, settings, suppressions
 from outbound.conversations_client import ConversationsClient
 from outbound.delivery_worker import DeliveryWorker
 from outbound.domain import delivery
@@ -126,6 +126,20 @@ class OutboundService(Base):
             suppressions.lift(session, inbox_id, address, request.principal)
         return 204, None
 
+    # --- HTTP: automatic acknowledgement per inbox (auto_ack.py) ---------------------------------
+
+    @endpoint("GET", "/api/outbound/inboxes/<string:inbox_id>/auto-acknowledgement")
+    def http_get_auto_ack(self, request, inbox_id):
+        self.conversations.require_view(bearer_token(request), inbox_id=inbox_id)
+        with self.db.transaction() as session:
+            return auto_ack.read(session, inbox_id)
+
+    @endpoint("PUT", "/api/outbound/inboxes/<string:inbox_id>/auto-acknowledgement")
+    def http_put_auto_ack(self, request, inbox_id):
+        self.conversations.inbox(inbox_id, request.principal)  # members only (403 a viewer, 404 not visible)
+        with self.db.transaction() as session:
+            return auto_ack.write(session, inbox_id, read_json(request), request.principal)
+
     # --- HTTP: templates and snippets (each checks the item's owner scope: domain/scopes.py) --------
 
     @endpoint("GET", "/api/outbound/templates")
@@ -219,6 +233,14 @@ class OutboundService(Base):
             raise HttpError("the request is not valid", exc.messages) from exc
 
     # --- events ------------------------------------------------------------------------------------
+
+    @consumes("conversations", "conversation_created", when=lambda data: not data.get("spam"))
+    def handle_conversation_created(self, session, data, envelope):
+        """A new conversation: the inbox's automatic acknowledgement, if enabled (auto_ack.py)."""
+        setting = auto_ack.enabled_for(session, data["inbox_id"])
+        if setting is not None:
+            context = self.conversations.reply_context(data["conversation_id"], None)
+            auto_ack.acknowledge(session, self.outbox, self.settings, setting, context, data)
 
     @consumes("ingest", "message_received", when=delivery.is_bounce_report)
     def handle_message_received(self, session, data, envelope):

@@ -89,6 +89,9 @@ class MessageReceivedV1(Schema):
     bounced_recipients = fields.List(fields.Nested(BouncedRecipientSchema), load_default=list, metadata={
         "description": "for a bounce (DSN): each recipient its message/delivery-status part reports on "
                        "(absent in events from before it was recorded)"})
+    return_path = fields.String(allow_none=True, load_default=None, metadata={
+        "description": "where automatic replies may go (RFC 3834): the SMTP envelope sender, else the Return-Path "
+                       "header; null for a null path (<>), none or a malformed one"})
 
 
 class MessageQuarantinedV1(Schema):

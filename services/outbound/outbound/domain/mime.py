@@ -67,7 +67,7 @@ class Outgoing:
     references: list[str] = field(default_factory=list)
     thread_topic: str | None = None
     thread_index: str | None = None
-    automatic: bool = False
+    automatic: bool | str = False  # a str: the Auto-Submitted value (`auto-replied` for an acknowledgement)
     origin: str = "mailroom"
     parts: list[Part] = field(default_factory=list)
     attached_messages: list[AttachedMessage] = field(default_factory=list)
@@ -124,7 +124,7 @@ def build(outgoing: Outgoing) -> bytes:
     if outgoing.thread_index:
         put("Thread-Index", outgoing.thread_index)
     if outgoing.automatic:
-        put("Auto-Submitted", "auto-generated")
+        put("Auto-Submitted", outgoing.automatic if isinstance(outgoing.automatic, str) else "auto-generated")
         put("X-Auto-Response-Suppress", "All")
     put(ORIGIN_HEADER, outgoing.origin)
 

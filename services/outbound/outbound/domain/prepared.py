@@ -38,7 +38,7 @@ class Prepared:
     references: list[str]
     thread_topic: str
     thread_index: str
-    automatic: bool
+    automatic: bool | str  # a str: the Auto-Submitted value (mime.Outgoing)
     parts: list[Part] = field(default_factory=list)
     attached_messages: list[AttachedMessage] = field(default_factory=list)
 

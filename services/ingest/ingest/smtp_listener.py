@@ -12,8 +12,14 @@ It is the public face of ingest, so it refuses early and clearly:
   INGEST_SMTP_REQUIRE_TLS;
 - a size limit advertised with SIZE and enforced (552);
 - `250` only after the raw bytes are fsynced and the intake row committed; any storage failure
-  answers 451 so the sending server retries (nothing is lost).
+  answers 451 so the sending server retries (nothing is lost). Under load the intake rows of the
+  messages whose DATA ended while the previous commit ran are committed together (`GroupCommit`:
+  one transaction, one WAL flush, one NOTIFY for all of them), and each session still answers only
+  once its own row is committed.
 Parsing happens later in the ingest service, never inside the SMTP session.
+
+Metrics (prometheus_client, on INGEST_SMTP_METRICS_PORT when set): messages by outcome, commands
+refused by reason, bytes accepted, the time from the end of DATA to durable, messages per commit.
 """
 
 from __future__ import annotations
@@ -25,23 +31,48 @@ import logging
 import signal
 import ssl
 import time
+import uuid
+from dataclasses import dataclass, field
 
+import prometheus_client
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from prometheus_client import Counter, Histogram
+from sqlalchemy import text
+from sqlalchemy.dialects import postgresql, sqlite
 
 from ingest import SERVICE_NAME, handlers, queries
-from ingest.blobstore import BlobStore, open_blob_store
+from ingest.blobstore import DirectoryBlobStore
+from ingest.domain.analysis import dedupe_key
 from ingest.domain.recipients import split_recipient
+from ingest.models import Intake
 from ingest.settings import Settings
 from ingest.settings import load as load_settings
 from mailroom_shared import config, observability
 from mailroom_shared.caching import Expiring
-from mailroom_shared.db import Database
-from mailroom_shared.events.tracing import derived_trace_id
+from mailroom_shared.db import Database, is_postgres, utcnow
 
 log = logging.getLogger("ingest.smtp")
 
 CHANNEL_CACHE_SECONDS = 2.0
 RATE_WINDOW_SECONDS = 60.0
+MAX_GROUP_COMMIT = 64  # messages committed together at most
+METRICS_PORT_ENV = "INGEST_SMTP_METRICS_PORT"
+
+SMTP_MESSAGES = Counter(
+    "mailroom_smtp_messages_total",
+    "Messages at the end of DATA by outcome: accepted (250, stored), duplicate (250, already stored), "
+    "rejected (5xx), deferred (4xx: storage failed, the sender retries).", ("outcome",))
+SMTP_REFUSED = Counter(
+    "mailroom_smtp_refused_total",
+    "Connections and commands the SMTP listener refused before DATA, by reason (relay_denied, "
+    "too_many_recipients, too_many_messages, too_many_connections, not_configured, lookup_failed).", ("reason",))
+SMTP_BYTES = Counter("mailroom_smtp_received_bytes_total", "Bytes of the messages answered 250.")
+SMTP_STORE_SECONDS = Histogram(
+    "mailroom_smtp_store_duration_seconds", "End of DATA → the message durable (what its 250 waits for).",
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+SMTP_COMMIT_BATCH = Histogram(
+    "mailroom_smtp_commit_batch_messages", "Messages whose intake rows one commit made durable (group commit).",
+    buckets=(1, 2, 4, 8, 16, 32, 64))
 
 
 class ChannelCache:
@@ -120,18 +151,154 @@ def _client_ip(peer) -> str | None:
     return peer[0] if isinstance(peer, tuple) and peer else None
 
 
+@dataclass
+class _Pending:
+    raw: bytes
+    recipients: list[str]
+    envelope_from: str | None
+    channels: set[str]
+    future: asyncio.Future
+    result: handlers.AcceptResult = field(default_factory=handlers.AcceptResult)
+    rows: list[dict] = field(default_factory=list)
+    error: BaseException | None = None
+
+
+class GroupCommit:
+    """Makes messages durable with as few commits as the load allows. Each session writes its raw
+    bytes to the blob store itself (fsynced, in parallel with the others); the intake rows then
+    go through one transaction at a time: while one commits, the rows of the messages that become
+    ready meanwhile wait and form the next (one transaction, one WAL flush, one NOTIFY for all).
+    Alone, a message is committed at once (nobody waits for company); under load, N sessions
+    share one commit. A session's answer waits for its own batch's commit. If that transaction
+    fails, each message of the batch is stored alone (handlers.accept), so one bad row never costs
+    the others their 250."""
+
+    def __init__(self, database: Database, blobs, settings: Settings, max_batch: int = MAX_GROUP_COMMIT):
+        self.database = database
+        self.blobs = blobs  # the blob store: put(raw) → key, durable when it returns
+        self.settings = settings
+        self.max_batch = max_batch
+        self._waiting: list[_Pending] = []
+        self._running = False
+        self.commits = 0  # transactions that stored a batch (tests read it)
+
+    async def accept(self, raw: bytes, recipients: list[str], envelope_from: str | None,
+                     channels: set[str]) -> handlers.AcceptResult:
+        loop = asyncio.get_running_loop()
+        pending = _Pending(raw, recipients, envelope_from, channels, loop.create_future())
+        await loop.run_in_executor(None, self._prepare, pending)  # blob fsynced; raises for this one alone
+        if not pending.rows:
+            return pending.result
+        return await self._commit(pending)
+
+    async def _commit(self, pending: _Pending) -> handlers.AcceptResult:
+        """Wait for the transaction that commits `pending`'s rows (with whatever else is ready)."""
+        loop = asyncio.get_running_loop()
+        self._waiting.append(pending)
+        if not self._running:
+            self._running = True
+            loop.create_task(self._drain())
+        return await pending.future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[:self.max_batch], self._waiting[self.max_batch:]
+                try:
+                    await loop.run_in_executor(None, self._store, batch)
+                except Exception as exc:  # noqa: BLE001 - every session of the batch is told
+                    for pending in batch:
+                        pending.error = pending.error or exc
+                for pending in batch:
+                    if pending.future.done():
+                        continue
+                    if pending.error is not None:
+                        pending.future.set_exception(pending.error)
+                    else:
+                        pending.future.set_result(pending.result)
+        finally:
+            self._running = False
+
+    def _store(self, stored: list[_Pending]) -> None:
+        """In an executor thread: one transaction for the rows of every message of the batch."""
+        try:
+            inserted = self._insert([row for pending in stored for row in pending.rows])
+        except Exception:
+            log.warning("group commit of %d messages failed; storing them one by one", len(stored), exc_info=True)
+            for pending in stored:
+                pending.result = handlers.AcceptResult()
+                try:
+                    pending.result = handlers.accept(self.database, self.blobs, pending.raw, pending.recipients,
+                                                     "smtp", self.settings, envelope_from=pending.envelope_from,
+                                                     channels=pending.channels)
+                except Exception as exc:  # noqa: BLE001 - 451 for this one
+                    pending.error = exc
+            return
+        self.commits += 1
+        SMTP_COMMIT_BATCH.observe(len(stored))
+        for pending in stored:
+            for row in pending.rows:
+                if row["id"] in inserted:
+                    pending.result.intake_ids.append(row["id"])
+                    observability.INTAKE_MESSAGES.labels("smtp", "stored").inc()
+                else:  # the channel already had it (or an earlier message of this batch was it)
+                    pending.result.duplicates.append(row["channel_address"])
+                    observability.INTAKE_MESSAGES.labels("smtp", "duplicate").inc()
+
+    def _prepare(self, pending: _Pending) -> None:
+        """As handlers.accept does before its transaction: the channels addressed, the raw bytes
+        durable in the blob store, one intake row per channel."""
+        raw = pending.raw
+        if len(raw) > self.settings.max_message_bytes:
+            raise handlers.MessageTooLarge(
+                f"message of {len(raw)} bytes exceeds the {self.settings.max_message_bytes} byte limit")
+        targets: dict[str, str | None] = {}
+        for recipient in pending.recipients:
+            resolved = split_recipient(recipient, pending.channels)
+            if resolved is None:
+                pending.result.unknown_recipients.append(recipient)
+                observability.INTAKE_MESSAGES.labels("smtp", "rejected").inc()
+            else:
+                targets.setdefault(resolved[0], resolved[1])
+        if not targets:
+            return
+        blob_key = self.blobs.put(raw)
+        key = dedupe_key(raw)
+        now = utcnow()
+        pending.rows = [{"id": str(uuid.uuid4()), "channel_address": channel, "reply_token": token, "via": "smtp",
+                         "dedupe_key": key, "blob_key": blob_key, "size": len(raw),
+                         "envelope_from": pending.envelope_from, "status": "stored", "attempts": 0,
+                         "received_at": now} for channel, token in targets.items()]
+
+    def _insert(self, rows: list[dict]) -> set[str]:
+        """One transaction: every row that is not a duplicate (channel, dedupe key), and one
+        NOTIFY on PostgreSQL; the ids inserted."""
+        with self.database.transaction() as session:
+            postgres = is_postgres(session)
+            insert = (postgresql.insert if postgres else sqlite.insert)(Intake)
+            statement = insert.values(rows).on_conflict_do_nothing(
+                index_elements=["channel_address", "dedupe_key"]).returning(Intake.id)
+            inserted = set(session.execute(statement).scalars())
+            if postgres and inserted:  # delivered on commit: wakes the intake processors at once
+                session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": handlers.INTAKE_NOTIFY_CHANNEL})
+        return inserted
+
+
 class IntakeHandler:
-    def __init__(self, database: Database, blobs: BlobStore, settings: Settings):
+    def __init__(self, database: Database, blobs: DirectoryBlobStore, settings: Settings):
         self.database = database
         self.blobs = blobs
         self.settings = settings
         self.channels = ChannelCache(database)
         self.limits = ClientLimits(settings.smtp_max_connections_per_ip, settings.smtp_max_messages_per_minute_per_ip,
                                    settings.smtp_limits_exempt)
+        self.group_commit = GroupCommit(database, blobs, settings)
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options):
         if not self.limits.message(_client_ip(session.peer)):
             log.warning("%s: over %d messages a minute; refused", session.peer, self.limits.max_messages)
+            SMTP_REFUSED.labels("too_many_messages").inc()
             return "421 4.7.0 Too many messages from your address, try again later"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -139,17 +306,21 @@ class IntakeHandler:
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options):
         if len(envelope.rcpt_tos) >= self.settings.smtp_max_recipients:
+            SMTP_REFUSED.labels("too_many_recipients").inc()
             return "452 4.5.3 Too many recipients"
         try:
             channels = await asyncio.get_running_loop().run_in_executor(None, self.channels.get)
         except Exception:
             log.exception("could not read inbox addresses")
+            SMTP_REFUSED.labels("lookup_failed").inc()
             return "451 4.3.0 Temporary failure, please try again later"
         if not channels:
             # A fresh system that has not yet heard of any inbox: ask the sender to retry
             # rather than bounce mail that will be deliverable in a moment.
+            SMTP_REFUSED.labels("not_configured").inc()
             return "450 4.3.2 Inboxes not configured yet, please try again later"
         if split_recipient(address, channels) is None:
+            SMTP_REFUSED.labels("relay_denied").inc()
             return f"550 5.1.1 <{address}>: no inbox here with that address (relaying denied)"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
@@ -157,21 +328,26 @@ class IntakeHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope):
         raw = envelope.original_content or b""
         if not raw.strip():
+            SMTP_MESSAGES.labels("rejected").inc()
             return "554 5.6.0 Empty message"
-        loop = asyncio.get_running_loop()
+        began = time.monotonic()
         try:
-            # the addresses RCPT was checked against (cached): no extra transaction per message
-            result = await loop.run_in_executor(None, lambda: handlers.accept(
-                self.database, self.blobs, raw, list(envelope.rcpt_tos), "smtp", self.settings,
-                envelope_from=envelope.mail_from, channels=self.channels.get()))
+            # the addresses RCPT was checked against (cached): no extra transaction per message;
+            # committed with the other messages whose DATA ends meanwhile (GroupCommit)
+            result = await self.group_commit.accept(raw, list(envelope.rcpt_tos), envelope.mail_from,
+                                                    self.channels.get())
         except handlers.MessageTooLarge as exc:
+            SMTP_MESSAGES.labels("rejected").inc()
             return f"552 5.3.4 {exc}"
         except Exception:
             log.exception("could not store a message from %s", envelope.mail_from)
+            SMTP_MESSAGES.labels("deferred").inc()
             return "451 4.3.0 Temporary failure storing the message, please try again later"
+        SMTP_STORE_SECONDS.observe(time.monotonic() - began)
+        SMTP_MESSAGES.labels("accepted" if result.intake_ids else "duplicate").inc()
+        SMTP_BYTES.inc(len(raw))
         ids = ",".join(result.intake_ids) or "duplicate"
-        with observability.log_context(trace_id=",".join(map(derived_trace_id, result.intake_ids)) or None):
-            log.info("accepted %d bytes from %s for %s as %s", len(raw), envelope.mail_from, envelope.rcpt_tos, ids)
+        log.info("accepted %d bytes from %s for %s as %s", len(raw), envelope.mail_from, envelope.rcpt_tos, ids)
         return f"250 2.0.0 OK queued as {ids}"
 
 
@@ -191,6 +367,7 @@ class IntakeSMTP(SMTP):
             ip = _client_ip(transport.get_extra_info("peername"))
             if not self.limits.connect(ip):
                 log.warning("%s: over %d connections; refused", ip, self.limits.max_connections)
+                SMTP_REFUSED.labels("too_many_connections").inc()
                 self._refused = True
                 transport.write(f"421 4.7.0 {self.hostname} Too many connections from your address, "
                                 "try again later\r\n".encode())
@@ -238,8 +415,11 @@ def build_server(handler: IntakeHandler, tls: ssl.SSLContext | None = None) -> S
 async def serve(settings: Settings) -> None:
     tls = tls_context(settings)  # a missing or unreadable certificate stops the start, loudly
     database = Database(config.database_url(SERVICE_NAME))
-    handler = IntakeHandler(database, open_blob_store(settings.blob_location), settings)
+    handler = IntakeHandler(database, DirectoryBlobStore(settings.blob_dir), settings)
     loop = asyncio.get_running_loop()
+    metrics_port = config.env_int(METRICS_PORT_ENV, 0, minimum=0)
+    if metrics_port:  # a thread of prometheus_client's: /metrics without touching the SMTP event loop
+        prometheus_client.start_http_server(metrics_port, addr=settings.smtp_host)
     host, port = settings.smtp_host, settings.smtp_port
     server = await loop.create_server(lambda: build_server(handler, tls), host, port)
     stop = asyncio.Event()
@@ -255,7 +435,7 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    observability.configure_logging(SERVICE_NAME)  # MAILROOM_LOG_FORMAT and redaction, as the services
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     asyncio.run(serve(load_settings(mailboxes=False)))
 
 

@@ -35,6 +35,8 @@ class DeliveryWorker(BackgroundWorker):
         # the settings are loaded in SettingsProvider.setup, which has run for every provider by now
         self.settings = SettingsProvider.of(self.container)
         self.poll_interval = self.settings.poll_seconds
+        # SMTP sessions kept per relay and reused by the next email (smtp_client.ConnectionPool)
+        self.smtp_pool = smtp_client.ConnectionPool(max_idle_per_relay=self.settings.delivery_concurrency)
         # several sends at once (each claims its own email under FOR UPDATE SKIP LOCKED and a
         # lease): one slow relay answer no longer holds back every other email
         for n in range(self.settings.delivery_concurrency):
@@ -54,7 +56,8 @@ class DeliveryWorker(BackgroundWorker):
                 with observability.DELIVERY_DURATION.labels("email").time():
                     outcome = smtp_client.deliver(self.settings.relay_for(claimed.mail_from), claimed.mail_from,
                                                   claimed.recipients, claimed.raw,
-                                                  local_hostname=self.settings.message_id_domain)
+                                                  local_hostname=self.settings.message_id_domain,
+                                                  pool=self.smtp_pool)
                 log.info("email %s attempt %d: %s %s", claimed.email_id, claimed.attempt, outcome.status,
                          outcome.code or "")
                 with self.database.transaction() as session:
@@ -72,4 +75,5 @@ class DeliveryWorker(BackgroundWorker):
             if not self._busy:
                 break
             eventlet.sleep(0.1)
+        self.smtp_pool.close()
         self.database.dispose()

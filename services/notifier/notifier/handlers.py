@@ -151,11 +151,11 @@ def record_event(session: Session, envelope: dict, event_type: str, data: dict) 
         WebhookDelivery.event_id == event_id,
         WebhookDelivery.subscription_id.in_([s.id for s in wanted]))).scalars())
     now = utcnow()
+    wanted = [s for s in wanted if s.id not in already]
+    sequences = _next_sequences(session, [s.id for s in wanted], conversation_id) if conversation_id else {}
     rows = []
     for subscription in wanted:
-        if subscription.id in already:
-            continue
-        sequence = _next_sequence(session, subscription.id, conversation_id) if conversation_id else None
+        sequence = sequences.get(subscription.id)
         rows.append({"id": str(uuid.uuid4()), "subscription_id": subscription.id, "event_id": event_id,
                      "event_type": event_type, "body": sequencing.body(envelope, sequence), "state": "pending",
                      "attempts": 0, "next_attempt_at": now, "created_at": now,
@@ -167,16 +167,20 @@ def record_event(session: Session, envelope: dict, event_type: str, data: dict) 
     return session.execute(statement).rowcount or 0
 
 
-def _next_sequence(session: Session, subscription_id: str, conversation_id: str) -> int:
-    """The counter's next value, taken atomically (an upsert locks the row until the commit, so
-    two consumers recording events of one conversation at once get 1 and 2, never 1 twice)."""
+def _next_sequences(session: Session, subscription_ids: list[str], conversation_id: str) -> dict[str, int]:
+    """Each subscription's next value of the conversation's counter, taken atomically in one
+    statement (the upsert locks the rows until the commit, so two consumers recording events of
+    one conversation at once get 1 and 2, never 1 twice)."""
+    if not subscription_ids:
+        return {}
     table = WebhookSequence.__table__
     statement = conflict_insert(session, table).values(
-        subscription_id=subscription_id, conversation_id=conversation_id, last_sequence=1)
+        [{"subscription_id": s, "conversation_id": conversation_id, "last_sequence": 1}
+         for s in sorted(subscription_ids)])
     statement = statement.on_conflict_do_update(
         index_elements=["subscription_id", "conversation_id"],
-        set_={"last_sequence": table.c.last_sequence + 1}).returning(table.c.last_sequence)
-    return int(session.execute(statement).scalar_one())
+        set_={"last_sequence": table.c.last_sequence + 1}).returning(table.c.subscription_id, table.c.last_sequence)
+    return {row.subscription_id: int(row.last_sequence) for row in session.execute(statement)}
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,12 @@ class EmailBouncedV1(_EmailRef):
     bounce_intake_id = fields.String(required=True, metadata={"description": "ingest's id of the DSN"})
     reason = fields.String(required=True)
     bounce_raw_url = fields.String(allow_none=True, load_default=None)
+    recipients = fields.List(fields.Nested(BouncedRecipientSchema), load_default=list, metadata={
+        "description": "the recipients this DSN returned the email for (hard bounces are suppressed); empty when "
+                       "the DSN named none of them (absent in events from before it was recorded)"})
+    partial = fields.Boolean(load_default=False, metadata={
+        "description": "true: other recipients were delivered, the email stays `sent` and only `recipients` "
+                       "bounced; false: every recipient bounced (or the DSN did not say which)"})
 
 
 class _ChatMessageRef(Schema):
@@ -127,9 +133,3 @@ class ChatMessageFailedV1(_ChatMessageRef):
     attempts = fields.Integer(required=True)
     status = fields.Integer(allow_none=True, load_default=None)
     reason = fields.String(required=True)
-    recipients = fields.List(fields.Nested(BouncedRecipientSchema), load_default=list, metadata={
-        "description": "the recipients this DSN returned the email for (hard bounces are suppressed); empty when "
-                       "the DSN named none of them (absent in events from before it was recorded)"})
-    partial = fields.Boolean(load_default=False, metadata={
-        "description": "true: other recipients were delivered, the email stays `sent` and only `recipients` "
-                       "bounced; false: every recipient bounced (or the DSN did not say which)"})

@@ -35,7 +35,7 @@ WEB_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; style-src-a
            "form-action 'self'; frame-ancestors 'none'; object-src 'none'")
 WEB_HEADERS = {"Content-Security-Policy": WEB_CSP, "X-Content-Type-Options": "nosniff",
                "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY", "Cache-Control": "no-cache"}
-DEV_TOKEN_PATH = "/auth/dev-token"
+DEV_TOKEN_PATH = "/auth/dev-token"  # noqa: S105 - a path
 DEV_ROLES = ("account_access", "super_admin")
 MAX_DEV_TOKEN_BODY = 4096
 

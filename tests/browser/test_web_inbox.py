@@ -2,7 +2,6 @@
 compose, assign, close; an admin who is not a member only looks; hostile mail runs nothing and
 loads nothing remote. Every page is checked with axe-core."""
 
-import base64
 import re
 
 import pytest
@@ -137,7 +136,8 @@ def test_assign_and_close_with_the_linked_ticket(page, inbox, web):
     raw, _ = web.customer_mail(subject="Refund please")
     web.deliver(inbox, raw)
     member = auth(web.MEMBER, email="agent@mailroom.test")
-    summary = inbox.eventually(lambda: inbox.get(f"/api/inboxes/{inbox.inbox_ids['support']}/conversations")[1]["items"])
+    support_list = f"/api/inboxes/{inbox.inbox_ids['support']}/conversations"
+    summary = inbox.eventually(lambda: inbox.get(support_list)[1]["items"])
     status, _ = inbox.post(f"/api/conversations/{summary[0]['id']}/ticket", {"subject": "Refund #7"}, headers=member)
     assert status == 200
     web.sign_in(page, inbox.web_url)
@@ -148,7 +148,8 @@ def test_assign_and_close_with_the_linked_ticket(page, inbox, web):
     conversation.get_by_role("button", name="Assign").click()
     page.get_by_role("menuitem", name=re.compile("Assign to me")).click()
     expect(page.get_by_role("status")).to_contain_text("Assigned to you")
-    expect(support.get_by_role("link", name=re.compile("^Assigned to me"))).to_have_text(re.compile("Assigned to me\\s*1"))
+    mine = support.get_by_role("link", name=re.compile("^Assigned to me"))
+    expect(mine).to_have_text(re.compile("Assigned to me\\s*1"))
     expect(conversation_button(page, "Refund please")).to_contain_text("Assigned to agent-1")
 
     conversation.get_by_role("button", name="Close conversation").click()
@@ -231,7 +232,8 @@ def test_hostile_mail_runs_no_script_and_loads_nothing_remote_until_load_images(
     expect(support.get_by_role("link", name=re.compile("^Open"))).to_have_text(re.compile("Open\\s*4"), timeout=30_000)
     # subjects and names are text: the markup shows as typed
     expect(conversation_button(page, f'<img src="{evil}/subject.png" onerror="alert(5)"> Hi')).to_be_visible()
-    expect(conversation_button(page, "Scripts everywhere")).to_contain_text("<b>Mallory</b> <img src=x onerror=alert(4)>")
+    expect(conversation_button(page, "Scripts everywhere")).to_contain_text(
+        "<b>Mallory</b> <img src=x onerror=alert(4)>")
 
     conversation = page.get_by_role("region", name="Conversation")
     for subject, visible_text, _ in hostile(evil):

@@ -244,8 +244,15 @@ def _chat_conversation(session: Session, channel: ConnectorChannel, thread_id: s
                                conversation_id=conversation.id))
     else:
         thread.conversation_id = conversation.id
-    events.append(handlers._conversation_created(conversation))
+    events.append(_conversation_created(conversation))
     return conversation, events
+
+
+def _conversation_created(conversation: Conversation) -> tuple[str, str, dict]:
+    """conversation_created as for email, saying what it came in on (e.g. no automatic email
+    acknowledgement for a chat)."""
+    name, subject, data = handlers._conversation_created(conversation)
+    return name, subject, {**data, "channel_type": conversation.channel_type, "channel_kind": conversation.channel_kind}
 
 
 def _new_conversation(session: Session, channel: ConnectorChannel, subject: str, *, contact_email: str | None,
@@ -340,7 +347,7 @@ def receive_form_submission(session: Session, outbox: Outbox, channel: Connector
     conversation.contact_id = known.contact_id if known else None
     sender = {"name": name, "email": email}
     message = _store(session, channel, conversation, data["submission_id"], sender, text_, files, subject)
-    events = [handlers._conversation_created(conversation)]
+    events = [_conversation_created(conversation)]
     events += _announce(conversation, message, channel, None, email, name)
     outbox.record_many(session, events)
     return 201, _accepted(message)

@@ -203,6 +203,9 @@ class FlagsSchema(Schema):
     spam = fields.Boolean()
     loop = fields.Boolean()
     reasons = fields.List(fields.String())
+    delivery = fields.Dict(metadata={"description": "our email or chat reply: {state: queued|deferred|sent|failed|"
+                                                    "bounced, …} as outbound reported it"})
+    sender_handle = fields.String(metadata={"description": "a chat message: the sender's handle (E.164, PSID, …)"})
     bounced_recipients = fields.List(fields.Dict(), metadata={
         "description": "our email: recipients a DSN returned it for ({email, status, reason, suppressed})"})
 

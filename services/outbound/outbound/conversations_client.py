@@ -59,6 +59,10 @@ class Conversations:
             raise NotFound(f"no message {message_id} in conversation {conversation_id}")
         return context
 
+    def chat_connector(self, channel_id: str | None) -> dict | None:
+        """Where replies to a chat channel go: its webhook URL and sealed secret (docs/channels.md)."""
+        return self._call("get_chat_connector", channel_id) if channel_id else None
+
     def require_view(self, token: str | None, *, inbox_id: str | None = None,
                      conversation_id: str | None = None) -> None:
         """Reads follow the inbox's visibility, decided by conversations (404 when not visible)."""

@@ -28,7 +28,7 @@ from mailroom_shared.db import Database, is_postgres, parse_time, utcnow
 from mailroom_shared.http import Conflict, Forbidden, HttpError, NotFound, get_or_404
 from mailroom_shared.messaging.outbox import Outbox
 from mailroom_shared.text import iso_time
-from outbound import queries, suppressions
+from outbound import chat_replies, queries, suppressions
 from outbound.domain import forwarding, idempotency, mime, recipients, scopes, templates
 from outbound.domain.attachments import attachment_url, parse_attachments
 from outbound.domain.delivery import Outcome, backoff_seconds
@@ -77,6 +77,8 @@ def send(database: Database, outbox: Outbox, settings: Settings, conversations: 
     if existing is not None:
         return 200, existing
     context = _context(conversations, kind, target, request, principal)
+    if kind == "reply" and chat_replies.is_chat(context):  # to the connector, not by email (docs/channels.md)
+        return chat_replies.send(database, outbox, settings, conversations, context, request, key, digest, principal)
     template = template_for_sending(database, conversations, request.get("template_id"), principal)
     try:
         with database.transaction() as session:

@@ -214,5 +214,40 @@ class AutoAcknowledged(Base):
     last_email_id: Mapped[str | None] = mapped_column(String(36))
 
 
+class ChatMessage(Base):
+    """A reply to a chat conversation (docs/channels.md), delivered to the connector's webhook URL
+    with a Standard Webhooks signature; like `emails`, the row is its own delivery queue (claimed
+    under a lease, retried with backoff). Its id is the `webhook-id`, the same on every attempt, so
+    a connector de-duplicates a retry."""
+
+    __tablename__ = "chat_messages"
+    __table_args__ = (Index("ix_chat_messages_due", "state", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    request_digest: Mapped[str | None] = mapped_column(String(64))
+    inbox_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    conversation_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
+    channel_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    channel_kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    thread_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    identity: Mapped[dict] = mapped_column(JSON, nullable=False)  # {kind, value}: the contact's chat identity
+    webhook_url: Mapped[str] = mapped_column(Text, nullable=False)
+    secret_sealed: Mapped[str] = mapped_column(Text, nullable=False)  # as conversations sealed it
+    body: Mapped[str] = mapped_column(Text, nullable=False)  # the exact JSON POSTed (signed) on every attempt
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+    author_user_id: Mapped[str | None] = mapped_column(String(200))
+    author_name: Mapped[str | None] = mapped_column(String(320))
+    state: Mapped[str] = mapped_column(String(16), nullable=False)  # queued | deferred | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt_at: Mapped[object | None] = mapped_column(DateTime(timezone=True))
+    claimed_until: Mapped[object | None] = mapped_column(DateTime(timezone=True))
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    sent_at: Mapped[object | None] = mapped_column(DateTime(timezone=True))
+    failed_at: Mapped[object | None] = mapped_column(DateTime(timezone=True))
+
+
 outbox = outbox_table(Base.metadata)
 processed_events = processed_events_table(Base.metadata)

@@ -16,6 +16,7 @@ from mailroom_shared.auth import Principal, bearer_token
 from mailroom_shared.http import HttpError, decode_cursor, get_or_404, health_response, page_limit, read_json
 from mailroom_shared.kit import consumes, endpoint, service_base
 from outbound import SERVICE_NAME, auto_ack, handlers, models, queries, settings, suppressions
+from outbound.chat_delivery import ChatDeliveryWorker
 from outbound.conversations_client import ConversationsClient
 from outbound.delivery_worker import DeliveryWorker
 from outbound.domain import delivery
@@ -29,7 +30,8 @@ from outbound.schemas import (
     TemplateUpdateSchema,
 )
 
-PUBLISHES = {"email_queued": 1, "email_sent": 1, "email_deferred": 1, "email_failed": 1, "email_bounced": 1}
+PUBLISHES = {"email_queued": 1, "email_sent": 1, "email_deferred": 1, "email_failed": 1, "email_bounced": 1,
+             "chat_message_queued": 1, "chat_message_sent": 1, "chat_message_failed": 1}
 
 Base = service_base(SERVICE_NAME, models.outbox, models.processed_events, settings.load, publishes=PUBLISHES)
 
@@ -38,6 +40,7 @@ class OutboundService(Base):
     name = SERVICE_NAME
 
     deliver = DeliveryWorker()
+    deliver_chat = ChatDeliveryWorker()  # replies to chat conversations (chat_replies.py)
     conversations = ConversationsClient()
 
     # --- HTTP: sending ----------------------------------------------------------------------------
@@ -73,6 +76,7 @@ class OutboundService(Base):
         if status == 202:
             self.relay.wake()
             self.deliver()
+            self.deliver_chat()
         return status, view
 
     # --- HTTP: delivery state ----------------------------------------------------------------------

@@ -15,6 +15,11 @@ SMTP relay: `OUTBOUND_SMTP_HOST/PORT/USERNAME/PASSWORD/STARTTLS/SSL/TIMEOUT` is 
 
 The file never holds a password (a `password` key is refused): it names the environment variable
 that holds it. Passwords are never logged.
+
+Chat replies (docs/channels.md) are POSTed to the connector's webhook URL, signed with the
+channel's secret, which conversations sealed with `MAILROOM_CONNECTOR_SECRET_KEY` (the same key
+here opens it); `MAILROOM_CONNECTOR_ALLOW_PRIVATE_TARGETS` lets them reach private addresses
+(`make run`, tests). They are retried like emails (OUTBOUND_MAX_ATTEMPTS, OUTBOUND_RETRY_*).
 """
 
 from __future__ import annotations
@@ -65,6 +70,8 @@ class Settings:
     poll_seconds: float = 1.0
     rpc_timeout_seconds: float = 10.0
     delivery_concurrency: int = 4  # SMTP sends in flight per process
+    connector_secret_key: str | None = field(default=None, repr=False)
+    allow_private_connector_targets: bool = False
     smtp: SmtpRelay = SmtpRelay()  # the default relay
     relays: Mapping[str, SmtpRelay] = field(default_factory=lambda: MappingProxyType({}))  # From / @domain → relay
 
@@ -100,6 +107,8 @@ def load() -> Settings:
         poll_seconds=config.env_float("OUTBOUND_POLL_SECONDS", 1.0),
         rpc_timeout_seconds=config.env_float("OUTBOUND_RPC_TIMEOUT_SECONDS", 10.0),
         delivery_concurrency=max(1, config.env_int("OUTBOUND_DELIVERY_CONCURRENCY", 4)),
+        connector_secret_key=config.env_str("MAILROOM_CONNECTOR_SECRET_KEY") or None,
+        allow_private_connector_targets=config.env_bool("MAILROOM_CONNECTOR_ALLOW_PRIVATE_TARGETS", False),
         smtp=smtp,
         relays=MappingProxyType(_relays(smtp)),
     )

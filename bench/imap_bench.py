@@ -166,6 +166,13 @@ service stats {{
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _has_account(name: str) -> bool:
     try:
         pwd.getpwnam(name)
@@ -261,6 +268,10 @@ def measure(resources, workdir: Path, mail: list[CorpusMessage], seed_value: int
                 }
         finally:
             bench.stack.stop()
+            lingering = [name for name, pid in bench.pids.items() if _running(pid)]
+            for name in lingering:  # seen once: a service still running after the stack's stop
+                log(f"  ({name} still running after the stack stopped: killed)")
+                os.kill(bench.pids[name], signal.SIGKILL)
         return result
     finally:
         dovecot.stop()

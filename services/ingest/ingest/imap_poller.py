@@ -82,6 +82,9 @@ class MailboxConfig:
     delete_after_fetch: bool = False
     batch_size: int = 50
     max_message_bytes: int = 25 * 1024 * 1024
+    # bodies fetched per FETCH: up to this many messages and bytes (a larger message comes alone)
+    fetch_chunk_messages: int = 25
+    fetch_chunk_bytes: int = 4 * 1024 * 1024
     timeout: float = 30  # seconds, for the connect and for each read
     # the team's own mailbox: mail fetched from it counts as authenticated for forward attribution
     team_mailbox: bool = True
@@ -91,8 +94,10 @@ class MailboxConfig:
             raise FolderRefusedError(f"mailbox {self.id}: folder {self.folder!r} holds junk or deleted mail")
         if self.ssl and self.starttls:
             raise ValueError(f"mailbox {self.id}: choose ssl (IMAPS) or starttls, not both")
-        if self.batch_size < 1 or self.max_message_bytes < 1 or self.timeout <= 0:
-            raise ValueError(f"mailbox {self.id}: batch_size, max_message_bytes and timeout must be positive")
+        if (self.batch_size < 1 or self.max_message_bytes < 1 or self.timeout <= 0 or self.fetch_chunk_messages < 1
+                or self.fetch_chunk_bytes < 1):
+            raise ValueError(f"mailbox {self.id}: batch_size, max_message_bytes, timeout and the fetch chunk "
+                             "bounds must be positive")
 
 
 @dataclass
@@ -315,54 +320,88 @@ def _poll_folder(
 
     sizes = client.fetch(batch, ["RFC822.SIZE"])
     to_expunge: list[int] = []
+    # The cursor is saved once per chunk (and before giving up on a failed accept), never past a
+    # message not yet accepted: a crash mid-chunk refetches at most that chunk's accepted ones,
+    # which the caller de-duplicates by Message-ID.
+    handled = result.last_uid  # the highest UID handled so far (accepted or skipped)
+    accepted: list[int] = []  # accepted since the cursor was last saved: their flags come after it
+
+    def checkpoint() -> None:
+        nonlocal accepted
+        if handled > result.last_uid:
+            _advance(cursors, cfg, result, handled)
+        # Flags only after the cursor is saved: a crash in between leaves the message unread
+        # on the server, never lost.
+        if accepted and cfg.mark_seen:
+            client.add_flags(accepted, [b"\\Seen"], silent=True)
+        if accepted and cfg.delete_after_fetch:
+            client.add_flags(accepted, [b"\\Deleted"], silent=True)
+            to_expunge.extend(accepted)
+        accepted = []
+
     try:
-        for uid in batch:
-            if uid not in sizes:  # expunged since the SEARCH: nothing to fetch, ever
-                log.info("mailbox %s: UID %s vanished before it was fetched", cfg.id, uid)
-                _advance(cursors, cfg, result, uid)
-                continue
-            size = int(sizes[uid].get(b"RFC822.SIZE", 0))
-            if size > cfg.max_message_bytes:
-                _report_oversized(cfg, reject_oversized, uid, size)
-                result.oversized += 1
-                _advance(cursors, cfg, result, uid)
-                continue
-
-            # One message per FETCH keeps memory bounded by max_message_bytes.
-            fetched = client.fetch([uid], ["BODY.PEEK[]"]).get(uid)
-            if fetched is None or b"BODY[]" not in fetched:
-                log.info("mailbox %s: UID %s vanished before it was fetched", cfg.id, uid)
-                _advance(cursors, cfg, result, uid)
-                continue
-            raw = bytes(fetched[b"BODY[]"])
-            if len(raw) > cfg.max_message_bytes:  # the server under-reported RFC822.SIZE
-                _report_oversized(cfg, reject_oversized, uid, len(raw))
-                result.oversized += 1
-                _advance(cursors, cfg, result, uid)
-                continue
-
-            try:
-                accept(raw)
-            except Exception as exc:
-                log.exception("mailbox %s: accept failed for UID %s; will refetch from there", cfg.id, uid)
-                raise _StopPoll(ErrorKind.ACCEPT_FAILED, f"accept failed at UID {uid}: {exc}") from exc
-            result.fetched += 1
-            metrics.increment(FETCHED_COUNTER, cfg.id)
-            _advance(cursors, cfg, result, uid)
-
-            # Flags only after the cursor is saved: a crash in between leaves the message unread
-            # on the server, never lost.
-            if cfg.mark_seen:
-                client.add_flags([uid], [b"\\Seen"], silent=True)
-            if cfg.delete_after_fetch:
-                client.add_flags([uid], [b"\\Deleted"], silent=True)
-                to_expunge.append(uid)
+        for chunk in _chunks(batch, sizes, cfg):
+            wanted = [uid for uid in chunk if uid in sizes
+                      and int(sizes[uid].get(b"RFC822.SIZE", 0)) <= cfg.max_message_bytes]
+            # Several bodies per FETCH (one round trip), memory bounded by the chunk's size.
+            bodies = client.fetch(wanted, ["BODY.PEEK[]"]) if wanted else {}
+            for uid in chunk:
+                if uid not in sizes:  # expunged since the SEARCH: nothing to fetch, ever
+                    log.info("mailbox %s: UID %s vanished before it was fetched", cfg.id, uid)
+                    handled = uid
+                    continue
+                size = int(sizes[uid].get(b"RFC822.SIZE", 0))
+                if size > cfg.max_message_bytes:
+                    _report_oversized(cfg, reject_oversized, uid, size)
+                    result.oversized += 1
+                    handled = uid
+                    continue
+                fetched = bodies.get(uid)
+                if fetched is None or b"BODY[]" not in fetched:
+                    log.info("mailbox %s: UID %s vanished before it was fetched", cfg.id, uid)
+                    handled = uid
+                    continue
+                raw = bytes(fetched[b"BODY[]"])
+                if len(raw) > cfg.max_message_bytes:  # the server under-reported RFC822.SIZE
+                    _report_oversized(cfg, reject_oversized, uid, len(raw))
+                    result.oversized += 1
+                    handled = uid
+                    continue
+                try:
+                    accept(raw)
+                except Exception as exc:
+                    log.exception("mailbox %s: accept failed for UID %s; will refetch from there", cfg.id, uid)
+                    checkpoint()  # what was accepted before it stays accepted
+                    raise _StopPoll(ErrorKind.ACCEPT_FAILED, f"accept failed at UID {uid}: {exc}") from exc
+                result.fetched += 1
+                metrics.increment(FETCHED_COUNTER, cfg.id)
+                handled = uid
+                accepted.append(uid)
+            checkpoint()
     except _StopPoll:
         result.has_more = True
         raise
     finally:
         if to_expunge:
             _expunge(client, cfg, to_expunge)
+
+
+def _chunks(batch: list[int], sizes: dict, cfg: MailboxConfig) -> list[list[int]]:
+    """`batch` in order, cut so that each chunk's bodies (by RFC822.SIZE) stay within
+    `fetch_chunk_bytes` and `fetch_chunk_messages`; a message larger than that comes alone."""
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    current_bytes = 0
+    for uid in batch:
+        size = int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0)) if uid in sizes else 0
+        if current and (len(current) >= cfg.fetch_chunk_messages or current_bytes + size > cfg.fetch_chunk_bytes):
+            chunks.append(current)
+            current, current_bytes = [], 0
+        current.append(uid)
+        current_bytes += size if size <= cfg.max_message_bytes else 0
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def _advance(cursors: CursorStore, cfg: MailboxConfig, result: PollResult, uid: int) -> None:

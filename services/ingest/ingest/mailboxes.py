@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from nameko.timer import Timer
 
-from ingest import handlers
+from ingest import handlers, queries
 from ingest.blobstore import DirectoryBlobStore
 from ingest.imap_poller import MailboxConfig, MailboxCursor, PollResult, drain_mailboxes, poll_mailbox
 from ingest.intake import loaded_settings
@@ -70,8 +70,13 @@ def poll_all(database: Database, blobs: DirectoryBlobStore, outbox: Outbox, sett
 
 def poll(database: Database, blobs: DirectoryBlobStore, outbox: Outbox, mailbox: MailboxConfig,
          channel_address: str, settings: Settings) -> PollResult:
+    known: set[str] = set()
+
     def accept(raw: bytes) -> None:
-        result = handlers.accept(database, blobs, raw, [channel_address], "imap", settings)
+        if not known:  # the inbox addresses, read once per poll instead of once per message
+            with database.transaction() as session:
+                known.update(queries.known_channels(session))
+        result = handlers.accept(database, blobs, raw, [channel_address], "imap", settings, channels=known)
         if not (result.intake_ids or result.duplicates):
             raise RuntimeError(f"mailbox {mailbox.id}: channel {channel_address} is not an inbox address")
 

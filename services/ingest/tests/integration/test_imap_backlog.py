@@ -5,6 +5,7 @@ ingest's real database. Counts and poll order are asserted, never time."""
 from __future__ import annotations
 
 import pytest
+from imapclient import IMAPClient
 from sqlalchemy import func, select
 
 from ingest import mailboxes as ingest_mailboxes
@@ -150,3 +151,47 @@ def test_an_unreachable_mailbox_does_not_stop_the_others_draining(dovecot):
     assert [(r.mailbox_id, r.ok, r.fetched) for r in results] == [("dead", False, 0), ("alive", True, 50),
                                                                    ("alive", True, 25)]
     assert len(accepted) == 75
+
+
+class CountingClient(IMAPClient):
+    fetches: list[int] = []
+
+    def fetch(self, messages, data, modifiers=None):
+        if [d if isinstance(d, bytes) else d.encode() for d in data] == [b"BODY.PEEK[]"]:
+            CountingClient.fetches.append(len(messages))
+        return super().fetch(messages, data, modifiers)
+
+
+def test_bodies_come_several_per_fetch_within_the_chunk_bounds(dovecot):
+    fill(dovecot, "INBOX", "chunked", 30)
+    big = email("chunked-big", 0).replace(b"Hello", b"x" * 5_000)
+    with dovecot.client() as client:
+        client.append("INBOX", big)
+    CountingClient.fetches = []
+    cursors, accepted = MemoryCursors(), []
+    config = mailbox(dovecot, "mbx", fetch_chunk_messages=10, fetch_chunk_bytes=4_000)
+    result = poll_mailbox(config, cursors, accepted.append, client_factory=CountingClient)
+    assert result.ok and result.fetched == 31
+    # 30 small ones of ~170 bytes: 10 per FETCH (the message bound); the 5 KB one alone (the byte bound)
+    assert CountingClient.fetches == [10, 10, 10, 1]
+    assert accepted == [email("chunked", n) for n in range(30)] + [big]
+
+
+def test_a_failure_mid_chunk_keeps_what_was_accepted_before_it(dovecot):
+    fill(dovecot, "INBOX", "midchunk", 20)
+    cursors, accepted = MemoryCursors(), []
+
+    def accept(raw):
+        if len(accepted) == 14 and not getattr(accept, "failed", False):
+            accept.failed = True
+            raise RuntimeError("database is down")
+        accepted.append(raw)
+
+    config = mailbox(dovecot, "mbx", fetch_chunk_messages=10, mark_seen=True)
+    first = poll_mailbox(config, cursors, accept)
+    assert first.error_kind == "accept_failed" and first.fetched == 14
+    assert cursors.data["mbx"].last_uid == 14  # past the 14 accepted, not past the failed 15th
+    seen = [uid for uid, flags in dovecot.flags().items() if b"\\Seen" in flags]
+    assert sorted(seen) == list(range(1, 15))  # flagged only once the cursor was saved past them
+    poll_mailbox(config, cursors, accept)
+    assert accepted == [email("midchunk", n) for n in range(20)]  # the rest, each once

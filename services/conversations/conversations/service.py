@@ -228,6 +228,7 @@ class ConversationsService(Base):
 
     @endpoint("POST", "/api/inboxes/<string:inbox_id>/channels")
     def create_connector_channel(self, request, inbox_id):
+        handlers.require_manage(request.principal)
         body = ConnectorChannelCreateSchema().load(read_json(request))
         body["webhook_url"] = connectors.check_webhook_url(body.get("webhook_url"), self.settings)
         with self.db.transaction() as session:

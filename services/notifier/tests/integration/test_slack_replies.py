@@ -6,11 +6,16 @@ email users.info gives; conversations decides what they may do."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import threading
 import time
+import urllib.request
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from cryptography.fernet import Fernet
+from standardwebhooks.webhooks import Webhook
 
 from mailroom_testing.fake_slack import FakeSlack, signed_event
 from mailroom_testing.publishing import publish_event
@@ -48,7 +53,11 @@ inboxes:
 """)
     stack = stack_factory([NOTIFIER, CONVERSATIONS, OUTBOUND], extra_env={
         "NOTIFIER_SECRET_KEY": Fernet.generate_key().decode(), "SLACK_API_URL": slack.url,
-        "NOTIFIER_POLL_SECONDS": "0.2", "CONVERSATIONS_INBOXES_FILE": str(inboxes)})
+        "NOTIFIER_POLL_SECONDS": "0.2", "CONVERSATIONS_INBOXES_FILE": str(inboxes),
+        "MAILROOM_CONNECTOR_SECRET_KEY": Fernet.generate_key().decode(),
+        "MAILROOM_CONNECTOR_ALLOW_PRIVATE_TARGETS": "true", "OUTBOUND_POLL_SECONDS": "0.2",
+        # a shared, loaded machine: a start (imports) may hold a loop over the default 1 s
+        "MAILROOM_BLOCKING_DETECTION_SECONDS": "5"})
     [inbox] = stack.eventually(lambda: stack.get("/api/inboxes")[1]["items"])
     stack.inbox_id = inbox["id"]
     # the stranger has used mailroom (conversations knows their email) but is no member of the inbox
@@ -133,3 +142,75 @@ def test_a_reply_to_an_email_conversation_is_refused_with_an_ephemeral_and_nothi
     detail = stack.get(f"/api/conversations/{conversation_id}")[1]
     assert [m["direction"] for m in detail["messages"]] == ["in"]
     assert len([m for m in slack.posts(CHANNEL) if m.get("metadata")]) >= 1  # and Slack got no reply posted
+
+
+class Connector:
+    """A chat connector's webhook endpoint: records each reply outbound delivers, verified with
+    the channel's secret (Standard Webhooks)."""
+
+    def __init__(self):
+        self.secret: str | None = None
+        self.replies: list[dict] = []
+        connector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                Webhook(connector.secret).verify(body, dict(self.headers.items()))  # raises: answered 500
+                connector.replies.append({"body": json.loads(body), "id": self.headers["webhook-id"]})
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/replies"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def connector():
+    server = Connector()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+def chat_conversation(stack, connector) -> tuple[str, str]:
+    """A WhatsApp message through the channel's connector API becomes a conversation; its thread."""
+    status, channel = stack.post(f"/api/inboxes/{stack.inbox_id}/channels",
+                                 {"type": "chat", "kind": "whatsapp", "webhook_url": connector.url})
+    assert status == 201, channel
+    connector.secret = channel["secret"]
+    payload = json.dumps({"message_id": f"wamid.{uuid.uuid4().hex}", "thread_id": "+4915112345678",
+                          "sender": {"handle": "+4915112345678", "name": "Ada"}, "text": "Is my parcel lost?"})
+    webhook_id = f"msg_{uuid.uuid4().hex}"
+    request = urllib.request.Request(stack.url(channel["messages_url"]), data=payload.encode(), method="POST", headers={
+        "webhook-id": webhook_id, "webhook-timestamp": str(int(time.time())), "Content-Type": "application/json",
+        "webhook-signature": Webhook(channel["secret"]).sign(webhook_id, dt.datetime.now(dt.UTC), payload)})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        conversation_id = json.loads(response.read())["conversation_id"]
+    root = stack.eventually(lambda: next((m for m in stack.slack.posts(CHANNEL) if m["thread_ts"] is None), None))
+    return conversation_id, root["ts"]
+
+
+def test_a_thread_reply_reaches_a_whatsapp_conversation_and_its_connector_as_the_slack_user(stack, slack,
+                                                                                              connector):
+    stack.slack = slack
+    conversation_id, thread = chat_conversation(stack, connector)
+    say(stack, "U0STRANGER", "I should not be heard", thread)
+    reply = say(stack, "U0AGENT", "It is on its way &amp; arrives <b>today</b>", thread)
+    say(stack, "U0AGENT", "It is on its way &amp; arrives <b>today</b>", thread, event_id=reply, retry=1)
+    [delivered] = stack.eventually(lambda: connector.replies, timeout=40)
+    assert delivered["body"]["text"] == "It is on its way & arrives <b>today</b>"
+    assert delivered["body"]["thread_id"] == "+4915112345678" and delivered["body"]["kind"] == "whatsapp"
+    assert delivered["body"]["author"] == {"name": "agent@mailroom.test"}  # sent as the Slack user's mailroom user
+    [told] = stack.eventually(lambda: slack.ephemerals, timeout=40)
+    assert told["user"] == "U0STRANGER" and NOT_A_MEMBER in told["text"]
+    say(stack, "U0AGENT", "note: all handled", thread)  # after the reply and its retry: they are settled
+    stack.eventually(lambda: comments(stack, conversation_id), timeout=40)
+    assert len(connector.replies) == 1  # Slack's retry of the reply sent nothing more
+    detail = stack.get(f"/api/conversations/{conversation_id}")[1]
+    assert [m["text"] for m in detail["messages"] if m["direction"] == "out"] == [delivered["body"]["text"]]

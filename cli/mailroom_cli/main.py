@@ -76,6 +76,21 @@ def _dev_notifier_key(var: Path) -> str:
     return path.read_text().strip()
 
 
+def _connector_settings_for_development(var: Path) -> None:
+    """Chat and form channels (docs/channels.md) work under `make run`: a Fernet key kept in var/
+    (so channels created in one run still open in the next) and connectors on this machine allowed."""
+    os.environ.setdefault("MAILROOM_CONNECTOR_ALLOW_PRIVATE_TARGETS", "true")
+    if os.environ.get("MAILROOM_CONNECTOR_SECRET_KEY"):
+        return
+    key_file = var / "connector-secret.key"
+    if not key_file.exists():
+        from cryptography.fernet import Fernet
+
+        key_file.write_bytes(Fernet.generate_key())
+        key_file.chmod(0o600)
+    os.environ["MAILROOM_CONNECTOR_SECRET_KEY"] = key_file.read_text().strip()
+
+
 def cmd_run(args) -> int:
     import yaml
 
@@ -100,6 +115,7 @@ def cmd_run(args) -> int:
 
         upgrade(service, migrations_dir(service), config.database_url(service))
     var = config.var_dir()
+    _connector_settings_for_development(var)
     http_host, _, http_port = os.environ.get("MAILROOM_HTTP_ADDRESS", "127.0.0.1:8000").rpartition(":")
     base_port = int(os.environ.get("MAILROOM_SERVICE_BASE_PORT", "8100"))
     backends = {service: ("127.0.0.1", base_port + i) for i, service in enumerate(services)}

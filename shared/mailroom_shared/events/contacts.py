@@ -8,9 +8,9 @@ class ContactCreatedV1(Schema):
     name = fields.String(allow_none=True, load_default=None)
     emails = fields.List(fields.String(), required=True)
     created_from = fields.String(required=True, metadata={"description": "event id that created it, or 'api'"})
-    identities = fields.List(fields.Dict(), load_default=list, metadata={
+    identities = fields.List(fields.Dict(), metadata={
         "description": "chat identities ({kind: phone|messenger|livechat, value}) of a contact created for a chat "
-                       "sender (then `emails` is empty)"})
+                       "sender (then `emails` is empty); absent for others"})
 
 
 class TimelineEntryAddedV1(Schema):

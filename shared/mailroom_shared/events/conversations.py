@@ -34,10 +34,10 @@ class ConversationCreatedV1(Schema):
         "description": "the conversation this message referred to (reply token, In-Reply-To, References) but "
                        "could not join: its sender is no participant there, or it has the other spam verdict; "
                        "or the conversation that refers to this message but may not adopt it"})
-    channel_type = fields.String(load_default="email", metadata={
+    channel_type = fields.String(metadata={
         "enum": ["email", "chat", "form"], "description": "what it came in on (docs/channels.md); absent: email"})
-    channel_kind = fields.String(allow_none=True, load_default=None,
-                                 metadata={"description": "chat: whatsapp, messenger or livechat"})
+    channel_kind = fields.String(allow_none=True, metadata={"description": "chat: whatsapp, messenger or livechat; "
+                                                                            "absent for email"})
 
 
 class MessageAddedV1(Schema):

@@ -7,7 +7,8 @@ Environment overrides: BENCH_N (emails end to end, default 5000), BENCH_SCALE_RO
 messages for the scale run, default 1,000,000), BENCH_CLIENTS (concurrent SMTP clients, 8),
 BENCH_SEED (corpus seed, 6), BENCH_OUTBOUND_N (replies in the outbound run, default 1000; 300 with
 --quick), BENCH_OUTBOUND_SEND_S (seconds of reply requests at most, 30), BENCH_SINK_DELAY_MS (0),
-BENCH_IMAP_N (emails in the IMAP run, a local Dovecot mailbox polled by ingest: 1000; 300 with --quick).
+BENCH_IMAP_N (emails in the IMAP run, a local Dovecot mailbox polled by ingest: 1000; 300 with --quick),
+BENCH_IDLE_S (seconds the idle stack's CPU is read: 60; 20 with --quick).
 Prints a table and writes bench/results/latest.json. Every run uses a fresh RabbitMQ vhost and
 fresh PostgreSQL databases, dropped afterwards. See docs/benchmarks.md.
 """
@@ -34,6 +35,7 @@ sys.path.insert(0, str(BENCH))
 import corpus as corpus_module  # noqa: E402
 import e2e  # noqa: E402
 import floor  # noqa: E402
+import idle  # noqa: E402
 import imap_bench  # noqa: E402
 import outbound_bench  # noqa: E402 - not "outbound": bench/ is on sys.path and would shadow the service package
 import parse_bench  # noqa: E402
@@ -226,7 +228,28 @@ def run_e2e(resources: Infra, workdir: Path, mail: list, clients: int, seed_valu
         e2e.wait_idle(bench.amqp)
         result["peak_rss_mb"] = e2e.peak_rss_mb(bench.pids)
         result["duplicates_delivered"] = subscriber.deliveries - len(subscriber.seen)
+        result["broker"] = broker_work(resources, bench.amqp, len(subscriber.seen))
     return result
+
+
+def broker_work(resources: Infra, amqp_uri: str, emails: int) -> dict:
+    """Messages RabbitMQ took into queues (each persistent: written, delivered, acked) per email
+    stored, for the whole run on this vhost: the broker's work in a unit that the other load on a
+    shared machine does not blur (its CPU time is the whole broker's). From the management API,
+    whose statistics lag up to 5 s."""
+    import urllib.parse
+
+    time.sleep(6)
+    vhost = urllib.parse.unquote(urllib.parse.urlsplit(amqp_uri).path.lstrip("/")) or "/"
+    try:
+        queues = json.loads(resources.rabbit._api("GET", f"/api/queues/{urllib.parse.quote(vhost, safe='')}"))
+    except Exception as exc:  # noqa: BLE001 - informative only
+        return {"error": str(exc)}
+    by_queue = {q["name"]: (q.get("message_stats") or {}).get("publish", 0) for q in queues}
+    by_queue = {name: count for name, count in by_queue.items() if count}
+    total = sum(by_queue.values())
+    return {"emails": emails, "enqueued": total, "enqueued_per_email": round(total / max(emails, 1), 2),
+            "by_queue_per_email": {name: round(count / max(emails, 1), 2) for name, count in sorted(by_queue.items())}}
 
 
 def run_outbound(resources: Infra, workdir: Path, n: int, clients: int, seed_value: int) -> dict:
@@ -328,8 +351,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-e2e", action="store_true")
     parser.add_argument("--skip-outbound", action="store_true")
     parser.add_argument("--skip-imap", action="store_true")
-    parser.add_argument("--only", choices=["outbound", "imap"], help="run only this part (and the floor, for the "
-                                                                    "ratio), e.g. to iterate on it")
+    parser.add_argument("--skip-idle", action="store_true")
+    parser.add_argument("--skip-parse", action="store_true")
+    parser.add_argument("--only", choices=["outbound", "imap", "idle"],
+                        help="run only this part (and the floor, for the ratio), e.g. to iterate on it")
     parser.add_argument("--outbound-n", type=int, default=None,
                         help="replies in the outbound run (BENCH_OUTBOUND_N, default 1000; 300 with --quick)")
     parser.add_argument("--profile", action="store_true", help="py-spy each service during the empty-DB run")
@@ -344,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     seed_value = int(os.environ.get("BENCH_SEED", "6"))
     outbound_n = args.outbound_n or int(os.environ.get("BENCH_OUTBOUND_N", "300" if args.quick else "1000"))
     imap_n = int(os.environ.get("BENCH_IMAP_N", "300" if args.quick else "1000"))
+    idle_s = float(os.environ.get("BENCH_IDLE_S", "20" if args.quick else "60"))
     started = time.monotonic()
     RESULTS.mkdir(parents=True, exist_ok=True)
     results: dict = {"started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine(),
@@ -364,13 +390,14 @@ def main(argv: list[str] | None = None) -> int:
             results["corpus"] = corpus_module.describe(mail)
             log(f"  {results['corpus']['bytes'] / 1e6:.1f} MB, {results['corpus']['kinds']}")
 
-            log("parse: ingest's analyse() vs the stdlib email parser on the same corpus …")
-            parse = parse_bench.measure(mail)
-            results.update(parse_msgs_per_s=parse["ours"]["msgs_per_s"], parse_mb_per_s=parse["ours"]["mb_per_s"],
-                           parse_vs_stdlib=parse["ratio"])
-            results["parse"] = parse
-            log(f"  → ours {parse['ours']['msgs_per_s']} msg/s, stdlib {parse['stdlib']['msgs_per_s']} msg/s, "
-                f"ratio {parse['ratio']}")
+            if not args.skip_parse:
+                log("parse: ingest's analyse() vs the stdlib email parser on the same corpus …")
+                parse = parse_bench.measure(mail)
+                results.update(parse_msgs_per_s=parse["ours"]["msgs_per_s"],
+                               parse_mb_per_s=parse["ours"]["mb_per_s"], parse_vs_stdlib=parse["ratio"])
+                results["parse"] = parse
+                log(f"  → ours {parse['ours']['msgs_per_s']} msg/s, stdlib {parse['stdlib']['msgs_per_s']} msg/s, "
+                    f"ratio {parse['ratio']}")
 
             log(f"floor: kombu publisher → consumer, one INSERT + COMMIT per message, {n} messages …")
             results["floor"] = run_floor(resources, n)
@@ -422,6 +449,13 @@ def main(argv: list[str] | None = None) -> int:
             results["notifier"] = notifier
             results["webhook_deliveries_per_s"] = notifier["webhooks"]["deliveries_per_s"]
             results["slack_posts_per_s"] = notifier["slack"]["posts_per_s"]
+
+        if args.only in (None, "idle") and not args.skip_idle:
+            log(f"idle: every service started and left alone, CPU over {idle_s:.0f} s …")
+            results["idle"] = idle.measure(resources, workroot / "idle", idle_s, extra_env=auth_env(), log=log)
+            results["idle_cpu_ms_per_s"] = results["idle"]["cpu_ms_per_s"]
+            log(f"  → services {results['idle']['services_cpu_ms_per_s']} ms of CPU per second in all: "
+                f"{results['idle_cpu_ms_per_s']}")
 
         results["outbound_emails_per_s"] = None
         if args.only in (None, "outbound") and not args.skip_outbound:

@@ -258,3 +258,133 @@ def test_the_listener_process_serves_its_metrics(stack_factory):
     assert "mailroom_smtp_commit_batch_messages_count 1.0" in body
 
 
+
+
+# ---- DATA read in blocks (IntakeSMTP.smtp_DATA): the same bytes and answers as aiosmtpd's reader ----
+
+
+class RawClient:
+    """A plain socket speaking SMTP, to send DATA in arbitrary pieces."""
+
+    def __init__(self, port: int):
+        import socket
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.file = self.sock.makefile("rb")
+        self.reply()  # greeting
+
+    def reply(self) -> str:
+        lines = []
+        while True:
+            line = self.file.readline().decode()
+            lines.append(line)
+            if line[3:4] != "-":
+                return "".join(lines)
+
+    def command(self, text: str) -> str:
+        self.sock.sendall(text.encode() + b"\r\n")
+        return self.reply()
+
+    def send_pieces(self, data: bytes, piece: int) -> None:
+        for start in range(0, len(data), piece):
+            self.sock.sendall(data[start:start + piece])
+            import time
+
+            time.sleep(0.001)  # separate TCP segments (not a timing assertion)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def raw_listener(database, tmp_path):
+    settings = replace(Settings(blob_dir=tmp_path / "blobs", smtp_limits_exempt=()), max_message_bytes=20_000)
+    handler = IntakeHandler(database, DirectoryBlobStore(tmp_path / "blobs"), settings)
+    received: list[bytes] = []
+    original = handler.handle_DATA
+
+    async def recording(server, session, envelope):  # noqa: N802
+        received.append(envelope.original_content)
+        return await original(server, session, envelope)
+
+    handler.handle_DATA = recording
+    listener = Listener(handler)
+    yield listener, received
+    listener.close()
+
+
+def open_transaction(client: RawClient) -> None:
+    assert client.command("EHLO client.example").startswith("250")
+    assert client.command("MAIL FROM:<ada@example.com>").startswith("250")
+    assert client.command(f"RCPT TO:<{CHANNEL}>").startswith("250")
+    assert client.command("DATA").startswith("354")
+
+
+@pytest.mark.parametrize("piece", [1, 3, 7, 1000, 65536])
+def test_data_in_any_pieces_is_the_same_message_with_dots_unstuffed(raw_listener, piece):
+    listener, received = raw_listener
+    body = (b"Subject: dots\r\nMessage-ID: <dots-%d@example.com>\r\n\r\n..leading dot\r\n.\r\nmiddle . line\r\n"
+            b"...three\r\n8-bit \xc3\xa9t\xc3\xa9\r\n.." % piece)
+    expected = body  # what the client meant; on the wire every line starting with "." gets one more
+    client = RawClient(listener.port)
+    try:
+        open_transaction(client)
+        stuffed = b"\r\n".join((b"." + line) if line.startswith(b".") else line for line in body.split(b"\r\n"))
+        client.send_pieces(stuffed + b"\r\n.\r\n", piece)
+        assert client.reply().startswith("250")
+        assert client.command("QUIT").startswith("221")
+    finally:
+        client.close()
+    assert received == [expected + b"\r\n"]
+
+
+def test_empty_data_and_pipelined_commands_after_the_dot(raw_listener):
+    listener, received = raw_listener
+    client = RawClient(listener.port)
+    try:
+        open_transaction(client)
+        client.sock.sendall(b".\r\n")  # nothing at all: our handler refuses it
+        assert client.reply().startswith("554")
+        open_transaction(client)
+        # the dot, then the next transaction's first command in the same segment
+        client.sock.sendall(b"Subject: a\r\nMessage-ID: <piped@example.com>\r\n\r\nbody\r\n.\r\nRSET\r\n")
+        assert client.reply().startswith("250")
+        assert client.reply().startswith("250")  # RSET's answer: it was not lost
+        assert client.command("NOOP").startswith("250")
+    finally:
+        client.close()
+    assert received[-1] == b"Subject: a\r\nMessage-ID: <piped@example.com>\r\n\r\nbody\r\n"
+
+
+def test_too_long_line_and_too_much_data_are_refused_after_the_whole_body(raw_listener, database):
+    listener, received = raw_listener
+    client = RawClient(listener.port)
+    try:
+        open_transaction(client)
+        client.send_pieces(b"Subject: long\r\n\r\n" + b"x" * 1000 + b"\r\n.\r\n", 4096)
+        assert client.reply().startswith("500")
+        open_transaction(client)
+        client.send_pieces(b"Subject: big\r\n\r\n" + (b"y" * 70 + b"\r\n") * 2000 + b"\r\n.\r\n", 65536)
+        assert client.reply().startswith("552")
+        open_transaction(client)  # the session goes on
+        client.sock.sendall(b"Subject: fine\r\nMessage-ID: <fine@example.com>\r\n\r\n" + b"z" * 998 + b"\r\n.\r\n")
+        assert client.reply().startswith("250")
+        # a line without an end, far over both limits: refused, memory bounded, the session goes on
+        open_transaction(client)
+        client.send_pieces(b"Subject: endless\r\n\r\n" + b"w" * 200_000 + b"\r\n.\r\n", 65536)
+        assert client.reply().startswith("500")
+        assert client.command("NOOP").startswith("250")
+    finally:
+        client.close()
+    assert len(received) == 1 and count(database) == 1
+
+
+def test_a_client_that_disconnects_mid_data_stores_nothing(raw_listener, database):
+    listener, received = raw_listener
+    client = RawClient(listener.port)
+    open_transaction(client)
+    client.sock.sendall(b"Subject: cut\r\n\r\npartial")
+    client.close()
+    with smtplib.SMTP("127.0.0.1", listener.port, timeout=10) as other:  # the listener is still serving
+        assert other.noop()[0] == 250
+    assert received == [] and count(database) == 0

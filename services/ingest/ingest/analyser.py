@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ingest.blobstore import BlobNotFound, S3Location, open_blob_store
+from ingest.blobstore import BlobNotFound, BlobStoreUnavailable, S3Location, open_blob_store
 from ingest.dkim_dns import txt_lookup
 from ingest.domain.analysis import AnalysisSettings, analyse, render_html
 from ingest.domain.bounces import bounced_message_ids, bounced_recipients
@@ -170,8 +170,8 @@ def verdict(outcome: Outcome) -> tuple[str, str | None]:
         return QUARANTINE, f"too complex to parse safely: {outcome.error}"
     if outcome.error_type == "MemoryError":
         return QUARANTINE, f"too complex to parse safely: {outcome.error}"
-    if outcome.error_type == StoredMessageMissing.__name__:
-        return RETRY, outcome.error
+    if outcome.error_type in (StoredMessageMissing.__name__, BlobStoreUnavailable.__name__):
+        return RETRY, outcome.error  # the store, not the message (e.g. an attachment's PUT failed)
     return QUARANTINE, f"processing failed: {outcome.error_type}: {outcome.error}"
 
 

@@ -83,3 +83,18 @@ def test_prefixes_are_normalised():
 def test_an_inconsistent_location_is_refused(options):
     with pytest.raises(ValueError):
         S3Location(**options)
+
+
+def test_a_store_that_fails_while_a_message_is_analysed_means_try_again_not_quarantine():
+    """An attachment's PUT refused by the object store (a network blip, a throttled request) is
+    no fault of the message: it is analysed again later, like raw bytes that could not be read."""
+    from ingest.analyser import QUARANTINE, RETRY, verdict
+    from ingest.worker_pool import Outcome
+
+    failed_put = Outcome(ok=False, kind="raised", error_type="BlobStoreUnavailable",
+                         error="S3 PUT of s3://b/blobs/ab/cd/… failed: Connection reset")
+    assert verdict(failed_put) == (RETRY, failed_put.error)
+    unreadable = Outcome(ok=False, kind="raised", error_type="StoredMessageMissing", error="raw message gone")
+    assert verdict(unreadable)[0] == RETRY
+    broken = Outcome(ok=False, kind="raised", error_type="ValueError", error="bad")
+    assert verdict(broken)[0] == QUARANTINE

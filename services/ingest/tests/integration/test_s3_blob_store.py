@@ -301,3 +301,60 @@ def test_migrate_refuses_a_source_that_is_no_directory_or_the_store_itself(s3_se
                           env={**{k: v for k, v in os.environ.items() if not k.startswith("INGEST_")},
                                "INGEST_BLOB_DIR": str(tmp_path)})
     assert same.returncode == 2 and "same directory" in same.stderr
+
+
+# --- the bucket away while stored mail is analysed ---------------------------------------------
+
+def test_mail_analysed_while_the_bucket_is_away_is_tried_again_not_quarantined(monkeypatch, tmp_path):
+    """The raw message is in the bucket; then the store goes away (moto's server stopped: its
+    objects stay in the process). Processing fails, the row stays `stored` with the reason and no
+    event; once the store is back it is processed, its attachment stored and readable."""
+    from sqlalchemy import select
+
+    from ingest import handlers
+    from ingest.analyser import InProcessAnalyser
+    from ingest.models import Base, Intake, outbox
+    from ingest.settings import Settings
+    from mailroom_shared.db import Database
+    from mailroom_shared.messaging.outbox import Outbox
+
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    database = Database(f"sqlite:///{tmp_path / 'ingest.db'}")
+    try:
+        Base.metadata.create_all(database.engine)
+        with database.transaction() as session:
+            handlers.replace_inbox(session, "inbox-1", [CHANNEL], [])
+        store = new_store(f"http://127.0.0.1:{port}", prefix="blobs/")
+        # a store of its own for the processing, opened after the outage (its first request fails)
+        settings = Settings(blob_s3=S3Location(bucket=store.location.bucket, prefix="blobs/",
+                                               endpoint_url=store.location.endpoint_url, region=REGION,
+                                               addressing_style="path", server_side_encryption="AES256"))
+        pdf = b"%PDF-1.4 " + bytes(range(256)) * 8
+        raw = customer_email("While the bucket was away", pdf).as_bytes()
+        [intake_id] = handlers.accept(database, store, raw, [CHANNEL], "http", settings).intake_ids
+        server.stop()
+
+        assert handlers.process_batch(database, Outbox(outbox), settings, InProcessAnalyser(), limit=4) == 1
+        with database.transaction() as session:
+            row = session.get(Intake, intake_id)
+            assert (row.status, row.attempts) == ("stored", 1)
+            assert "S3" in row.reason or "unreadable" in row.reason
+            assert session.execute(select(outbox.c.event_type)).scalars().all() == []
+            row.claimed_until = None  # the retry's pause has passed
+
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        assert handlers.process_batch(database, Outbox(outbox), settings, InProcessAnalyser(), limit=4) == 1
+        with database.transaction() as session:
+            assert session.get(Intake, intake_id).status == "processed"
+            [data] = [row.envelope["data"] for row in session.execute(select(outbox.c.envelope))]
+        assert data["subject"] == "While the bucket was away"
+        [attachment] = data["attachments"]
+        assert store.get(attachment["sha256"]) == pdf
+    finally:
+        database.dispose()
+        server.stop()

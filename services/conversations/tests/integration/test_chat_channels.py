@@ -258,3 +258,22 @@ def test_a_form_submission_becomes_a_conversation_with_the_submitter(stack, amqp
                        channel["secret"])[0] == 400
     assert signed_post(stack, path, {**submission, "submission_id": "sub-4"}, "whsec_" + "A" * 44)[0] == 401
     assert signed_post(stack, f"/api/channels/{channel['id']}/messages", chat(), channel["secret"])[0] == 404
+
+
+def test_concurrent_first_messages_of_one_thread_make_one_conversation_and_one_contact(stack):
+    import concurrent.futures
+
+    channel = create_channel(stack, kind="messenger")
+    bodies = [chat(message_id=f"mid.{n}", thread="2712345678", handle="2712345678") for n in range(6)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(lambda body: signed_post(stack, channel["messages_url"], body, channel["secret"]),
+                                bodies + bodies))  # every message twice, all at once
+    assert sorted(status for status, _ in answers) == [200] * 6 + [201] * 6
+    assert len({answer["conversation_id"] for _, answer in answers}) == 1
+    assert len({answer["message_id"] for _, answer in answers}) == 6
+    conversation_id = answers[0][1]["conversation_id"]
+    assert stack.get(f"/api/conversations/{conversation_id}")[1]["message_count"] == 6
+    found = stack.eventually(lambda: (lambda page: page if len(page["items"]) == 1 and stack.get(
+        f"/api/contacts/{page['items'][0]['id']}/timeline")[1]["items"].__len__() == 6 else None)(
+        stack.get("/api/contacts?q=Ada")[1]), timeout=30)
+    assert found["items"][0]["identities"] == [{"kind": "messenger", "value": "2712345678"}]

@@ -59,6 +59,7 @@ def test_sign_in_see_new_mail_without_reload_and_reply_with_cc_threaded(page, in
     expect(conversation.get_by_role("heading", name="Where is my order?")).to_be_visible()
     expect(conversation.frame_locator("iframe").first.locator("body")).to_contain_text("my order #42 is late") \
         if conversation.locator("iframe").count() else expect(conversation).to_contain_text("my order #42 is late")
+    assert not re.search(r"\b(null|undefined|NaN)\b", conversation.inner_text()), conversation.inner_text()
     web.screenshot(page, "conversation")
     no_serious_violations(web, page, "a conversation")
 
@@ -152,6 +153,12 @@ def test_assign_and_close_with_the_linked_ticket(page, inbox, web):
     expect(mine).to_have_text(re.compile("Assigned to me\\s*1"))
     expect(conversation_button(page, "Refund please")).to_contain_text("Assigned to agent-1")
 
+    conversation.get_by_role("button", name="Comment").click()
+    page.get_by_role("form", name="Comment").get_by_role("textbox").fill("<b>Refund</b> approved by finance")
+    page.get_by_role("button", name="Add comment").click()
+    expect(conversation.get_by_role("complementary", name="Comment")).to_contain_text(
+        "<b>Refund</b> approved by finance")  # as typed: text, not markup
+
     conversation.get_by_role("button", name="Close conversation").click()
     question = page.get_by_role("group", name="Close the linked ticket too?")
     expect(question).to_contain_text("Refund #7")
@@ -178,7 +185,7 @@ def test_an_admin_who_is_not_a_member_sees_everything_read_only_with_the_reason(
     expect(conversation.get_by_role("heading", name="Invoice question")).to_be_visible()
     reason = conversation.get_by_text("Read only: you can view this inbox, but only its members can act in it.")
     expect(reason).to_be_visible()
-    for label in ("Reply", "Assign", "Close conversation", "Move", "Mark as spam"):
+    for label in ("Reply", "Assign", "Close conversation", "Move", "Mark as spam", "Comment"):
         control = conversation.get_by_role("button", name=label, exact=True)
         expect(control).to_be_disabled()
         expect(control).to_have_accessible_description(re.compile("only its members can act"))
@@ -225,11 +232,14 @@ def test_hostile_mail_runs_no_script_and_loads_nothing_remote_until_load_images(
     raw, _ = web.customer_mail(subject=f'<img src="{evil}/subject.png" onerror="alert(5)"> Hi',
                                html="<p>Subject test</p>", body="plain")
     web.deliver(inbox, raw)
+    big = "".join(f"<p>Paragraph {i}: {'news ' * 40}</p>" for i in range(800))  # ~170 KB: over the preview
+    raw, _ = web.customer_mail(subject="Big newsletter", html=big, body="big")
+    web.deliver(inbox, raw)
     web.sign_in(page, inbox.web_url)
     title = page.title()
     support = page.get_by_role("region", name="Support")
     support.get_by_role("link", name=re.compile("^Open")).click()
-    expect(support.get_by_role("link", name=re.compile("^Open"))).to_have_text(re.compile("Open\\s*4"), timeout=30_000)
+    expect(support.get_by_role("link", name=re.compile("^Open"))).to_have_text(re.compile("Open\\s*5"), timeout=30_000)
     # subjects and names are text: the markup shows as typed
     expect(conversation_button(page, f'<img src="{evil}/subject.png" onerror="alert(5)"> Hi')).to_be_visible()
     expect(conversation_button(page, "Scripts everywhere")).to_contain_text(
@@ -249,6 +259,13 @@ def test_hostile_mail_runs_no_script_and_loads_nothing_remote_until_load_images(
     no_serious_violations(web, page, "a hostile message")
     assert page.title() == title and not page.dialogs and not page.errors, (page.title(), page.dialogs, page.errors)
     assert remote_host.requests == [], remote_host.requests
+
+    # mail over the preview's 100 KB: the start of it, and "View full message" for the rest
+    conversation_button(page, "Big newsletter").click()
+    expect(conversation.frame_locator("iframe").locator("body")).to_contain_text("Paragraph 0:")
+    full = conversation.get_by_role("link", name="View full message")
+    expect(full).to_be_visible()
+    assert page.request.get(full.evaluate("a => a.href")).ok  # a download link valid without the bearer token
 
     # "Load images" is the one way a remote image loads (from the stand-in remote host)
     conversation_button(page, "Scripts everywhere").click()

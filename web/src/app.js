@@ -307,7 +307,8 @@ function renderConversation(c, messages) {
     closeControl,
     menuButton("Move", moveItems.length ? moveItems : [["No other inbox you can act in", () => {}]], { disabled: !allowed }),
     c.spam ? actButton("Not spam", () => act(`${path}/not-spam`, {}, "Marked as not spam."))
-      : actButton("Mark as spam", () => act(`${path}/spam`, {}, "Marked as spam.")));
+      : actButton("Mark as spam", () => act(`${path}/spam`, {}, "Marked as spam.")),
+    actButton("Comment", () => openComment(path)));
   const facts = [person(c.contact), c.status === "closed" ? "Closed" : "Open",
     c.assignee_user_id ? `Assigned to ${c.assignee_user_id}` : "Unassigned",
     c.ticket ? `Ticket ${c.ticket.id} (${c.ticket.status})` : null].filter(Boolean).join(" · ");
@@ -315,14 +316,30 @@ function renderConversation(c, messages) {
     ...(c.comments || []).map((comment) => ({ at: comment.created_at, node: h("aside", { class: "comment", "aria-label": "Comment" },
       h("div", { class: "meta" }, `Comment by ${comment.author_email || comment.author_user_id} · ${when(comment.created_at)}`),
       h("p", {}, comment.body)) }))].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
-  $("conversation").replaceChildren(
+  $("conversation").replaceChildren(...[
     h("h2", { tabindex: "-1" }, c.subject || "(no subject)"),
     h("p", { class: "meta" }, facts),
     toolbar,
     allowed ? null : h("p", { class: "reason", id: "read-only-reason" }, READ_ONLY_REASON),
     h("div", { id: "close-question" }),
     ...timeline.map((t) => t.node),
-    h("div", { id: "reply-area" }));
+    h("div", { id: "reply-area" })].filter(Boolean)); // replaceChildren would show a null as "null"
+}
+
+// A comment: for teammates only, never sent to the customer
+function openComment(path) {
+  const body = h("textarea", { id: "comment-body", rows: "3", maxlength: "20000" });
+  const form = h("form", { class: "editor-form", "aria-label": "Comment", novalidate: true },
+    h("label", { for: body.id }, "Comment (only teammates see it)"), body,
+    h("div", { class: "toolbar" }, h("button", { type: "submit" }, "Add comment"),
+      h("button", { type: "button", class: "quiet", onclick: () => closeReply() }, "Cancel")));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!body.value.trim()) { body.focus(); return; }
+    await act(`${path}/comments`, { body: body.value }, "Comment added.");
+  });
+  $("reply-area").replaceChildren(form);
+  body.focus();
 }
 
 function closeConversation(c, path) {

@@ -11,7 +11,11 @@ sources, so every label and separator in the table names the file (and commit) i
   (`get_forward_header`) writes as `-------- <originalmessage> --------` then `Label: value` lines (text) or
   `<th>Label: </th><td>value</td>` rows (HTML).
 
-    python services/ingest/tools/extract_forward_labels.py THUNDERBIRD_L10N_GIT ROUNDCUBE_GIT
+* Android's stock Email app (AOSP `platform/packages/apps/Email`, the base of many OEM mail apps):
+  `res/values-<locale>/strings.xml` `message_compose_fwd_header_fmt`, the whole forward header
+  (`-------- Original Message --------` then Subject/From/To/CC lines) per locale.
+
+    python services/ingest/tools/extract_forward_labels.py THUNDERBIRD_L10N_GIT ROUNDCUBE_GIT AOSP_EMAIL_GIT
 
 (bare or normal git checkouts; reads HEAD). The hand-curated entries (source "reference ...") already in the
 JSON file are kept; the entries of these two clients are replaced.
@@ -113,6 +117,42 @@ def roundcube(repo: str) -> tuple[list[dict], list[dict]]:
     return labels, separators
 
 
+# values-<code> → language key (Android's old codes: iw = he, in = id; regions merged)
+AOSP_RENAMED = {"iw": "he", "in": "id", "tl": "fil"}
+AOSP_FIELDS = {"SUBJECT": "subject", "SENDER": "from", "TO": "to", "CC_0": "cc", "subject": "subject",
+               "sender": "from", "to": "to", "cc": "cc"}
+_AOSP_STRING = re.compile(r'<string name="message_compose_fwd_header_fmt"[^>]*>(?P<value>.*?)</string>', re.S)
+_AOSP_LINE = re.compile(r'^(?P<label>[^<]+?)\s*:\s*<xliff:g id="?(?P<id>\w+)')
+
+
+def aosp(repo: str) -> tuple[list[dict], list[dict]]:
+    commit = git(repo, "rev-parse", "HEAD").strip()
+    labels, separators = [], []
+    folders = [line.rpartition("/")[2] for line in git(repo, "ls-tree", "--name-only", "HEAD", "res/").split()]
+    for folder in folders:
+        if not folder.startswith("values-") or folder.startswith(("values-en", "values-v", "values-w", "values-ldrtl")):
+            continue
+        code = folder.removeprefix("values-").split("-r")[0]
+        lang = AOSP_RENAMED.get(code, code)
+        path = f"res/{folder}/strings.xml"
+        match = _AOSP_STRING.search(git(repo, "show", f"HEAD:{path}"))
+        if not match:
+            continue
+        text = match.group("value").replace("\\n", "\n").replace('"', "")
+        source = f"aosp-mirror/platform_packages_apps_email@{commit[:12]} {path} message_compose_fwd_header_fmt"
+        for line in text.split("\n"):
+            line = line.strip().strip("\u200e\u200f")
+            found = _AOSP_LINE.match(line)
+            if found and found.group("id") in AOSP_FIELDS:
+                labels.append({"langs": [lang], "field": AOSP_FIELDS[found.group("id")],
+                               "label": found.group("label").strip().strip("\u200e\u200f"),
+                               "clients": ["Android Email (AOSP)"], "source": source})
+            elif line.startswith("-") and phrase(line):
+                separators.append({"langs": [lang], "kind": "original", "phrase": phrase(line),
+                                   "clients": ["Android Email (AOSP)"], "source": source})
+    return labels, separators
+
+
 def merge(entries: list[dict], key: tuple[str, ...]) -> list[dict]:
     """One entry per (lang, field/kind, label): the clients and sources of duplicates joined."""
     merged: dict[tuple, dict] = {}
@@ -130,15 +170,17 @@ def merge(entries: list[dict], key: tuple[str, ...]) -> list[dict]:
 
 
 def main(argv: list[str]) -> int:
-    thunderbird_repo, roundcube_repo = argv
+    thunderbird_repo, roundcube_repo, aosp_repo = argv
     table = json.loads(TABLE.read_text(encoding="utf-8"))
-    kept_labels = [e for e in table["labels"] if not e["source"].startswith(("thunderbird/", "roundcube/"))]
+    kept_labels = [e for e in table["labels"] if not e["source"].startswith(("thunderbird/", "roundcube/", "aosp-mirror/"))]
     kept_separators = [e for e in table["separators"]
-                       if not e["source"].startswith(("thunderbird/", "roundcube/"))]
+                       if not e["source"].startswith(("thunderbird/", "roundcube/", "aosp-mirror/"))]
     tb_labels, tb_separators = thunderbird(thunderbird_repo)
     rc_labels, rc_separators = roundcube(roundcube_repo)
-    table["labels"] = kept_labels + merge(tb_labels + rc_labels, ("langs", "field", "label"))
-    table["separators"] = kept_separators + merge(tb_separators + rc_separators, ("langs", "kind", "phrase"))
+    an_labels, an_separators = aosp(aosp_repo)
+    table["labels"] = kept_labels + merge(tb_labels + rc_labels + an_labels, ("langs", "field", "label"))
+    table["separators"] = kept_separators + merge(tb_separators + rc_separators + an_separators,
+                                                  ("langs", "kind", "phrase"))
     TABLE.write_text(json.dumps(table, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     print(f"{len(table['labels'])} labels, {len(table['separators'])} separators")
     return 0

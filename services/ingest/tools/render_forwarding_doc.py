@@ -56,8 +56,9 @@ def render(table: dict) -> str:
             out.append("| separator | (none found in the sources) | | |")
         out.append("")
     out += ["### Other languages", "",
-            "Entries for languages outside the list above (Thunderbird and Roundcube locales such as bs, mk, sq, "
-            "is, gl, eu, ka, kk, uz, az, km, mn, ps, ku) are in the data file and are matched the same way.", "",
+            "Entries for languages outside the list above (Thunderbird, Roundcube and Android Email locales such as "
+            "bs, mk, sq, is, gl, eu, ka, kk, uz, az, km, mn, ps, ku, sw, am, zu) are in the data file and are "
+            "matched the same way.", "",
             "### Sources", ""]
     out += [f"* **{key}**: {source}" for source, key in keys.items()]
     out += ["", END]

@@ -278,6 +278,28 @@ case("tuned", "roundcube_pl_text.eml", message(std(AGENT, "Fwd: Zwrot towaru", "
     note="Roundcube text forward header (compose.php get_forward_header); labels and separator from "
          "Roundcube pl_PL labels.inc")
 
+# Languages no table covers (not in Thunderbird, Roundcube or Android Email): only the structural path
+case("tuned", "outlook_ha_structure.eml", message(std(AGENT, "FW: Neman maido da kuɗi", "t-ha1"), (
+    "Don Allah a duba.\n\n"
+    "Daga: Aminu Bello <aminu.bello@misali-kamfani.ng>\n"
+    "An aika: Talata, 4 Maris 2025 10:20 AM\n"
+    "Zuwa: support@team.example\n"
+    "Batu: Neman maido da kuɗi\n\n"
+    "Sannu, ina son a maido min da kuɗina.\n"), crlf=True),
+    forward=True, email="aminu.bello@misali-kamfani.ng", name_="Aminu Bello", klass="structure-only",
+    note="Outlook desktop plain-text layout (reference §2.2); Hausa labels unverified and in no table: the "
+         "structural path decides")
+case("tuned", "gmail_yo_structure_name_date_words.eml", message(std(AGENT, "Fwd: Ìbéèrè nípa àṣẹ", "t-yo1"), (
+    "---------- Forwarded message ---------\n"
+    "Láti: Adébáyọ̀ Ọlá <adebayo.ola@apeere.com.ng>\n"
+    "Date: Tue, Mar 4, 2025\n"
+    "Subject: Ìbéèrè nípa àṣẹ\n"
+    "To: <support@team.example>\n\n"
+    "Ẹ kú àárọ̀, ìbéèrè mi nípa àṣẹ ni.\n")),
+    forward=True, email="adebayo.ola@apeere.com.ng", name_="Adébáyọ̀ Ọlá", klass="structure-only",
+    note="Gmail layout (reference §2.1) with a Yoruba From label (unverified, in no table) and a date without a "
+         "clock time (read by its month and weekday names)")
+
 # ---------------------------------------------------------------------------------------------- held-out
 case("heldout", "outlook_ar_html_bold_labels.eml", message(std(AGENT, "FW: شكوى بخصوص الطلب 7781", "h-ar2"), (
     '<html dir="rtl"><body><div dir="rtl"><p>للعلم</p>'
@@ -426,6 +448,28 @@ case("heldout", "neg_reply_from_own_address_reply_to_ignored.eml", message(std(A
     "See you Monday.\n")),
     forward=True, email="dora@planner.example", name_="Dora Planner", klass="reply-to",
     note="Apple Mail with a From that has its own address: Reply-To must not override it")
+
+case("heldout", "owa_so_structure.eml", message(std(AGENT, "FW: Dalab lacag celin", "h-so1"), (
+    "\n" + "_" * 32 + "\n"
+    "Ka: Cabdi Xasan <cabdi.xasan@tusaale-shirkad.so>\n"
+    "La diray: Talaado, Maarso 4, 2025 9:05 GH\n"
+    "Ku: support@team.example <support@team.example>\n"
+    "Mawduuc: Dalab lacag celin\n\n"
+    "Salaan, waxaan codsanayaa lacag celin.\n")),
+    forward=True, email="cabdi.xasan@tusaale-shirkad.so", name_="Cabdi Xasan", klass="structure-only",
+    note="Outlook on the web layout (reference §2.3); Somali labels unverified and in no table")
+case("heldout", "outlook_jv_structure_nested.eml", message(std(AGENT, "FW: FW: Pesenan ilang", "h-jv1"), (
+    "\n\nSaka: Bambang Intern <bambang@team.example>\n"
+    "Dikirim: Selasa, 4 Maret 2025 08:00\n"
+    "Kanggo: Alex Agent <alex@team.example>\n"
+    "Prekara: FW: Pesenan ilang\n\n\n"
+    "Saka: Sri Wahyuni <sri.wahyuni@conto-toko.id>\n"
+    "Dikirim: Senin, 3 Maret 2025 16:30\n"
+    "Kanggo: Bambang Intern <bambang@team.example>\n"
+    "Prekara: Pesenan ilang\n\n"
+    "Pesenanku durung teka.\n"), crlf=True),
+    forward=True, email="sri.wahyuni@conto-toko.id", name_="Sri Wahyuni", klass="structure-only",
+    note="Outlook desktop layout (reference §2.2), a forward of a forward; Javanese labels unverified, in no table")
 
 
 def main() -> None:

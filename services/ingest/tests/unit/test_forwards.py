@@ -417,24 +417,25 @@ def test_hostile_and_malformed_server_forward_headers() -> None:
 
 
 def test_the_structural_path_reads_labels_in_bold_and_in_table_cells() -> None:
-    cells = ("<p>-------- Ujumbe asilia --------</p><table><tr><th>Mada: </th><td>Agizo 88</td></tr>"
-             "<tr><th>Tarehe: </th><td>4 Machi 2025 10:12</td></tr>"
-             "<tr><th>Kutoka: </th><td>Juma Ali &lt;juma@mfano.example&gt;</td></tr>"
-             "<tr><th>Kwa: </th><td>support@team.example</td></tr></table><p>Habari</p>")
-    info = detect_forward(_parsed("Fwd: Agizo 88", html=cells))
-    assert info.original_sender == Address("Juma Ali", "juma@mfano.example")
+    # Hausa labels: in no table (Thunderbird, Roundcube, Android Email), so only the structure can tell
+    cells = ("<p>-------- Saƙo na asali --------</p><table><tr><th>Batu: </th><td>Oda 88</td></tr>"
+             "<tr><th>Kwanan wata: </th><td>4 Maris 2025 10:12</td></tr>"
+             "<tr><th>Daga: </th><td>Musa Ali &lt;musa@misali.example&gt;</td></tr>"
+             "<tr><th>Zuwa: </th><td>support@team.example</td></tr></table><p>Sannu</p>")
+    info = detect_forward(_parsed("Fwd: Oda 88", html=cells))
+    assert info.original_sender == Address("Musa Ali", "musa@misali.example")
     assert info.detected_by == "html_block:structural"
-    bold = ("<div>Tafadhali</div><div><b>Kutoka\uff1a</b> Juma Ali &lt;juma@mfano.example&gt;<br>"
-            "<b>Imetumwa\uff1a</b> 4 Machi 2025 10:12<br><b>Mada\uff1a</b> Agizo 88</div><p>Habari</p>")
-    assert detect_forward(_parsed("FW: Agizo 88", html=bold)).original_sender.email == "juma@mfano.example"
+    bold = ("<div>Don Allah</div><div><b>Daga\uff1a</b> Musa Ali &lt;musa@misali.example&gt;<br>"
+            "<b>An aika\uff1a</b> 4 Maris 2025 10:12<br><b>Batu\uff1a</b> Oda 88</div><p>Sannu</p>")
+    assert detect_forward(_parsed("FW: Oda 88", html=bold)).original_sender.email == "musa@misali.example"
 
 
 def test_nesting_steps_down_into_blocks_no_table_knows() -> None:
-    text = ("\u200fمن: سامي <sami@team.example>\n\u200fتم الإرسال: 4 مارس 2025 09:00\n"
-            "\u200fالموضوع: FW: شكوى\n\n\n"
-            "\u200fمن: ليلى حسن <layla@customer.example>\n\u200fتم الإرسال: 3 مارس 2025 17:00\n"
-            "\u200fالموضوع: شكوى\n\nالمنتج معطوب.\n")
-    info = detect_forward(_parsed("FW: FW: شكوى", text))
-    assert info.original_sender == Address("ليلى حسن", "layla@customer.example")
+    text = ("\u200fDaga: Sani <sani@team.example>\n\u200fAn aika: 4 Maris 2025 09:00\n"
+            "\u200fBatu: FW: Korafi\n\n\n"
+            "\u200fDaga: Laila Hassan <laila@customer.example>\n\u200fAn aika: 3 Maris 2025 17:00\n"
+            "\u200fBatu: Korafi\n\nKayan ya lalace.\n")
+    info = detect_forward(_parsed("FW: FW: Korafi", text))
+    assert info.original_sender == Address("Laila Hassan", "laila@customer.example")
     assert [step["rule"] for step in info.steps] == [
         "structure: outermost block", "step down: the block above is empty and itself a forward"]

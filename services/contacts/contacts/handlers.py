@@ -207,6 +207,9 @@ def remove_email(session: Session, outbox: Outbox, contact_id: str, email: str, 
     """`DELETE /api/contacts/{id}/emails/{email}`: 404 when the contact does not have it, 409 for
     its last address (a contact keeps one)."""
     contact = get_or_404(session, Contact, contact_id, "contact")
+    # the contact's row locked: two removals of its last two addresses would each see the other
+    # one left and leave it with none (merge and erase take the same lock)
+    session.execute(select(Contact.id).where(Contact.id == contact.id).with_for_update())
     address = try_normalise_email(email)
     row = session.execute(select(ContactEmail).where(
         ContactEmail.contact_id == contact.id, ContactEmail.email == address).with_for_update()).scalar_one_or_none()

@@ -117,5 +117,20 @@ class HeldMessage(Base):
     held_at: Mapped[object] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
 
 
+
+class ContactErasure(Base):
+    """An erasure on request (GDPR art. 17) and its report: what each service erased, as counts
+    (no personal data is kept here), filled in as the services confirm (corrections.py)."""
+
+    __tablename__ = "contact_erasures"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    contact_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
+    requested_by: Mapped[str] = mapped_column(String(100), nullable=False)
+    requested_at: Mapped[object] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    # {service: {kind: count}}; a service absent has not confirmed yet
+    report: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    completed_at: Mapped[object | None] = mapped_column(DateTime(timezone=True))
+
 outbox = outbox_table(Base.metadata)
 processed_events = processed_events_table(Base.metadata)

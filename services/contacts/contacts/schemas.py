@@ -22,6 +22,11 @@ class ContactUpdateSchema(Schema):
                          metadata={"description": "the new name (null or blank: none)"})
 
 
+class ContactMergeSchema(Schema):
+    contact_id = fields.String(required=True, validate=validate.Length(min=1, max=36),
+                               metadata={"description": "the contact merged into this one (it is deleted)"})
+
+
 class ContactEmailSchema(Schema):
     email = fields.String(required=True, validate=validate.Length(min=1, max=320))
 

@@ -3,14 +3,15 @@ HTTP API. The rules are in domain/, the use cases in handlers.py, the read model
 
 from __future__ import annotations
 
-from contacts import SERVICE_NAME, channel_contacts, handlers, queries, settings
-from contacts.models import Contact, outbox, processed_events
-from contacts.schemas import ContactCreateSchema, ContactEmailSchema, ContactUpdateSchema
-from mailroom_shared.http import HttpError, decode_cursor, get_or_404, health_response, page_limit, read_json
+from contacts import SERVICE_NAME, channel_contacts, corrections, handlers, queries, settings
+from contacts.models import Contact, ContactErasure, outbox, processed_events
+from contacts.schemas import ContactCreateSchema, ContactEmailSchema, ContactMergeSchema, ContactUpdateSchema
+from mailroom_shared.http import Forbidden, HttpError, decode_cursor, get_or_404, health_response, page_limit, read_json
 from mailroom_shared.kit import after_commit, consumes, endpoint, service_base
 
 Base = service_base(SERVICE_NAME, outbox, processed_events, settings.load,
-                    publishes={"contact_created": 1, "contact_updated": 1, "timeline_entry_added": 1})
+                    publishes={"contact_created": 1, "contact_updated": 1, "timeline_entry_added": 1,
+                               "contacts_merged": 1, "contact_erased": 1})
 
 
 class ContactsService(Base):
@@ -55,6 +56,19 @@ class ContactsService(Base):
     @consumes("outbound", "chat_message_sent")
     def handle_chat_message_sent(self, session, data, envelope):
         channel_contacts.record_chat_sent(session, self.outbox, data, envelope["id"])
+
+    # erasure confirmations (corrections.py): each service's counts go into the erasure report
+    @consumes("conversations", "contact_messages_erased")
+    def handle_contact_messages_erased(self, session, data, envelope):
+        corrections.confirm_erasure(session, "conversations", data)
+
+    @consumes("ingest", "contact_mail_erased")
+    def handle_contact_mail_erased(self, session, data, envelope):
+        corrections.confirm_erasure(session, "ingest", data)
+
+    @consumes("outbound", "contact_sent_mail_erased")
+    def handle_contact_sent_mail_erased(self, session, data, envelope):
+        corrections.confirm_erasure(session, "outbound", data)
 
     # --- HTTP: any signed-in user of the account (docs/access.md: contacts are account-wide) ---
 
@@ -120,3 +134,30 @@ class ContactsService(Base):
             get_or_404(session, Contact, contact_id, "contact")
             return queries.timeline_page(session, contact_id, decode_cursor(request.args.get("cursor")),
                                          page_limit(request), request.principal)
+
+    # --- merging and erasing (issue #17, corrections.py) ------------------------------------
+
+    @endpoint("POST", "/api/contacts/<string:contact_id>/merge")
+    def merge_contacts(self, request, contact_id):
+        """`{contact_id}` is merged into this contact (any signed-in user, as every change)."""
+        body = ContactMergeSchema().load(read_json(request))
+        view = handlers.in_transaction(self.db, lambda session: queries.contact_view(corrections.merge(
+            session, self.outbox, contact_id, body["contact_id"], request.principal.user_id)))
+        self.relay.wake()
+        return view
+
+    @endpoint("POST", "/api/contacts/<string:contact_id>/erase")
+    def erase_contact(self, request, contact_id):
+        """GDPR art. 17 (super admins only): 202 with the erasure report, complete once every
+        service has confirmed (`GET /api/contacts/erasures/{id}`)."""
+        view = handlers.in_transaction(self.db, lambda session: corrections.erasure_view(corrections.erase(
+            session, self.outbox, contact_id, request.principal)))
+        self.relay.wake()
+        return 202, view
+
+    @endpoint("GET", "/api/contacts/erasures/<string:erasure_id>")
+    def get_erasure(self, request, erasure_id):
+        if not corrections.may_erase(request.principal):
+            raise Forbidden("only super admins may read erasure reports")
+        with self.db.transaction() as session:
+            return corrections.erasure_view(get_or_404(session, ContactErasure, erasure_id, "erasure"))

@@ -12,7 +12,7 @@ from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy, rpc
 from werkzeug.wrappers import Response
 
-from conversations import SERVICE_NAME, connectors, handlers, ingest_rendering, queries, settings
+from conversations import SERVICE_NAME, connectors, contact_corrections, handlers, ingest_rendering, queries, settings
 from conversations.models import Conversation, Inbox, outbox, processed_events
 from conversations.schemas import (
     AssignSchema,
@@ -39,7 +39,7 @@ Base = service_base(SERVICE_NAME, outbox, processed_events, settings.load, publi
     "inbox_updated": 1, "conversation_created": 1, "message_added": 1, "conversation_reopened": 1,
     "conversation_closed": 1, "ticket_closed": 1, "conversation_assigned": 1, "comment_added": 1,
     "ticket_associated": 1, "conversation_moved": 1, "conversation_spam_marked": 1,
-    "message_attribution_corrected": 1, "channel_message_received": 1})
+    "message_attribution_corrected": 1, "channel_message_received": 1, "contact_messages_erased": 1})
 
 
 class InboxSeeder(DependencyProvider):
@@ -90,6 +90,15 @@ class ConversationsService(Base):
     @consumes("contacts", "contact_updated")
     def handle_contact_updated(self, session, data, envelope):
         handlers.update_contact(session, data["contact_id"], data["emails"], data.get("removed") or [])
+
+    # contacts' corrections (issue #17, contact_corrections.py)
+    @consumes("contacts", "contacts_merged")
+    def handle_contacts_merged(self, session, data, envelope):
+        contact_corrections.follow_merge(session, data)
+
+    @consumes("contacts", "contact_erased")
+    def handle_contact_erased(self, session, data, envelope):
+        contact_corrections.erase_contact(session, self.outbox, data)
 
     # outbound's delivery events: our email in its conversation, and its delivery state
     @consumes("outbound", "email_queued")

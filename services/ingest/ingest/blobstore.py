@@ -62,6 +62,7 @@ class BlobStore(Protocol):
     def head(self, key: str, size: int) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def stream(self, key: str) -> BlobStream: ...
+    def delete(self, key: str) -> bool: ...
 
 
 class DirectoryBlobStore:
@@ -127,6 +128,15 @@ class DirectoryBlobStore:
             raise BlobNotFound(key) from exc
         size = os.fstat(handle.fileno()).st_size
         return BlobStream(iter(lambda: handle.read(STREAM_CHUNK_BYTES), b""), size, handle.close)
+
+    def delete(self, key: str) -> bool:
+        """Erasure (a contact erased on request): True if it was there. Missing is not an error (a
+        redelivered erasure deletes again)."""
+        try:
+            self._path(key).unlink()
+        except (FileNotFoundError, BlobNotFound):
+            return False
+        return True
 
 
 SERVER_SIDE_ENCRYPTION = ("AES256", "aws:kms")

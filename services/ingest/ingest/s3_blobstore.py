@@ -119,6 +119,17 @@ class S3BlobStore:
             raise self._unavailable("HEAD", key, exc) from exc
         return True
 
+    def delete(self, key: str) -> bool:
+        """Erasure: S3 answers 204 whether or not the object was there, so ask first (a redelivered
+        erasure deletes again)."""
+        if not self.exists(key):
+            return False
+        try:
+            self.client.delete_object(Bucket=self.location.bucket, Key=self.object_key(key))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._unavailable("DELETE", key, exc) from exc
+        return True
+
     def stream(self, key: str) -> BlobStream:
         answer = self._get_object(key)
         body = answer["Body"]

@@ -10,7 +10,7 @@ import json
 from nameko.rpc import rpc
 from werkzeug.wrappers import Response
 
-from ingest import SERVICE_NAME, full_message, handlers, mailboxes, models, queries, settings
+from ingest import SERVICE_NAME, erasure, full_message, handlers, mailboxes, models, queries, settings
 from ingest.access import require_operator_act, require_operator_view, require_post_access, require_read_access
 from ingest.domain import full_message as page_rules
 from ingest.domain.downloads import attachment_download, raw_message_download
@@ -20,7 +20,8 @@ from mailroom_shared.http import PayloadTooLarge, decode_cursor, health_response
 from mailroom_shared.kit import consumes, endpoint, service_base
 
 Base = service_base(SERVICE_NAME, models.outbox, models.processed_events, settings.load,
-                    publishes={"message_received": 1, "message_quarantined": 1, "mailbox_unreachable": 1})
+                    publishes={"message_received": 1, "message_quarantined": 1, "mailbox_unreachable": 1,
+                               "contact_mail_erased": 1})
 
 
 class IngestService(Base):
@@ -32,6 +33,11 @@ class IngestService(Base):
     @consumes("conversations", "inbox_updated")
     def handle_inbox_updated(self, session, data, envelope):
         handlers.replace_inbox(session, data["inbox_id"], data["channel_addresses"], data["member_emails"])
+
+    # GDPR art. 17 (issue #17): the erased contact's raw mail, attachments and intake rows
+    @consumes("contacts", "contact_erased")
+    def handle_contact_erased(self, session, data, envelope):
+        erasure.erase_contact(session, self.blobs, self.outbox, data)
 
     @mailboxes.every_mailbox_poll
     def poll_mailboxes(self):

@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response
 from mailroom_shared.auth import Principal, bearer_token
 from mailroom_shared.http import HttpError, decode_cursor, get_or_404, health_response, page_limit, read_json
 from mailroom_shared.kit import consumes, endpoint, service_base
-from outbound import SERVICE_NAME, auto_ack, handlers, models, queries, settings, suppressions
+from outbound import SERVICE_NAME, auto_ack, erasure, handlers, models, queries, settings, suppressions
 from outbound.chat_delivery import ChatDeliveryWorker
 from outbound.conversations_client import ConversationsClient
 from outbound.delivery_worker import DeliveryWorker
@@ -31,7 +31,8 @@ from outbound.schemas import (
 )
 
 PUBLISHES = {"email_queued": 1, "email_sent": 1, "email_deferred": 1, "email_failed": 1, "email_bounced": 1,
-             "chat_message_queued": 1, "chat_message_sent": 1, "chat_message_failed": 1}
+             "chat_message_queued": 1, "chat_message_sent": 1, "chat_message_failed": 1,
+             "contact_sent_mail_erased": 1}
 
 Base = service_base(SERVICE_NAME, models.outbox, models.processed_events, settings.load, publishes=PUBLISHES)
 
@@ -245,6 +246,11 @@ class OutboundService(Base):
         if setting is not None:
             context = self.conversations.reply_context(data["conversation_id"], None)
             auto_ack.acknowledge(session, self.outbox, self.settings, setting, context, data)
+
+    @consumes("contacts", "contact_erased")
+    def handle_contact_erased(self, session, data, envelope):
+        """GDPR art. 17 (issue #17): the content of what was sent to the erased contact (erasure.py)."""
+        erasure.erase_contact(session, self.outbox, data)
 
     @consumes("ingest", "message_received", when=delivery.is_bounce_report)
     def handle_message_received(self, session, data, envelope):

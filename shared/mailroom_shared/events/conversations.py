@@ -3,6 +3,7 @@
 from marshmallow import Schema, fields
 
 from mailroom_shared.events.common import AddressSchema
+from mailroom_shared.events.contacts import ContactDataErasedV1
 
 
 class InboxUpdatedV1(Schema):
@@ -177,3 +178,7 @@ class ChannelMessageReceivedV1(Schema):
     snippet = fields.String(required=True)
     attachments = fields.List(fields.Dict(), load_default=list)
     received_at = fields.String(required=True)
+
+
+class ContactMessagesErasedV1(ContactDataErasedV1):
+    """This service's confirmation of a contact_erased (contacts assembles the erasure report)."""

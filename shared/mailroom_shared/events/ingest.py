@@ -3,6 +3,7 @@
 from marshmallow import Schema, fields, validate
 
 from mailroom_shared.events.common import AddressSchema, AttachmentRefSchema
+from mailroom_shared.events.contacts import ContactDataErasedV1
 
 
 class FlagsSchema(Schema):
@@ -121,3 +122,7 @@ class MailboxUnreachableV1(Schema):
     mailbox_id = fields.String(required=True)
     error = fields.String(required=True)
     consecutive_failures = fields.Integer(required=True)
+
+
+class ContactMailErasedV1(ContactDataErasedV1):
+    """This service's confirmation of a contact_erased (contacts assembles the erasure report)."""

@@ -9,6 +9,7 @@ states carry the ids and the reason.
 from marshmallow import Schema, fields, validate
 
 from mailroom_shared.events.common import AddressSchema, AttachmentRefSchema
+from mailroom_shared.events.contacts import ContactDataErasedV1
 
 KINDS = ("compose", "reply", "forward")
 
@@ -133,3 +134,7 @@ class ChatMessageFailedV1(_ChatMessageRef):
     attempts = fields.Integer(required=True)
     status = fields.Integer(allow_none=True, load_default=None)
     reason = fields.String(required=True)
+
+
+class ContactSentMailErasedV1(ContactDataErasedV1):
+    """This service's confirmation of a contact_erased (contacts assembles the erasure report)."""

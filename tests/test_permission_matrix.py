@@ -204,6 +204,11 @@ def matrix() -> list[Case]:
         Case("contacts", "delete", "/api/contacts/{contact_id}/emails/{email}", anyone(),
              "an address added for the cell", fresh=lambda world, caller: {"email": world.new_contact_email()}),
         Case("contacts", "get", "/api/contacts/{contact_id}/timeline", anyone()),
+        Case("contacts", "post", "/api/contacts/{contact_id}/merge", anyone(400), "no contact_id", body={}),
+        Case("contacts", "post", "/api/contacts/{contact_id}/erase", super_admin_only(404), "a contact that does not "
+             "exist (the seeded one stays)", ids={"contact_id": str(uuid.UUID(int=0))}),
+        Case("contacts", "get", "/api/contacts/erasures/{erasure_id}", super_admin_only(404),
+             ids={"erasure_id": str(uuid.UUID(int=0))}),
         # --- conversations --------------------------------------------------------------------
         *health_cases("conversations"),
         Case("conversations", "get", "/api/inboxes", anyone()),

@@ -16,7 +16,8 @@ class FindArgs(Schema):
 
 COMPONENTS = {"Contact": schemas.ContactSchema, "ContactCreate": schemas.ContactCreateSchema,
               "ContactUpdate": schemas.ContactUpdateSchema, "ContactEmail": schemas.ContactEmailSchema,
-              "ContactPage": schemas.ContactPageSchema, "TimelinePage": schemas.TimelinePageSchema}
+              "ContactPage": schemas.ContactPageSchema, "TimelinePage": schemas.TimelinePageSchema,
+              "ContactMerge": schemas.ContactMergeSchema, "Erasure": schemas.ErasureSchema}
 
 OPERATIONS = [
     Operation("get", "/api/contacts", "Find contacts by email or search by name/email", "ContactPage",
@@ -35,6 +36,14 @@ OPERATIONS = [
               errors=(404, 409)),
     Operation("get", "/api/contacts/{contact_id}/timeline", "Every email in and out, newest first",
               "TimelinePage", path_params=("contact_id",), query=openapi.PageArgs, errors=(400, 404)),
+    Operation("post", "/api/contacts/{contact_id}/merge", "Merge another contact into this one: its addresses, "
+              "identities, timeline and conversations follow this one, it is deleted (contacts_merged)", "Contact",
+              path_params=("contact_id",), body="ContactMerge", errors=(400, 404)),
+    Operation("post", "/api/contacts/{contact_id}/erase", "Erase a contact on request (GDPR art. 17; super admins): "
+              "contact_erased, every service erases that person's data; the report fills in as they confirm",
+              "Erasure", status=202, path_params=("contact_id",), errors=(403, 404)),
+    Operation("get", "/api/contacts/erasures/{erasure_id}", "An erasure's report (super admins)", "Erasure",
+              path_params=("erasure_id",), errors=(403, 404)),
 ]
 
 

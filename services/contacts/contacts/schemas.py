@@ -62,3 +62,18 @@ class ContactPageSchema(Schema):
 class TimelinePageSchema(Schema):
     items = fields.List(fields.Nested(TimelineEntrySchema))
     next_cursor = fields.String(allow_none=True)
+
+
+class ErasureSchema(Schema):
+    """An erasure (GDPR art. 17) and what each service erased, as counts (no personal data)."""
+
+    id = fields.String()
+    contact_id = fields.String()
+    requested_by = fields.String()
+    requested_at = fields.String()
+    status = fields.String(metadata={"description": "pending until conversations, ingest and outbound confirmed; "
+                                                    "then complete"})
+    completed_at = fields.String(allow_none=True)
+    services = fields.Dict(keys=fields.String(), values=fields.Dict(allow_none=True), metadata={
+        "description": "per service (contacts, conversations, ingest, outbound): {kind: count} erased, "
+                       "null until it confirmed"})

@@ -82,6 +82,14 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("outbound", "email_sent", "notifier", "handle_email_sent"),
     Subscription("outbound", "email_failed", "notifier", "handle_email_failed"),
     Subscription("outbound", "email_bounced", "notifier", "handle_email_bounced"),
+    # contacts you can fix (issue #17): merges, erasures and each service's erasure confirmation
+    Subscription("contacts", "contacts_merged", "conversations", "handle_contacts_merged"),
+    Subscription("contacts", "contact_erased", "conversations", "handle_contact_erased"),
+    Subscription("contacts", "contact_erased", "ingest", "handle_contact_erased"),
+    Subscription("contacts", "contact_erased", "outbound", "handle_contact_erased"),
+    Subscription("conversations", "contact_messages_erased", "contacts", "handle_contact_messages_erased"),
+    Subscription("ingest", "contact_mail_erased", "contacts", "handle_contact_mail_erased"),
+    Subscription("outbound", "contact_sent_mail_erased", "contacts", "handle_contact_sent_mail_erased"),
 )
 
 

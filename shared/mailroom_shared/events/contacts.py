@@ -49,7 +49,7 @@ class ContactsMergedV1(Schema):
 
 class ContactErasedV1(Schema):
     """GDPR art. 17: every service erases what it holds of this person and confirms with its own
-    `*_erased` event naming `erasure_id` (docs/architecture.md, "Erasing a contact")."""
+    `*_erased` event naming `erasure_id` (docs/architecture.md, "Fixing contacts: merge and erase")."""
 
     erasure_id = fields.String(required=True)
     contact_id = fields.String(required=True)

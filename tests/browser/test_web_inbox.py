@@ -97,6 +97,11 @@ def test_compose_delivers_from_to_subject_and_attachment_and_shows_in_sent(page,
     web.sign_in(page, inbox.web_url)
     page.get_by_role("button", name="Compose").click()
     panel = page.get_by_role("dialog", name="Compose")
+    expect(panel).to_be_visible()
+    page.keyboard.press("Escape")  # keyboard: Esc closes the panel, focus goes back to Compose
+    expect(panel).to_be_hidden()
+    expect(page.get_by_role("button", name="Compose")).to_be_focused()
+    page.keyboard.press("Enter")
     expect(panel.get_by_label("To", exact=True)).to_be_focused()
     panel.get_by_label("To", exact=True).fill("Dave Buyer <dave@example.com>")
     panel.get_by_label("From", exact=True).select_option(label="Sales <sales@mailroom.test> (Support)")

@@ -32,7 +32,8 @@ def slack():
 
 
 def notifier_env(slack, **more):
-    return {"NOTIFIER_SECRET_KEY": Fernet.generate_key().decode(), "SLACK_API_URL": slack.url,
+    return {"MAILROOM_BLOCKING_DETECTION_SECONDS": "5",  # a loaded machine: start-up may hold the loop 1 s
+            "NOTIFIER_SECRET_KEY": Fernet.generate_key().decode(), "SLACK_API_URL": slack.url,
             "NOTIFIER_POLL_SECONDS": "0.2", "NOTIFIER_CONVERSATION_URL_TEMPLATE":
             "https://inbox.example.com/conversations/{conversation_id}", **more}
 

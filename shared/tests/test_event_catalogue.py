@@ -125,6 +125,7 @@ def test_the_checker_catches_a_deliberately_broken_schema():
         full_name = fields.String(allow_none=True, load_default=None)  # `name` renamed
         emails = fields.List(fields.String(), required=True)
         created_from = fields.String(required=True)
+        identities = fields.List(fields.Dict())
         creator = fields.String(required=True)  # a new required field
 
     breaking, _additive = compare(snapshot(SPECS), snapshot(with_schema(CONTACT_CREATED, Broken)))

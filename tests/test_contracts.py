@@ -317,7 +317,8 @@ inboxes:
     databases = {spec.name: postgres_admin.create_database(spec.name) for spec in services}
     stack = Stack(services=services, amqp_uri=amqp_uri, database_urls=databases, workdir=workdir / "stack",
                   extra_env={**TEST_ENV, "CONVERSATIONS_INBOXES_FILE": str(inboxes),
-                             "NOTIFIER_SECRET_KEY": Fernet.generate_key().decode()},
+                             "NOTIFIER_SECRET_KEY": Fernet.generate_key().decode(),
+                             "MAILROOM_CONNECTOR_SECRET_KEY": Fernet.generate_key().decode()},
                   default_headers=auth("agent-1", email="agent@mailroom.test", roles=[SUPER_ADMIN]))
     try:
         bind_tap(amqp_uri)

@@ -94,6 +94,9 @@ def test_sign_in_see_new_mail_without_reload_and_reply_with_cc_threaded(page, in
 
 
 def test_compose_delivers_from_to_subject_and_attachment_and_shows_in_sent(page, inbox, web):
+    raw, _ = web.customer_mail(subject="Can I get a quote?", sender="Dave Buyer <dave@example.com>")
+    web.deliver(inbox, raw)
+    inbox.eventually(lambda: inbox.get("/api/contacts?email=dave@example.com")[1]["items"], timeout=30)
     web.sign_in(page, inbox.web_url)
     page.get_by_role("button", name="Compose").click()
     panel = page.get_by_role("dialog", name="Compose")
@@ -103,6 +106,8 @@ def test_compose_delivers_from_to_subject_and_attachment_and_shows_in_sent(page,
     expect(page.get_by_role("button", name="Compose")).to_be_focused()
     page.keyboard.press("Enter")
     expect(panel.get_by_label("To", exact=True)).to_be_focused()
+    panel.get_by_label("To", exact=True).press_sequentially("buy")  # the contact search offers Dave
+    expect(page.locator("#known-contacts option[value='Dave Buyer <dave@example.com>']")).to_have_count(1)
     panel.get_by_label("To", exact=True).fill("Dave Buyer <dave@example.com>")
     panel.get_by_label("From", exact=True).select_option(label="Sales <sales@mailroom.test> (Support)")
     panel.get_by_label("Subject").fill("Your quote, as promised")

@@ -435,6 +435,32 @@ function readFile(file) {
   });
 }
 
+// Recipient fields suggest contacts (GET /api/contacts?q=) for the address being typed; each
+// suggestion keeps the addresses already in the field (a datalist choice replaces the whole value).
+function contactSearch(input) {
+  let timer = null;
+  input.setAttribute("list", "known-contacts");
+  input.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(async () => {
+      const value = input.value;
+      const cut = Math.max(value.lastIndexOf(","), value.lastIndexOf(";")) + 1;
+      const prefix = value.slice(0, cut).trim();
+      const typed = value.slice(cut).trim();
+      if (typed.length < 2 || typed.includes("<")) return;
+      try {
+        const found = await api("GET", `/api/contacts?q=${encodeURIComponent(typed)}&limit=8`);
+        const options = found.items.flatMap((c) => c.emails.map((email) => person({ name: c.name, email })));
+        $("known-contacts").replaceChildren(...options.map((option) =>
+          h("option", { value: prefix ? `${prefix} ${option}` : option })));
+      } catch (error) {
+        if (error.status !== 401) say(`Contact search: ${error.message}`);
+      }
+    }, 200);
+  });
+  return input;
+}
+
 function field(label, control, { hidden = false } = {}) {
   const id = control.id;
   return h("div", { class: "field", hidden }, h("label", { for: id }, label), control);
@@ -498,9 +524,9 @@ async function openReply() {
   try {
     defaults = await api("GET", `/api/outbound/conversations/${encodeURIComponent(c.id)}/reply-defaults`);
   } catch (error) { say(error.message); return; }
-  const to = h("input", { id: "reply-to", value: (defaults.to || []).map(person).join(", "), autocomplete: "off", list: "known-contacts" });
-  const cc = h("input", { id: "reply-cc", value: (defaults.cc || []).map(person).join(", "), autocomplete: "off", list: "known-contacts" });
-  const bcc = h("input", { id: "reply-bcc", autocomplete: "off", list: "known-contacts" });
+  const to = contactSearch(h("input", { id: "reply-to", value: (defaults.to || []).map(person).join(", "), autocomplete: "off" }));
+  const cc = contactSearch(h("input", { id: "reply-cc", value: (defaults.cc || []).map(person).join(", "), autocomplete: "off" }));
+  const bcc = contactSearch(h("input", { id: "reply-bcc", autocomplete: "off" }));
   const from = h("select", { id: "reply-from" }, (defaults.identities && defaults.identities.length ? defaults.identities : [defaults.from])
     .map((a) => h("option", { value: a.email, selected: a.email === defaults.from.email }, person(a))));
   const toField = field("To", to);
@@ -550,7 +576,7 @@ function openCompose() {
   const from = h("select", { id: "compose-from" }, actable.flatMap((inbox) => (inbox.channels || []).map((channel) =>
     h("option", { value: `${inbox.id} ${channel.address}`, selected: inbox.id === preferred.id && channel.primary },
       `${channel.name ? `${channel.name} <${channel.address}>` : channel.address}${actable.length > 1 ? ` (${inbox.name})` : ""}`))));
-  const to = h("input", { id: "compose-to", autocomplete: "off", list: "known-contacts" });
+  const to = contactSearch(h("input", { id: "compose-to", autocomplete: "off" }));
   const subject = h("input", { id: "compose-subject", autocomplete: "off", maxlength: "998" });
   const parts = editorParts("compose");
   const send = h("button", { type: "submit" }, "Send");

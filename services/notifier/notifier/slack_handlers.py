@@ -288,8 +288,9 @@ def claim_event(session: Session, settings: Settings) -> ClaimedEvent | None:
     event = dict(stored.event or {})
     thread = None
     if isinstance(event.get("thread_ts"), str):
+        # any connection's thread in this channel (two inboxes may post to one channel)
         thread = session.execute(select(SlackThread).where(and_(
-            SlackThread.connection_id == connection.id, SlackThread.channel_id == connection.channel_id,
+            SlackThread.channel_id == connection.channel_id,
             SlackThread.thread_ts == event["thread_ts"]))).scalars().first()
     return ClaimedEvent(stored.event_id, stored.attempts, connection.id, connection.channel_id,
                         Vault(settings.secret_key).open(connection.bot_token_sealed), event,

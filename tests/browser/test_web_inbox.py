@@ -141,6 +141,18 @@ def test_compose_delivers_from_to_subject_and_attachment_and_shows_in_sent(page,
     expect(sent).to_have_text(re.compile("Sent\\s*1"), timeout=30_000)
     sent.click()
     expect(conversation_button(page, "Your quote, as promised")).to_be_visible()
+    # and on the contact's timeline, with its attachment
+    [dave] = inbox.get("/api/contacts?email=dave@example.com")[1]["items"]
+    inbox.eventually(lambda: [e for e in inbox.get(f"/api/contacts/{dave['id']}/timeline")[1]["items"]
+                              if e["direction"] == "out"], timeout=30)
+    conversation_button(page, "Your quote, as promised").click()
+    contact = page.get_by_role("region", name=re.compile("^Contact"))
+    expect(contact.get_by_role("heading")).to_have_text("Contact: Dave Buyer")
+    timeline = contact.get_by_role("list", name="Timeline")
+    expect(timeline.get_by_role("listitem").filter(has_text="Sent")).to_contain_text("Your quote, as promised")
+    expect(timeline).to_contain_text("quote.pdf")
+    expect(timeline.get_by_role("listitem").filter(has_text="Received")).to_contain_text("Can I get a quote?")
+    no_serious_violations(web, page, "a conversation with its contact")
 
 
 def test_assign_and_close_with_the_linked_ticket(page, inbox, web):

@@ -323,7 +323,10 @@ function renderConversation(c, messages) {
     allowed ? null : h("p", { class: "reason", id: "read-only-reason" }, READ_ONLY_REASON),
     h("div", { id: "close-question" }),
     ...timeline.map((t) => t.node),
-    h("div", { id: "reply-area" })].filter(Boolean)); // replaceChildren would show a null as "null"
+    h("div", { id: "reply-area" }),
+    h("section", { id: "contact", class: "contact", "aria-labelledby": "contact-title" },
+      h("h3", { id: "contact-title" }, "Contact"))].filter(Boolean)); // replaceChildren would show a null as "null"
+  loadContact(c.contact).catch((error) => { if (error.status !== 401) say(`Contact: ${error.message}`); });
 }
 
 // A comment: for teammates only, never sent to the customer
@@ -340,6 +343,27 @@ function openComment(path) {
   });
   $("reply-area").replaceChildren(form);
   body.focus();
+}
+
+// The contact: name, addresses, phone, and the timeline of every email in and out (contacts API)
+async function loadContact(contact) {
+  const section = $("contact");
+  if (!section || !contact || !contact.contact_id) {
+    if (section) section.append(h("p", { class: "meta" }, contact ? person(contact) : "No contact yet."));
+    return;
+  }
+  const id = encodeURIComponent(contact.contact_id);
+  const [found, timeline] = await Promise.all([api("GET", `/api/contacts/${id}`),
+    api("GET", `/api/contacts/${id}/timeline?limit=20`)]);
+  if ($("contact") !== section) return; // another conversation was opened meanwhile
+  const phones = (found.identities || []).filter((i) => i.kind === "phone").map((i) => i.value);
+  section.replaceChildren(
+    h("h3", { id: "contact-title" }, `Contact: ${found.name || found.emails[0] || "unknown"}`),
+    h("p", { class: "meta" }, [...found.emails, ...phones].join(" · ")),
+    h("ol", { class: "timeline", "aria-label": "Timeline" }, timeline.items.map((entry) => h("li", {},
+      h("span", { class: "meta" }, `${entry.direction === "out" ? "Sent" : "Received"} · ${when(entry.occurred_at)} · `),
+      entry.subject || "(no subject)",
+      (entry.attachments || []).length ? h("span", { class: "meta" }, ` · ${entry.attachments.map((a) => a.filename).join(", ")}`) : null))));
 }
 
 function closeConversation(c, path) {

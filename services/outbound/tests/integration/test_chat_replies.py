@@ -262,3 +262,17 @@ def test_the_connector_sees_inline_bytes_of_nothing_but_text(stack, connector):
     stack.eventually(lambda: connector.requests)
     assert connector.requests[0]["body"]["text"] == hostile.strip()
     assert base64.b64encode(connector.requests[0]["raw"])  # valid bytes, signed as sent
+
+
+def test_reply_defaults_and_a_forward_of_a_chat_conversation_work_by_email(stack, connector, sink):
+    _, conversation_id = chat_conversation(stack, connector)
+    status, defaults = stack.get(f"/api/outbound/conversations/{conversation_id}/reply-defaults", headers=AGENT)
+    assert status == 200, defaults
+    status, forwarded = stack.post(f"/api/outbound/conversations/{conversation_id}/forwards",
+                                   {"to": ["colleague@example.com"], "text": "FYI"}, headers=AGENT)
+    assert status == 202, forwarded
+    handler, _ = sink
+    stack.eventually(lambda: handler.accepted)
+    assert handler.accepted[0]["rcpt_tos"] == ["colleague@example.com"]
+    assert "Is my parcel lost?" in handler.accepted[0]["message"].get_body(("plain",)).get_content()
+    assert connector.requests == []

@@ -277,3 +277,18 @@ def test_concurrent_first_messages_of_one_thread_make_one_conversation_and_one_c
         f"/api/contacts/{page['items'][0]['id']}/timeline")[1]["items"].__len__() == 6 else None)(
         stack.get("/api/contacts?q=Ada")[1]), timeout=30)
     assert found["items"][0]["identities"] == [{"kind": "messenger", "value": "2712345678"}]
+
+
+def test_the_reply_context_says_what_the_conversation_came_in_on(stack):
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    channel = create_channel(stack)
+    _, accepted = signed_post(stack, channel["messages_url"], chat(), channel["secret"])
+    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}) as cluster:
+        context = cluster.conversations.get_reply_context(accepted["conversation_id"])
+        connector = cluster.conversations.get_chat_connector(channel["id"])
+    assert context["channel_type"] == "chat" and context["channel_kind"] == "whatsapp"
+    assert context["conversation"]["channel_type"] == "chat"
+    assert context["chat"] == {"channel_id": channel["id"], "thread_id": "+442079460958"}
+    assert connector["webhook_url"] == "http://127.0.0.1:9/replies" and connector["kind"] == "whatsapp"
+    assert channel["secret"] not in json.dumps(connector)  # sealed: only the key opens it

@@ -40,3 +40,15 @@ def test_what_a_connector_answer_means(status, error, state):
 
 def test_a_429_retry_after_is_kept():
     assert chat.outcome(429, "HTTP 429", 30.0).retry_after == 30.0
+
+
+def test_a_reply_is_never_posted_to_a_private_address_unless_allowed():
+    from mailroom_shared.signed_webhooks import new_secret
+    from outbound import chat_replies
+    from outbound.settings import Settings
+
+    claimed = chat_replies.ClaimedChat("reply-1", 1, "http://127.0.0.1:9/hook", new_secret(), "{}")
+    refused = chat_replies.deliver(claimed, Settings(allow_private_connector_targets=False))
+    assert refused.state == "failed" and "loopback" in refused.reason
+    # allowed: it is tried (nothing listens on port 9: no answer, so retried later)
+    assert chat_replies.deliver(claimed, Settings(allow_private_connector_targets=True)).state == "retry"

@@ -346,3 +346,14 @@ def test_the_api_never_answers_5xx(case, api_stack):
     for name in [service] if service in api_stack.ports else sorted(api_stack.ports):
         case.call_and_validate(base_url=f"http://127.0.0.1:{api_stack.ports[name]}",
                                headers=api_stack.default_headers, checks=[not_a_server_error], timeout=30)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("path", ["/api/outbound/templates?inbox_id=a%00b", "/api/outbound/snippets?inbox_id=%00",
+                                  "/api/contacts?email=x%00@customer.example", "/api/contacts/c%00",
+                                  "/api/conversations/v%00", "/api/webhooks/%00"])
+def test_a_nul_character_in_a_parameter_is_a_400_not_a_500(api_stack, path):
+    """What schemathesis found: PostgreSQL refuses NUL in text, the query failed, the answer was 500."""
+    status, body = api_stack.get(path)
+    assert status == 400, body
+    assert "NUL" in body["error"]["message"]

@@ -64,7 +64,7 @@ from mailroom_shared import migrations as _migrations  # noqa: F401 - imported w
 from mailroom_shared.auth import Principal, authenticate
 from mailroom_shared.events import tracing
 from mailroom_shared.events.envelope import parse_envelope
-from mailroom_shared.http import json_endpoint
+from mailroom_shared.http import HttpError, json_endpoint
 from mailroom_shared.messaging.idempotency import ProcessedEvents
 from mailroom_shared.messaging.nameko_adapters import (
     DatabaseProvider,
@@ -280,6 +280,16 @@ def consumes(source: str, event_name: str, *, handler_name: str | None = None,
     return decorate
 
 
+def _refuse_nul_characters(request, path_params: dict) -> None:
+    """A NUL character in a path or query parameter is a 400: PostgreSQL refuses it in any text
+    (schemathesis found `GET /api/outbound/templates?inbox_id=%00` answering 500)."""
+    named = [(f"query parameter {name!r}", value) for name, value in request.args.items(multi=True)]
+    named += [(f"path parameter {name!r}", value) for name, value in path_params.items()]
+    for where, value in named:
+        if isinstance(value, str) and "\x00" in value:
+            raise HttpError(f"{where} contains a NUL character")
+
+
 def endpoint(method: str, url: str, *, auth: bool = True, **http_options):
     """Declare an HTTP entrypoint answering JSON. With `auth` (the default) the caller must send a
     valid bearer token and is found in `request.principal`; without one the answer is 401."""
@@ -289,6 +299,7 @@ def endpoint(method: str, url: str, *, auth: bool = True, **http_options):
         def with_principal(self, request, *args, **kwargs):
             if auth:
                 request.principal = self.authenticated_as(request, authenticate(request))
+            _refuse_nul_characters(request, kwargs)
             return func(self, request, *args, **kwargs)
 
         answer = json_endpoint(with_principal)

@@ -75,7 +75,9 @@ def register(spec: APISpec, tag: str, components: dict[str, type[Schema]], opera
         if op.raw_body:
             operation["requestBody"] = {"required": True, "content": {
                 op.raw_body: {"schema": {"type": "string", "format": "binary"}}}}
-        for code in op.errors:
+        # every operation can answer 401 (it requires a bearer token) and 400 (the kit refuses a NUL
+        # character in any parameter): documented on each, so clients and schemathesis expect them
+        for code in sorted({400, 401, *op.errors}):
             operation["responses"][str(code)] = {"description": ERROR_DESCRIPTIONS[code],
                                                  "content": {"application/json": {"schema": _ref("Error")}}}
         paths.setdefault(op.path, {})[op.method] = operation

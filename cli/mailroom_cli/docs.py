@@ -103,7 +103,8 @@ def asyncapi() -> dict:
 
 # The probes and metrics every service answers (mailroom_shared.kit, observability) on its own HTTP
 # port and on its metrics port: for the kubelet and Prometheus, not routed by the ingress.
-_PER_PROCESS = "Answered by every service process on its HTTP port and metrics port (not through the ingress); no token."
+_PER_PROCESS = ("Answered by every service process on its HTTP port and metrics port (not through the ingress); "
+                "no token.")
 _HEALTH_BODY = {"type": "object", "required": ["service", "status"], "properties": {
     "service": {"type": "string"}, "status": {"type": "string"},
     "loop_lag_seconds": {"type": "number"}, "checks": {"type": "object", "additionalProperties": True}}}
@@ -115,7 +116,8 @@ OPERATIONAL_PATHS = {
                       for code, description in (("200", "alive"), ("503", "the event loop stalled"))}}},
     "/health/ready": {"get": {
         "tags": ["operations"],
-        "summary": "Readiness: database reachable at the expected schema revision, broker connected, consumers attached",
+        "summary": "Readiness: database reachable at the expected schema revision, broker connected, "
+                   "consumers attached",
         "description": _PER_PROCESS + " The failing checks are named in `checks`.",
         "responses": {code: {"description": description, "content": {"application/json": {"schema": _HEALTH_BODY}}}
                       for code, description in (("200", "ready"), ("503", "not ready"))}}},

@@ -357,3 +357,37 @@ def test_a_nul_character_in_a_parameter_is_a_400_not_a_500(api_stack, path):
     status, body = api_stack.get(path)
     assert status == 400, body
     assert "NUL" in body["error"]["message"]
+
+
+@pytest.mark.integration
+def test_the_tap_reports_what_the_stack_published_wrongly_and_skips_what_the_test_published(amqp_uri):
+    """What stack_factory does after every stack test, on a bare vhost: an envelope published the
+    way the relay does (no test mark) that breaks its schema is a problem, a valid one is not,
+    and the test's own hostile publishes (mailroom_testing.publishing) are left out."""
+    import pika
+
+    from mailroom_testing.contracts import bind_tap, check_published_events
+    from mailroom_testing.publishing import publish_raw
+
+    bind_tap(amqp_uri)
+    good = build_envelope("contact_created", "c-1", {"contact_id": "c-1", "name": None,
+                                                     "emails": ["pat@customer.example"], "created_from": "e-1"})
+    bad = json.loads(json.dumps(good))
+    bad["data"]["emails"] = "pat@customer.example"
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_uri))
+    try:
+        channel = connection.channel()
+        for envelope, routing_key in ((good, "contact_created"), (bad, "contact_created"), (good, "contact_updated")):
+            channel.basic_publish("contacts.events", routing_key, json.dumps(envelope).encode(),
+                                  pika.BasicProperties(content_type="application/json", app_id=envelope["source"]))
+        channel.basic_publish("contacts.events", "contact_created", b"not json")
+    finally:
+        connection.close()
+    publish_raw(amqp_uri, "contacts.events", "contact_created", b"hostile on purpose")
+    checked, problems = check_published_events(amqp_uri)
+    assert checked == 4
+    assert len(problems) == 3, problems
+    assert any("data/emails" in p and "is not of type 'array'" in p for p in problems)
+    assert any("routing key 'contact_updated'" in p for p in problems)
+    assert any("not JSON" in p for p in problems)
+    assert check_published_events(amqp_uri) == (0, [])  # taken off the queue

@@ -12,7 +12,7 @@ from __future__ import annotations
 from sqlalchemy import Text, cast, delete, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from conversations.models import ChannelAttachment, Conversation, KnownContact, Message
+from conversations.models import ChannelAttachment, ChatThread, Conversation, KnownContact, Message
 from mailroom_shared.addresses import try_normalise_email
 from mailroom_shared.messaging.outbox import Outbox
 
@@ -69,7 +69,8 @@ def erase_contact(session: Session, outbox: Outbox, data: dict) -> dict:
         message.to, message.cc, message.reply_to = [], [], []
         message.attachments, message.full_message_url, message.intake_id = [], None, None
         message.html_truncated, message.remote_images_blocked = False, 0
-        message.flags = {**(message.flags or {}), "erased": True}
+        # only the yes/no flags stay: others carry a chat sender's handle or a delivery answer naming them
+        message.flags = {**{k: v for k, v in (message.flags or {}).items() if isinstance(v, bool)}, "erased": True}
     message_ids = [m.id for m in messages]
     attachments += session.execute(delete(ChannelAttachment).where(
         ChannelAttachment.message_id.in_(message_ids or [""]))).rowcount
@@ -78,6 +79,8 @@ def erase_contact(session: Session, outbox: Outbox, data: dict) -> dict:
         conversation.subject, conversation.snippet = ERASED, ""
         if conversation.external_thread_id in handles:
             conversation.external_thread_id = None
+    if handles:  # their chat threads: a new message from them starts afresh, under a new contact
+        session.execute(delete(ChatThread).where(ChatThread.external_thread_id.in_(handles)))
     known = session.execute(delete(KnownContact).where(or_(
         KnownContact.contact_id == data["contact_id"], KnownContact.email.in_(emails or [""])))).rowcount
     erased = {"conversations": len(conversations), "messages": len(messages), "attachments": attachments,

@@ -108,7 +108,8 @@ def roundcube(repo: str) -> tuple[list[dict], list[dict]]:
                   for m in _RC_LABEL.finditer(git(repo, "show", f"HEAD:{path}"))}
         for key, field in RC_FIELDS.items():
             if values.get(key):
-                labels.append({"langs": [lang], "field": field, "label": values[key].strip().rstrip(":").strip(), "clients": ["Roundcube"],
+                labels.append({"langs": [lang], "field": field, "label": values[key].strip().rstrip(":").strip(),
+                               "clients": ["Roundcube"],
                                "source": f"roundcube/roundcubemail@{commit[:12]} {path} $labels['{key}']"})
         if values.get("originalmessage"):
             separators.append({"langs": [lang], "kind": "original", "phrase": values["originalmessage"],
@@ -172,7 +173,8 @@ def merge(entries: list[dict], key: tuple[str, ...]) -> list[dict]:
 def main(argv: list[str]) -> int:
     thunderbird_repo, roundcube_repo, aosp_repo = argv
     table = json.loads(TABLE.read_text(encoding="utf-8"))
-    kept_labels = [e for e in table["labels"] if not e["source"].startswith(("thunderbird/", "roundcube/", "aosp-mirror/"))]
+    kept_labels = [e for e in table["labels"]
+                   if not e["source"].startswith(("thunderbird/", "roundcube/", "aosp-mirror/"))]
     kept_separators = [e for e in table["separators"]
                        if not e["source"].startswith(("thunderbird/", "roundcube/", "aosp-mirror/"))]
     tb_labels, tb_separators = thunderbird(thunderbird_repo)

@@ -1142,13 +1142,13 @@ def detect_forward(parsed: ParsedMessage, limits: ParseLimits | None = None) -> 
     text_marked = bool(body) and _has_forward_marker(body, subject)
     if text_marked:
         found = _from_text(body, subject)
+    # An HTML-only message, or a text part that is only a stub ("view this message in HTML") or lost
+    # the block: the HTML is converted only when it holds a marker.
     if found is None and parsed.html and (
-            body is None or (source == "text_block" and not (text_marked and _has_block(body)))):
-        # An HTML-only message, or a text part that is only a stub ("view this message in HTML") or lost
-        # the block: the HTML is converted only when it holds a marker.
-        if _has_forward_marker(_html_marker_text(parsed.html), subject):
-            found = _from_text(html_to_text(parsed.html), subject)
-            source = "html_block"
+            body is None or (source == "text_block" and not (text_marked and _has_block(body)))) \
+            and _has_forward_marker(_html_marker_text(parsed.html), subject):
+        found = _from_text(html_to_text(parsed.html), subject)
+        source = "html_block"
     block = found[0] if found else None
     # An explicit inline forward wins over an attached message: the attachment then belongs to the
     # forwarded content. Otherwise an attached message/rfc822 is the most reliable signal.

@@ -146,6 +146,8 @@ def test_compose_delivers_from_to_subject_and_attachment_and_shows_in_sent(page,
     inbox.eventually(lambda: [e for e in inbox.get(f"/api/contacts/{dave['id']}/timeline")[1]["items"]
                               if e["direction"] == "out"], timeout=30)
     conversation_button(page, "Your quote, as promised").click()
+    expect(page.get_by_role("region", name="Conversation").get_by_role("heading", name="Your quote, as promised")) \
+        .to_be_visible()
     contact = page.get_by_role("region", name=re.compile("^Contact"))
     expect(contact.get_by_role("heading")).to_have_text("Contact: Dave Buyer")
     timeline = contact.get_by_role("list", name="Timeline")
@@ -207,7 +209,7 @@ def test_an_admin_who_is_not_a_member_sees_everything_read_only_with_the_reason(
     expect(conversation.get_by_role("heading", name="Invoice question")).to_be_visible()
     reason = conversation.get_by_text("Read only: you can view this inbox, but only its members can act in it.")
     expect(reason).to_be_visible()
-    for label in ("Reply", "Assign", "Close conversation", "Move", "Mark as spam", "Comment"):
+    for label in ("Reply", "Assign", "Close conversation", "Move", "Mark as spam", "Comment", "Forward"):
         control = conversation.get_by_role("button", name=label, exact=True)
         expect(control).to_be_disabled()
         expect(control).to_have_accessible_description(re.compile("only its members can act"))
@@ -284,6 +286,7 @@ def test_hostile_mail_runs_no_script_and_loads_nothing_remote_until_load_images(
 
     # mail over the preview's 100 KB: the start of it, and "View full message" for the rest
     conversation_button(page, "Big newsletter").click()
+    expect(conversation.get_by_role("heading", name="Big newsletter")).to_be_visible()
     expect(conversation.frame_locator("iframe").locator("body")).to_contain_text("Paragraph 0:")
     full = conversation.get_by_role("link", name="View full message")
     expect(full).to_be_visible()
@@ -291,6 +294,7 @@ def test_hostile_mail_runs_no_script_and_loads_nothing_remote_until_load_images(
 
     # "Load images" is the one way a remote image loads (from the stand-in remote host)
     conversation_button(page, "Scripts everywhere").click()
+    expect(conversation.get_by_role("heading", name="Scripts everywhere")).to_be_visible()
     load = conversation.get_by_role("button", name="Load images")
     expect(load).to_be_visible()
     load.click()
@@ -298,3 +302,42 @@ def test_hostile_mail_runs_no_script_and_loads_nothing_remote_until_load_images(
     until(page, lambda: f"{evil}/px.png" in remote_host.requests)
     assert remote_host.requests == [f"{evil}/px.png"], remote_host.requests
     assert page.title() == title and not page.dialogs, (page.title(), page.dialogs)
+
+
+def test_forward_to_another_team_move_and_mark_as_spam(page, inbox, web):
+    for subject in ("Wrong team", "Buy cheap pills"):
+        raw, _ = web.customer_mail(subject=subject)
+        web.deliver(inbox, raw)
+    web.sign_in(page, inbox.web_url)
+    support = page.get_by_role("region", name="Support")
+    billing = page.get_by_role("region", name="Billing")
+    support.get_by_role("link", name=re.compile("^Open")).click()
+    expect(support.get_by_role("link", name=re.compile("^Open"))).to_have_text(re.compile("Open\\s*2"), timeout=30_000)
+    conversation = page.get_by_role("region", name="Conversation")
+
+    conversation_button(page, "Wrong team").click()
+    expect(conversation.get_by_role("heading", name="Wrong team")).to_be_visible()
+    conversation.get_by_role("button", name="Forward").click()
+    forward = page.get_by_role("form", name="Forward")
+    forward.get_by_label("To", exact=True).fill(web.BILLING)
+    forward.get_by_label("Mode").select_option("attach")
+    forward.get_by_label("Note").fill("Yours, I think.")
+    forward.get_by_role("button", name="Send").click()
+    expect(page.get_by_role("status")).to_contain_text("Forward queued")
+    [delivered] = inbox.eventually(lambda: inbox.sink.with_subject("Fwd: Wrong team"), timeout=30)
+    assert delivered["rcpt_tos"] == [web.BILLING]
+    assert [p.get_content_type() for p in delivered["message"].iter_attachments()] == ["message/rfc822"]
+
+    conversation.get_by_role("button", name="Move").click()
+    page.get_by_role("menuitem", name="Billing").click()
+    expect(page.get_by_role("status")).to_contain_text("Moved to Billing")
+    expect(billing.get_by_role("link", name=re.compile("^Open"))).to_have_text(re.compile("Open\\s*1"))
+    expect(support.get_by_role("link", name=re.compile("^Open"))).to_have_text(re.compile("Open\\s*1"))
+
+    conversation_button(page, "Buy cheap pills").click()
+    expect(conversation.get_by_role("heading", name="Buy cheap pills")).to_be_visible()
+    conversation.get_by_role("button", name="Mark as spam").click()
+    expect(page.get_by_role("status")).to_contain_text("Marked as spam")
+    expect(support.get_by_role("link", name=re.compile("^Spam"))).to_have_text(re.compile("Spam\\s*1"))
+    expect(conversation.get_by_role("button", name="Not spam")).to_be_visible()
+    no_serious_violations(web, page, "a conversation marked as spam")

@@ -308,7 +308,8 @@ function renderConversation(c, messages) {
     menuButton("Move", moveItems.length ? moveItems : [["No other inbox you can act in", () => {}]], { disabled: !allowed }),
     c.spam ? actButton("Not spam", () => act(`${path}/not-spam`, {}, "Marked as not spam."))
       : actButton("Mark as spam", () => act(`${path}/spam`, {}, "Marked as spam.")),
-    actButton("Comment", () => openComment(path)));
+    actButton("Comment", () => openComment(path)),
+    actButton("Forward", () => openForward(c)));
   const facts = [person(c.contact), c.status === "closed" ? "Closed" : "Open",
     c.assignee_user_id ? `Assigned to ${c.assignee_user_id}` : "Unassigned",
     c.ticket ? `Ticket ${c.ticket.id} (${c.ticket.status})` : null].filter(Boolean).join(" · ");
@@ -327,6 +328,36 @@ function renderConversation(c, messages) {
     h("section", { id: "contact", class: "contact", "aria-labelledby": "contact-title" },
       h("h3", { id: "contact-title" }, "Contact"))].filter(Boolean)); // replaceChildren would show a null as "null"
   loadContact(c.contact).catch((error) => { if (error.status !== 401) say(`Contact: ${error.message}`); });
+}
+
+// Forward the conversation to another team's inbox address or anyone, quoted or attached
+function openForward(c) {
+  const to = contactSearch(h("input", { id: "forward-to", autocomplete: "off" }));
+  const teamAddresses = state.inboxes.filter((i) => i.id !== c.inbox_id).flatMap((i) => i.channel_addresses || []);
+  const mode = h("select", { id: "forward-mode" }, h("option", { value: "quote" }, "Quote the messages"),
+    h("option", { value: "attach" }, "Attach the messages"));
+  const note = h("textarea", { id: "forward-note", rows: "3" });
+  const send = h("button", { type: "submit" }, "Send");
+  const form = h("form", { class: "editor-form", "aria-label": "Forward", novalidate: true },
+    field("To", to), teamAddresses.length ? h("p", { class: "meta" }, `Team inboxes: ${teamAddresses.join(", ")}`) : null,
+    field("Mode", mode), field("Note", note),
+    h("div", { class: "toolbar" }, send, h("button", { type: "button", class: "quiet", onclick: () => closeReply() }, "Cancel")));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!splitAddresses(to.value).length) { say("Add at least one recipient in To."); to.focus(); return; }
+    send.disabled = true;
+    try {
+      const email = await api("POST", `/api/outbound/conversations/${encodeURIComponent(c.id)}/forwards`, {
+        to: splitAddresses(to.value), mode: mode.value, text: note.value || null });
+      say(`Forward queued (${email.state}).`);
+      closeReply();
+    } catch (error) {
+      if (error.status !== 401) say(error.message);
+      send.disabled = false;
+    }
+  });
+  $("reply-area").replaceChildren(form);
+  to.focus();
 }
 
 // A comment: for teammates only, never sent to the customer

@@ -874,7 +874,8 @@ def test_bindings_match_the_subscriptions_and_the_audit_queue():
     bindings = {(d["spec"]["source"], d["spec"]["destination"], d["spec"]["routingKey"])
                 for d in topology_objects("Binding")}
     expected = {(f"{sub.source}.events", sub.queue_name, sub.event_type) for sub in SUBSCRIPTIONS}
-    expected |= {(topology.events_exchange(p).name, AUDIT_QUEUE, "#") for p in PRODUCERS}
+    expected |= {(exchange, AUDIT_QUEUE, key) for exchange, key in topology.audit_bindings(False)}
+    assert all(key != "#" for _, _, key in bindings), "the audit copy of every event is opt-in"
     assert bindings == expected
     assert all(d["spec"]["destinationType"] == "queue" for d in topology_objects("Binding"))
 
@@ -1098,11 +1099,26 @@ def test_prometheus_scrapes_every_service_on_its_metrics_port():
             "mailroom.dev/allow-metrics": "true"} for rule in allowed for peer in rule["from"]), service
 
 
+def test_prometheus_scrapes_the_smtp_listener():
+    (smtp_monitor,) = [m for m in of_kind("PodMonitor", monitoring_docs()) if m["metadata"]["name"] == "mailroom-smtp"]
+    deployment = next(d for d in of_kind("Deployment") if d["metadata"]["name"] == "mailroom-smtp")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert smtp_monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    container = pod_spec(deployment)["containers"][0]
+    port = next(p for p in container["ports"] if p["name"] == smtp_monitor["spec"]["podMetricsEndpoints"][0]["port"])
+    assert {"name": "INGEST_SMTP_METRICS_PORT", "value": str(port["containerPort"])} in container["env"]
+    policy = next(n for n in of_kind("NetworkPolicy") if n["metadata"]["name"] == "mailroom-smtp")
+    allowed = [rule for rule in policy["spec"]["ingress"]
+               if {"protocol": "TCP", "port": port["containerPort"]} in rule.get("ports", [])]
+    assert allowed and all(peer.get("namespaceSelector", {}).get("matchLabels") == {
+        "mailroom.dev/allow-metrics": "true"} for rule in allowed for peer in rule["from"])
+
+
 def test_production_has_the_monitoring():
     if not kubectl():
         pytest.skip("kubectl (with its built-in kustomize) is not installed")
     docs = rendered("production")
-    assert {d["metadata"]["name"] for d in of_kind("PodMonitor", docs)} == {"mailroom-services",
+    assert {d["metadata"]["name"] for d in of_kind("PodMonitor", docs)} == {"mailroom-services", "mailroom-smtp",
                                                                             "mailroom-rabbitmq-queues"}
     assert of_kind("PrometheusRule", docs)
     dashboards = [c for c in of_kind("ConfigMap", docs) if c["metadata"].get("labels", {}).get("grafana_dashboard")]

@@ -76,7 +76,9 @@ def queue(q) -> dict:
 
 
 def binding(source: str, destination: str, routing_key: str) -> dict:
-    name = k8s_name("binding", source, "to", destination) + ("-all" if routing_key == "#" else "")
+    # the audit queue has one binding per unsubscribed event type of an exchange: the key names them
+    suffix = "-all" if routing_key == "#" else (f"-{routing_key}" if destination == topology.AUDIT_QUEUE else "")
+    name = k8s_name("binding", source, "to", destination) + suffix.lower().replace("_", "-")
     return {"apiVersion": "rabbitmq.com/v1beta1", "kind": "Binding", "metadata": {"name": name, "labels": dict(LABELS)},
             "spec": {"vhost": VHOST, "source": source, "destination": destination, "destinationType": "queue",
                      "routingKey": routing_key, "rabbitmqClusterReference": dict(CLUSTER)}}
@@ -98,7 +100,10 @@ def documents() -> list[dict]:
     docs: list[dict] = [exchange(producer) for producer in topology.PRODUCERS]
     audit = topology.audit_queue()
     docs.append(queue(audit))
-    docs += [binding(f"{producer}.events", audit.name, "#") for producer in topology.PRODUCERS]
+    # the audit copy of every event is opt-in (MAILROOM_AUDIT_EVENTS, off by default; a service that
+    # starts with it off unbinds "#"), so the declared bindings are the default's: only the event types
+    # no service subscribes to, which keeps their publishes routable
+    docs += [binding(exchange, audit.name, key) for exchange, key in topology.audit_bindings(False)]
     for sub in topology.SUBSCRIPTIONS:
         main = topology.subscription_queue(sub)
         docs.append(queue(main))

@@ -188,6 +188,9 @@ def matrix() -> list[Case]:
         Case("ingest", "get", "/api/ingest/messages/{intake_id}/attachments/{sha256}", ADMIN_VIEW_ONLY, "bearer"),
         Case("ingest", "get", "/api/ingest/messages/{intake_id}/attachments/{sha256}", OPEN,
              "signed link, any or no bearer", query="?access={access}"),
+        Case("ingest", "get", "/api/ingest/messages/{intake_id}/view", ADMIN_VIEW_ONLY, "bearer"),
+        Case("ingest", "get", "/api/ingest/messages/{intake_id}/view", OPEN, "signed link, any or no bearer",
+             query="?access={access}"),
         Case("ingest", "get", "/api/ingest/quarantine", row(403, 403, 403, 200, 200)),
         Case("ingest", "post", "/api/ingest/quarantine/retry", super_admin_only(202), "an unknown intake id",
              body={"intake_ids": [str(uuid.UUID(int=0))]}),
@@ -260,6 +263,13 @@ def matrix() -> list[Case]:
         Case("outbound", "get", "/api/outbound/emails/{email_id}/attachments/{attachment_id}", view()),
         Case("outbound", "get", "/api/outbound/conversations/{conversation_id}/emails", view()),
         Case("outbound", "get", "/api/outbound/inboxes/{inbox_id}/emails", view()),
+        # the suppression list and the automatic acknowledgement: viewers read, members change
+        Case("outbound", "get", "/api/outbound/inboxes/{inbox_id}/suppressions", view()),
+        Case("outbound", "delete", "/api/outbound/inboxes/{inbox_id}/suppressions/{address}", act(404),
+             "an address that is not suppressed", ids={"address": "nobody@acme.example"}),
+        Case("outbound", "get", "/api/outbound/inboxes/{inbox_id}/auto-acknowledgement", view()),
+        Case("outbound", "put", "/api/outbound/inboxes/{inbox_id}/auto-acknowledgement", act(200), "turned off",
+             body={"enabled": False, "period_hours": 24}),
         *saved_cases("templates", "template_id"),
         *saved_cases("snippets", "snippet_id"),
         # --- notifier: webhooks are super admins' ---------------------------------------------

@@ -41,7 +41,7 @@ from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ingest import SERVICE_NAME, handlers, queries
-from ingest.blobstore import DirectoryBlobStore
+from ingest.blobstore import BlobStore, open_blob_store
 from ingest.domain.analysis import dedupe_key
 from ingest.domain.recipients import split_recipient
 from ingest.models import Intake
@@ -50,6 +50,7 @@ from ingest.settings import load as load_settings
 from mailroom_shared import config, observability
 from mailroom_shared.caching import Expiring
 from mailroom_shared.db import Database, is_postgres, utcnow
+from mailroom_shared.events.tracing import derived_trace_id
 
 log = logging.getLogger("ingest.smtp")
 
@@ -286,7 +287,7 @@ class GroupCommit:
 
 
 class IntakeHandler:
-    def __init__(self, database: Database, blobs: DirectoryBlobStore, settings: Settings):
+    def __init__(self, database: Database, blobs: BlobStore, settings: Settings):
         self.database = database
         self.blobs = blobs
         self.settings = settings
@@ -347,7 +348,8 @@ class IntakeHandler:
         SMTP_MESSAGES.labels("accepted" if result.intake_ids else "duplicate").inc()
         SMTP_BYTES.inc(len(raw))
         ids = ",".join(result.intake_ids) or "duplicate"
-        log.info("accepted %d bytes from %s for %s as %s", len(raw), envelope.mail_from, envelope.rcpt_tos, ids)
+        with observability.log_context(trace_id=",".join(map(derived_trace_id, result.intake_ids)) or None):
+            log.info("accepted %d bytes from %s for %s as %s", len(raw), envelope.mail_from, envelope.rcpt_tos, ids)
         return f"250 2.0.0 OK queued as {ids}"
 
 
@@ -497,7 +499,7 @@ def build_server(handler: IntakeHandler, tls: ssl.SSLContext | None = None) -> S
 async def serve(settings: Settings) -> None:
     tls = tls_context(settings)  # a missing or unreadable certificate stops the start, loudly
     database = Database(config.database_url(SERVICE_NAME))
-    handler = IntakeHandler(database, DirectoryBlobStore(settings.blob_dir), settings)
+    handler = IntakeHandler(database, open_blob_store(settings.blob_location), settings)
     loop = asyncio.get_running_loop()
     metrics_port = config.env_int(METRICS_PORT_ENV, 0, minimum=0)
     if metrics_port:  # a thread of prometheus_client's: /metrics without touching the SMTP event loop
@@ -517,7 +519,7 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    observability.configure_logging(SERVICE_NAME)  # MAILROOM_LOG_FORMAT and redaction, as the services
     asyncio.run(serve(load_settings(mailboxes=False)))
 
 

@@ -716,8 +716,8 @@ def test_smtp_listener_deployment():
     assert settings["INGEST_SMTP_HOST"] == "0.0.0.0"
     port = int(settings["INGEST_SMTP_PORT"])
     assert {"name": "smtp", "containerPort": port, "protocol": "TCP"} in container["ports"]
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["tcpSocket"] == {"port": "smtp"}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):  # its own HTTP health (metrics port)
+        assert container[probe]["httpGet"]["port"] == "metrics"
     # the same blob volume, at INGEST_BLOB_DIR, in both
     blob_dir = settings["INGEST_BLOB_DIR"]
     claims = []
@@ -1107,6 +1107,10 @@ def test_prometheus_scrapes_the_smtp_listener():
     container = pod_spec(deployment)["containers"][0]
     port = next(p for p in container["ports"] if p["name"] == smtp_monitor["spec"]["podMetricsEndpoints"][0]["port"])
     assert {"name": "INGEST_SMTP_METRICS_PORT", "value": str(port["containerPort"])} in container["env"]
+    # probes on the listener's own health endpoints (ingest.smtp_listener.ListenerHealth), not a TCP connect
+    assert container["startupProbe"]["httpGet"] == {"path": "/health/ready", "port": port["name"]}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": port["name"]}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": port["name"]}
     policy = next(n for n in of_kind("NetworkPolicy") if n["metadata"]["name"] == "mailroom-smtp")
     allowed = [rule for rule in policy["spec"]["ingress"]
                if {"protocol": "TCP", "port": port["containerPort"]} in rule.get("ports", [])]

@@ -19,7 +19,9 @@ It is the public face of ingest, so it refuses early and clearly:
 Parsing happens later in the ingest service, never inside the SMTP session.
 
 Metrics (prometheus_client, on INGEST_SMTP_METRICS_PORT when set): messages by outcome, commands
-refused by reason, bytes accepted, the time from the end of DATA to durable, messages per commit.
+refused by reason, bytes accepted, the time from the end of DATA to durable, messages per commit;
+the same port answers /health/live (the event loop turns) and /health/ready (listening, database
+up at the expected schema) for the probes.
 """
 
 from __future__ import annotations
@@ -27,12 +29,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import ipaddress
+import json
 import logging
 import signal
 import ssl
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import prometheus_client
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -47,7 +54,7 @@ from ingest.domain.recipients import split_recipient
 from ingest.models import Intake
 from ingest.settings import Settings
 from ingest.settings import load as load_settings
-from mailroom_shared import config, observability
+from mailroom_shared import config, migrations, observability
 from mailroom_shared.caching import Expiring
 from mailroom_shared.db import Database, is_postgres, utcnow
 from mailroom_shared.events.tracing import derived_trace_id
@@ -57,7 +64,8 @@ log = logging.getLogger("ingest.smtp")
 CHANNEL_CACHE_SECONDS = 2.0
 RATE_WINDOW_SECONDS = 60.0
 MAX_GROUP_COMMIT = 64  # messages committed together at most
-METRICS_PORT_ENV = "INGEST_SMTP_METRICS_PORT"
+METRICS_PORT_ENV = "INGEST_SMTP_METRICS_PORT"  # /metrics, /health/live, /health/ready
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 SMTP_MESSAGES = Counter(
     "mailroom_smtp_messages_total",
@@ -496,16 +504,96 @@ def build_server(handler: IntakeHandler, tls: ssl.SSLContext | None = None) -> S
                       tls_context=tls, require_starttls=bool(tls) and handler.settings.smtp_require_tls)
 
 
+class ListenerHealth:
+    """The listener's own /health/live and /health/ready, served with /metrics (the services get
+    theirs from the kit). Live: the asyncio loop still turns (a heartbeat task, no I/O), so a wedged
+    loop restarts the pod while a database outage does not. Ready: the SMTP socket listens and the
+    ingest database answers at the schema revision this code expects (checked in the HTTP thread)."""
+
+    def __init__(self, database: Database, migrations_dir: Path | None = MIGRATIONS_DIR, live_max_lag: float = 10.0):
+        self.database = database
+        self.live_max_lag = live_max_lag
+        self.last_beat = time.monotonic()
+        self.listening = False
+        self.expected = self.known = None
+        if migrations_dir is not None and (migrations_dir / "env.py").exists():
+            self.expected = migrations.expected_heads(migrations_dir)
+            self.known = migrations.known_revisions(migrations_dir)
+
+    async def beat_forever(self) -> None:
+        while True:
+            self.last_beat = time.monotonic()
+            await asyncio.sleep(1.0)
+
+    def live(self) -> tuple[int, dict]:
+        lag = time.monotonic() - self.last_beat
+        ok = lag < self.live_max_lag
+        return (200 if ok else 503), {"service": "smtp", "status": "ok" if ok else "stalled",
+                                      "loop_lag_seconds": round(lag, 3)}
+
+    def ready(self) -> tuple[int, dict]:
+        checks: dict[str, object] = {"listening": self.listening}
+        ok = self.listening
+        try:
+            with self.database.engine.connect() as connection:
+                current = migrations.current_revisions(connection)
+            checks["database"] = "up"
+            if self.expected is not None:
+                checks["schema"] = migrations.schema_state(current, self.expected, self.known)
+                ok = ok and checks["schema"] in ("current", "ahead")
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", said in the answer
+            checks["database"] = "down"
+            checks["database_error"] = (str(exc) or type(exc).__name__).splitlines()[0][:200]
+            ok = False
+        return (200 if ok else 503), {"service": "smtp", "status": "ready" if ok else "not ready", **checks}
+
+
+def health_and_metrics_app(health: ListenerHealth):
+    """WSGI: /health/live and /health/ready as JSON, anything else prometheus_client's /metrics."""
+    metrics = prometheus_client.make_wsgi_app()
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path not in ("/health/live", "/health/ready"):
+            return metrics(environ, start_response)
+        status, body = health.live() if path == "/health/live" else health.ready()
+        payload = json.dumps(body).encode()
+        start_response("200 OK" if status == 200 else "503 Service Unavailable",
+                       [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+        return [payload]
+
+    return app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature; probes every few seconds
+        pass
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+def serve_http(host: str, port: int, health: ListenerHealth) -> WSGIServer:
+    """A thread of its own: probes and scrapes never touch the SMTP event loop."""
+    server = make_server(host, port, health_and_metrics_app(health), server_class=_ThreadingWSGIServer,
+                         handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="smtp-http", daemon=True).start()
+    return server
+
+
 async def serve(settings: Settings) -> None:
     tls = tls_context(settings)  # a missing or unreadable certificate stops the start, loudly
     database = Database(config.database_url(SERVICE_NAME))
     handler = IntakeHandler(database, open_blob_store(settings.blob_location), settings)
     loop = asyncio.get_running_loop()
+    health = ListenerHealth(database)
+    beat = asyncio.create_task(health.beat_forever())
     metrics_port = config.env_int(METRICS_PORT_ENV, 0, minimum=0)
-    if metrics_port:  # a thread of prometheus_client's: /metrics without touching the SMTP event loop
-        prometheus_client.start_http_server(metrics_port, addr=settings.smtp_host)
+    http = serve_http(settings.smtp_host, metrics_port, health) if metrics_port else None
     host, port = settings.smtp_host, settings.smtp_port
     server = await loop.create_server(lambda: build_server(handler, tls), host, port)
+    health.listening = True
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -513,8 +601,12 @@ async def serve(settings: Settings) -> None:
              ("required" if settings.smtp_require_tls else "offered") if tls else "off")
     await stop.wait()
     # Graceful: stop accepting; sessions in DATA finish storing (their executor jobs complete).
+    health.listening = False  # not ready while draining
     server.close()
     await asyncio.wait_for(server.wait_closed(), timeout=30)
+    beat.cancel()
+    if http is not None:
+        http.shutdown()
     database.dispose()
 
 

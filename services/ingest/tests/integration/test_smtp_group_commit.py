@@ -7,9 +7,11 @@ accepted/rejected/bytes/duration are counted and served on INGEST_SMTP_METRICS_P
 from __future__ import annotations
 
 import asyncio
+import json
 import smtplib
 import sys
 import threading
+import urllib.error
 import urllib.request
 import uuid
 from dataclasses import replace
@@ -23,7 +25,7 @@ from ingest import handlers
 from ingest.blobstore import DirectoryBlobStore
 from ingest.models import Base, Intake
 from ingest.settings import Settings
-from ingest.smtp_listener import GroupCommit, IntakeHandler, _Pending, build_server
+from ingest.smtp_listener import GroupCommit, IntakeHandler, ListenerHealth, _Pending, build_server, serve_http
 from mailroom_shared.db import Database
 from mailroom_testing.publishing import publish_event
 from mailroom_testing.specs import INGEST
@@ -256,6 +258,39 @@ def test_the_listener_process_serves_its_metrics(stack_factory):
     assert 'mailroom_smtp_messages_total{outcome="accepted"} 1.0' in body
     assert "mailroom_smtp_store_duration_seconds_count 1.0" in body
     assert "mailroom_smtp_commit_batch_messages_count 1.0" in body
+    # the probes' endpoints on the same port (deploy/k8s/base/ingest/smtp.yaml)
+    live = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/health/live", timeout=10).read())
+    ready = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/health/ready", timeout=10).read())
+    assert live["status"] == "ok"
+    assert ready["status"] == "ready" and ready["listening"] and ready["database"] == "up"
+    assert ready["schema"] == "current"
+
+
+def test_the_listener_is_live_but_not_ready_while_its_database_is_unreachable():
+    """A database outage must not restart the listener (live stays 200) but takes it out of the
+    Service (ready 503, naming the database); it comes back by itself when the database does."""
+    unreachable = Database("postgresql+psycopg2://postgres@127.0.0.1:1/ingest?connect_timeout=2")
+    health = ListenerHealth(unreachable)
+    health.listening = True
+    port = free_port()
+    server = serve_http("127.0.0.1", port, health)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=10) as response:
+            assert response.status == 200
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=10)
+        assert refused.value.code == 503
+        answer = json.loads(refused.value.read())
+        assert answer["database"] == "down" and answer["database_error"]
+        health.last_beat -= 60  # the event loop stopped turning
+        with pytest.raises(urllib.error.HTTPError) as stalled:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=10)
+        assert stalled.value.code == 503 and json.loads(stalled.value.read())["status"] == "stalled"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            assert b"mailroom_smtp_messages_total" in response.read()
+    finally:
+        server.shutdown()
+        unreachable.dispose()
 
 
 

@@ -151,8 +151,14 @@ def test_a_429_is_waited_out_with_retry_after_and_nothing_is_lost_or_doubled(sta
     assert "conv-rl" in post["text"]
     calls = slack.calls_of("chat.postMessage")
     assert len(calls) == 2  # the 429, then the post after Retry-After
-    view = stack.get(f"/api/slack/connections/{connection['id']}")[1]
-    assert view["rate_limited_until"] is not None and view["pending_posts"] == 0
+    # Slack has the post before the notifier records it as posted: wait for the record, not the call
+    def posted_view():
+        view = stack.get(f"/api/slack/connections/{connection['id']}")[1]
+        return view if view["pending_posts"] == 0 else None
+
+    view = stack.eventually(posted_view)
+    assert view["rate_limited_until"] is not None
+    assert len(slack.calls_of("chat.postMessage")) == 2  # and nothing posted again meanwhile
 
 
 def test_a_notifier_killed_mid_post_does_not_post_twice(stack_factory, slack):

@@ -6,8 +6,9 @@ import time
 import pytest
 from cryptography.fernet import Fernet
 
-from mailroom_shared import identities, signed_webhooks
-from mailroom_shared.signed_webhooks import BadSignature, SecretBox, SecretBoxUnavailable, TargetRefused
+from mailroom_shared import identities, safe_http, signed_webhooks
+from mailroom_shared.safe_http import TargetRefused
+from mailroom_shared.signed_webhooks import BadSignature, SecretBox, SecretBoxUnavailable
 
 
 def test_a_signature_verifies_only_for_the_same_secret_body_and_a_recent_time():
@@ -49,18 +50,18 @@ def test_sealed_secrets_open_only_with_their_key():
                                  "http://0.0.0.0/x", "http://[::ffff:127.0.0.1]/x", "http://localhost/x"])
 def test_private_loopback_and_link_local_targets_are_refused_unless_allowed(url):
     with pytest.raises(TargetRefused):
-        signed_webhooks.checked_target(url, allow_private=False)
+        safe_http.checked_target(url, allow_private=False)
 
 
 def test_urls_that_are_no_http_targets_are_refused_even_when_private_is_allowed():
     for url in ("ftp://example.com/x", "http://user:pw@127.0.0.1/x", "/relative", "", "http://" + "a" * 2000):
         with pytest.raises(TargetRefused):
-            signed_webhooks.checked_target(url, allow_private=True)
-    assert signed_webhooks.checked_target("http://127.0.0.1:8080/x?y=1", allow_private=True)[0].path == "/x?y=1"
+            safe_http.checked_target(url, allow_private=True)
+    assert safe_http.checked_target("http://127.0.0.1:8080/x?y=1", allow_private=True)[0].path == "/x?y=1"
 
 
 def test_a_refused_target_is_never_connected_to():
-    answer = signed_webhooks.post("http://127.0.0.1:9/x", "{}", {}, allow_private=False)
+    answer = safe_http.post("http://127.0.0.1:9/x", "{}", {}, allow_private=False)
     assert answer.status is None and answer.error.startswith("refused:")
 
 

@@ -27,7 +27,7 @@ from conversations.models import ChannelAttachment, ChatThread, ConnectorChannel
 from conversations.queries import require_view
 from conversations.schemas import ChatMessageInputSchema, ConnectorChannelSchema, FormSubmissionInputSchema
 from conversations.settings import Settings
-from mailroom_shared import signed_webhooks
+from mailroom_shared import safe_http, signed_webhooks
 from mailroom_shared.addresses import try_normalise_email
 from mailroom_shared.auth import Principal
 from mailroom_shared.db import Database, aware, is_postgres, parse_time, utcnow
@@ -77,8 +77,8 @@ def check_webhook_url(url: str | None, settings: Settings) -> str | None:
     if url is None:
         return None
     try:
-        signed_webhooks.checked_target(url, allow_private=settings.allow_private_connector_targets)
-    except signed_webhooks.TargetRefused as exc:
+        safe_http.checked_target(url, allow_private=settings.allow_private_connector_targets)
+    except safe_http.TargetRefused as exc:
         raise HttpError(f"webhook_url: {exc}", {"field": "webhook_url"}) from None
     return url.strip()
 

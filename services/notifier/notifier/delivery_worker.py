@@ -1,9 +1,9 @@
-"""The webhook delivery worker: a nameko provider running NOTIFIER_DELIVERY_CONCURRENCY managed
-green threads that each claim a due delivery (handlers.claim_next), sign it (Standard Webhooks,
-a fresh webhook-timestamp per attempt, the same webhook-id), POST it (webhook_client) and record
-the outcome (handlers.record_outcome). Woken after an event recorded deliveries in this process,
-and polling for due retries (NOTIFIER_POLL_SECONDS). On stop the requests in flight are
-finished and recorded first."""
+"""The webhook delivery worker: a nameko provider running NOTIFIER_DELIVERY_CONCURRENCY managed green
+threads that each claim a due delivery (handlers.claim_next), sign it (Standard Webhooks, a fresh
+webhook-timestamp per attempt, the same webhook-id), POST it (mailroom_shared.safe_http: checked
+against SSRF, pinned to the checked address) and record the outcome (handlers.record_outcome). Woken
+after an event recorded deliveries in this process, and polling for due retries
+(NOTIFIER_POLL_SECONDS). On stop the requests in flight are finished and recorded first."""
 
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ import time
 
 import eventlet
 
-from mailroom_shared import observability
+from mailroom_shared import observability, safe_http
 from mailroom_shared.db import Database, utcnow
 from mailroom_shared.kit import SettingsProvider
 from mailroom_shared.messaging.nameko_adapters import BackgroundWorker, database_url_for
-from notifier import SERVICE_NAME, handlers, webhook_client
+from notifier import SERVICE_NAME, handlers
 from notifier.domain import signing
 
 log = logging.getLogger(__name__)
+WEBHOOK_USER_AGENT = "mailroom-webhooks/1"
 STATE_METRIC = {"delivered": "sent", "retry": "deferred", "failed": "failed"}
 
 
@@ -51,10 +52,11 @@ class DeliveryWorker(BackgroundWorker):
         try:
             started_at = utcnow()
             headers = signing.headers(claimed.secrets, claimed.event_id, int(time.time()), claimed.body)
-            answer = webhook_client.post(
+            answer = safe_http.post(
                 claimed.url, claimed.body, headers, allow_http=self.settings.allow_http,
                 allow_private=self.settings.allow_private_targets,
-                connect_timeout=self.settings.connect_timeout, total_timeout=self.settings.total_timeout)
+                connect_timeout=self.settings.connect_timeout, total_timeout=self.settings.total_timeout,
+                user_agent=WEBHOOK_USER_AGENT)
             observability.DELIVERY_DURATION.labels("webhook").observe(answer.duration)
             with self.database.transaction() as session:
                 outcome = handlers.record_outcome(session, claimed, answer.status, answer.error, answer.duration,

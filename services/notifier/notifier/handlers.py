@@ -12,10 +12,11 @@ from marshmallow import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mailroom_shared import safe_http
 from mailroom_shared.db import aware, conflict_insert, is_postgres, utcnow
 from mailroom_shared.http import Forbidden, HttpError, NotFound, ServiceUnavailable, get_or_404
 from notifier import schemas
-from notifier.domain import retries, sequencing, signing, subscriptions, targets
+from notifier.domain import retries, sequencing, signing, subscriptions
 from notifier.domain.vault import Vault, VaultUnavailable
 from notifier.models import WebhookAttempt, WebhookDelivery, WebhookSequence, WebhookSubscription
 from notifier.settings import Settings
@@ -43,8 +44,8 @@ def _checked_fields(body: dict, settings: Settings, *, partial: bool) -> dict:
     fields: dict = {}
     if "url" in body or not partial:
         try:
-            targets.parse_url(body.get("url"), allow_http=settings.allow_http)
-        except targets.TargetRefused as exc:
+            safe_http.parse_url(body.get("url"), allow_http=settings.allow_http)
+        except safe_http.TargetRefused as exc:
             raise HttpError(f"url: {exc}") from None
         fields["url"] = body["url"].strip()
     if "events" in body or not partial:
@@ -81,7 +82,7 @@ def create_subscription(session: Session, principal, body: dict, settings: Setti
 def _check_reachable(check_target, url: str) -> None:
     try:
         check_target(url)
-    except targets.TargetRefused as exc:
+    except safe_http.TargetRefused as exc:
         raise HttpError(f"url: {exc}") from None
 
 

@@ -6,9 +6,10 @@ from nameko.rpc import RpcProxy
 from nameko.timer import timer
 from werkzeug.wrappers import Response
 
+from mailroom_shared import safe_http
 from mailroom_shared.http import health_response, page_limit, read_json
 from mailroom_shared.kit import after_commit, consumes, endpoint, service_base
-from notifier import SERVICE_NAME, handlers, models, queries, settings, slack_handlers, slack_replies, webhook_client
+from notifier import SERVICE_NAME, handlers, models, queries, settings, slack_handlers, slack_replies
 from notifier.delivery_worker import DeliveryWorker
 from notifier.slack_worker import SlackWorker
 
@@ -32,7 +33,7 @@ class NotifierService(Base):
     # --- HTTP: webhook subscriptions (super admins only) -----------------------------------------
 
     def _check_target(self, url):
-        webhook_client.checked_target(url, allow_http=self.settings.allow_http,
+        safe_http.checked_target(url, allow_http=self.settings.allow_http,
                                       allow_private=self.settings.allow_private_targets)
 
     @endpoint("POST", "/api/webhooks")

@@ -16,7 +16,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from mailroom_shared import signed_webhooks
+from mailroom_shared import safe_http, signed_webhooks
 from mailroom_shared.auth import Principal
 from mailroom_shared.db import Database, is_postgres, utcnow
 from mailroom_shared.http import Conflict, HttpError, ServiceUnavailable
@@ -157,8 +157,8 @@ def claim_next(session: Session, outbox: Outbox, settings: Settings) -> ClaimedC
 def deliver(claimed: ClaimedChat, settings: Settings) -> chat.ChatOutcome:
     """POST the reply, signed now (a fresh timestamp), to a checked address."""
     headers = signed_webhooks.sign(claimed.secret, claimed.id, int(time.time()), claimed.body)
-    answer = signed_webhooks.post(claimed.url, claimed.body, headers,
-                                  allow_private=settings.allow_private_connector_targets)
+    answer = safe_http.post(claimed.url, claimed.body, headers, allow_private=settings.allow_private_connector_targets,
+                            user_agent=signed_webhooks.USER_AGENT)
     return chat.outcome(answer.status, answer.error, answer.retry_after)
 
 

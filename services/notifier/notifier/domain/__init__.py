@@ -2,5 +2,6 @@
 - retries.py: the webhook retry schedule, its jitter, and which answers are retried;
 - signing.py: Standard Webhooks secrets and signatures;
 - subscriptions.py: which events a subscription receives, and what a subscription may say;
-- targets.py: which URLs and addresses a webhook may reach (SSRF rules);
-- vault.py: the signing secrets encrypted at rest (Fernet)."""
+- vault.py: the signing secrets encrypted at rest (Fernet).
+Which URLs and addresses a webhook may reach (SSRF rules) is mailroom_shared.safe_http, shared with
+the chat connectors."""

@@ -10,9 +10,9 @@ import pytest
 from cryptography.fernet import Fernet
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from mailroom_shared import config
+from mailroom_shared import config, safe_http
 from notifier import settings
-from notifier.domain import retries, signing, subscriptions, targets
+from notifier.domain import retries, signing, subscriptions
 from notifier.domain.vault import Vault, VaultUnavailable
 
 # the Standard Webhooks reference libraries' test vector
@@ -63,33 +63,33 @@ def test_during_a_rotation_either_secret_verifies():
     ("::ffff:127.0.0.1", "loopback"), ("fd00::1", "private"), ("100.64.0.1", "not global"),
 ])
 def test_non_public_addresses_are_refused(address, why):
-    assert targets.address_refusal(address) == why
-    with pytest.raises(targets.TargetRefused, match=why):
-        targets.check_addresses("example.test", [address], allow_private=False)
+    assert safe_http.address_refusal(address) == why
+    with pytest.raises(safe_http.TargetRefused, match=why):
+        safe_http.check_addresses("example.test", [address], allow_private=False)
 
 
 def test_public_addresses_pass_and_private_ones_when_allowed():
-    assert targets.address_refusal("93.184.216.34") is None
-    assert targets.address_refusal("2606:2800:220:1:248:1893:25c8:1946") is None
-    assert targets.check_addresses("h", ["93.184.216.34"], allow_private=False) == "93.184.216.34"
-    assert targets.check_addresses("h", ["127.0.0.1"], allow_private=True) == "127.0.0.1"
+    assert safe_http.address_refusal("93.184.216.34") is None
+    assert safe_http.address_refusal("2606:2800:220:1:248:1893:25c8:1946") is None
+    assert safe_http.check_addresses("h", ["93.184.216.34"], allow_private=False) == "93.184.216.34"
+    assert safe_http.check_addresses("h", ["127.0.0.1"], allow_private=True) == "127.0.0.1"
 
 
 def test_one_private_address_among_public_ones_refuses_the_name():
-    with pytest.raises(targets.TargetRefused):
-        targets.check_addresses("h", ["93.184.216.34", "10.0.0.1"], allow_private=False)
-    with pytest.raises(targets.TargetRefused, match="does not resolve"):
-        targets.check_addresses("h", [], allow_private=True)
+    with pytest.raises(safe_http.TargetRefused):
+        safe_http.check_addresses("h", ["93.184.216.34", "10.0.0.1"], allow_private=False)
+    with pytest.raises(safe_http.TargetRefused, match="does not resolve"):
+        safe_http.check_addresses("h", [], allow_private=True)
 
 
 def test_urls_must_be_https_without_credentials_unless_http_is_allowed():
-    assert targets.parse_url("https://hooks.example.com/in?x=1", allow_http=False) == targets.Target(
+    assert safe_http.parse_url("https://hooks.example.com/in?x=1", allow_http=False) == safe_http.Target(
         "https", "hooks.example.com", 443, "/in?x=1")
-    assert targets.parse_url("http://127.0.0.1:8080", allow_http=True).path == "/"
+    assert safe_http.parse_url("http://127.0.0.1:8080", allow_http=True).path == "/"
     for bad in ("http://hooks.example.com/", "ftp://x/", "https://user:pw@x.example/", "https:///nohost", "nonsense",
                 "https://x.example:99999/"):
-        with pytest.raises(targets.TargetRefused):
-            targets.parse_url(bad, allow_http=False)
+        with pytest.raises(safe_http.TargetRefused):
+            safe_http.parse_url(bad, allow_http=False)
 
 
 def test_retry_schedule_grows_with_jitter_and_ends():

@@ -9,13 +9,13 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import select, text
 
+from mailroom_shared import safe_http
 from mailroom_shared.auth import Principal
 from mailroom_shared.db import Database
 from mailroom_shared.events.envelope import build_envelope
 from mailroom_shared.http import Forbidden, HttpError, ServiceUnavailable
 from mailroom_shared.migrations import upgrade
 from notifier import handlers, queries
-from notifier.domain import targets
 from notifier.models import WebhookAttempt, WebhookDelivery
 from notifier.settings import Settings
 
@@ -86,7 +86,7 @@ def test_bad_bodies_and_refused_targets_are_400(db):
             handlers.create_subscription(session, ADMIN, body, SETTINGS, allow)
 
     def refuse(url):
-        raise targets.TargetRefused("x.example resolves to a private address (10.0.0.1)")
+        raise safe_http.TargetRefused("x.example resolves to a private address (10.0.0.1)")
 
     with db.transaction() as session, pytest.raises(HttpError, match="private"):
         handlers.create_subscription(session, ADMIN, {"url": "https://x.example", "events": ["*"]}, SETTINGS, refuse)

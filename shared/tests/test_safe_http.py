@@ -1,4 +1,4 @@
-"""The webhook client against a local receiver: private targets are refused before any connection
+"""The SSRF-checked HTTP client (safe_http) against a local receiver: private targets are refused before any connection
 (at delivery time too: a name that now resolves to a private address), the request goes to the
 checked address with the URL's Host, and no answer within the deadline is a timeout."""
 
@@ -8,8 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from notifier import webhook_client
-from notifier.domain import targets
+from mailroom_shared import safe_http
 
 
 @pytest.fixture
@@ -37,7 +36,7 @@ def receiver():
 
 def post(url, **kwargs):
     options = {"allow_http": True, "allow_private": False, "connect_timeout": 1.0, "total_timeout": 1.0, **kwargs}
-    return webhook_client.post(url, '{"x":1}', {"webhook-id": "evt-1"}, **options)
+    return safe_http.post(url, '{"x":1}', {"webhook-id": "evt-1"}, **options)
 
 
 def test_loopback_and_localhost_are_refused_without_connecting(receiver):
@@ -45,14 +44,14 @@ def test_loopback_and_localhost_are_refused_without_connecting(receiver):
     for url in (f"http://127.0.0.1:{port}/", f"http://localhost:{port}/", f"http://[::1]:{port}/"):
         answer = post(url)
         assert answer.status is None and answer.error.startswith("refused:")
-        with pytest.raises(targets.TargetRefused):
-            webhook_client.checked_target(url, allow_http=True, allow_private=False)
+        with pytest.raises(safe_http.TargetRefused):
+            safe_http.checked_target(url, allow_http=True, allow_private=False)
     assert seen == []
 
 
 def test_a_name_that_resolves_to_a_private_address_at_delivery_time_is_refused(receiver, monkeypatch):
     port, seen = receiver
-    monkeypatch.setattr(webhook_client, "resolve", lambda host, p: ["10.0.0.7"])  # DNS rebinding
+    monkeypatch.setattr(safe_http, "resolve", lambda host, p: ["10.0.0.7"])  # DNS rebinding
     assert post(f"http://hooks.example.com:{port}/").error == (
         "refused: hooks.example.com resolves to a private address (10.0.0.7)")
     assert seen == []
@@ -60,7 +59,7 @@ def test_a_name_that_resolves_to_a_private_address_at_delivery_time_is_refused(r
 
 def test_the_request_goes_to_the_checked_address_with_the_urls_host(receiver, monkeypatch):
     port, seen = receiver
-    monkeypatch.setattr(webhook_client, "resolve", lambda host, p: ["127.0.0.1"])
+    monkeypatch.setattr(safe_http, "resolve", lambda host, p: ["127.0.0.1"])
     answer = post(f"http://hooks.example.com:{port}/in?x=1", allow_private=True)
     assert answer.status == 204 and answer.error is None
     assert seen == [("/in?x=1", f"hooks.example.com:{port}", "evt-1", b'{"x":1}')]
@@ -121,7 +120,7 @@ def test_https_goes_to_the_checked_address_and_verifies_the_urls_host_name(recei
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         port = server.server_address[1]
-        monkeypatch.setattr(webhook_client, "resolve", lambda host, p: ["127.0.0.1"])
+        monkeypatch.setattr(safe_http, "resolve", lambda host, p: ["127.0.0.1"])
         client_context = ssl.create_default_context(cafile=str(cert_file))
         ok = post(f"https://hooks.example.com:{port}/in", allow_http=False, allow_private=True,
                   ssl_context=client_context)

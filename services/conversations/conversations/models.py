@@ -284,6 +284,19 @@ class KnownContact(Base):
     contact_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
 
 
+class ContactRedirect(Base):
+    """A contact that is gone (issue #17): merged into `survivor_id`, or erased (survivor None).
+    Every contact id that contacts' events name goes through it (contact_corrections.py), so a late
+    or redelivered event about the merged contact (contact_created, contact_updated) is applied to
+    the survivor and one about an erased contact is ignored: nothing points at a gone contact again."""
+
+    __tablename__ = "contact_redirects"
+
+    contact_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    survivor_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    created_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
 class AwaitedParent(Base):
     """A Message-ID that the first message of a conversation referred to (In-Reply-To/References)
     and that was not stored when it arrived. A parent processed after its reply (concurrent SMTP

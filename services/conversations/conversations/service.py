@@ -78,18 +78,21 @@ class ConversationsService(Base):
     @consumes("ingest", "message_received")
     def handle_message_received(self, session, data, envelope):
         handlers.receive_message(session, self.outbox, data, self.settings)
+        contact_corrections.settle_contacts(session, data)  # a merge applied meanwhile (issue #17)
 
     @consumes("ingest", "message_quarantined")
     def handle_message_quarantined(self, session, data, envelope):
         handlers.receive_quarantined(session, self.outbox, data, self.settings)
+        contact_corrections.settle_contacts(session, data)
 
+    # through the redirects of merged and erased contacts (contact_corrections.py)
     @consumes("contacts", "contact_created")
     def handle_contact_created(self, session, data, envelope):
-        handlers.learn_contact(session, data["contact_id"], data["emails"])
+        contact_corrections.learn_contact(session, data)
 
     @consumes("contacts", "contact_updated")
     def handle_contact_updated(self, session, data, envelope):
-        handlers.update_contact(session, data["contact_id"], data["emails"], data.get("removed") or [])
+        contact_corrections.update_contact(session, data)
 
     # contacts' corrections (issue #17, contact_corrections.py)
     @consumes("contacts", "contacts_merged")

@@ -63,7 +63,8 @@ def test_an_erasure_redacts_the_persons_messages_and_nothing_else(database, mail
     data = {"erasure_id": "e-1", "contact_id": "c-ada", "emails": ["ada@customer.example"], "intake_ids": []}
     with database.transaction() as session:
         erased = contact_corrections.erase_contact(session, OUTBOX, data)
-    assert erased == {"conversations": 1, "messages": 1, "attachments": 1, "known_addresses": 1}
+    assert erased == {"conversations": 1, "messages": 1, "attachments": 1, "known_addresses": 1,
+                      "pending_events": 2}  # her conversation_created and message_added, not relayed yet
     with database.transaction() as session:
         conversation = session.get(Conversation, ada_conversation)
         assert (conversation.contact_id, conversation.contact_email, conversation.subject) == (None, None, "[erased]")
@@ -81,4 +82,5 @@ def test_an_erasure_redacts_the_persons_messages_and_nothing_else(database, mail
 
     with database.transaction() as session:  # redelivered: the same message again, nothing new to erase
         again = contact_corrections.erase_contact(session, OUTBOX, data)
-    assert again == {"conversations": 0, "messages": 0, "attachments": 0, "known_addresses": 0}
+    assert again == {"conversations": 0, "messages": 0, "attachments": 0, "known_addresses": 0,
+                     "pending_events": 0}

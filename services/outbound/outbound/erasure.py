@@ -3,15 +3,17 @@ sent to that person (To, Cc or Bcc) is erased — subject, bodies, recipients, t
 attachments — and the rows stay as a record that an email went out (ids, state, times). An email
 still waiting to go is not sent any more (failed, "erased"). Chat replies to their chat
 identities lose their text and body alike; their suppression and auto-acknowledgement rows go.
-Confirmed with `contact_sent_mail_erased` (counts only)."""
+Events about the person that the outbox has not relayed yet (an email_sent to them, say) are
+dropped: they would put the person back on a timeline. Confirmed with `contact_sent_mail_erased`
+(counts only)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Text, cast, delete, false, func, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from mailroom_shared.addresses import try_normalise_email
 from mailroom_shared.db import utcnow
+from mailroom_shared.erasure import drop_pending_events, erasure_keys, mentions
 from mailroom_shared.messaging.outbox import Outbox
 from outbound.models import Attachment, AutoAcknowledged, ChatMessage, Email, Suppression
 
@@ -19,17 +21,11 @@ ERASED = "[erased]"
 WAITING = ("queued", "deferred")
 
 
-def _mentions(column, values: list[str]):
-    if not values:
-        return false()
-    return or_(*(func.lower(cast(column, Text)).contains(f'"{v.lower()}"', autoescape=True) for v in values))
-
-
 def erase_contact(session: Session, outbox: Outbox, data: dict) -> dict:
-    emails = sorted({e for e in (try_normalise_email(x) for x in data.get("emails") or []) if e})
-    handles = sorted({str(i.get("value")) for i in data.get("identities") or [] if i.get("value")})
+    keys = erasure_keys(data)
+    emails, handles = list(keys.emails), list(keys.handles)
     sent = session.execute(select(Email).where(or_(
-        _mentions(Email.to, emails), _mentions(Email.cc, emails), _mentions(Email.bcc, emails)))
+        mentions(Email.to, emails), mentions(Email.cc, emails), mentions(Email.bcc, emails)))
     ).scalars().all()
     ids = [e.id for e in sent]
     attachments = session.execute(delete(Attachment).where(Attachment.email_id.in_(ids or [""]))).rowcount
@@ -39,17 +35,18 @@ def erase_contact(session: Session, outbox: Outbox, data: dict) -> dict:
         email.to, email.cc, email.bcc, email.reply_to = [], [], [], []
         if email.state in WAITING:  # never send what was erased
             email.state, email.last_error, email.failed_at, email.claimed_until = "failed", "erased", utcnow(), None
-    chats = session.execute(select(ChatMessage).where(_mentions(ChatMessage.identity, handles))).scalars().all()
+    chats = session.execute(select(ChatMessage).where(mentions(ChatMessage.identity, handles))).scalars().all()
     for chat in chats:
         chat.text, chat.body, chat.identity, chat.thread_id = ERASED, "", {}, ERASED
         if chat.state in WAITING:
             chat.state, chat.claimed_until = "failed", None
     suppressions = session.execute(delete(Suppression).where(
-        func.lower(Suppression.address).in_(emails or [""]))).rowcount
+        func.lower(Suppression.address).in_(keys.lower_emails or [""]))).rowcount
     acknowledged = session.execute(delete(AutoAcknowledged).where(
-        func.lower(AutoAcknowledged.address).in_(emails or [""]))).rowcount
+        func.lower(AutoAcknowledged.address).in_(keys.lower_emails or [""]))).rowcount
+    events = drop_pending_events(session, outbox.table, keys)
     erased = {"emails": len(ids), "attachments": attachments, "chat_messages": len(chats),
-              "suppressions": suppressions, "auto_acknowledgements": acknowledged}
+              "suppressions": suppressions, "auto_acknowledgements": acknowledged, "pending_events": events}
     outbox.record(session, "contact_sent_mail_erased", data["contact_id"], {
         "erasure_id": data["erasure_id"], "contact_id": data["contact_id"], "erased": erased})
     return erased

@@ -27,14 +27,14 @@ def ingest(tmp_path):
 
 
 def stored(session, blobs, raw: bytes, envelope_from=None, attachment: bytes | None = None,
-           channel="support@acme.test") -> str:
+           channel="support@acme.test", status="processed") -> str:
     key = blobs.put(raw)
     attachments = []
     if attachment is not None:
         attachments.append({"sha256": blobs.put(attachment, durable=False), "filename": "a.pdf"})
     intake_id = str(uuid.uuid4())
     session.add(Intake(id=intake_id, channel_address=channel, via="smtp", dedupe_key=intake_id, blob_key=key,
-                       size=len(raw), envelope_from=envelope_from, status="processed", attachments=attachments,
+                       size=len(raw), envelope_from=envelope_from, status=status, attachments=attachments,
                        received_at=dt.datetime.now(dt.UTC)))
     return intake_id
 
@@ -59,7 +59,8 @@ def test_the_persons_mail_and_blobs_go_and_a_shared_raw_blob_and_others_mail_sta
             "intake_ids": [by_id, mine, str(uuid.uuid4())]}
     with database.transaction() as session:
         counts = erasure.erase_contact(session, blobs, OUTBOX, data)
-    assert counts == {"messages": 3, "raw_messages": 2, "attachments": 1}
+    assert counts == {"messages": 3, "raw_messages": 2, "attachments": 1, "not_yet_processed": 0,
+                      "pending_events": 0}
     with database.transaction() as session:
         left = set(session.execute(select(Intake.id)).scalars())
     assert left == {other_inbox, bob}
@@ -73,7 +74,7 @@ def test_the_persons_mail_and_blobs_go_and_a_shared_raw_blob_and_others_mail_sta
     # redelivered (at-least-once): nothing more to erase, and still confirmed
     with database.transaction() as session:
         assert erasure.erase_contact(session, blobs, OUTBOX, data) == {
-            "messages": 0, "raw_messages": 0, "attachments": 0}
+            "messages": 0, "raw_messages": 0, "attachments": 0, "not_yet_processed": 0, "pending_events": 0}
 
 
 def test_hostile_input_erases_nothing_else(ingest):
@@ -96,3 +97,36 @@ def test_the_directory_store_deletes_once_and_never_outside_its_root(tmp_path):
     outside = tmp_path / "outside"
     outside.write_bytes(b"x")
     assert blobs.delete("../outside") is False and outside.exists()
+
+
+def test_mail_still_in_the_intake_queue_is_erased_by_its_headers_and_its_unrelayed_events_dropped(ingest):
+    """Accepted before the erasure, not analysed yet (or quarantined): not on any timeline and
+    sent from another envelope sender (a mailing service's bounce address), found by From,
+    Sender or Reply-To. Mail of someone else in the queue stays, and so does an unreadable one."""
+    database, blobs = ingest
+    with database.transaction() as session:
+        queued = stored(session, blobs, b"From: Ada <Ada@Example.com>\r\nSubject: secret\r\n\r\nqueued",
+                        envelope_from="bounces+123@esp.example", status="stored")
+        via_reply_to = stored(session, blobs, b"From: forms@site.example\r\nReply-To: ada@example.com\r\n\r\nform",
+                              status="quarantined")
+        analysed = stored(session, blobs, b"From: ada@example.com\r\n\r\nanalysed: not on her timeline",
+                          envelope_from="bounces+9@esp.example")  # processed: found by intake_ids only
+        bobs = stored(session, blobs, b"From: bob@example.com\r\nCc: ada@example.com\r\n\r\nbob's", status="stored")
+        garbage = stored(session, blobs, b"\xff\xfe\x00 not a header block", status="stored")
+        OUTBOX.record(session, "contact_mail_erased", "c-x", {
+            "erasure_id": "e-x", "contact_id": "c-x", "erased": {}})  # the erasure's own events stay
+    data = {"erasure_id": "e-3", "contact_id": "c-3", "emails": ["ada@example.com"], "intake_ids": []}
+    with database.transaction() as session:
+        counts = erasure.erase_contact(session, blobs, OUTBOX, data)
+    assert counts["messages"] == 2 and counts["not_yet_processed"] == 2
+    with database.transaction() as session:
+        left = set(session.execute(select(Intake.id)).scalars())
+    assert left == {analysed, bobs, garbage}
+    assert queued not in left and via_reply_to not in left
+
+
+def test_header_addresses_reads_only_the_header_block():
+    assert erasure.header_addresses(b"From: A <A@X.example>\r\nSender: s@x.example\r\n\r\nFrom: b@y.example") == {
+        "a@x.example", "s@x.example"}
+    assert erasure.header_addresses(b"") == set()
+    assert erasure.header_addresses(b"From: =?utf-8?q?\xff?= <%@x>\n\n") <= {"%@x"}

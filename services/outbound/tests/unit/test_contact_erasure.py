@@ -52,7 +52,7 @@ def test_mail_sent_to_the_person_loses_its_content_and_a_queued_one_is_never_sen
     with database.transaction() as session:
         erased = erasure.erase_contact(session, OUTBOX, data)
     assert erased == {"emails": 2, "attachments": 2, "chat_messages": 0, "suppressions": 1,
-                      "auto_acknowledgements": 0}
+                      "auto_acknowledgements": 0, "pending_events": erased["pending_events"]}
     with database.transaction() as session:
         for email_id in (delivered, waiting):
             email = session.get(Email, email_id)
@@ -65,3 +65,33 @@ def test_mail_sent_to_the_person_loses_its_content_and_a_queued_one_is_never_sen
         assert session.execute(select(Suppression)).scalars().all() == []
     with database.transaction() as session:  # redelivered: the same two rows, nothing left to erase in them
         assert erasure.erase_contact(session, OUTBOX, data)["attachments"] == 0
+
+
+def pending(session, event_type, data, published=False):
+    event_id = str(uuid.uuid4())
+    session.execute(models.outbox.insert().values(
+        event_id=event_id, event_type=event_type, attempts=0, created_at=dt.datetime.now(dt.UTC),
+        published_at=dt.datetime.now(dt.UTC) if published else None,
+        envelope={"id": event_id, "source": "mailroom/outbound", "type": f"mailroom.{event_type}.v1", "data": data}))
+    return event_id
+
+
+def test_the_persons_events_not_relayed_yet_are_dropped_and_no_one_elses(database):
+    """An email_sent to her still in the outbox would put her back on a timeline after the erasure."""
+    with database.transaction() as session:
+        hers = pending(session, "email_sent", {"to": [{"email": "ADA@customer.example"}], "text": "4711"})
+        as_cc = pending(session, "email_queued", {"to": [{"email": "bob@customer.example"}],
+                                                   "cc": [{"email": "ada@customer.example", "name": "Ada"}]})
+        bobs = pending(session, "email_sent", {"to": [{"email": "bob@customer.example"}]})
+        lookalike = pending(session, "email_sent", {"to": [{"email": "xada@customer.example"}]})
+        relayed = pending(session, "email_sent", {"to": [{"email": "ada@customer.example"}]}, published=True)
+    data = {"erasure_id": "e-9", "contact_id": "c-ada", "emails": ["ada@customer.example"]}
+    with database.transaction() as session:
+        assert erasure.erase_contact(session, OUTBOX, data)["pending_events"] == 2
+    with database.transaction() as session:
+        left = set(session.execute(select(models.outbox.c.event_id)).scalars())
+        confirmation = session.execute(select(models.outbox.c.envelope).where(
+            models.outbox.c.event_type == "contact_sent_mail_erased")).scalar_one()
+    assert hers not in left and as_cc not in left
+    assert {bobs, lookalike, relayed} <= left
+    assert confirmation["data"]["erased"]["pending_events"] == 2  # the confirmation itself goes out

@@ -116,7 +116,7 @@ def test_compose_delivers_from_to_subject_and_attachment_and_shows_in_sent(page,
     panel.get_by_label("Attach files").set_input_files(
         files=[{"name": "quote.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4 quote 42"}])
     expect(panel.get_by_role("list", name="Attached files")).to_contain_text("quote.pdf")
-    panel.get_by_role("button", name="Insert").click()
+    panel.get_by_role("button", name="Insert", exact=True).click()
     panel.get_by_label("Kind").select_option("document")
     panel.get_by_label("URL", exact=True).fill("https://docs.example.com/terms")
     panel.get_by_label("Title").fill("Terms")

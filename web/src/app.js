@@ -5,10 +5,19 @@
 // same-origin, whose own Content-Security-Policy blocks every remote load until "Load images".
 
 import { FRAME_SANDBOX, frameDocument } from "./frame.js";
+import { beginSignIn, completeSignIn } from "./oidc.js";
 
 const VIEWS = [["open", "Open"], ["mine", "Assigned to me"], ["unassigned", "Unassigned"], ["closed", "Closed"],
   ["sent", "Sent"], ["spam", "Spam"], ["all", "All"]];
 const INSERT_KINDS = ["document", "meeting", "article", "video", "quote", "link"];
+const SEARCH_DEBOUNCE_MS = 300;
+// the emoji picker's built-in set: [character, name]
+const EMOJI = [["👍", "Thumbs up"], ["🙂", "Smiling face"], ["😀", "Grinning face"], ["😉", "Winking face"],
+  ["🙏", "Thank you"], ["👋", "Waving hand"], ["🎉", "Party popper"], ["✅", "Check mark"], ["❤️", "Red heart"],
+  ["🚀", "Rocket"], ["📦", "Package"], ["📞", "Telephone"], ["⏰", "Alarm clock"], ["😢", "Crying face"],
+  ["🤔", "Thinking face"], ["👀", "Eyes"]];
+const CALL_OUTCOMES = [["answered", "Answered"], ["no_answer", "No answer"], ["voicemail", "Voicemail"],
+  ["busy", "Busy"], ["failed", "Failed"]];
 const POLL_MS = 3000; // new mail without reloading: the list and counts are cheap indexed queries
 const PAGE = 50;
 const READ_ONLY_REASON = "Read only: you can view this inbox, but only its members can act in it.";
@@ -16,7 +25,7 @@ const READ_ONLY_REASON = "Read only: you can view this inbox, but only its membe
 const state = {
   token: null, user: null, roles: [], inboxes: [], counts: {}, inboxId: null, view: "open",
   items: [], nextCursor: null, selectedId: null, conversation: null, search: "", pollTimer: null,
-  contacts: new Set(),
+  contacts: new Set(), auth: { dev_auth: true, oidc: null }, searchTimer: null,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -61,8 +70,8 @@ class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
 
-async function api(method, path, body) {
-  const headers = { Accept: "application/json", Authorization: `Bearer ${state.token}` };
+async function api(method, path, body, extraHeaders = {}) {
+  const headers = { ...extraHeaders, Accept: "application/json", Authorization: `Bearer ${state.token}` };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, { method, headers, cache: "no-store", credentials: "omit",
     body: body === undefined ? undefined : JSON.stringify(body) });
@@ -98,6 +107,45 @@ async function signIn(event) {
   state.token = data.token;
   state.user = data.user_id;
   state.roles = data.roles || [];
+  await start();
+}
+
+// How this deployment signs in (GET /auth/config): the dev sign-in and/or OpenID Connect.
+async function loadAuthConfig() {
+  try {
+    const response = await fetch("/auth/config", { cache: "no-store", credentials: "omit" });
+    if (response.ok) state.auth = await response.json();
+  } catch { /* an older server: the dev sign-in only */ }
+  const oidc = state.auth && state.auth.oidc;
+  $("sign-in-form").hidden = !(state.auth && state.auth.dev_auth);
+  $("oidc-sign-in").hidden = !oidc;
+  if (state.auth && state.auth.oidc_error) $("oidc-error").textContent = state.auth.oidc_error;
+  else if (!oidc && $("sign-in-form").hidden) $("oidc-error").textContent = "No sign-in is configured on this server.";
+}
+
+async function signInWithOrganisation() {
+  $("oidc-error").textContent = "";
+  try {
+    await beginSignIn(state.auth.oidc);
+  } catch (error) {
+    $("oidc-error").textContent = `Could not start the sign-in: ${error.message}`;
+  }
+}
+
+async function boot() {
+  signOut("");
+  await loadAuthConfig();
+  let signedIn = null;
+  try {
+    signedIn = await completeSignIn(state.auth && state.auth.oidc);
+  } catch (error) {
+    $("oidc-error").textContent = error.message;
+    return;
+  }
+  if (!signedIn) return;
+  state.token = signedIn.token;
+  state.user = signedIn.user;
+  state.roles = signedIn.roles;
   await start();
 }
 
@@ -149,6 +197,16 @@ async function refreshCounts() {
   renderSidebar();
 }
 
+// A view's count and unread count, whichever shape the API answers: {"open": 3} (no unread state),
+// {"open": {"count": 3, "unread": 1}}, or {"open": 3, "unread_counts": {"open": 1}}.
+function viewCount(counts, view) {
+  const entry = counts[view];
+  const count = entry && typeof entry === "object" ? entry.count : entry;
+  let unread = entry && typeof entry === "object" ? entry.unread : undefined;
+  if (unread === undefined && counts.unread_counts && typeof counts.unread_counts === "object") unread = counts.unread_counts[view];
+  return { count: Number.isFinite(count) ? count : null, unread: Number.isFinite(unread) ? unread : null };
+}
+
 function renderSidebar() {
   const sections = state.inboxes.map((inbox) => {
     const counts = state.counts[inbox.id] || {};
@@ -159,10 +217,15 @@ function renderSidebar() {
         h("a", {
           href: "#", "aria-current": inbox.id === state.inboxId && view === state.view ? "page" : null,
           onclick: (event) => { event.preventDefault(); selectView(inbox.id, view); },
-        }, h("span", {}, label), h("span", { class: "count" }, String(counts[view] ?? ""))),
+        }, ...viewLabel(label, viewCount(counts, view))),
       ))));
   });
   $("inboxes").replaceChildren(...sections);
+}
+
+function viewLabel(label, { count, unread }) {
+  return [h("span", {}, label), h("span", { class: "count" }, count === null ? "" : String(count)),
+    unread ? h("span", { class: "unread-count" }, `${unread} unread`) : null];
 }
 
 async function selectView(inboxId, view) {
@@ -180,8 +243,15 @@ function currentInbox() { return state.inboxes.find((i) => i.id === state.inboxI
 async function loadList({ more = false, keep = 0 } = {}) {
   const params = new URLSearchParams({ view: state.view, limit: String(Math.min(200, Math.max(PAGE, keep))) });
   if (more && state.nextCursor) params.set("cursor", state.nextCursor);
+  const query = state.search.trim();
+  if (query) params.set("q", query.slice(0, 200)); // server-side search (ignored by an API without it)
+  const seq = (state.listSeq = (state.listSeq || 0) + 1);
   const page = await api("GET", `/api/inboxes/${encodeURIComponent(state.inboxId)}/conversations?${params}`);
+  if (seq !== state.listSeq) return; // a newer load (another search, view or page) answers instead
   state.items = more ? state.items.concat(page.items) : page.items;
+  // an API with unread state searches on the server (same release); an older one ignores q, and the
+  // list is then filtered here, on what is loaded
+  if (page.items.length) state.serverSearch = page.items.some((c) => typeof c.unread === "boolean");
   state.nextCursor = page.next_cursor;
   for (const item of page.items) if (item.contact && item.contact.email) state.contacts.add(person(item.contact));
   $("known-contacts").replaceChildren(...[...state.contacts].map((value) => h("option", { value })));
@@ -192,7 +262,7 @@ async function loadList({ more = false, keep = 0 } = {}) {
 
 function visibleItems() {
   const query = state.search.trim().toLowerCase();
-  if (!query) return state.items;
+  if (!query || state.serverSearch) return state.items;
   return state.items.filter((c) => [c.subject, c.snippet, c.contact && c.contact.email, c.contact && c.contact.name]
     .some((text) => (text || "").toLowerCase().includes(query)));
 }
@@ -202,9 +272,10 @@ function renderList() {
   const rows = items.map((c) => h("li", {},
     h("button", {
       type: "button", "aria-current": c.id === state.selectedId ? "true" : null, dataset: { id: c.id },
-      onclick: () => openConversation(c.id),
+      class: c.unread === true ? "unread" : null, onclick: () => openConversation(c.id),
     },
     h("span", { class: "row" },
+      c.unread === true ? h("span", { class: "badge" }, "Unread") : null,
       h("span", { class: "sender" }, (c.contact && (c.contact.name || c.contact.email)) || "(unknown sender)"),
       h("time", { class: "meta", datetime: c.last_message_at || "" }, when(c.last_message_at))),
     h("span", { class: "subject" }, c.subject || "(no subject)"),
@@ -214,7 +285,8 @@ function renderList() {
       c.status === "closed" ? "Closed" : null, c.spam ? "Spam" : null,
       `${c.message_count} message${c.message_count === 1 ? "" : "s"}`,
     ].filter(Boolean).join(" · ")))));
-  $("conversation-list").replaceChildren(...(rows.length ? rows : [h("li", { class: "empty" }, "No conversations here.")]));
+  const empty = state.search.trim() ? "No conversations match the search." : "No conversations here.";
+  $("conversation-list").replaceChildren(...(rows.length ? rows : [h("li", { class: "empty" }, empty)]));
   $("load-more").hidden = !state.nextCursor;
 }
 
@@ -223,7 +295,9 @@ async function poll() {
   try {
     await refreshCounts();
     const before = new Map(state.items.map((c) => [c.id, `${c.last_message_at}|${c.message_count}|${c.status}|${c.assignee_user_id}`]));
+    const searched = state.search;
     await loadList({ keep: state.items.length });
+    if (searched !== state.search) return; // the search changed meanwhile: its own load shows it
     const selected = state.items.find((c) => c.id === state.selectedId);
     const changed = selected && before.get(selected.id) !== `${selected.last_message_at}|${selected.message_count}|${selected.status}|${selected.assignee_user_id}`;
     if (changed && !document.querySelector("#conversation form")) await openConversation(selected.id, { keepFocus: true });
@@ -239,10 +313,34 @@ async function openConversation(id, { keepFocus = false } = {}) {
   renderList();
   const conversation = await api("GET", `/api/conversations/${encodeURIComponent(id)}`);
   state.conversation = conversation;
+  const listed = state.items.find((c) => c.id === id);
+  if (conversation.unread === true || (listed && listed.unread === true)) markRead(id, true);
   const messages = await Promise.all(conversation.messages.map((m) => (m.has_html
     ? api("GET", `/api/messages/${encodeURIComponent(m.id)}`) : Promise.resolve(m))));
   renderConversation(conversation, messages);
   if (!keepFocus) $("conversation").querySelector("h2").focus();
+}
+
+// Read state is per user: opening a conversation marks it read; "Mark as unread" undoes it.
+async function markRead(id, read) {
+  try {
+    await api("POST", `/api/conversations/${encodeURIComponent(id)}/${read ? "read" : "unread"}`, {});
+  } catch (error) {
+    if (error.status !== 401 && !read) say(error.message);
+    return false;
+  }
+  const listed = state.items.find((c) => c.id === id);
+  if (listed) listed.unread = !read;
+  if (state.conversation && state.conversation.id === id) state.conversation.unread = !read;
+  renderList();
+  if (!read) say("Marked as unread.");
+  refreshCounts().catch(() => {});
+  return true;
+}
+
+function hasUnreadState(c) {
+  const listed = state.items.find((item) => item.id === c.id);
+  return typeof c.unread === "boolean" || Boolean(listed && typeof listed.unread === "boolean");
 }
 
 function canAct() { return Boolean(state.conversation && state.conversation.permissions && state.conversation.permissions.act); }
@@ -253,9 +351,9 @@ function actButton(label, onclick, extra = {}) {
     onclick: allowed ? onclick : null }, label);
 }
 
-async function act(path, body, done) {
+async function act(path, body, done, headers = {}) {
   try {
-    await api("POST", path, body);
+    await api("POST", path, body, headers);
     say(done);
     await Promise.all([openConversation(state.conversation.id, { keepFocus: true }), refreshCounts()]);
     await loadList({ keep: state.items.length });
@@ -264,9 +362,9 @@ async function act(path, body, done) {
   }
 }
 
-function menuButton(label, items, { disabled = false } = {}) {
+function menuButton(label, items, { disabled = false, menuClass = null } = {}) {
   const menuId = `menu-${label.replace(/\W+/g, "-").toLowerCase()}-${Math.random().toString(36).slice(2, 7)}`;
-  const list = h("div", { role: "menu", id: menuId, hidden: true, "aria-label": label });
+  const list = h("div", { role: "menu", id: menuId, hidden: true, "aria-label": label, class: menuClass });
   const button = h("button", { type: "button", class: "quiet", "aria-haspopup": "menu", "aria-expanded": "false",
     "aria-controls": menuId, disabled, "aria-describedby": disabled ? "read-only-reason" : null }, label);
   const close = () => { list.hidden = true; button.setAttribute("aria-expanded", "false"); };
@@ -309,17 +407,22 @@ function renderConversation(c, messages) {
     c.spam ? actButton("Not spam", () => act(`${path}/not-spam`, {}, "Marked as not spam."))
       : actButton("Mark as spam", () => act(`${path}/spam`, {}, "Marked as spam.")),
     actButton("Comment", () => openComment(path)),
-    actButton("Forward", () => openForward(c)));
+    actButton("Forward", () => openForward(c)),
+    Array.isArray(c.calls) ? actButton("Log call", () => openLogCall(c)) : null,
+    hasUnreadState(c) ? h("button", { type: "button", class: "quiet", onclick: () => markRead(c.id, false) }, "Mark as unread") : null);
   const facts = [person(c.contact), c.status === "closed" ? "Closed" : "Open",
     c.assignee_user_id ? `Assigned to ${c.assignee_user_id}` : "Unassigned",
     c.ticket ? `Ticket ${c.ticket.id} (${c.ticket.status})` : null].filter(Boolean).join(" · ");
   const timeline = [...messages.map((m) => ({ at: m.received_at, node: renderMessage(m) })),
     ...(c.comments || []).map((comment) => ({ at: comment.created_at, node: h("aside", { class: "comment", "aria-label": "Comment" },
       h("div", { class: "meta" }, `Comment by ${comment.author_email || comment.author_user_id} · ${when(comment.created_at)}`),
-      h("p", {}, comment.body)) }))].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+      h("p", {}, comment.body)) })),
+    ...(Array.isArray(c.calls) ? c.calls : []).map((call) => ({ at: call.called_at || call.created_at || "",
+      node: renderCall(call) }))].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
   $("conversation").replaceChildren(...[
     h("h2", { tabindex: "-1" }, c.subject || "(no subject)"),
     h("p", { class: "meta" }, facts),
+    callLink(c),
     toolbar,
     allowed ? null : h("p", { class: "reason", id: "read-only-reason" }, READ_ONLY_REASON),
     h("div", { id: "close-question" }),
@@ -328,6 +431,65 @@ function renderConversation(c, messages) {
     h("section", { id: "contact", class: "contact", "aria-labelledby": "contact-title" },
       h("h3", { id: "contact-title" }, "Contact"))].filter(Boolean)); // replaceChildren would show a null as "null"
   loadContact(c.contact).catch((error) => { if (error.status !== 401) say(`Contact: ${error.message}`); });
+}
+
+// Calls (when the API has them): a tel: link to the contact, each call in the timeline, "Log call"
+function callLink(c) {
+  const phone = typeof c.contact_phone === "string" ? c.contact_phone.trim() : "";
+  if (!phone) return null;
+  const given = typeof c.contact_tel_url === "string" ? c.contact_tel_url : "";
+  const href = /^tel:\+?[0-9().\- ]{1,40}$/.test(given) ? given : `tel:${phone.replace(/[^0-9+]/g, "")}`;
+  return h("p", { class: "call-link" }, h("a", { href }, `Call ${phone}`));
+}
+
+function duration(seconds) {
+  if (!Number.isFinite(seconds) || seconds < 0) return null;
+  const minutes = Math.floor(seconds / 60);
+  return minutes ? `${minutes} min ${seconds % 60} s` : `${seconds} s`;
+}
+
+function renderCall(call) {
+  const direction = call.direction === "inbound" ? "Incoming call" : call.direction === "outbound" ? "Outgoing call" : "Call";
+  const outcome = (CALL_OUTCOMES.find(([value]) => value === call.outcome) || [null, call.outcome])[1];
+  const recording = typeof call.recording_url === "string" && /^https:\/\//i.test(call.recording_url) ? call.recording_url : null;
+  const by = typeof call.logged_by === "string" ? call.logged_by : null;
+  return h("aside", { class: "call", "aria-label": `${direction} ${call.phone_number || ""}`.trim() },
+    h("div", { class: "meta" }, [direction, call.phone_number, outcome, duration(call.duration_seconds),
+      by ? `logged by ${by}` : null, when(call.called_at || call.created_at)].filter(Boolean).join(" · ")),
+    call.notes ? h("p", {}, call.notes) : null,
+    recording ? h("a", { href: recording, target: "_blank", rel: "noopener noreferrer" }, "Recording") : null);
+}
+
+function openLogCall(c) {
+  let idempotencyKey = `call-${randomId()}`; // one per call logged: a double submit logs it once
+  const save = h("button", { type: "submit" }, "Save call");
+  const path = `/api/conversations/${encodeURIComponent(c.id)}/calls`;
+  const direction = h("select", { id: "call-direction" }, h("option", { value: "outbound" }, "Outgoing"),
+    h("option", { value: "inbound" }, "Incoming"));
+  const phone = h("input", { id: "call-phone", type: "tel", autocomplete: "off", maxlength: "64", value: c.contact_phone || "" });
+  const outcome = h("select", { id: "call-outcome" }, CALL_OUTCOMES.map(([value, label]) => h("option", { value }, label)));
+  const seconds = h("input", { id: "call-duration", type: "number", min: "0", max: "86400", step: "1", inputmode: "numeric" });
+  const notes = h("textarea", { id: "call-notes", rows: "3", maxlength: "10000" });
+  const recording = h("input", { id: "call-recording", type: "url", autocomplete: "off", placeholder: "https://" });
+  const form = h("form", { class: "editor-form", "aria-label": "Log call", novalidate: true },
+    field("Direction", direction), field("Phone number", phone), field("Outcome", outcome),
+    field("Duration (seconds)", seconds), field("Notes", notes), field("Recording URL", recording),
+    h("div", { class: "toolbar" }, save,
+      h("button", { type: "button", class: "quiet", onclick: () => closeReply() }, "Cancel")));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!phone.value.trim()) { say("Type the phone number."); phone.focus(); return; }
+    const length = seconds.value === "" ? 0 : Number(seconds.value);
+    if (!Number.isInteger(length) || length < 0 || length > 86400) { say("Duration: whole seconds, up to 86400."); seconds.focus(); return; }
+    save.disabled = true;
+    await act(path, { direction: direction.value, phone_number: phone.value.trim(), outcome: outcome.value,
+      duration_seconds: length, notes: notes.value || null, recording_url: recording.value.trim() || null }, "Call logged.",
+    { "Idempotency-Key": idempotencyKey });
+    save.disabled = false; // still here: refused (the reason is shown); a corrected call is another request
+    idempotencyKey = `call-${randomId()}`;
+  });
+  $("reply-area").replaceChildren(form);
+  phone.focus();
 }
 
 // Forward the conversation to another team's inbox address or anyone, quoted or attached
@@ -521,36 +683,162 @@ function field(label, control, { hidden = false } = {}) {
   return h("div", { class: "field", hidden }, h("label", { for: id }, label), control);
 }
 
+// Saved HTML (a template or snippet the API rendered) copied into the editor element by element:
+// parsed in an inert document (DOMParser runs no script and loads nothing), only formatting tags and
+// http(s)/mailto/tel links kept, text as text. The app still never assigns innerHTML.
+const SAFE_TAGS = new Set(["P", "BR", "B", "STRONG", "I", "EM", "U", "S", "UL", "OL", "LI", "A", "BLOCKQUOTE", "DIV",
+  "SPAN", "H1", "H2", "H3", "H4", "PRE", "CODE", "HR", "SMALL", "TABLE", "THEAD", "TBODY", "TR", "TD", "TH"]);
+const DROPPED_TAGS = new Set(["SCRIPT", "STYLE", "TEMPLATE", "IFRAME", "OBJECT", "EMBED", "NOSCRIPT", "SVG", "MATH", "HEAD", "TITLE"]);
+
+function safeNodes(html, text) {
+  if (!html) return (text || "").split("\n").map((line) => h("div", {}, line || h("br")));
+  const copy = (node) => {
+    if (node.nodeType === Node.TEXT_NODE) return document.createTextNode(node.data);
+    if (node.nodeType !== Node.ELEMENT_NODE || DROPPED_TAGS.has(node.tagName.toUpperCase())) return null;
+    const children = [...node.childNodes].map(copy).filter(Boolean);
+    if (!SAFE_TAGS.has(node.tagName)) {
+      const fragment = document.createDocumentFragment();
+      fragment.append(...children);
+      return fragment;
+    }
+    const element = document.createElement(node.tagName.toLowerCase());
+    const href = node.tagName === "A" ? (node.getAttribute("href") || "").trim() : "";
+    if (/^(https?:|mailto:|tel:)/i.test(href)) element.setAttribute("href", href);
+    element.append(...children);
+    return element;
+  };
+  const parsed = new DOMParser().parseFromString(html, "text/html");
+  return [...parsed.body.childNodes].map(copy).filter(Boolean);
+}
+
+function randomId() { return Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join(""); }
+
 // The message editor, its tools, "Insert" and "Attach files", shared by Reply and Compose.
-function editorParts(prefix) {
+// `context()` says where templates and snippets are offered and rendered: {conversation_id} or
+// {inbox_id}; `subject` is the Subject field a template fills (Compose; a reply keeps its subject).
+function editorParts(prefix, { context, subject = null }) {
   const editor = h("div", { id: `${prefix}-message`, class: "editor", contenteditable: "true", role: "textbox",
     "aria-multiline": "true", "aria-label": "Message" });
+  // where the cursor was in the editor, for what a toolbar, menu or panel inserts there
+  let saved = null;
+  const remember = () => {
+    const selection = getSelection();
+    if (selection.rangeCount && editor.contains(selection.getRangeAt(0).commonAncestorContainer)) saved = selection.getRangeAt(0).cloneRange();
+  };
+  for (const type of ["keyup", "mouseup", "input", "focusout"]) editor.addEventListener(type, remember);
+  const cursor = () => {
+    editor.focus();
+    let range = saved && editor.contains(saved.commonAncestorContainer) ? saved : null;
+    if (!range) { range = document.createRange(); range.selectNodeContents(editor); range.collapse(false); }
+    const selection = getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    return range;
+  };
+  const insertNodes = (nodes) => {
+    const range = cursor();
+    range.deleteContents();
+    const fragment = document.createDocumentFragment();
+    fragment.append(...nodes);
+    const last = fragment.lastChild;
+    range.insertNode(fragment);
+    if (last) { range.setStartAfter(last); range.collapse(true); }
+    const selection = getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    saved = range.cloneRange();
+  };
   const tool = (label, command, value) => h("button", { type: "button", "aria-label": label, title: label,
     onclick: () => { editor.focus(); document.execCommand(command, false, value); } }, label);
+  // images: shown from a blob: URL while editing, sent as inline attachments referenced by cid:
+  const images = new Map(); // content id -> File
+  const imageInput = h("input", { id: `${prefix}-image`, type: "file", accept: "image/png,image/jpeg,image/gif,image/webp", multiple: true, hidden: true,
+    onchange: (event) => {
+      for (const file of event.target.files) {
+        if (!/^image\/(png|jpeg|gif|webp)$/.test(file.type)) { say(`${file.name}: not an image (PNG, JPEG, GIF or WebP).`); continue; }
+        const cid = `img-${randomId()}@mailroom.web`;
+        images.set(cid, file);
+        insertNodes([h("img", { src: URL.createObjectURL(file), alt: file.name, dataset: { cid } })]);
+      }
+      event.target.value = "";
+    } });
+  const emoji = menuButton("Emoji", EMOJI.map(([character, name]) => [`${character} ${name}`, () => {
+    cursor();
+    document.execCommand("insertText", false, character);
+    remember();
+  }]), { menuClass: "emoji-grid" });
   const tools = h("div", { class: "editor-tools", role: "toolbar", "aria-label": "Formatting" },
     tool("Bold", "bold"), tool("Italic", "italic"), tool("Bulleted list", "insertUnorderedList"),
     tool("Numbered list", "insertOrderedList"),
     h("button", { type: "button", onclick: () => {
       const url = linkUrl.value.trim();
-      if (/^https?:\/\//i.test(url)) { editor.focus(); document.execCommand("createLink", false, url); }
+      if (/^https?:\/\//i.test(url)) { cursor(); document.execCommand("createLink", false, url); }
     } }, "Link"),
-    h("button", { type: "button", "aria-label": "Emoji: thumbs up", onclick: () => { editor.focus(); document.execCommand("insertText", false, "👍"); } }, "👍"));
+    h("button", { type: "button", onclick: () => imageInput.click() }, "Insert image"), imageInput,
+    emoji);
   const linkUrl = h("input", { id: `${prefix}-link-url`, type: "url", placeholder: "https://", "aria-label": "Link address" });
+  // templates (fill Subject and the message) and snippets (at the cursor), from outbound's API
+  const templateSelect = h("select", { id: `${prefix}-template` });
+  const snippetSelect = h("select", { id: `${prefix}-snippet` });
+  const render = async (what, select) => {
+    if (!select.value) return null;
+    return api("POST", `/api/outbound/${what}/${encodeURIComponent(select.value)}/render`, context());
+  };
+  const useTemplate = h("button", { type: "button", onclick: async () => {
+    try {
+      const rendered = await render("templates", templateSelect);
+      if (!rendered) return;
+      editor.replaceChildren(...safeNodes(rendered.html, rendered.text));
+      saved = null;
+      if (subject && rendered.subject) subject.value = rendered.subject;
+      say(subject || !rendered.subject ? "Template used." : "Template used (a reply keeps its subject).");
+      cursor();
+    } catch (error) { if (error.status !== 401) say(`Template: ${error.message}`); }
+  } }, "Use template");
+  const useSnippet = h("button", { type: "button", onclick: async () => {
+    try {
+      const rendered = await render("snippets", snippetSelect);
+      if (!rendered) return;
+      insertNodes(safeNodes(rendered.html, rendered.text));
+      say("Snippet added.");
+    } catch (error) { if (error.status !== 401) say(`Snippet: ${error.message}`); }
+  } }, "Use snippet");
+  const loadSaved = async () => {
+    const where = context();
+    const inboxId = where.inbox_id || (state.conversation && state.conversation.inbox_id) || "";
+    const query = inboxId ? `?inbox_id=${encodeURIComponent(inboxId)}` : "";
+    const [templates, snippets] = await Promise.all([api("GET", `/api/outbound/templates${query}`).catch(() => ({ items: [] })),
+      api("GET", `/api/outbound/snippets${query}`).catch(() => ({ items: [] }))]);
+    const options = (items, none) => (items.length ? items.map((i) => h("option", { value: i.id },
+      i.shortcut ? `${i.name} (/${i.shortcut})` : i.name)) : [h("option", { value: "" }, none)]);
+    templateSelect.replaceChildren(...options(templates.items || [], "No templates"));
+    snippetSelect.replaceChildren(...options(snippets.items || [], "No snippets"));
+    useTemplate.disabled = !(templates.items || []).length;
+    useSnippet.disabled = !(snippets.items || []).length;
+  };
   const inserts = [];
   const insertList = h("ul", { class: "files", "aria-label": "Inserts" });
   const kind = h("select", { id: `${prefix}-insert-kind` }, INSERT_KINDS.map((k) => h("option", { value: k }, k)));
   const insertUrl = h("input", { id: `${prefix}-insert-url`, type: "url" });
   const insertTitle = h("input", { id: `${prefix}-insert-title` });
-  const insertPanel = h("fieldset", { hidden: true }, h("legend", {}, "Insert a link"),
-    field("Kind", kind), field("URL", insertUrl), field("Title", insertTitle),
-    h("button", { type: "button", onclick: () => {
-      if (!insertUrl.value.trim()) return;
-      inserts.push({ kind: kind.value, url: insertUrl.value.trim(), title: insertTitle.value.trim() || null });
-      insertList.append(h("li", {}, `${kind.value}: ${insertTitle.value.trim() || insertUrl.value.trim()}`));
-      insertUrl.value = ""; insertTitle.value = ""; insertPanel.hidden = true;
-    } }, "Add insert"));
+  const insertPanel = h("div", { class: "insert-panel", hidden: true },
+    h("fieldset", {}, h("legend", {}, "Templates and snippets"),
+      field("Template", templateSelect), useTemplate, field("Snippet", snippetSelect), useSnippet),
+    h("fieldset", {}, h("legend", {}, "Insert a link"),
+      field("Kind", kind), field("URL", insertUrl), field("Title", insertTitle),
+      h("button", { type: "button", onclick: () => {
+        if (!insertUrl.value.trim()) return;
+        inserts.push({ kind: kind.value, url: insertUrl.value.trim(), title: insertTitle.value.trim() || null });
+        insertList.append(h("li", {}, `${kind.value}: ${insertTitle.value.trim() || insertUrl.value.trim()}`));
+        insertUrl.value = ""; insertTitle.value = ""; insertPanel.hidden = true;
+        insertButton.setAttribute("aria-expanded", "false");
+      } }, "Add insert")));
   const insertButton = h("button", { type: "button", class: "quiet", "aria-expanded": "false",
-    onclick: (event) => { insertPanel.hidden = !insertPanel.hidden; event.target.setAttribute("aria-expanded", String(!insertPanel.hidden)); } }, "Insert");
+    onclick: () => {
+      insertPanel.hidden = !insertPanel.hidden;
+      insertButton.setAttribute("aria-expanded", String(!insertPanel.hidden));
+      if (!insertPanel.hidden) loadSaved().catch((error) => { if (error.status !== 401) say(error.message); });
+    } }, "Insert");
   const files = [];
   const fileList = h("ul", { class: "files", "aria-label": "Attached files" });
   const addFiles = (list) => { for (const file of list) { files.push(file); fileList.append(h("li", {}, `${file.name} (${Math.max(1, Math.round(file.size / 1024))} KB)`)); } };
@@ -562,10 +850,21 @@ function editorParts(prefix) {
     form.addEventListener("dragleave", () => form.classList.remove("dragging"));
     form.addEventListener("drop", (e) => { e.preventDefault(); form.classList.remove("dragging"); addFiles(e.dataTransfer.files); });
   };
-  const body = async () => ({
-    html: editor.innerHTML, text: editor.innerText, inserts,
-    attachments: await Promise.all(files.map(readFile)),
-  });
+  const body = async () => {
+    // the images still in the message go as inline attachments, their src replaced by cid:
+    const copy = editor.cloneNode(true);
+    const inline = [];
+    for (const img of copy.querySelectorAll("img")) {
+      const cid = img.dataset.cid;
+      if (!cid || !images.has(cid)) { img.remove(); continue; }
+      img.setAttribute("src", `cid:${cid}`);
+      img.removeAttribute("data-cid");
+      if (!inline.includes(cid)) inline.push(cid);
+    }
+    const inlineParts = await Promise.all(inline.map(async (cid) => ({ ...(await readFile(images.get(cid))), inline: true, content_id: cid })));
+    return { html: copy.innerHTML, text: editor.innerText, inserts,
+      attachments: [...(await Promise.all(files.map(readFile))), ...inlineParts] };
+  };
   const nodes = [tools, h("div", { class: "field" }, h("label", { for: linkUrl.id }, "Link"), linkUrl), editor,
     h("div", { class: "toolbar" }, insertButton, attach), insertPanel, insertList, fileList];
   return { editor, nodes, body, dropTarget };
@@ -589,7 +888,7 @@ async function openReply() {
   const bccField = field("Bcc", bcc, { hidden: true });
   const fromField = field("From", from, { hidden: true });
   const reveal = (row, control) => () => { row.hidden = false; control.focus(); };
-  const parts = editorParts("reply");
+  const parts = editorParts("reply", { context: () => ({ conversation_id: c.id }) });
   const send = h("button", { type: "submit" }, "Send");
   const form = h("form", { class: "editor-form", "aria-label": "Reply", novalidate: true },
     h("div", { class: "toolbar" }, h("strong", {}, `Reply: ${defaults.subject || c.subject}`),
@@ -633,7 +932,7 @@ function openCompose() {
       `${channel.name ? `${channel.name} <${channel.address}>` : channel.address}${actable.length > 1 ? ` (${inbox.name})` : ""}`))));
   const to = contactSearch(h("input", { id: "compose-to", autocomplete: "off" }));
   const subject = h("input", { id: "compose-subject", autocomplete: "off", maxlength: "998" });
-  const parts = editorParts("compose");
+  const parts = editorParts("compose", { context: () => ({ inbox_id: from.value.split(" ")[0] }), subject });
   const send = h("button", { type: "submit" }, "Send");
   const form = $("compose-form");
   form.replaceChildren(field("To", to), field("From", from), field("Subject", subject), ...parts.nodes,
@@ -702,9 +1001,16 @@ $("sign-in-form").addEventListener("submit", (event) => signIn(event).catch((err
   $("sign-in-error").textContent = error.message;
 }));
 $("sign-out").addEventListener("click", () => signOut("Signed out."));
+$("oidc-button").addEventListener("click", signInWithOrganisation);
 $("compose-button").addEventListener("click", openCompose);
 $("load-more").addEventListener("click", () => loadList({ more: true }));
-$("search").addEventListener("input", (event) => { state.search = event.target.value; renderList(); });
+$("search").addEventListener("input", (event) => { // server-side search, debounced
+  state.search = event.target.value;
+  clearTimeout(state.searchTimer);
+  state.searchTimer = setTimeout(() => {
+    loadList().catch((error) => { if (error.status !== 401) say(`Search: ${error.message}`); });
+  }, SEARCH_DEBOUNCE_MS);
+});
 document.addEventListener("click", (event) => { // a click elsewhere closes an open menu
   for (const menu of document.querySelectorAll('[role="menu"]:not([hidden])')) {
     if (!menu.parentElement.contains(event.target)) {
@@ -713,4 +1019,4 @@ document.addEventListener("click", (event) => { // a click elsewhere closes an o
     }
   }
 });
-signOut("");
+boot().catch((error) => { $("oidc-error").textContent = error.message; });

@@ -64,11 +64,13 @@ class SecretBoxUnavailable(RuntimeError):
 
 
 class SecretBox:
-    """Fernet with the key named `variable` (for the error messages); the plain secret exists only
-    in memory while signing or verifying, and once in the answer that creates it."""
+    """Fernet with the key named `variable` (for the error messages, which call the sealed values
+    `what`); the plain secret exists only in memory while signing or verifying, and once in the
+    answer that creates it."""
 
-    def __init__(self, key: str | None, variable: str):
+    def __init__(self, key: str | None, variable: str, what: str = "connector secret"):
         self._variable = variable
+        self._what = what
         self._fernet = None
         if key:
             try:
@@ -85,7 +87,7 @@ class SecretBox:
 
     def _need(self) -> Fernet:
         if self._fernet is None:
-            raise SecretBoxUnavailable(f"{self._variable} is not set: connector secrets cannot be stored or used")
+            raise SecretBoxUnavailable(f"{self._variable} is not set: {self._what}s cannot be stored or used")
         return self._fernet
 
     def seal(self, secret: str) -> str:
@@ -95,4 +97,4 @@ class SecretBox:
         try:
             return self._need().decrypt(sealed.encode()).decode()
         except InvalidToken:
-            raise SecretBoxUnavailable(f"the stored connector secret does not open with {self._variable}") from None
+            raise SecretBoxUnavailable(f"the stored {self._what} does not open with {self._variable}") from None

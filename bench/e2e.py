@@ -31,6 +31,10 @@ from mailroom_testing.specs import CONTACTS, CONVERSATIONS, INGEST
 from mailroom_testing.stack import Stack, free_port
 
 SERVICES = [INGEST, CONTACTS, CONVERSATIONS]
+# The test stack's settings that a deployment does not have, put back to the services' defaults
+# for every bench stack: the blocking detector (test-only: a syscall per green-thread switch) off,
+# and the outbox relays' fallback poll at its default instead of the tests' 0.1 s ("" = unset).
+SERVICE_DEFAULTS = {"MAILROOM_BLOCKING_DETECTION_SECONDS": "0", "OUTBOX_POLL_SECONDS": ""}
 INBOXES_YAML = f"""
 inboxes:
   - key: support
@@ -207,7 +211,7 @@ def start_stack(amqp_uri: str, database_urls: dict[str, str], workdir: Path,
     smtp_port = free_port()
     env = {"CONVERSATIONS_INBOXES_FILE": str(inboxes), "INGEST_SMTP_PORT": str(smtp_port), "LOG_LEVEL": "WARNING",
            "INGEST_BLOB_DIR": str(workdir / "blobs"), "INGEST_TRUSTED_AUTHSERV_IDS": TRUSTED_AUTHSERV_ID,
-           "MAILROOM_BLOCKING_DETECTION_SECONDS": "0"}  # a test-only detector: it costs a syscall per switch
+           **SERVICE_DEFAULTS}
     env.update(extra_env or {})
     stack = Stack(services=list(SERVICES), amqp_uri=amqp_uri, database_urls=database_urls, workdir=workdir,
                   extra_env=env)

@@ -154,7 +154,8 @@ def measure(resources, workdir: Path, n: int = 2000, slack_n: int = 500, extra_e
                   default_headers=admin_headers(), extra_env={
                       "NOTIFIER_SECRET_KEY": Fernet.generate_key().decode(), "NOTIFIER_ALLOW_HTTP_WEBHOOKS": "true",
                       "NOTIFIER_WEBHOOK_ALLOW_PRIVATE": "true", "SLACK_API_URL": slack.url, "LOG_LEVEL": "WARNING",
-                      "MAILROOM_BLOCKING_DETECTION_SECONDS": "0", **(extra_env or {})})
+                      "MAILROOM_BLOCKING_DETECTION_SECONDS": "0", "OUTBOX_POLL_SECONDS": "",  # the default
+                      **(extra_env or {})})
     try:
         stack.start()
         result = {"webhooks": measure_webhooks(stack, max(1, n // SUBSCRIPTIONS), log=log)}

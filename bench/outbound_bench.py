@@ -150,7 +150,7 @@ def running_stack(resources, workdir: Path, sink_port: int, extra_env: dict | No
     smtp_port = free_port()
     env = {"CONVERSATIONS_INBOXES_FILE": str(inboxes), "INGEST_SMTP_PORT": str(smtp_port), "LOG_LEVEL": "WARNING",
            "INGEST_BLOB_DIR": str(workdir / "blobs"), "OUTBOUND_SMTP_HOST": "127.0.0.1",
-           "OUTBOUND_SMTP_PORT": str(sink_port), "OUTBOUND_SMTP_TIMEOUT": "30"}
+           "OUTBOUND_SMTP_PORT": str(sink_port), "OUTBOUND_SMTP_TIMEOUT": "30", **e2e.SERVICE_DEFAULTS}
     env.update(extra_env or {})
     stack = Stack(services=list(SERVICES), amqp_uri=amqp, database_urls=urls, workdir=workdir, extra_env=env)
     try:

@@ -8,7 +8,8 @@ messages for the scale run, default 1,000,000), BENCH_CLIENTS (concurrent SMTP c
 BENCH_SEED (corpus seed, 6), BENCH_OUTBOUND_N (replies in the outbound run, default 1000; 300 with
 --quick), BENCH_OUTBOUND_SEND_S (seconds of reply requests at most, 30), BENCH_SINK_DELAY_MS (0),
 BENCH_IMAP_N (emails in the IMAP run, a local Dovecot mailbox polled by ingest: 1000; 300 with --quick),
-BENCH_IDLE_S (seconds the idle stack's CPU is read: 60; 20 with --quick).
+BENCH_IDLE_S (seconds the idle stack's CPU is read: 60; 20 with --quick), BENCH_SKIP_LATENCY (set: no
+half-rate latency batch, when only the CPU per email of the saturated batch is wanted).
 Prints a table and writes bench/results/latest.json. Every run uses a fresh RabbitMQ vhost and
 fresh PostgreSQL databases, dropped afterwards. See docs/benchmarks.md.
 """
@@ -216,7 +217,7 @@ def run_e2e(resources: Infra, workdir: Path, mail: list, clients: int, seed_valu
         log(f"  → {saturated['emails_per_s']} emails/s, {saturated['seconds']} s "
             f"({saturated['stored']}/{saturated['messages']} stored)")
         result = {"saturated": saturated, "seeded": bench.seeded, "probe": probe}
-        if paced and saturated["emails_per_s"]:
+        if paced and saturated["emails_per_s"] and not os.environ.get("BENCH_SKIP_LATENCY"):
             e2e.wait_idle(bench.amqp)
             rate = max(1.0, saturated["emails_per_s"] / 2)
             count = int(min(len(mail), max(200, rate * 30)))
@@ -302,6 +303,22 @@ def cpu_text(cpu: dict[str, dict[str, float]]) -> str:
 
 
 
+def idle_text(idle_result: dict | None) -> str:
+    """The idle stack's CPU (ms per second, 10 = 1 % of a core) and wake-ups per second, per process."""
+    if not idle_result or not idle_result.get("cpu_ms_per_s"):
+        return ""
+    cpu, woke = idle_result["cpu_ms_per_s"], idle_result.get("wakeups_per_s") or {}
+    lines = [f"idle, {idle_result.get('seconds')} s     CPU ms/s   wake-ups/s"]
+    for name, value in cpu.items():
+        if name == "machine_busy":
+            continue
+        wake = woke.get(name)
+        lines.append(f"{name.ljust(17)}{value:>10.1f}{(f'{wake:.1f}' if wake is not None else '-'):>13}")
+    lines.append(f"{'all services'.ljust(17)}{idle_result.get('services_cpu_ms_per_s', 0):>10.1f}"
+                 f"{sum(woke.values()):>13.1f}")
+    return "\n".join(lines)
+
+
 def table(results: dict) -> str:
     def fmt(value, unit=""):
         if value is None:
@@ -358,10 +375,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outbound-n", type=int, default=None,
                         help="replies in the outbound run (BENCH_OUTBOUND_N, default 1000; 300 with --quick)")
     parser.add_argument("--profile", action="store_true", help="py-spy each service during the empty-DB run")
+    parser.add_argument("--cprofile", type=Path, default=None, metavar="DIR",
+                        help="cProfile (CPU time) of every service's event loop, one DIR/<service>-<pid>.prof "
+                             "per process, written when it stops (MAILROOM_CPROFILE_DIR)")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--window", type=float, default=float(os.environ.get("BENCH_WINDOW_S", "80")),
                         help="seconds of end-to-end traffic per run at most (BENCH_WINDOW_S; 0: always send N)")
     args = parser.parse_args(argv)
+    if args.cprofile is not None:  # the service processes inherit the harness's environment
+        args.cprofile.mkdir(parents=True, exist_ok=True)
+        os.environ["MAILROOM_CPROFILE_DIR"] = str(args.cprofile.resolve())
 
     n = args.n or int(os.environ.get("BENCH_N", "1000" if args.quick else "5000"))
     scale_rows = args.scale_rows if args.scale_rows is not None else \
@@ -455,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
             results["idle"] = idle.measure(resources, workroot / "idle", idle_s, extra_env=auth_env(), log=log)
             results["idle_cpu_ms_per_s"] = results["idle"]["cpu_ms_per_s"]
             log(f"  → services {results['idle']['services_cpu_ms_per_s']} ms of CPU per second in all: "
-                f"{results['idle_cpu_ms_per_s']}")
+                f"{results['idle_cpu_ms_per_s']}; wake-ups per second {results['idle']['wakeups_per_s']}")
 
         results["outbound_emails_per_s"] = None
         if args.only in (None, "outbound") and not args.skip_outbound:
@@ -486,6 +509,9 @@ def main(argv: list[str] | None = None) -> int:
     if results.get("cpu_ms_per_email"):
         print()
         print(cpu_text(results["cpu_ms_per_email"]))
+    if results.get("idle"):
+        print()
+        print(idle_text(results["idle"]))
     print(f"\n{results['seconds']} s; written to {args.output}")
     return 1 if "error" in results else 0
 

@@ -129,9 +129,12 @@ class ObservabilityProvider(DependencyProvider):
         self.port = 0
         self._server = None
         self._socket = None
+        self._profile: observability.CpuProfile | None = None
 
     def setup(self):
         observability.SERVICE_NAME = self.service
+        # MAILROOM_CPROFILE_DIR (bench/run.py --cprofile): the event loop's CPU, profiled from here
+        self._profile = observability.CpuProfile(self.service).start()
         databases = [dep for dep in self.container.dependencies if isinstance(dep, DatabaseProvider)]
 
         def database():
@@ -159,6 +162,9 @@ class ObservabilityProvider(DependencyProvider):
             log.info("metrics and probes on :%d (/metrics, /health/live, /health/ready)", self.port)
 
     def stop(self):
+        if self._profile is not None:
+            self._profile.stop()
+            self._profile = None
         if self.collector is not None:
             with contextlib.suppress(KeyError):  # never registered, or already gone
                 observability.REGISTRY.unregister(self.collector)

@@ -483,3 +483,37 @@ __all__ = [
     "configure_logging", "database_gauge", "envelope_fields", "imap_polled", "log_context", "metrics_payload",
     "metrics_wsgi_app", "redact",
 ]
+
+
+# --- CPU profile (bench/run.py --cprofile) -------------------------------------------------------
+
+
+class CpuProfile:
+    """With `MAILROOM_CPROFILE_DIR` set, a cProfile of the service's event-loop thread, timed in
+    CPU time of that thread (`time.thread_time`: waiting for the database, the broker or a busy
+    machine's run queue costs nothing), written as `<dir>/<service>-<pid>.prof` when the service
+    stops. For the benchmark (`bench/run.py --cprofile`); never on in a deployment."""
+
+    def __init__(self, name: str):
+        import cProfile
+
+        self.directory = os.environ.get("MAILROOM_CPROFILE_DIR") or None
+        self.name = name
+        self.profile = cProfile.Profile(time.thread_time) if self.directory else None
+
+    def start(self) -> CpuProfile:
+        if self.profile is not None:
+            self.profile.enable()
+        return self
+
+    def stop(self) -> None:
+        if self.profile is None:
+            return
+        self.profile.disable()
+        target = Path(self.directory) / f"{self.name}-{os.getpid()}.prof"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.profile.dump_stats(str(target))
+        except OSError as exc:
+            log.warning("could not write the CPU profile %s: %s", target, exc)
+        self.profile = None

@@ -91,6 +91,21 @@ def _connector_settings_for_development(var: Path) -> None:
     os.environ["MAILROOM_CONNECTOR_SECRET_KEY"] = key_file.read_text().strip()
 
 
+def _mailbox_settings_for_development(var: Path) -> None:
+    """Mailboxes added through the API (docs/mailboxes.md) work under `make run`: a Fernet key kept
+    in var/ for their secrets, and IMAP servers and token endpoints on this machine without TLS."""
+    os.environ.setdefault("INGEST_IMAP_ALLOW_PLAINTEXT", "true")
+    if os.environ.get("INGEST_MAILBOX_SECRET_KEY"):
+        return
+    key_file = var / "ingest-mailbox-secret.key"
+    if not key_file.exists():
+        from cryptography.fernet import Fernet
+
+        key_file.write_bytes(Fernet.generate_key())
+        key_file.chmod(0o600)
+    os.environ["INGEST_MAILBOX_SECRET_KEY"] = key_file.read_text().strip()
+
+
 def cmd_run(args) -> int:
     import yaml
 
@@ -116,6 +131,7 @@ def cmd_run(args) -> int:
         upgrade(service, migrations_dir(service), config.database_url(service))
     var = config.var_dir()
     _connector_settings_for_development(var)
+    _mailbox_settings_for_development(var)
     http_host, _, http_port = os.environ.get("MAILROOM_HTTP_ADDRESS", "127.0.0.1:8000").rpartition(":")
     base_port = int(os.environ.get("MAILROOM_SERVICE_BASE_PORT", "8100"))
     backends = {service: ("127.0.0.1", base_port + i) for i, service in enumerate(services)}

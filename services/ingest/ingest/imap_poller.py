@@ -77,6 +77,9 @@ class MailboxConfig:
     ssl: bool = True  # IMAPS (implicit TLS, usually port 993)
     starttls: bool = False  # plain connection upgraded with STARTTLS (usually port 143); needs ssl=False
     ca_file: str | None = None  # extra CA bundle for self-hosted servers; system CAs otherwise
+    ca_data: str | None = None  # the same as PEM text (mailboxes added through the API)
+    # XOAUTH2 (Gmail, Microsoft 365): log in with this access token instead of the password
+    oauth2_token: str | None = field(default=None, repr=False)
     folder: str = "INBOX"
     mark_seen: bool = False
     delete_after_fetch: bool = False
@@ -237,12 +240,16 @@ def drain_mailboxes(
 
 
 def _connect(cfg: MailboxConfig, client_factory: Callable[..., IMAPClient]) -> IMAPClient:
-    context = ssl.create_default_context(cafile=cfg.ca_file) if (cfg.ssl or cfg.starttls) else None
+    context = (ssl.create_default_context(cafile=cfg.ca_file, cadata=cfg.ca_data)
+               if (cfg.ssl or cfg.starttls) else None)
     client = client_factory(cfg.host, port=cfg.port, ssl=cfg.ssl, ssl_context=context, timeout=cfg.timeout)
     try:
         if cfg.starttls:
             client.starttls(context)  # raises CapabilityError (an IMAPClientError) if not offered
-        client.login(cfg.username, cfg.password)
+        if cfg.oauth2_token:
+            client.oauth2_login(cfg.username, cfg.oauth2_token)  # LoginError when refused
+        else:
+            client.login(cfg.username, cfg.password)
     except BaseException:
         _logout_quietly(client)
         raise
@@ -448,8 +455,9 @@ def _call_store(operation: Callable):
 
 
 def _fail(result: PollResult, cfg: MailboxConfig, kind: str, message: str) -> None:
-    if cfg.password:  # servers sometimes echo what they got; keep the secret out regardless
-        message = message.replace(cfg.password, "***")
+    for secret in (cfg.password, cfg.oauth2_token):  # servers sometimes echo what they got
+        if secret:
+            message = message.replace(secret, "***")
     result.error, result.error_kind = message, kind
     if kind in (ErrorKind.UNREACHABLE, ErrorKind.TLS_FAILED):
         result.reachable = False

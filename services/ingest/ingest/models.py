@@ -71,6 +71,40 @@ class MailboxCursor(Base):
     last_uid: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     consecutive_failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # status (GET /api/ingest/mailboxes/{id}) and the lease: one replica polls a mailbox at a time
+    last_poll_at: Mapped[object | None] = mapped_column(DateTime(timezone=True))
+    last_success_at: Mapped[object | None] = mapped_column(DateTime(timezone=True))
+    unreachable_since: Mapped[object | None] = mapped_column(DateTime(timezone=True))
+    messages_fetched: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0")
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[object | None] = mapped_column(DateTime(timezone=True))
+
+
+class ApiMailbox(Base):
+    """An IMAP mailbox added through the API (mailbox_api.py). Secrets are Fernet-sealed with
+    INGEST_MAILBOX_SECRET_KEY and never returned; its cursor and status are in mailbox_cursors."""
+
+    __tablename__ = "api_mailboxes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), nullable=False, index=True)  # the inbox address
+    host: Mapped[str] = mapped_column(String(253), nullable=False)
+    port: Mapped[int] = mapped_column(Integer, nullable=False)
+    tls: Mapped[str] = mapped_column(String(16), nullable=False)  # implicit | starttls | none
+    ca_bundle: Mapped[str | None] = mapped_column(Text)  # PEM
+    folder: Mapped[str] = mapped_column(String(500), nullable=False)
+    username: Mapped[str] = mapped_column(String(320), nullable=False)
+    auth: Mapped[str] = mapped_column(String(16), nullable=False)  # password | xoauth2
+    password_sealed: Mapped[str | None] = mapped_column(Text)
+    token_url: Mapped[str | None] = mapped_column(String(2000))
+    client_id: Mapped[str | None] = mapped_column(String(500))
+    scope: Mapped[str | None] = mapped_column(String(2000))
+    client_secret_sealed: Mapped[str | None] = mapped_column(Text)
+    refresh_token_sealed: Mapped[str | None] = mapped_column(Text)
+    access_token_sealed: Mapped[str | None] = mapped_column(Text)
+    access_token_expires_at: Mapped[object | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[object] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    updated_at: Mapped[object] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
 
 
 outbox = outbox_table(Base.metadata)

@@ -3,6 +3,13 @@
 from apispec import APISpec
 from marshmallow import Schema, fields
 
+from ingest.mailbox_api import (
+    MailboxCreateSchema,
+    MailboxListSchema,
+    MailboxPatchSchema,
+    MailboxTestSchema,
+    MailboxViewSchema,
+)
 from ingest.schemas import (
     AcceptedSchema,
     IntakeSchema,
@@ -14,7 +21,9 @@ from mailroom_shared import openapi
 from mailroom_shared.openapi import Operation
 
 COMPONENTS = {"Accepted": AcceptedSchema, "Intake": IntakeSchema, "QuarantinedPage": QuarantinedPageSchema,
-              "RetryRequest": RetryRequestSchema, "Retried": RetriedSchema}
+              "RetryRequest": RetryRequestSchema, "Retried": RetriedSchema,
+              "MailboxCreate": MailboxCreateSchema, "MailboxPatch": MailboxPatchSchema, "Mailbox": MailboxViewSchema,
+              "MailboxList": MailboxListSchema, "MailboxTest": MailboxTestSchema}
 
 class FullMessageArgs(Schema):
     access = fields.String(metadata={"description": "the signed token of the message's link"})
@@ -40,6 +49,21 @@ OPERATIONS = [
     Operation("get", "/api/ingest/quarantine", "Operators: messages that could not be processed, newest first, "
               "with the reason (account_access or super_admin)", "QuarantinedPage", query=openapi.PageArgs,
               errors=(400, 403)),
+    Operation("get", "/api/ingest/mailboxes", "Connected IMAP mailboxes added through the API, with their status "
+              "(account_access or super_admin)", "MailboxList", errors=(403,)),
+    Operation("post", "/api/ingest/mailboxes", "Connect an IMAP mailbox for one of our inbox addresses: password or "
+              "XOAUTH2 (refresh token); secrets sealed at rest and never returned", "Mailbox", status=201,
+              body="MailboxCreate", errors=(400, 403, 413, 503)),
+    Operation("get", "/api/ingest/mailboxes/{mailbox_id}", "One connected mailbox and its status (last poll, last "
+              "success, last error, unreachable since, messages fetched)", "Mailbox", path_params=("mailbox_id",),
+              errors=(403, 404)),
+    Operation("patch", "/api/ingest/mailboxes/{mailbox_id}", "Change a connected mailbox (secrets replaced only when "
+              "given)", "Mailbox", path_params=("mailbox_id",), body="MailboxPatch", errors=(400, 403, 404, 413, 503)),
+    Operation("delete", "/api/ingest/mailboxes/{mailbox_id}", "Disconnect a mailbox (mail already fetched stays)",
+              None, status=204, path_params=("mailbox_id",), errors=(403, 404)),
+    Operation("post", "/api/ingest/mailboxes/{mailbox_id}/test", "Test the connection once: how far it got "
+              "(connect, tls, login, select, ok) and the server's own answer", "MailboxTest",
+              path_params=("mailbox_id",), errors=(403, 404, 503)),
     Operation("post", "/api/ingest/quarantine/retry", "Operators: run quarantined messages again after an upgrade "
               "(those named, or all whose reason matches; super_admin); what goes through fills in the inbox's "
               "placeholder", "Retried", status=202, body="RetryRequest", errors=(400, 403)),

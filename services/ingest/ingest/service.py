@@ -10,7 +10,7 @@ import json
 from nameko.rpc import rpc
 from werkzeug.wrappers import Response
 
-from ingest import SERVICE_NAME, erasure, full_message, handlers, mailboxes, models, queries, settings
+from ingest import SERVICE_NAME, erasure, full_message, handlers, mailbox_api, mailboxes, models, queries, settings
 from ingest.access import require_operator_act, require_operator_view, require_post_access, require_read_access
 from ingest.domain import full_message as page_rules
 from ingest.domain.downloads import attachment_download, raw_message_download
@@ -116,6 +116,47 @@ class IngestService(Base):
             taken = handlers.retry_quarantined(session, body["intake_ids"], body["reason_contains"])
         self.process_intake()
         return 202, {"intake_ids": taken}
+
+    # --- connected IMAP mailboxes (mailbox_api.py, docs/mailboxes.md) --------------------------
+
+    @endpoint("GET", "/api/ingest/mailboxes")
+    def list_mailboxes(self, request):
+        mailbox_api.require_manage(request.principal)
+        with self.db.transaction() as session:
+            return mailbox_api.list_view(session)
+
+    @endpoint("POST", "/api/ingest/mailboxes")
+    def create_mailbox(self, request):
+        mailbox_api.require_manage(request.principal)
+        body = mailbox_api.read_body(request)
+        with self.db.transaction() as session:
+            return 201, mailbox_api.create(session, self.settings, body)
+
+    @endpoint("GET", "/api/ingest/mailboxes/<string:mailbox_id>")
+    def get_mailbox(self, request, mailbox_id):
+        mailbox_api.require_manage(request.principal)
+        with self.db.transaction() as session:
+            return mailbox_api.get_view(session, mailbox_id)
+
+    @endpoint("PATCH", "/api/ingest/mailboxes/<string:mailbox_id>")
+    def update_mailbox(self, request, mailbox_id):
+        mailbox_api.require_manage(request.principal)
+        body = mailbox_api.read_body(request)
+        with self.db.transaction() as session:
+            return mailbox_api.update_mailbox(session, self.settings, mailbox_id, body)
+
+    @endpoint("DELETE", "/api/ingest/mailboxes/<string:mailbox_id>")
+    def delete_mailbox(self, request, mailbox_id):
+        mailbox_api.require_manage(request.principal)
+        with self.db.transaction() as session:
+            mailbox_api.delete_mailbox(session, mailbox_id)
+        return Response(status=204)
+
+    @endpoint("POST", "/api/ingest/mailboxes/<string:mailbox_id>/test")
+    def test_mailbox(self, request, mailbox_id):
+        """Connect, TLS, log in and select once: {ok, stage, server_answer}."""
+        mailbox_api.require_manage(request.principal)
+        return mailbox_api.test_connection(self.db, self.settings, mailbox_id)
 
     @rpc
     def render_html(self, intake_id, allow_remote_images=False):

@@ -69,6 +69,10 @@ class Settings:
     parse_memory_mb: int = 1024  # INGEST_PARSE_MEMORY_MB: address-space limit of each parser process
     max_attempts: int = 3  # INGEST_MAX_ATTEMPTS: a message failing this often is quarantined
     mailboxes: tuple[tuple[MailboxConfig, str], ...] = ()  # (mailbox, channel address) pairs
+    # mailboxes added through the API (mailbox_api.py, docs/mailboxes.md)
+    mailbox_secret_key: str | None = field(default=None, repr=False)  # INGEST_MAILBOX_SECRET_KEY (Fernet)
+    imap_allow_plaintext: bool = False  # INGEST_IMAP_ALLOW_PLAINTEXT: tls "none", http/private token URLs
+    imap_lease_seconds: float = 120.0  # INGEST_IMAP_LEASE_SECONDS: one replica polls a mailbox this long
 
     @property
     def blob_location(self) -> Path | S3Location:
@@ -120,6 +124,9 @@ def load(*, mailboxes: bool = True) -> Settings:
         parse_memory_mb=config.env_int("INGEST_PARSE_MEMORY_MB", 1024, minimum=0),
         max_attempts=config.env_int("INGEST_MAX_ATTEMPTS", 3, minimum=1),
         mailboxes=_mailboxes(max_message_bytes) if mailboxes else (),
+        mailbox_secret_key=config.env_str("INGEST_MAILBOX_SECRET_KEY") or None,
+        imap_allow_plaintext=config.env_bool("INGEST_IMAP_ALLOW_PLAINTEXT", False),
+        imap_lease_seconds=config.env_float("INGEST_IMAP_LEASE_SECONDS", 120.0, minimum=1.0),
     )
 
 

@@ -13,6 +13,7 @@ Keep only Dovecot fixtures in this section; other fixtures belong in their own c
 from __future__ import annotations
 
 import grp
+import json
 import os
 import pwd
 import shutil
@@ -21,9 +22,13 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
+import uuid
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import pytest
 from imapclient import IMAPClient
@@ -204,7 +209,18 @@ def dovecot_certificate():
 
 
 def _config(root: Path, *, account: str, group: str, uid: int, gid: int, port: int, ssl_port: int, cert: Path,
-            key: Path) -> str:
+            key: Path, introspection_url: str | None = None) -> str:
+    oauth2 = ""
+    if introspection_url:  # XOAUTH2/OAUTHBEARER checked against the test's token endpoint
+        (root / "dovecot-oauth2.conf.ext").write_text(
+            f"introspection_mode = post\nintrospection_url = {introspection_url}\n"
+            "username_attribute = username\nactive_attribute = active\nactive_value = true\n")
+        oauth2 = f"""
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/dovecot-oauth2.conf.ext
+}}"""
     special_folders = "\n".join(
         f"  mailbox {name} {{\n    special_use = {flag}\n    auto = create\n  }}"
         for name, flag in SPECIAL_FOLDERS.items()
@@ -228,14 +244,14 @@ ssl_cert = <{cert}
 ssl_key = <{key}
 # Plaintext passwords are fine here: loopback only, throwaway credentials.
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{" xoauth2 oauthbearer" if introspection_url else ""}
 # Fail wrong passwords at once instead of after the default 2 s anti-brute-force delay.
 auth_failure_delay = 0
 
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {root}/passwd
-}}
+}}{oauth2}
 userdb {{
   driver = static
   args = uid={uid} gid={gid} home={root}/home/%u
@@ -272,6 +288,17 @@ service stats {{
 @pytest.fixture
 def dovecot(dovecot_certificate):
     """A running Dovecot with one user and an empty INBOX (plus Junk, Trash, Pourriel, Sent)."""
+    yield from _dovecot(dovecot_certificate)
+
+
+@pytest.fixture
+def dovecot_oauth2(dovecot_certificate, oauth_endpoint):
+    """The same Dovecot that also takes XOAUTH2/OAUTHBEARER logins, checking each bearer token
+    against `oauth_endpoint`'s introspection URL (Dovecot's oauth2 passdb)."""
+    yield from _dovecot(dovecot_certificate, introspection_url=oauth_endpoint.url("/introspect"))
+
+
+def _dovecot(dovecot_certificate, introspection_url: str | None = None):
     for binary in ("dovecot", "doveadm"):
         if _find_binary(binary) is None:
             pytest.fail(f"Dovecot binary `{binary}` not found: {DOVECOT_INSTALL_HINT}")
@@ -295,7 +322,7 @@ def dovecot(dovecot_certificate):
         group = grp.getgrgid(run_gid).gr_name
         config_path.write_text(
             _config(root, account=account, group=group, uid=run_uid, gid=run_gid, port=port,
-                    ssl_port=ssl_port, cert=cert, key=key)
+                    ssl_port=ssl_port, cert=cert, key=key, introspection_url=introspection_url)
         )
         if uid is not None:  # root: hand the whole tree to the unprivileged account
             root.chmod(0o755)
@@ -313,3 +340,85 @@ def dovecot(dovecot_certificate):
             server.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+# === OAuth 2.0 token endpoint fixture (XOAUTH2 tests) ==============================================
+# Not a Dovecot fixture, but Dovecot's oauth2 passdb asks it whether a bearer token is valid.
+
+
+class OAuthEndpoint:
+    """A local OAuth 2.0 authorisation server: `/token` answers the refresh grant (a new access
+    token each time, and a rotated refresh token when `rotate` is on) and `/introspect` (RFC 7662,
+    what Dovecot posts `token=` to) says whether an access token is active and whose it is."""
+
+    def __init__(self, username: str) -> None:
+        self.username = username
+        self.client_id, self.client_secret = "mailroom-client", "client-s3cret-value"
+        self.refresh_token = "refresh-token-0"
+        self.rotate = True
+        self.active: set[str] = set()
+        self.token_requests: list[dict] = []
+        self.introspections: list[str] = []
+        self.lifetime = 3600
+        self._count = 0
+        self._lock = threading.Lock()
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):  # noqa: N802 - the stdlib's name
+                form = {k: v[0] for k, v in parse_qs(self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                                                      .decode()).items()}
+                status, answer = endpoint._answer(self.path, form)
+                body = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def _answer(self, path: str, form: dict) -> tuple[int, dict]:
+        with self._lock:
+            if path == "/introspect":
+                token = form.get("token", "")
+                self.introspections.append(token)
+                if token in self.active:
+                    return 200, {"active": True, "username": self.username, "scope": "imap"}
+                return 200, {"active": False}
+            if path != "/token":
+                return 404, {"error": "not_found"}
+            self.token_requests.append(dict(form))
+            if form.get("grant_type") != "refresh_token":
+                return 400, {"error": "unsupported_grant_type"}
+            if form.get("client_id") != self.client_id or form.get("client_secret") != self.client_secret:
+                return 401, {"error": "invalid_client", "error_description": "client authentication failed"}
+            if form.get("refresh_token") != self.refresh_token:
+                return 400, {"error": "invalid_grant", "error_description": "refresh token expired or revoked"}
+            self._count += 1
+            access = f"access-token-{self._count}-{uuid.uuid4().hex}"
+            self.active.add(access)
+            answer = {"access_token": access, "token_type": "Bearer", "expires_in": self.lifetime}
+            if self.rotate:
+                self.refresh_token = f"refresh-token-{self._count}"
+                answer["refresh_token"] = self.refresh_token
+            return 200, answer
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def oauth_endpoint():
+    endpoint = OAuthEndpoint("team@example.test")
+    yield endpoint
+    endpoint.stop()

@@ -310,5 +310,37 @@ class AwaitedParent(Base):
     message_id: Mapped[str] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
 
 
+class Call(Base):
+    """A call logged on a conversation by a member of its inbox (docs/calls.md): the contact's
+    number in E.164, its outcome and duration, notes, a recording link. `idempotency_key` is the
+    logging user's (`Idempotency-Key`): the same key again logs nothing more."""
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        Index("ix_calls_conversation_time", "conversation_id", "called_at", "id"),
+        UniqueConstraint("logged_by", "idempotency_key"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"), nullable=False)
+    inbox_id: Mapped[str] = mapped_column(String(36), nullable=False)  # the conversation's when it was logged
+    direction: Mapped[str] = mapped_column(String(8), nullable=False)  # inbound | outbound
+    phone_number: Mapped[str] = mapped_column(String(32), nullable=False)  # E.164
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)
+    duration_seconds: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    notes: Mapped[str | None] = mapped_column(Text)  # plain text, never rendered as HTML
+    recording_url: Mapped[str | None] = mapped_column(Text)  # https, no credentials
+    logged_by: Mapped[str] = mapped_column(String(100), nullable=False)
+    logged_by_email: Mapped[str | None] = mapped_column(String(320))
+    called_at: Mapped[object] = mapped_column(DateTime(timezone=True), nullable=False)
+    created_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_digest: Mapped[str | None] = mapped_column(String(64))
+
+
+# the contact's number (queries.contact_phone): the latest call on any conversation of the contact
+Index("ix_conversations_contact_id", Conversation.contact_id)
+
+
 outbox = outbox_table(Base.metadata)
 processed_events = processed_events_table(Base.metadata)

@@ -26,6 +26,7 @@ COMPONENTS: dict[str, type[Schema]] = {
     "ConnectorChannelList": schemas.ConnectorChannelListSchema, "ChatMessageInput": schemas.ChatMessageInputSchema,
     "FormSubmissionInput": schemas.FormSubmissionInputSchema,
     "ConnectorMessageAccepted": schemas.ConnectorMessageAcceptedSchema,
+    "CallCreate": schemas.CallCreateSchema, "Call": schemas.CallSchema, "CallList": schemas.CallListSchema,
 }
 
 ACT = (400, 401, 403, 404, 409)  # actions: 403 = may view the inbox but is no member; 404 = may not view it
@@ -61,6 +62,11 @@ OPERATIONS = [
      "conversation_id", None, "Assign", 200, "ConversationSummary", ACT),
     ("post", "/api/conversations/{conversation_id}/comments", "Add an internal comment, never emailed, "
      "@mentioning members (comment_added)", "conversation_id", None, "CommentCreate", 201, "Comment", ACT),
+    ("post", "/api/conversations/{conversation_id}/calls", "Log a call (members; call_logged): the number in E.164, "
+     "422 naming a field that is not valid; header `Idempotency-Key`: the same key logs once (200 with that call "
+     "again, 409 with another request)", "conversation_id", None, "CallCreate", 201, "Call", (*ACT, 422)),
+    ("get", "/api/conversations/{conversation_id}/calls", "The calls logged on a conversation, oldest first",
+     "conversation_id", None, None, 200, "CallList", (401, 404)),
     ("post", "/api/conversations/{conversation_id}/ticket", "Create a ticket for the conversation, or associate "
      "an existing one (ticket_associated)", "conversation_id", None, "TicketInput", 200, "Ticket", ACT),
     ("post", "/api/conversations/{conversation_id}/move", "Move the conversation to another inbox you are a "

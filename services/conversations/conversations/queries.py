@@ -7,9 +7,11 @@ from sqlalchemy import and_, exists, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from conversations.domain import access
+from conversations.domain.calls import tel_url
 from conversations.domain.conversation import CLOSED, OPEN, VIEWS
-from conversations.models import Channel, Comment, Conversation, Inbox, InboxTeam, Member, Message, Ticket
+from conversations.models import Call, Channel, Comment, Conversation, Inbox, InboxTeam, Member, Message, Ticket
 from conversations.schemas import (
+    CallSchema,
     CommentSchema,
     ConversationSchema,
     ConversationSummarySchema,
@@ -161,6 +163,7 @@ def conversation_view(session: Session, conversation: Conversation, inbox: Inbox
         "comments": comments, "ticket": ticket, "permissions": access.permissions(principal, inbox.access),
         "reply_token": conversation.reply_token,
         "reply_address": reply_address(primary, conversation.reply_token) if primary else None,
+        **call_fields(session, conversation),
     })
 
 
@@ -251,6 +254,57 @@ def comment_view(comment: Comment) -> dict:
 
 def ticket_view(ticket: Ticket) -> dict:
     return TicketSchema().dump(ticket)
+
+
+# --- calls (docs/calls.md) ---------------------------------------------------------------------
+
+def _call_fields(call: Call) -> dict:
+    fields = {column.key: getattr(call, column.key) for column in Call.__table__.columns}
+    return {**fields, "called_at": aware(call.called_at), "created_at": aware(call.created_at)}
+
+
+def call_view(call: Call) -> dict:
+    return CallSchema().dump(_call_fields(call))
+
+
+def _calls(session: Session, conversation_id: str) -> list[Call]:
+    return list(session.execute(select(Call).where(Call.conversation_id == conversation_id)
+                                .order_by(Call.called_at, Call.created_at, Call.id)).scalars())
+
+
+def calls_of(session: Session, conversation_id: str) -> list[dict]:
+    """The conversation's calls, oldest first."""
+    return [call_view(c) for c in _calls(session, conversation_id)]
+
+
+def contact_phone(session: Session, conversation: Conversation) -> str | None:
+    """The contact's number (E.164) as this service knows it: of the latest call on any of the
+    contact's conversations (this one's if the contact is not known yet), else the WhatsApp
+    number its chat thread came from (its own, then any of the contact's)."""
+    scope = (Conversation.contact_id == conversation.contact_id if conversation.contact_id
+             else Conversation.id == conversation.id)
+    latest = session.execute(
+        select(Call.phone_number).join(Conversation, Conversation.id == Call.conversation_id).where(scope)
+        .order_by(Call.called_at.desc(), Call.created_at.desc(), Call.id.desc()).limit(1)).scalar_one_or_none()
+    if latest:
+        return latest
+    if conversation.channel_kind == "whatsapp" and conversation.external_thread_id:
+        return conversation.external_thread_id
+    if not conversation.contact_id:
+        return None
+    return session.execute(
+        select(Conversation.external_thread_id).where(
+            Conversation.contact_id == conversation.contact_id, Conversation.channel_kind == "whatsapp",
+            Conversation.external_thread_id.is_not(None))
+        .order_by(Conversation.last_message_at.desc(), Conversation.id.desc()).limit(1)).scalar_one_or_none()
+
+
+def call_fields(session: Session, conversation: Conversation) -> dict:
+    """What a conversation's view says of calls (ConversationSchema dumps them): its calls, the
+    contact's number and its tel: link."""
+    phone = contact_phone(session, conversation)
+    return {"calls": [_call_fields(c) for c in _calls(session, conversation.id)], "contact_phone": phone,
+            "contact_tel_url": tel_url(phone)}
 
 
 # --- our emails: the Sent view -----------------------------------------------------------------

@@ -1,7 +1,10 @@
 """marshmallow schemas of the conversations HTTP API (openapi.py documents the API from them)."""
 
+import datetime as dt
+
 from marshmallow import Schema, fields, pre_load, validate
 
+from conversations.domain import calls as call_rules
 from conversations.domain.access import VISIBILITIES
 from conversations.domain.conversation import VIEWS
 
@@ -281,6 +284,11 @@ class ConversationSchema(ConversationSummarySchema):
     comments = fields.List(fields.Nested(lambda: CommentSchema()))
     ticket = fields.Nested(lambda: TicketSchema(), allow_none=True)
     permissions = fields.Nested(PermissionsSchema)
+    calls = fields.List(fields.Nested(lambda: CallSchema()), metadata={"description": "calls logged, oldest first"})
+    contact_phone = fields.String(allow_none=True, metadata={
+        "description": "the contact's number (E.164): of the latest call on any of its conversations, else its "
+                       "WhatsApp number"})
+    contact_tel_url = fields.String(allow_none=True, metadata={"description": "tel:+… of contact_phone"})
 
 
 # --- actions -----------------------------------------------------------------------------------
@@ -453,3 +461,44 @@ class ConnectorMessageAcceptedSchema(Schema):
     message_id = fields.String(metadata={"description": "our id of the stored message"})
     conversation_id = fields.String()
     external_message_id = fields.String()
+
+
+# --- calls (docs/calls.md) ----------------------------------------------------------------------
+
+class CallCreateSchema(Schema):
+    """A call to log (POST /api/conversations/{id}/calls); header `Idempotency-Key` logs it once."""
+
+    direction = fields.String(required=True, validate=validate.OneOf(call_rules.DIRECTIONS))
+    phone_number = fields.String(required=True, validate=validate.Length(min=1, max=call_rules.MAX_PHONE_CHARS),
+                                 metadata={"description": "any human format; stored in E.164 (without +country "
+                                                          "only with CONVERSATIONS_DEFAULT_PHONE_REGION)"})
+    outcome = fields.String(required=True, validate=validate.OneOf(call_rules.OUTCOMES))
+    duration_seconds = fields.Integer(load_default=0, strict=True,
+                                      validate=validate.Range(min=0, max=call_rules.MAX_DURATION_SECONDS))
+    notes = fields.String(load_default=None, allow_none=True,
+                          validate=validate.Length(max=call_rules.MAX_NOTES_CHARS),
+                          metadata={"description": "plain text, never rendered as HTML"})
+    recording_url = fields.String(load_default=None, allow_none=True,
+                                  validate=validate.Length(max=call_rules.MAX_RECORDING_URL_CHARS),
+                                  metadata={"description": "https only, no user or password in it"})
+    called_at = fields.AwareDateTime(load_default=None, allow_none=True, default_timezone=dt.UTC, metadata={
+        "description": "ISO 8601 (default: now; without a zone: UTC); not in the future"})
+
+
+class CallSchema(Schema):
+    id = fields.String()
+    conversation_id = fields.String()
+    direction = fields.String(metadata={"enum": list(call_rules.DIRECTIONS)})
+    phone_number = fields.String(metadata={"description": "E.164"})
+    outcome = fields.String(metadata={"enum": list(call_rules.OUTCOMES)})
+    duration_seconds = fields.Integer()
+    notes = fields.String(allow_none=True)
+    recording_url = fields.String(allow_none=True)
+    logged_by = fields.String(metadata={"description": "the user id of the member who logged it"})
+    called_at = fields.DateTime()
+    created_at = fields.DateTime()
+
+
+class CallListSchema(Schema):
+    items = fields.List(fields.Nested(CallSchema))
+    next_cursor = fields.String(allow_none=True)

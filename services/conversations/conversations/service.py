@@ -12,7 +12,16 @@ from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy, rpc
 from werkzeug.wrappers import Response
 
-from conversations import SERVICE_NAME, connectors, contact_corrections, handlers, ingest_rendering, queries, settings
+from conversations import (
+    SERVICE_NAME,
+    calls,
+    connectors,
+    contact_corrections,
+    handlers,
+    ingest_rendering,
+    queries,
+    settings,
+)
 from conversations.models import Conversation, Inbox, outbox, processed_events
 from conversations.schemas import (
     AssignSchema,
@@ -39,7 +48,8 @@ Base = service_base(SERVICE_NAME, outbox, processed_events, settings.load, publi
     "inbox_updated": 1, "conversation_created": 1, "message_added": 1, "conversation_reopened": 1,
     "conversation_closed": 1, "ticket_closed": 1, "conversation_assigned": 1, "comment_added": 1,
     "ticket_associated": 1, "conversation_moved": 1, "conversation_spam_marked": 1,
-    "message_attribution_corrected": 1, "channel_message_received": 1, "contact_messages_erased": 1})
+    "message_attribution_corrected": 1, "channel_message_received": 1, "contact_messages_erased": 1,
+    "call_logged": 1})
 
 
 class InboxSeeder(DependencyProvider):
@@ -101,6 +111,7 @@ class ConversationsService(Base):
 
     @consumes("contacts", "contact_erased")
     def handle_contact_erased(self, session, data, envelope):
+        calls.erase_calls(session, data)  # before the conversations let go of their contact
         contact_corrections.erase_contact(session, self.outbox, data)
 
     # outbound's delivery events: our email in its conversation, and its delivery state
@@ -373,6 +384,22 @@ class ConversationsService(Base):
                 session, self.outbox, request.principal, conversation_id, body["body"], body["mentions"]))
         self.relay.wake()
         return 201, view
+
+    # calls from the reply editor (docs/calls.md): members log, viewers list
+    @endpoint("POST", "/api/conversations/<string:conversation_id>/calls")
+    def log_call(self, request, conversation_id):
+        call, key, digest = calls.read_call(read_json(request), request.headers.get("Idempotency-Key"), self.settings)
+        with self.db.transaction() as session:
+            row, created = calls.log_call(session, self.outbox, request.principal, conversation_id, call, key, digest)
+            view = queries.call_view(row)
+        self.relay.wake()
+        return (201 if created else 200), view
+
+    @endpoint("GET", "/api/conversations/<string:conversation_id>/calls")
+    def list_calls(self, request, conversation_id):
+        with self.db.transaction() as session:
+            conversation, _ = queries.viewable_conversation(session, request.principal, conversation_id)
+            return {"items": queries.calls_of(session, conversation.id), "next_cursor": None}
 
     @endpoint("POST", "/api/conversations/<string:conversation_id>/ticket")
     def associate_ticket(self, request, conversation_id):

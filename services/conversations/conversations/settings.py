@@ -11,6 +11,8 @@ environment (through the kit's SettingsProvider) and passed to what needs it.
   private, loopback or link-local address (`make run` and the tests set it).
 - CONVERSATIONS_CHANNEL_MAX_REQUEST_BYTES (default 8 MiB): the largest signed connector request
   (chat message or form submission, inline attachments included).
+- CONVERSATIONS_DEFAULT_PHONE_REGION (default none): the region (ISO 3166 code, e.g. `DE`) of a
+  call's phone number written without its country code; with none such a number is refused (422).
 
 The inboxes file is read and validated (schemas.InboxesFileSchema) with the settings, so a bad
 file stops the start with a clear error instead of running without the inboxes it expects. It
@@ -26,6 +28,7 @@ from pathlib import Path
 import yaml
 from marshmallow import ValidationError
 
+from conversations.domain import calls
 from conversations.domain.placement import ReplyToClosed
 from conversations.schemas import InboxesFileSchema
 from mailroom_shared import config
@@ -46,6 +49,7 @@ class Settings:
     connector_secret_key: str | None = dataclasses.field(default=None, repr=False)
     allow_private_connector_targets: bool = False
     channel_max_request_bytes: int = 8 * 1024 * 1024
+    default_phone_region: str | None = None  # calls (docs/calls.md): numbers without +country
 
 
 def load() -> Settings:
@@ -59,7 +63,16 @@ def load() -> Settings:
                     connector_secret_key=config.env_str("MAILROOM_CONNECTOR_SECRET_KEY") or None,
                     allow_private_connector_targets=config.env_bool("MAILROOM_CONNECTOR_ALLOW_PRIVATE_TARGETS", False),
                     channel_max_request_bytes=config.env_int("CONVERSATIONS_CHANNEL_MAX_REQUEST_BYTES",
-                                                             8 * 1024 * 1024, minimum=1024))
+                                                             8 * 1024 * 1024, minimum=1024),
+                    default_phone_region=_phone_region())
+
+
+def _phone_region() -> str | None:
+    """CONVERSATIONS_DEFAULT_PHONE_REGION: a region phonenumbers knows (`DE`, `GB`, `US`…), or none."""
+    region = (config.env_str("CONVERSATIONS_DEFAULT_PHONE_REGION") or "").strip().upper() or None
+    if region is not None and not calls.is_region(region):
+        raise ConfigError(f"CONVERSATIONS_DEFAULT_PHONE_REGION: {region!r} is not a region code (e.g. DE, GB, US)")
+    return region
 
 
 def _inboxes_file() -> Path | None:

@@ -135,6 +135,8 @@ SPECS: tuple[EventSpec, ...] = (
               "A teammate changed whom an inbound message belongs to; the previous attribution is kept."),
     EventSpec("channel_message_received", "conversations", 1, conversations.ChannelMessageReceivedV1,
               "A chat message or form submission from a connector was stored in a conversation."),
+    EventSpec("call_logged", "conversations", 1, conversations.CallLoggedV1,
+              "A member logged a call on a conversation (direction, E.164 number, outcome, duration, notes)."),
     EventSpec("chat_message_queued", "outbound", 1, outbound.ChatMessageQueuedV1,
               "A reply to a chat conversation was stored for delivery to the connector's webhook."),
     EventSpec("chat_message_sent", "outbound", 1, outbound.ChatMessageSentV1,

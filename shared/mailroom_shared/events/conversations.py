@@ -182,3 +182,26 @@ class ChannelMessageReceivedV1(Schema):
 
 class ContactMessagesErasedV1(ContactDataErasedV1):
     """This service's confirmation of a contact_erased (contacts assembles the erasure report)."""
+
+
+class CallLoggedV1(Schema):
+    """A member logged a call on a conversation (docs/calls.md); contacts puts it on the contact's
+    timeline (kind `call`) and keeps the number as the contact's phone identity."""
+
+    call_id = fields.String(required=True)
+    conversation_id = fields.String(required=True)
+    inbox_id = fields.String(required=True)
+    contact_id = fields.String(allow_none=True, load_default=None,
+                               metadata={"description": "the conversation's contact, when conversations knows it"})
+    contact_email = fields.String(allow_none=True, load_default=None)
+    contact_name = fields.String(allow_none=True, load_default=None)
+    direction = fields.String(required=True, metadata={"enum": ["inbound", "outbound"]})
+    phone_number = fields.String(required=True, metadata={"description": "the contact's number, E.164"})
+    outcome = fields.String(required=True, metadata={"enum": ["answered", "no_answer", "busy", "voicemail", "failed"]})
+    duration_seconds = fields.Integer(required=True)
+    notes = fields.String(allow_none=True, load_default=None, metadata={"description": "plain text, ≤ 10,000 chars"})
+    recording_url = fields.String(allow_none=True, load_default=None, metadata={"description": "https"})
+    logged_by = fields.String(required=True, metadata={"description": "the user id of the member who logged it"})
+    logged_by_email = fields.String(allow_none=True, load_default=None)
+    called_at = fields.String(required=True, metadata={"description": "ISO 8601"})
+    created_at = fields.String(required=True, metadata={"description": "ISO 8601: when it was logged"})

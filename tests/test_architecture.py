@@ -70,6 +70,7 @@ def test_queue_names_are_stable():
         "evt-contacts-contact_erased--outbound.handle_contact_erased",
         "evt-contacts-contact_updated--conversations.handle_contact_updated",
         "evt-contacts-contacts_merged--conversations.handle_contacts_merged",
+        "evt-conversations-call_logged--contacts.handle_call_logged",
         "evt-conversations-channel_message_received--contacts.handle_channel_message_received",
         "evt-conversations-comment_added--notifier.handle_comment_added",
         "evt-conversations-contact_messages_erased--contacts.handle_contact_messages_erased",

@@ -72,6 +72,10 @@ class TimelineEntry(Base):
     occurred_at: Mapped[object] = mapped_column(DateTime(timezone=True), nullable=False)
     # chat and form messages: their inbox (who may see the entry); email entries go by channel_address
     inbox_id: Mapped[str | None] = mapped_column(String(36))
+    # what the entry is: "message" (email, chat, form), or a "call" logged in conversations (its
+    # fields in `call`; docs/calls.md)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, default="message", server_default="message")
+    call: Mapped[dict | None] = mapped_column(JSON)
 
 
 class MessageConversation(Base):

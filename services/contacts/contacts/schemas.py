@@ -52,6 +52,12 @@ class TimelineEntrySchema(Schema):
     attachments = fields.List(fields.Nested(TimelineAttachmentSchema))
     forwarded_by = fields.Dict(allow_none=True)
     occurred_at = fields.DateTime()
+    kind = fields.String(metadata={"enum": ["message", "call"],
+                                   "description": "message: an email, chat message or form submission; call: a call "
+                                                  "logged in conversations (docs/calls.md), its fields in `call`"})
+    call = fields.Dict(allow_none=True, metadata={
+        "description": "kind call: {call_id, direction inbound|outbound, phone_number (E.164), outcome, "
+                       "duration_seconds, notes, recording_url, logged_by, called_at}"})
 
 
 class ContactPageSchema(Schema):

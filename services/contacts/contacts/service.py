@@ -3,7 +3,7 @@ HTTP API. The rules are in domain/, the use cases in handlers.py, the read model
 
 from __future__ import annotations
 
-from contacts import SERVICE_NAME, channel_contacts, corrections, handlers, queries, settings
+from contacts import SERVICE_NAME, calls, channel_contacts, corrections, handlers, queries, settings
 from contacts.models import Contact, ContactErasure, outbox, processed_events
 from contacts.schemas import ContactCreateSchema, ContactEmailSchema, ContactMergeSchema, ContactUpdateSchema
 from mailroom_shared.http import Forbidden, HttpError, decode_cursor, get_or_404, health_response, page_limit, read_json
@@ -56,6 +56,11 @@ class ContactsService(Base):
     @consumes("outbound", "chat_message_sent")
     def handle_chat_message_sent(self, session, data, envelope):
         channel_contacts.record_chat_sent(session, self.outbox, data, envelope["id"])
+
+    # calls logged in conversations (docs/calls.md): on the contact's timeline, the number learnt
+    @consumes("conversations", "call_logged")
+    def handle_call_logged(self, session, data, envelope):
+        calls.record_call(session, self.outbox, data, envelope["id"])
 
     # erasure confirmations (corrections.py): each service's counts go into the erasure report
     @consumes("conversations", "contact_messages_erased")

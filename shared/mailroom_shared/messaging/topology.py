@@ -64,6 +64,7 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("outbound", "email_sent", "contacts", "handle_email_sent"),
     # chat and form channels (docs/channels.md)
     Subscription("conversations", "channel_message_received", "contacts", "handle_channel_message_received"),
+    Subscription("conversations", "call_logged", "contacts", "handle_call_logged"),  # docs/calls.md
     Subscription("outbound", "chat_message_queued", "conversations", "handle_chat_message_queued"),
     Subscription("outbound", "chat_message_sent", "conversations", "handle_chat_message_sent"),
     Subscription("outbound", "chat_message_failed", "conversations", "handle_chat_message_failed"),

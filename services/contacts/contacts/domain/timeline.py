@@ -43,3 +43,41 @@ def sent_to(email: dict, sender: str | None,
             continue
         seen.add(address)
         yield address, display_name(recipient.get("name"))
+
+
+# --- calls logged in conversations (docs/calls.md) ----------------------------------------------
+
+CALL = "call"  # a timeline entry's kind (the others are "message": email, chat, form)
+CALL_FIELDS = ("call_id", "direction", "phone_number", "outcome", "duration_seconds", "notes", "recording_url",
+               "logged_by", "called_at")
+_OUTCOME_WORDS = {"answered": "answered", "no_answer": "no answer", "busy": "busy", "voicemail": "voicemail",
+                  "failed": "failed"}
+
+
+def call_entry_direction(direction: str) -> str:
+    """The timeline's direction of a call: the contact called us ("in") or we called them ("out")."""
+    return "in" if direction == "inbound" else "out"
+
+
+def call_key(call_id: str) -> str:
+    """The entry's message key (unique per contact and direction: a redelivery adds nothing)."""
+    return f"{call_id}@call.mailroom.invalid"
+
+
+def call_link_id(call_id: str) -> str:
+    """The timeline's link to the conversation (message_conversations) for a call."""
+    return f"call:{call_id}"
+
+
+def call_subject(direction: str, outcome: str, duration_seconds: int) -> str:
+    """`Outbound call · answered · 3 min 05 s` (what the timeline shows as the entry's subject)."""
+    words = ["Inbound call" if direction == "inbound" else "Outbound call", _OUTCOME_WORDS.get(outcome, outcome)]
+    if duration_seconds:
+        minutes, seconds = divmod(int(duration_seconds), 60)
+        words.append(f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s")
+    return " · ".join(words)
+
+
+def call_details(data: dict) -> dict:
+    """The call's fields the timeline entry keeps (call_logged's)."""
+    return {field: data.get(field) for field in CALL_FIELDS}

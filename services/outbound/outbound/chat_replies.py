@@ -19,10 +19,11 @@ from sqlalchemy.orm import Session
 from mailroom_shared import safe_http, signed_webhooks
 from mailroom_shared.auth import Principal
 from mailroom_shared.db import Database, is_postgres, utcnow
-from mailroom_shared.http import Conflict, HttpError, ServiceUnavailable
+from mailroom_shared.http import HttpError, ServiceUnavailable
 from mailroom_shared.messaging.outbox import Outbox
 from mailroom_shared.text import iso_time
-from outbound.domain import chat, idempotency
+from outbound import queries
+from outbound.domain import chat
 from outbound.domain.delivery import backoff_seconds
 from outbound.domain.errors import InvalidEmail
 from outbound.models import ChatMessage
@@ -58,18 +59,6 @@ def _ref(message: ChatMessage) -> dict:
                      "identity")}
 
 
-def _existing(session: Session, key: str | None, digest: str) -> ChatMessage | None:
-    if not key:
-        return None
-    message = session.execute(select(ChatMessage).where(ChatMessage.idempotency_key == key)).scalar_one_or_none()
-    if message is not None:
-        try:
-            idempotency.check_same_request(message.request_digest, digest)
-        except idempotency.IdempotencyConflict as exc:
-            raise Conflict(str(exc)) from exc
-    return message
-
-
 def send(database: Database, outbox: Outbox, settings: Settings, conversations, context: dict, request: dict,
          key: str | None, digest: str, principal: Principal | None) -> tuple[int, dict]:
     """202 with the queued reply; 200 with the one an earlier request with the same key queued."""
@@ -97,7 +86,7 @@ def send(database: Database, outbox: Outbox, settings: Settings, conversations, 
         state="queued", attempts=0, next_attempt_at=now, created_at=now)
     try:
         with database.transaction() as session:
-            existing = _existing(session, key, digest)
+            existing = queries.find_idempotent(session, key, digest, ChatMessage)
             if existing is not None:
                 return 200, view(existing)
             session.add(message)
@@ -106,7 +95,7 @@ def send(database: Database, outbox: Outbox, settings: Settings, conversations, 
             return 202, view(message)
     except IntegrityError:  # a concurrent request with the same key won
         with database.transaction() as session:
-            existing = _existing(session, key, digest)
+            existing = queries.find_idempotent(session, key, digest, ChatMessage)
             if existing is None:
                 raise
             return 200, view(existing)

@@ -38,6 +38,7 @@ from outbound.domain.prepared import Prepared, body_of, finish
 from outbound.domain.prepared import recipients as requested
 from outbound.domain.senders import choose_sender, conversation_reply_address, reply_to
 from outbound.models import Attachment, DeliveryAttempt, Email, Snippet, Template
+from outbound.queries import find_idempotent  # also auto_ack's (handlers.find_idempotent)
 from outbound.schemas import ComposeSchema, ForwardSchema, ReplySchema
 from outbound.settings import Settings
 
@@ -117,20 +118,6 @@ def _existing(database: Database, key: str | None, digest: str) -> dict | None:
 def _existing_in(session: Session, key: str | None, digest: str) -> dict | None:
     email = find_idempotent(session, key, digest)
     return queries.email_view(session, email) if email is not None else None
-
-
-def find_idempotent(session: Session, key: str | None, digest: str) -> Email | None:
-    """The email already queued under `key`, or None. The same key with another request is a
-    conflict (a client bug), never a second email."""
-    if not key:
-        return None
-    email = session.execute(select(Email).where(Email.idempotency_key == key)).scalar_one_or_none()
-    if email is not None:
-        try:
-            idempotency.check_same_request(email.request_digest, digest)
-        except idempotency.IdempotencyConflict as exc:
-            raise Conflict(str(exc)) from exc
-    return email
 
 
 # --- preparing an email ------------------------------------------------------------------------

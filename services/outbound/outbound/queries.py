@@ -7,14 +7,28 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from mailroom_shared.db import aware
-from mailroom_shared.http import HttpError, NotFound
+from mailroom_shared.http import Conflict, HttpError, NotFound
 from mailroom_shared.pagination import newest_first, next_cursor
-from outbound.domain import recipients
+from outbound.domain import idempotency, recipients
 from outbound.domain.attachments import attachment_url
 from outbound.domain.errors import InvalidEmail
 from outbound.domain.senders import choose_sender
 from outbound.models import Attachment, DeliveryAttempt, Email, Snippet, Template
 from outbound.schemas import EmailSchema, SnippetSchema, TemplateSchema
+
+
+def find_idempotent(session: Session, key: str | None, digest: str, model=Email):
+    """The row of `model` (an email, or a chat reply: ChatMessage) already queued under `key`, or
+    None. The same key with another request is a conflict (a client bug), never a second one."""
+    if not key:
+        return None
+    row = session.execute(select(model).where(model.idempotency_key == key)).scalar_one_or_none()
+    if row is not None:
+        try:
+            idempotency.check_same_request(row.request_digest, digest)
+        except idempotency.IdempotencyConflict as exc:
+            raise Conflict(str(exc)) from exc
+    return row
 
 
 def email_view(session: Session, email: Email) -> dict:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import queue
 import shutil
 import subprocess
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,6 +23,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from mailroom_shared.db import normalise_url
+from mailroom_shared.migrations import upgrade
 
 LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -98,11 +101,20 @@ class PostgresAdmin:
         self.admin_url = make_url(normalise_url(admin_url))
         self.engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
 
-    def create_database(self, prefix: str) -> str:
+    def create_database(self, prefix: str, template: str | None = None) -> str:
+        """An empty database, or a copy of the database at URL `template` (nobody may be connected to it)."""
         name = f"mr_{prefix}_{uuid.uuid4().hex[:10]}"
+        copy = f' TEMPLATE "{make_url(template).database}"' if template else ""
         with self.engine.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
+            connection.execute(text(f'CREATE DATABASE "{name}"{copy}'))
         return self.admin_url.set(database=name).render_as_string(hide_password=False)
+
+    def disconnect_all(self, url: str) -> None:
+        """End every session connected to the database at `url`."""
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                    "WHERE datname = :name AND pid <> pg_backend_pid()"),
+                               {"name": make_url(url).database})
 
     def drop_database(self, url: str) -> None:
         name = make_url(url).database
@@ -111,6 +123,64 @@ class PostgresAdmin:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class MigratedTemplates:
+    """One database per service migrated to head once (per session and xdist worker), which a
+    stack's databases copy (CREATE DATABASE … TEMPLATE): a copy takes a fraction of a second where
+    running every migration again took one to two seconds per service and test. The copy is the
+    same schema and rows the migrations make (they insert no rows that depend on the moment)."""
+
+    def __init__(self, admin: PostgresAdmin):
+        self.admin = admin
+        self.templates: dict[tuple[str, str], str] = {}
+
+    def template_for(self, service: str, migrations_dir) -> str:
+        key = (service, str(migrations_dir))
+        if key not in self.templates:
+            url = self.admin.create_database(f"tpl_{service}")
+            try:
+                upgrade(service, migrations_dir, url)
+            except Exception:
+                self.admin.drop_database(url)
+                raise
+            self.admin.disconnect_all(url)
+            self.templates[key] = url
+        return self.templates[key]
+
+    def drop(self) -> None:
+        for url in self.templates.values():
+            self.admin.drop_database(url)
+        self.templates.clear()
+
+
+class BackgroundCleanup:
+    """Runs cleanup calls (dropping a finished test's databases, deleting its vhost) one after
+    another in a thread of its own, so that the next test does not wait for them: a DROP DATABASE
+    takes 0.5–2.5 s on the CI's PostgreSQL, a vhost deletion about 1 s, and a test with three
+    services did four of them after every test. `close()` waits for all and returns what failed."""
+
+    def __init__(self):
+        self.errors: list[str] = []
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="mailroom-test-cleanup")
+        self._thread.start()
+
+    def later(self, call, *args) -> None:
+        self._queue.put((call, args))
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            call, args = item
+            try:
+                call(*args)
+            except Exception as exc:  # noqa: BLE001 - reported by close()
+                self.errors.append(f"{getattr(call, '__qualname__', call)}{args}: {exc}")
+
+    def close(self) -> list[str]:
+        self._queue.put(None)
+        self._thread.join()
+        return self.errors
 
 
 def base_amqp_uri() -> tuple[str, object | None]:

@@ -11,6 +11,8 @@ from mailroom_testing.contracts import bind_tap, check_published_events
 from mailroom_testing.stack import Stack
 from mailroom_testing.tokens import TEST_ENV, admin_headers
 
+POLL_ENV = {"OUTBOUND_POLL_SECONDS": "0.2", "NOTIFIER_POLL_SECONDS": "0.2"}
+
 
 @pytest.fixture(scope="session")
 def rabbit_admin():
@@ -21,11 +23,22 @@ def rabbit_admin():
         container.stop()
 
 
+@pytest.fixture(scope="session")
+def background_cleanup(rabbit_admin, postgres_admin):
+    """Where tests' vhosts and databases are deleted, behind the tests (infra.BackgroundCleanup);
+    it finishes before the servers' session fixtures end."""
+    cleanup = infra.BackgroundCleanup()
+    yield cleanup
+    errors = cleanup.close()
+    if errors:
+        raise RuntimeError(f"{len(errors)} test vhost(s)/database(s) could not be deleted:\n" + "\n".join(errors[:20]))
+
+
 @pytest.fixture
-def amqp_uri(rabbit_admin):
+def amqp_uri(rabbit_admin, background_cleanup):
     vhost = rabbit_admin.create_vhost()
     yield rabbit_admin.uri_for(vhost)
-    rabbit_admin.delete_vhost(vhost)
+    background_cleanup.later(rabbit_admin.delete_vhost, vhost)
 
 
 @pytest.fixture(scope="session")
@@ -38,28 +51,59 @@ def postgres_admin():
         container.stop()
 
 
+@pytest.fixture(scope="session")
+def migrated_templates(postgres_admin):
+    """Each service's database migrated to head once a session (infra.MigratedTemplates)."""
+    templates = infra.MigratedTemplates(postgres_admin)
+    yield templates
+    templates.drop()
+
+
 @pytest.fixture
-def make_database(postgres_admin):
+def make_database(postgres_admin, background_cleanup):
+    """`make_database(prefix)`: an empty database, dropped after the test; `template=URL` copies
+    that database instead."""
     created: list[str] = []
 
-    def make(prefix: str) -> str:
-        url = postgres_admin.create_database(prefix)
+    def make(prefix: str, template: str | None = None) -> str:
+        url = postgres_admin.create_database(prefix, template)
         created.append(url)
         return url
 
     yield make
     for url in created:
-        postgres_admin.drop_database(url)
+        background_cleanup.later(postgres_admin.drop_database, url)
 
 
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "unchecked_events(reason): the stack's published events are not checked against "
         "docs/events.asyncapi.yaml after the test (say why)")
+    config.addinivalue_line(
+        "markers", "runs_long: a test file that takes minutes (the chaos run): started before the others")
+
+
+def _start_order(item) -> int:
+    if item.get_closest_marker("runs_long"):
+        return 0
+    return 1 if item.get_closest_marker("integration") else 2
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """The longest files first, then those that start servers, then the unit tests (a stable sort
+    by file: a file's tests stay together and in their order). `make test` hands whole files to
+    its workers in this order (--dist loadfile): a long file started last kept one worker busy
+    alone at the end, and short files at the end fill the gaps instead."""
+    order: dict[str, int] = {}
+    for item in items:
+        path = str(item.path)
+        order[path] = min(order.get(path, 2), _start_order(item))
+    items.sort(key=lambda item: order[str(item.path)])
 
 
 @pytest.fixture
-def stack_factory(amqp_uri, make_database, tmp_path, request):
+def stack_factory(amqp_uri, make_database, migrated_templates, tmp_path, request):
     """`stack_factory([ServiceSpec, ...], extra_env={...})` starts those services (one process each).
     Every stack verifies tokens with testing.tokens.TEST_SECRET and sends the test admin's token
     by default (`headers=` of a request overrides it; testing.tokens.auth mints others).
@@ -70,10 +114,13 @@ def stack_factory(amqp_uri, make_database, tmp_path, request):
     stacks: list[Stack] = []
 
     def start(services, extra_env: dict | None = None) -> Stack:
+        # due retries looked for every 0.2 s, not every second (a test that sets them keeps its own)
         stack = Stack(services=list(services), amqp_uri=amqp_uri,
-                      database_urls={spec.name: make_database(spec.name) for spec in services},
-                      workdir=tmp_path / f"stack{len(stacks)}", extra_env={**TEST_ENV, **(extra_env or {})},
-                      default_headers=admin_headers())
+                      # copies of databases migrated once a session: at head already
+                      database_urls={spec.name: make_database(spec.name, migrated_templates.template_for(
+                          spec.name, spec.migrations)) for spec in services},
+                      workdir=tmp_path / f"stack{len(stacks)}", extra_env={**TEST_ENV, **POLL_ENV, **(extra_env or {})},
+                      default_headers=admin_headers(), migrate_on_start=False)
         if not stacks:
             bind_tap(amqp_uri)  # before anything publishes
         stacks.append(stack)

@@ -807,8 +807,12 @@ function editorParts(prefix, { context, subject = null }) {
     const where = context();
     const inboxId = where.inbox_id || (state.conversation && state.conversation.inbox_id) || "";
     const query = inboxId ? `?inbox_id=${encodeURIComponent(inboxId)}` : "";
-    const [templates, snippets] = await Promise.all([api("GET", `/api/outbound/templates${query}`).catch(() => ({ items: [] })),
-      api("GET", `/api/outbound/snippets${query}`).catch(() => ({ items: [] }))]);
+    const [templates, snippets] = (await Promise.allSettled([api("GET", `/api/outbound/templates${query}`),
+      api("GET", `/api/outbound/snippets${query}`)])).map((result, index) => {
+      if (result.status === "fulfilled") return result.value;
+      if (result.reason.status !== 401) say(`${index ? "Snippets" : "Templates"}: ${result.reason.message}`);
+      return { items: [] };
+    });
     const options = (items, none) => (items.length ? items.map((i) => h("option", { value: i.id },
       i.shortcut ? `${i.name} (/${i.shortcut})` : i.name)) : [h("option", { value: "" }, none)]);
     templateSelect.replaceChildren(...options(templates.items || [], "No templates"));
@@ -867,7 +871,9 @@ function editorParts(prefix, { context, subject = null }) {
   };
   const nodes = [tools, h("div", { class: "field" }, h("label", { for: linkUrl.id }, "Link"), linkUrl), editor,
     h("div", { class: "toolbar" }, insertButton, attach), insertPanel, insertList, fileList];
-  return { editor, nodes, body, dropTarget };
+  // what is offered follows the inbox (Compose's From): reloaded when it changes while shown
+  const reloadSaved = () => { if (!insertPanel.hidden) loadSaved().catch((error) => { if (error.status !== 401) say(error.message); }); };
+  return { editor, nodes, body, dropTarget, reloadSaved };
 }
 
 async function openReply() {
@@ -938,6 +944,7 @@ function openCompose() {
   form.replaceChildren(field("To", to), field("From", from), field("Subject", subject), ...parts.nodes,
     h("div", { class: "toolbar" }, send, h("button", { type: "button", class: "quiet", onclick: () => closeCompose() }, "Cancel")));
   parts.dropTarget(form);
+  from.addEventListener("change", parts.reloadSaved);
   form.onsubmit = async (event) => {
     event.preventDefault();
     const [inboxId, address] = from.value.split(" ");

@@ -12,16 +12,14 @@ import subprocess
 import sys
 import threading
 import uuid
-from email import policy
-from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from mailroom_shared.devproxy import serve_in_thread
 from mailroom_testing.specs import CONTACTS, CONVERSATIONS, INGEST, OUTBOUND
 from mailroom_testing.stack import free_port
+from mailroom_testing.team import MailSink, relay_env, running, start_with_inboxes
 from mailroom_testing.tokens import TEST_SECRET
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,19 +52,8 @@ needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chro
                                     "(apt-get install chromium; .ci/run installs it)")
 
 
-class Sink:
+class Sink(MailSink):
     """The customer's mail server: records every message it accepts."""
-
-    def __init__(self):
-        self.accepted: list[dict] = []
-        self._lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
-        message = BytesParser(policy=policy.default).parsebytes(envelope.original_content or envelope.content)
-        with self._lock:
-            self.accepted.append({"mail_from": envelope.mail_from, "rcpt_tos": list(envelope.rcpt_tos),
-                                  "message": message})
-        return "250 2.0.0 Ok: queued"
 
     def with_subject(self, subject: str) -> list[dict]:
         with self._lock:
@@ -75,12 +62,8 @@ class Sink:
 
 @pytest.fixture
 def sink():
-    handler = Sink()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    handler.port = controller.port
-    yield handler
-    controller.stop()
+    with running(Sink()) as handler:
+        yield handler
 
 
 def built_web() -> Path:
@@ -105,17 +88,12 @@ def inbox(stack_factory, sink, tmp_path, monkeypatch):
     # the dev sign-in mints tokens in this process (the proxy's), with the stack's secret
     monkeypatch.setenv("MAILROOM_JWT_SECRET", TEST_SECRET)
     monkeypatch.setenv("MAILROOM_DEV_AUTH", "true")
-    inboxes = tmp_path / "inboxes.yaml"
-    inboxes.write_text(INBOXES)
     smtp_port = free_port()
-    stack = stack_factory([INGEST, CONTACTS, CONVERSATIONS, OUTBOUND], extra_env={
-        "CONVERSATIONS_INBOXES_FILE": str(inboxes), "INGEST_SMTP_PORT": str(smtp_port),
-        "OUTBOUND_SMTP_HOST": "127.0.0.1", "OUTBOUND_SMTP_PORT": str(sink_port(sink)),
-        "OUTBOUND_SMTP_TIMEOUT": "20", "OUTBOUND_RETRY_BASE_SECONDS": "0.5", "OUTBOUND_POLL_SECONDS": "0.2",
-        "MAILROOM_MESSAGE_ID_DOMAIN": "mailroom.test",
+    stack = start_with_inboxes(stack_factory, [INGEST, CONTACTS, CONVERSATIONS, OUTBOUND], INBOXES, tmp_path, relay_env(
+        sink, INGEST_SMTP_PORT=str(smtp_port), OUTBOUND_SMTP_TIMEOUT="20", OUTBOUND_RETRY_BASE_SECONDS="0.5",
         # Chromium shares the machine's cores with the services here: a loop starved of CPU for a
         # second is not what these tests look at (a loop kept for 5 s still fails them)
-        "MAILROOM_BLOCKING_DETECTION_SECONDS": "5"})
+        MAILROOM_BLOCKING_DETECTION_SECONDS="5"), wait_for=None)
     stack.start_process("smtp", [sys.executable, "-m", "ingest.smtp_listener"], port=smtp_port)
     stack.eventually(lambda: stack.get("/health/ingest")[1].get("channels") == 3, timeout=30)
     stack.inbox_ids = {i["key"]: i["id"] for i in stack.get("/api/inboxes")[1]["items"]}
@@ -126,10 +104,6 @@ def inbox(stack_factory, sink, tmp_path, monkeypatch):
     yield stack
     proxy.shutdown()
     proxy.server_close()
-
-
-def sink_port(sink: Sink) -> int:
-    return sink.port
 
 
 @pytest.fixture

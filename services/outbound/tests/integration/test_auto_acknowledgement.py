@@ -4,70 +4,36 @@ a new conversation's first message is answered to its Return-Path as an RFC 3834
 threaded to it; auto-replies, list mail, mail without a Return-Path and a sender acknowledged
 within the period get nothing."""
 
-import threading
 import uuid
-from email import policy
-from email.parser import BytesParser
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from mailroom_testing.specs import CONVERSATIONS, INGEST, OUTBOUND
-from mailroom_testing.stack import free_port
+from mailroom_testing.team import SUPPORT, SUPPORT_INBOX, MailSink, relay_env, running, start_with_inboxes
 from mailroom_testing.tokens import NO_AUTH, auth
 
 pytestmark = pytest.mark.integration
 
-SUPPORT = "support@mailroom.test"
-INBOXES = f"""
-inboxes:
-  - key: support
-    name: Support
-    channels:
-      - {{address: {SUPPORT}, name: Support Team, primary: true}}
-    members:
-      - {{user_id: agent-1, email: agent@mailroom.test}}
-"""
+INBOXES = SUPPORT_INBOX
 MEMBER = auth("agent-1")
 
 
-class Relay:
-    def __init__(self):
-        self.accepted: list[dict] = []
-        self._lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
-        message = BytesParser(policy=policy.default).parsebytes(envelope.original_content or envelope.content)
-        with self._lock:
-            self.accepted.append({"rcpt_tos": list(envelope.rcpt_tos), "message": message})
-        return "250 2.0.0 Ok: queued"
-
+class Relay(MailSink):
     def acknowledgements(self) -> list[dict]:
         return [m for m in self.accepted if m["message"]["Auto-Submitted"] == "auto-replied"]
 
 
 @pytest.fixture
 def relay():
-    handler = Relay()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield handler, controller.port
-    controller.stop()
+    with running(Relay()) as handler:
+        yield handler, handler.port
 
 
 @pytest.fixture
 def stack(stack_factory, relay, tmp_path):
-    inboxes = tmp_path / "inboxes.yaml"
-    inboxes.write_text(INBOXES)
-    started = stack_factory([OUTBOUND, CONVERSATIONS, INGEST], extra_env={
-        "CONVERSATIONS_INBOXES_FILE": str(inboxes), "OUTBOUND_SMTP_HOST": "127.0.0.1",
-        "OUTBOUND_SMTP_PORT": str(relay[1]), "OUTBOUND_POLL_SECONDS": "0.2",
-        "MAILROOM_MESSAGE_ID_DOMAIN": "mailroom.test"})
-
-    def support_id():
-        status, body = started.get("/api/inboxes")
-        return next((i["id"] for i in body["items"] if i["key"] == "support"), None) if status == 200 else None
-    started.support = started.eventually(support_id, timeout=30)
+    started = start_with_inboxes(stack_factory, [OUTBOUND, CONVERSATIONS, INGEST], INBOXES, tmp_path,
+                                 relay_env(relay[0]))
+    started.support = started.inbox_id
     return started
 
 

@@ -10,12 +10,9 @@ import threading
 import time
 import urllib.request
 import uuid
-from email import policy
-from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from aiosmtpd.controller import Controller
 from cryptography.fernet import Fernet
 from nameko.standalone.rpc import ClusterRpcProxy
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -23,6 +20,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from mailroom_testing.specs import CONTACTS, CONVERSATIONS, OUTBOUND
 from mailroom_testing.stack import free_port
 from mailroom_testing.subscriber import EventSubscriber
+from mailroom_testing.team import MailSink, relay_env, running, start_with_inboxes
 from mailroom_testing.tokens import auth
 
 pytestmark = pytest.mark.integration
@@ -77,16 +75,6 @@ class Connector:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-class Sink:
-    def __init__(self):
-        self.accepted = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
-        self.accepted.append({"rcpt_tos": list(envelope.rcpt_tos),
-                              "message": BytesParser(policy=policy.default).parsebytes(envelope.content)})
-        return "250 2.0.0 Ok: queued"
-
-
 @pytest.fixture
 def connector():
     server = Connector()
@@ -96,27 +84,18 @@ def connector():
 
 @pytest.fixture
 def sink():
-    handler = Sink()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield handler, controller.port
-    controller.stop()
+    with running(MailSink()) as handler:
+        yield handler, handler.port
 
 
 @pytest.fixture
 def stack(stack_factory, tmp_path, sink):
-    inboxes = tmp_path / "inboxes.yaml"
-    inboxes.write_text(INBOXES)
-    started = stack_factory([OUTBOUND, CONVERSATIONS, CONTACTS], extra_env={
-        "CONVERSATIONS_INBOXES_FILE": str(inboxes), "MAILROOM_CONNECTOR_SECRET_KEY": Fernet.generate_key().decode(),
-        "MAILROOM_CONNECTOR_ALLOW_PRIVATE_TARGETS": "true", "OUTBOUND_SMTP_HOST": "127.0.0.1",
-        "OUTBOUND_SMTP_PORT": str(sink[1]), "OUTBOUND_RETRY_BASE_SECONDS": "0.2", "OUTBOUND_RETRY_MAX_SECONDS": "1",
-        "OUTBOUND_POLL_SECONDS": "0.2", "OUTBOUND_MAX_ATTEMPTS": "4", "MAILROOM_MESSAGE_ID_DOMAIN": "mailroom.test",
+    return start_with_inboxes(stack_factory, [OUTBOUND, CONVERSATIONS, CONTACTS], INBOXES, tmp_path, relay_env(
+        sink[0], MAILROOM_CONNECTOR_SECRET_KEY=Fernet.generate_key().decode(),
+        MAILROOM_CONNECTOR_ALLOW_PRIVATE_TARGETS="true", OUTBOUND_RETRY_BASE_SECONDS="0.2",
+        OUTBOUND_RETRY_MAX_SECONDS="1", OUTBOUND_MAX_ATTEMPTS="4",
         # a shared, loaded machine: a start (imports) may hold a loop over the default 1 s
-        "MAILROOM_BLOCKING_DETECTION_SECONDS": "5"})
-    started.inbox_id = started.eventually(lambda: next(
-        (i["id"] for i in started.get("/api/inboxes")[1].get("items", []) if i["key"] == "support"), None), timeout=30)
-    return started
+        MAILROOM_BLOCKING_DETECTION_SECONDS="5"))
 
 
 def signed_post(stack, path, body, secret):

@@ -4,60 +4,27 @@ the refused recipient is suppressed for the inbox, compose, reply and forward na
 naming it and send nothing, a member lifts it (others cannot), and a DSN arriving through ingest
 bounces the email for the recipient it names only (`email_bounced.recipients`, `partial`)."""
 
-import asyncio
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from email import policy
-from email.parser import BytesParser
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from mailroom_testing.specs import CONTACTS, CONVERSATIONS, INGEST, OUTBOUND
-from mailroom_testing.stack import free_port
 from mailroom_testing.subscriber import EventSubscriber
+from mailroom_testing.team import SUPPORT, SUPPORT_INBOX, MailSink, relay_env, running, start_with_inboxes
 from mailroom_testing.tokens import NO_AUTH, auth
 
 pytestmark = pytest.mark.integration
 
-SUPPORT = "support@mailroom.test"
-INBOXES = f"""
-inboxes:
-  - key: support
-    name: Support
-    channels:
-      - {{address: {SUPPORT}, name: Support Team, primary: true}}
-    members:
-      - {{user_id: agent-1, email: agent@mailroom.test}}
-"""
+INBOXES = SUPPORT_INBOX
 EVENTS = [("outbound.events", "#"), ("conversations.events", "#")]
 MEMBER, STRANGER = auth("agent-l"), auth("stranger")
 
 
-class Relay:
-    """An SMTP relay that refuses the addresses in `refuse` at RCPT TO (550 5.1.1) and records
-    what it accepts."""
-
-    def __init__(self):
-        self.refuse: set[str] = set()
-        self.accepted: list[dict] = []
-        self._lock = threading.Lock()
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd's name
-        if address.lower() in self.refuse:
-            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown in virtual mailbox table"
-        envelope.rcpt_tos.append(address)
-        return "250 2.1.5 Ok"
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802
-        message = BytesParser(policy=policy.default).parsebytes(envelope.original_content or envelope.content)
-        with self._lock:
-            self.accepted.append({"rcpt_tos": list(envelope.rcpt_tos), "message": message})
-        await asyncio.sleep(0)
-        return f"250 2.0.0 Ok: queued as Q{len(self.accepted):04d}"
+class Relay(MailSink):
+    """The relay: refuses the addresses in `refuse` at RCPT TO (550 5.1.1), records what it accepts."""
 
     def delivered(self, message_id: str) -> list[list[str]]:
         return [m["rcpt_tos"] for m in self.accepted if m["message"]["Message-ID"] == f"<{message_id}>"]
@@ -65,26 +32,15 @@ class Relay:
 
 @pytest.fixture
 def relay():
-    handler = Relay()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield handler, controller.port
-    controller.stop()
+    with running(Relay()) as handler:
+        yield handler, handler.port
 
 
 @pytest.fixture
 def stack(stack_factory, relay, tmp_path):
-    inboxes = tmp_path / "inboxes.yaml"
-    inboxes.write_text(INBOXES)
-    started = stack_factory([OUTBOUND, CONVERSATIONS, CONTACTS, INGEST], extra_env={
-        "CONVERSATIONS_INBOXES_FILE": str(inboxes), "OUTBOUND_SMTP_HOST": "127.0.0.1",
-        "OUTBOUND_SMTP_PORT": str(relay[1]), "OUTBOUND_SMTP_TIMEOUT": "20", "OUTBOUND_RETRY_BASE_SECONDS": "0.5",
-        "OUTBOUND_POLL_SECONDS": "0.2", "MAILROOM_MESSAGE_ID_DOMAIN": "mailroom.test"})
-
-    def support_id():
-        status, body = started.get("/api/inboxes")
-        return next((i["id"] for i in body["items"] if i["key"] == "support"), None) if status == 200 else None
-    started.support = started.eventually(support_id, timeout=30)
+    started = start_with_inboxes(stack_factory, [OUTBOUND, CONVERSATIONS, CONTACTS, INGEST], INBOXES, tmp_path,
+                                 relay_env(relay[0], OUTBOUND_SMTP_TIMEOUT="20", OUTBOUND_RETRY_BASE_SECONDS="0.5"))
+    started.support = started.inbox_id
     return started
 
 

@@ -233,6 +233,12 @@ def matrix() -> list[Case]:
         Case("conversations", "post", f"{conversation}/calls", act(201), "a call per allowed cell (docs/calls.md)",
              body={"direction": "outbound", "phone_number": "+49 30 1234567", "outcome": "answered"}),
         Case("conversations", "get", f"{conversation}/calls", view()),
+        # unread state: the caller's own, so any viewer marks it (admins who are no members too)
+        Case("conversations", "post", f"{conversation}/read", view(204)),
+        Case("conversations", "post", f"{conversation}/unread", view(204)),
+        Case("conversations", "get", "/api/inboxes/{inbox_id}/conversations", view(), "search",
+             query="?q=matrix%25_"),
+        Case("conversations", "get", "/api/conversations", anyone(), "search", query="?q=matrix%25_"),
         Case("conversations", "post", f"{conversation}/ticket", act(), body={"subject": "matrix ticket"}),
         Case("conversations", "post", f"{conversation}/move", act(), "into its own inbox",
              body={"inbox_id": "{inbox_id}"}),

@@ -13,9 +13,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from conversations.domain import search
 from conversations.domain.access import InboxAccess
 from mailroom_shared.db import new_metadata, utcnow
 from mailroom_shared.messaging.idempotency import processed_events_table
@@ -100,6 +102,10 @@ class Conversation(Base):
         Index("ix_conversations_view_spam", "inbox_id", "spam", "last_message_at", "id"),
         # "assigned to me" across inboxes
         Index("ix_conversations_view_assignee", "assignee_user_id", "status", "last_message_at", "id"),
+        # server-side search (?q=, domain/search.py): trigram GIN on PostgreSQL (pg_trgm)
+        # (an expression with its operator class: alembic's autogenerate warns and does not compare it)
+        Index("ix_conversations_search_trgm", text(search.CONVERSATION_INDEX_SQL),
+              postgresql_using="gin").ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -238,6 +244,12 @@ class Message(Base):
         Index("ix_messages_conversation_time", "conversation_id", "received_at", "id"),
         # a connector's message id is stored once per channel (chat and form intake is idempotent)
         UniqueConstraint("connector_channel_id", "external_message_id"),
+        # unread state (domain/read_marks.py): "an inbound message newer than the reader's mark"
+        Index("ix_messages_inbound_created", "conversation_id", "created_at",
+              postgresql_where=text("direction = 'in'"), sqlite_where=text("direction = 'in'")),
+        # server-side search (?q=, domain/search.py): trigram GIN on PostgreSQL (pg_trgm)
+        Index("ix_messages_search_trgm", text(search.MESSAGE_INDEX_SQL),
+              postgresql_using="gin").ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -344,3 +356,19 @@ Index("ix_conversations_contact_id", Conversation.contact_id)
 
 outbox = outbox_table(Base.metadata)
 processed_events = processed_events_table(Base.metadata)
+
+
+class ReadMark(Base):
+    """How far one user has read one conversation (domain/read_marks.py): their own state, not
+    an act on the conversation. No row: nothing read yet."""
+
+    __tablename__ = "read_marks"
+
+    user_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"),
+                                                 primary_key=True)
+    # created_at of the newest inbound message there was when the user marked it read (null: none)
+    read_up_to: Mapped[object | None] = mapped_column(DateTime(timezone=True))
+    # "mark as unread": unread whatever the messages
+    marked_unread: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="false")
+    marked_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)

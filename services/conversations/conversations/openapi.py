@@ -39,19 +39,27 @@ OPERATIONS = [
     ("get", "/api/inboxes/{inbox_id}", "One inbox", "inbox_id", None, None, 200, "Inbox", (401, 404)),
     ("put", "/api/inboxes/{inbox_id}", "Change an inbox's name, channels, members or access (admins; announces "
      "inbox_updated)", "inbox_id", None, "InboxUpdate", 200, "Inbox", (400, 401, 403, 404, 409)),
-    ("get", "/api/inboxes/{inbox_id}/conversations", "A view of an inbox's conversations, newest activity first",
-     "inbox_id", schemas.ConversationListArgsSchema, None, 200, "ConversationPage", (400, 401, 404)),
+    ("get", "/api/inboxes/{inbox_id}/conversations", "A view of an inbox's conversations, newest activity first, "
+     "each with your unread state; ?q= searches", "inbox_id", schemas.ConversationListArgsSchema, None, 200,
+     "ConversationPage", (400, 401, 404, 422)),
     ("get", "/api/inboxes/{inbox_id}/sent", "The inbox's Sent view: our messages, newest first, with their "
      "delivery state (queued, sent, deferred, failed, bounced)", "inbox_id", None, None, 200, "SentPage",
      (400, 401, 404)),
-    ("get", "/api/inboxes/{inbox_id}/views", "How many conversations each view of an inbox holds",
+    ("get", "/api/inboxes/{inbox_id}/views", "How many conversations each view of an inbox holds, and how many "
+     "are unread for you",
      "inbox_id", None, None, 200, "ViewCounts", (401, 404)),
-    ("get", "/api/conversations", "A view across every inbox you may view, newest activity first",
-     None, schemas.ConversationListArgsSchema, None, 200, "ConversationPage", (400, 401)),
-    ("get", "/api/conversations/views", "How many conversations each view holds across your inboxes",
+    ("get", "/api/conversations", "A view across every inbox you may view, newest activity first, each with "
+     "your unread state; ?q= searches", None, schemas.ConversationListArgsSchema, None, 200, "ConversationPage",
+     (400, 401, 422)),
+    ("get", "/api/conversations/views", "How many conversations each view holds across your inboxes, and how "
+     "many are unread for you",
      None, None, None, 200, "ViewCounts", (401,)),
     ("get", "/api/conversations/{conversation_id}", "A conversation with its messages (oldest first), comments "
      "and ticket", "conversation_id", None, None, 200, "Conversation", (401, 404)),
+    ("post", "/api/conversations/{conversation_id}/read", "Mark read for yourself, up to its newest inbound "
+     "message (your own state: any viewer may; no event)", "conversation_id", None, None, 204, None, (401, 404)),
+    ("post", "/api/conversations/{conversation_id}/unread", "Mark unread for yourself until you read it again "
+     "(your own state: any viewer may; no event)", "conversation_id", None, None, 204, None, (401, 404)),
     ("post", "/api/conversations/{conversation_id}/close", "Close a conversation, and its ticket with "
      "close_ticket (conversation_closed, ticket_closed)", "conversation_id", None, "Close", 200,
      "ConversationSummary", ACT),

@@ -3,13 +3,24 @@ who may view what (404 through the shared HTTP errors, as for something that doe
 
 from __future__ import annotations
 
-from sqlalchemy import and_, exists, func, or_, select, true
-from sqlalchemy.orm import Session
+from sqlalchemy import Text, and_, exists, func, literal_column, or_, select, true, union
+from sqlalchemy.orm import Session, aliased
 
-from conversations.domain import access
+from conversations.domain import access, read_marks, search
 from conversations.domain.calls import tel_url
 from conversations.domain.conversation import CLOSED, OPEN, VIEWS
-from conversations.models import Call, Channel, Comment, Conversation, Inbox, InboxTeam, Member, Message, Ticket
+from conversations.models import (
+    Call,
+    Channel,
+    Comment,
+    Conversation,
+    Inbox,
+    InboxTeam,
+    Member,
+    Message,
+    ReadMark,
+    Ticket,
+)
 from conversations.schemas import (
     CallSchema,
     CommentSchema,
@@ -20,7 +31,7 @@ from conversations.schemas import (
     TicketSchema,
 )
 from mailroom_shared.auth import Principal, sign_blob_access, with_access
-from mailroom_shared.db import aware
+from mailroom_shared.db import aware, conflict_insert, is_postgres, utcnow
 from mailroom_shared.http import Forbidden, HttpError, NotFound
 from mailroom_shared.pagination import newest_first, next_cursor
 from mailroom_shared.text import iso_time, reply_address
@@ -204,48 +215,192 @@ def message_view(message: Message, principal: Principal, html: str | None = None
     return MessageSchema().dump({**fields, "remote_images_loaded": remote_images_loaded})
 
 
+def _scope(principal: Principal, inbox_id: str | None):
+    """SQL condition on Conversation: in one inbox, or in the inboxes the principal may view."""
+    if inbox_id is not None:
+        return Conversation.inbox_id == inbox_id
+    viewable = _viewable_inboxes(principal)
+    return Conversation.inbox_id.in_(select(Inbox.id).where(viewable)) if viewable is not None else true()
+
+
+def _sent_condition():
+    """SQL: the conversation has a message we sent (the Sent view)."""
+    return exists(select(Message.id).where(Message.conversation_id == Conversation.id, Message.direction == "out"))
+
+
+def _view_condition(view: str, principal: Principal, status, spam, assignee, sent):
+    """The conversations of `view` over these columns (the conversations table's, or a subquery's)."""
+    not_spam = spam.is_(False)
+    if view == "open":
+        return and_(not_spam, status == OPEN)
+    if view == "closed":
+        return and_(not_spam, status == CLOSED)
+    if view == "mine":
+        return and_(not_spam, status == OPEN, assignee == principal.user_id)
+    if view == "unassigned":
+        return and_(not_spam, status == OPEN, assignee.is_(None))
+    if view == "sent":
+        return and_(not_spam, sent)
+    if view == "spam":
+        return spam.is_(True)
+    return not_spam  # all (but spam)
+
+
 def _view_filter(view: str, principal: Principal, inbox_id: str | None):
     """The conversations of `view`, in one inbox or across the inboxes the principal may view."""
-    if inbox_id is not None:
-        scope = Conversation.inbox_id == inbox_id
-    else:
-        viewable = _viewable_inboxes(principal)
-        scope = Conversation.inbox_id.in_(select(Inbox.id).where(viewable)) if viewable is not None else true()
-    not_spam = Conversation.spam.is_(False)
-    if view == "open":
-        return and_(scope, not_spam, Conversation.status == OPEN)
-    if view == "closed":
-        return and_(scope, not_spam, Conversation.status == CLOSED)
-    if view == "mine":
-        return and_(scope, not_spam, Conversation.status == OPEN,
-                    Conversation.assignee_user_id == principal.user_id)
-    if view == "unassigned":
-        return and_(scope, not_spam, Conversation.status == OPEN, Conversation.assignee_user_id.is_(None))
-    if view == "sent":
-        return and_(scope, not_spam, exists(select(Message.id).where(
-            Message.conversation_id == Conversation.id, Message.direction == "out")))
-    if view == "spam":
-        return and_(scope, Conversation.spam.is_(True))
-    return and_(scope, not_spam)  # all (but spam)
+    return and_(_scope(principal, inbox_id), _view_condition(
+        view, principal, Conversation.status, Conversation.spam, Conversation.assignee_user_id, _sent_condition()))
+
+
+# --- unread state (domain/read_marks.py) and search (domain/search.py) --------------------------
+
+class SearchQueryTooLong(HttpError):
+    status = 422
+    code = "query_too_long"
+
+
+def search_query(q: str | None) -> str | None:
+    """`?q=` as looked for (None: no search); 422 beyond search.MAX_QUERY_LENGTH characters."""
+    try:
+        return search.normalise_query(q)
+    except search.QueryTooLong as exc:
+        raise SearchQueryTooLong(str(exc), {"q": [f"at most {search.MAX_QUERY_LENGTH} characters"]}) from exc
+
+
+def _with_read_marks(query, principal: Principal):
+    """`query` (over conversations) with the principal's read mark of each conversation, if any."""
+    return query.outerjoin(ReadMark, and_(ReadMark.conversation_id == Conversation.id,
+                                          ReadMark.user_id == principal.user_id))
+
+
+def _unread_condition():
+    """SQL of read_marks.is_unread, for a query `_with_read_marks`: marked unread, or an inbound
+    message stored after the mark (any, without one). One index probe per conversation
+    (ix_messages_inbound_created)."""
+    inbound_after_mark = exists(select(Message.id).where(
+        Message.conversation_id == Conversation.id, Message.direction == "in",
+        or_(ReadMark.read_up_to.is_(None), Message.created_at > ReadMark.read_up_to)))
+    return or_(ReadMark.marked_unread.is_(True), inbound_after_mark)
+
+
+SEARCH_WINDOW = 200  # conversations of the view probed one by one before the indexed search
+
+
+def _search_documents(session: Session, conversation, table: str):
+    """The two searched documents (domain/search.py) as SQL: of `conversation` (the entity or an
+    alias named `table`) and of a message; on PostgreSQL the indexed expressions themselves."""
+    if is_postgres(session):
+        return (literal_column(search.conversation_document_sql(table), Text),
+                literal_column(search.message_document_sql(), Text))
+
+    def joined(*parts):
+        document = func.coalesce(parts[0], "")
+        for part in parts[1:]:
+            document = document + "\n" + func.coalesce(part, "")
+        return document
+
+    return (joined(conversation.subject, conversation.contact_email, conversation.contact_name),
+            joined(Message.text, func.json_extract(Message.sender, "$.email"),
+                   func.json_extract(Message.sender, "$.name")))
+
+
+def _search_condition(session: Session, q: str):
+    """SQL: the conversation matches `q` (domain/search.py): its id is among those whose own
+    document or one of whose messages' matches, ILIKE over the two trigram-indexed documents on
+    PostgreSQL (two bitmap index scans), LIKE over the same fields on SQLite; `q` is escaped
+    (literal). Fast when few match; when most do, every message's text is compared."""
+    pattern = search.like_pattern(q)
+    matched = aliased(Conversation, name="matched_conversations")
+    conversation_document, message_document = _search_documents(session, matched, "matched_conversations")
+    return Conversation.id.in_(union(
+        select(matched.id).where(conversation_document.ilike(pattern, escape=search.ESCAPE)),
+        select(Message.conversation_id).where(message_document.ilike(pattern, escape=search.ESCAPE))))
+
+
+def _search_probe(session: Session, q: str):
+    """SQL: the same match, probed conversation by conversation (its own fields, then its
+    messages by ix_messages_conversation_time): fast when many match, the page fills early."""
+    pattern = search.like_pattern(q)
+    conversation_document, message_document = _search_documents(session, Conversation, "conversations")
+    return or_(conversation_document.ilike(pattern, escape=search.ESCAPE),
+               exists(select(Message.id).where(Message.conversation_id == Conversation.id,
+                                               message_document.ilike(pattern, escape=search.ESCAPE))))
 
 
 def conversations_page(session: Session, principal: Principal, inbox_id: str | None, view: str,
-                       cursor: dict | None, limit: int) -> dict:
+                       cursor: dict | None, limit: int, q: str | None = None) -> dict:
     """Newest activity first; the cursor is the (last_message_at, id) of the last item returned.
     (A conversation that gets a new message while a client pages moves to the top: it is seen
-    on the client's next refresh, not twice in one walk.)"""
-    query = newest_first(select(Conversation).where(_view_filter(view, principal, inbox_id)),
-                         Conversation.last_message_at, Conversation.id, cursor, limit)
-    rows = session.execute(query).scalars().all()
-    return {"items": [conversation_summary(c) for c in rows[:limit]],
-            "next_cursor": next_cursor(rows, limit, lambda c: c.last_message_at)}
+    on the client's next refresh, not twice in one walk.) Each item says whether it is unread for
+    the principal; `q` (search_query) keeps only the conversations that match it.
+
+    One query; a search first probes the view's next SEARCH_WINDOW conversations one by one (a
+    common text fills the page there), and only when they hold less than a page asks the trigram
+    indexes (a rare text: found through the indexes, whatever the inbox's size)."""
+    query = _with_read_marks(select(Conversation, _unread_condition().label("unread")), principal) \
+        .where(_view_filter(view, principal, inbox_id))
+    rows = None
+    if q:
+        window = newest_first(select(Conversation.id).where(query.whereclause), Conversation.last_message_at,
+                              Conversation.id, cursor, SEARCH_WINDOW - 1).subquery()
+        rows = session.execute(newest_first(query.where(Conversation.id.in_(select(window.c.id)),
+                                                        _search_probe(session, q)),
+                                            Conversation.last_message_at, Conversation.id, cursor, limit)).all()
+        if len(rows) <= limit:  # not a page's worth in the window: the indexed search, over all
+            query, rows = query.where(_search_condition(session, q)), None
+    if rows is None:
+        rows = session.execute(newest_first(query, Conversation.last_message_at, Conversation.id, cursor,
+                                            limit)).all()
+    return {"items": [{**conversation_summary(conversation), "unread": bool(unread)}
+                      for conversation, unread in rows[:limit]],
+            "next_cursor": next_cursor(rows, limit, lambda row: row[0].last_message_at, lambda row: row[0].id)}
 
 
 def view_counts(session: Session, principal: Principal, inbox_id: str | None) -> dict:
-    """How many conversations each view holds (the numbers next to the view names)."""
-    return {view: session.execute(select(func.count()).select_from(Conversation)
-                                  .where(_view_filter(view, principal, inbox_id))).scalar_one()
-            for view in VIEWS}
+    """How many conversations each view holds (the numbers next to the view names), and beside
+    them `unread_counts`: how many of those are unread for the principal. One query: each
+    conversation in scope is read once (with its read mark and whether it is unread and sent),
+    then every view is counted over those rows (MATERIALIZED: PostgreSQL would otherwise inline
+    the subquery and probe the messages again for each count)."""
+    in_scope = _with_read_marks(select(
+        Conversation.status.label("status"), Conversation.spam.label("spam"),
+        Conversation.assignee_user_id.label("assignee"), _sent_condition().label("sent"),
+        _unread_condition().label("unread")), principal).where(_scope(principal, inbox_id))
+    rows = in_scope.cte("in_scope").prefix_with("MATERIALIZED", dialect="postgresql")
+    counts, unread_counts = [], []
+    for view in VIEWS:
+        condition = _view_condition(view, principal, rows.c.status, rows.c.spam, rows.c.assignee,
+                                    rows.c.sent.is_(True))
+        counts.append(func.count().filter(condition).label(view))
+        unread_counts.append(func.count().filter(and_(condition, rows.c.unread.is_(True))).label(f"unread_{view}"))
+    row = session.execute(select(*counts, *unread_counts).select_from(rows)).one()._mapping
+    return {**{view: row[view] or 0 for view in VIEWS},
+            "unread_counts": {view: row[f"unread_{view}"] or 0 for view in VIEWS}}
+
+
+# --- read marks: the caller's own state (domain/read_marks.py) ----------------------------------
+
+def _set_read_mark(session: Session, principal: Principal, conversation_id: str, mark: read_marks.Mark) -> None:
+    values = {"user_id": principal.user_id, "conversation_id": conversation_id, "read_up_to": mark.read_up_to,
+              "marked_unread": mark.marked_unread, "marked_at": utcnow()}
+    statement = conflict_insert(session, ReadMark.__table__).values(**values)
+    session.execute(statement.on_conflict_do_update(
+        index_elements=["user_id", "conversation_id"],
+        set_={key: statement.excluded[key] for key in ("read_up_to", "marked_unread", "marked_at")}))
+
+
+def mark_read(session: Session, principal: Principal, conversation_id: str) -> None:
+    """Read up to the newest inbound message there is now (anyone who may view it, for themselves)."""
+    conversation, _ = viewable_conversation(session, principal, conversation_id)
+    newest = session.execute(select(func.max(Message.created_at)).where(
+        Message.conversation_id == conversation.id, Message.direction == "in")).scalar_one_or_none()
+    _set_read_mark(session, principal, conversation.id, read_marks.marked_read([aware(newest)] if newest else []))
+
+
+def mark_unread(session: Session, principal: Principal, conversation_id: str) -> None:
+    """Unread for the principal until they read it again."""
+    conversation, _ = viewable_conversation(session, principal, conversation_id)
+    _set_read_mark(session, principal, conversation.id, read_marks.marked_unread())
 
 
 def comment_view(comment: Comment) -> dict:

@@ -112,6 +112,12 @@ class ConversationListArgsSchema(Schema):
     cursor = fields.String(load_default=None, allow_none=True, metadata={"description": "next_cursor of the "
                                                                                           "previous page"})
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    q = fields.String(load_default=None, allow_none=True, metadata={
+        "description": "search: the conversations whose subject, contact address or name, or one of whose "
+                       "messages' text, sender address or sender name contains this text (case-insensitive; "
+                       "every character literal, `%` and `_` included); within the view and the inboxes you "
+                       "may view, paginated like the view. At most 200 characters (422 beyond); blank: no "
+                       "search", "maxLength": 200})
 
 
 class ContactSchema(Schema):
@@ -148,6 +154,10 @@ class ConversationSummarySchema(Schema):
     channel_id = fields.String(allow_none=True, metadata={"description": "the chat or form channel (null: email)"})
     external_thread_id = fields.String(allow_none=True, metadata={
         "description": "chat: the connector's thread (E.164 phone number, PSID, live-chat session)"})
+    unread = fields.Boolean(metadata={
+        "description": "in lists: unread for you — you marked it unread, or it has an inbound message newer "
+                       "than your read mark (or any, if you never read it). Your own state: "
+                       "POST /api/conversations/{id}/read and /unread"})
 
 
 class ConversationPageSchema(Schema):
@@ -343,6 +353,18 @@ class MoveSchema(Schema):
     inbox_id = fields.String(required=True, metadata={"description": "the inbox to move to (you must be a member)"})
 
 
+class UnreadCountsSchema(Schema):
+    """How many conversations of each view are unread for you."""
+
+    open = fields.Integer()
+    closed = fields.Integer()
+    mine = fields.Integer()
+    unassigned = fields.Integer()
+    sent = fields.Integer()
+    spam = fields.Integer()
+    all = fields.Integer()
+
+
 class ViewCountsSchema(Schema):
     open = fields.Integer()
     closed = fields.Integer()
@@ -351,6 +373,9 @@ class ViewCountsSchema(Schema):
     sent = fields.Integer()
     spam = fields.Integer()
     all = fields.Integer()
+    unread_counts = fields.Nested(UnreadCountsSchema, metadata={
+        "description": "per view, how many of its conversations are unread for you (see `unread` on a "
+                       "conversation)"})
 
 
 class MessageArgsSchema(Schema):

@@ -296,11 +296,11 @@ class ConversationsService(Base):
     @endpoint("GET", "/api/inboxes/<string:inbox_id>/conversations")
     def list_conversations(self, request, inbox_id):
         args = ConversationListArgsSchema(unknown=EXCLUDE).load(request.args.to_dict())
-        cursor = decode_cursor(args["cursor"])
+        cursor, q = decode_cursor(args["cursor"]), queries.search_query(args["q"])
         with self.db.transaction() as session:
             queries.viewable_inbox(session, request.principal, inbox_id)
             return queries.conversations_page(session, request.principal, inbox_id, args["view"], cursor,
-                                              args["limit"])
+                                              args["limit"], q)
 
     @endpoint("GET", "/api/inboxes/<string:inbox_id>/views")
     def inbox_view_counts(self, request, inbox_id):
@@ -320,9 +320,10 @@ class ConversationsService(Base):
     def list_all_conversations(self, request):
         """A view across every inbox the caller may view."""
         args = ConversationListArgsSchema(unknown=EXCLUDE).load(request.args.to_dict())
-        cursor = decode_cursor(args["cursor"])
+        cursor, q = decode_cursor(args["cursor"]), queries.search_query(args["q"])
         with self.db.transaction() as session:
-            return queries.conversations_page(session, request.principal, None, args["view"], cursor, args["limit"])
+            return queries.conversations_page(session, request.principal, None, args["view"], cursor, args["limit"],
+                                              q)
 
     @endpoint("GET", "/api/conversations/views")
     def all_view_counts(self, request):
@@ -346,6 +347,20 @@ class ConversationsService(Base):
             return queries.message_view(message, request.principal)
         return queries.message_view(message, request.principal, remote_images_loaded=True,
                                     html=ingest_rendering.html_with_images(self.ingest_rpc, message))
+
+    # --- HTTP: the caller's own unread state (any viewer, for themselves) --------------------
+
+    @endpoint("POST", "/api/conversations/<string:conversation_id>/read")
+    def mark_read(self, request, conversation_id):
+        with self.db.transaction() as session:
+            queries.mark_read(session, request.principal, conversation_id)
+        return Response(status=204)
+
+    @endpoint("POST", "/api/conversations/<string:conversation_id>/unread")
+    def mark_unread(self, request, conversation_id):
+        with self.db.transaction() as session:
+            queries.mark_unread(session, request.principal, conversation_id)
+        return Response(status=204)
 
     # --- HTTP: actions (members of the conversation's inbox only) --------------------------
 

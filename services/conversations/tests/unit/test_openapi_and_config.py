@@ -13,7 +13,17 @@ def test_endpoints_are_documented_with_their_parameters_and_schemas():
     openapi.register(spec)
     document = spec.to_dict()
     listing = document["paths"]["/api/inboxes/{inbox_id}/conversations"]["get"]
-    assert {p["name"] for p in listing["parameters"]} == {"inbox_id", "view", "cursor", "limit"}
+    assert {p["name"] for p in listing["parameters"]} == {"inbox_id", "view", "cursor", "limit", "q"}
+    [q] = [p for p in listing["parameters"] if p["name"] == "q"]
+    assert q["description"] and q["schema"]["maxLength"] == 200
+    assert "422" in listing["responses"]
+    summary = document["components"]["schemas"]["ConversationSummary"]["properties"]
+    assert summary["unread"]["type"] == "boolean" and summary["unread"]["description"]
+    counts = document["components"]["schemas"]["ViewCounts"]["properties"]
+    assert counts["open"]["type"] == "integer" and counts["unread_counts"]["description"]
+    for what in ("read", "unread"):
+        operation = document["paths"][f"/api/conversations/{{conversation_id}}/{what}"]["post"]
+        assert "204" in operation["responses"] and operation["summary"]
     assert "html" in document["components"]["schemas"]["Message"]["properties"]
 
 

@@ -17,8 +17,9 @@ from email.message import EmailMessage
 
 import pytest
 from aiosmtpd.controller import Controller
+from cryptography.fernet import Fernet
 
-from mailroom_testing.specs import CONTACTS, CONVERSATIONS, INGEST, OUTBOUND
+from mailroom_testing.specs import CONTACTS, CONVERSATIONS, INGEST, NOTIFIER, OUTBOUND
 from mailroom_testing.stack import free_port
 from mailroom_testing.subscriber import EventSubscriber
 from mailroom_testing.tokens import ACCOUNT_ACCESS, NO_AUTH, auth
@@ -55,7 +56,9 @@ inboxes:
     channels: [{{address: {SUPPORT}, name: Support, primary: true}}]
     members: [{{user_id: agent-1, email: agent@mailroom.test}}]
 """)
-    started = stack_factory([INGEST, CONTACTS, CONVERSATIONS, OUTBOUND], extra_env={
+    # the notifier too: an erasure is complete once it has confirmed (tests/test_erasure_everywhere.py)
+    started = stack_factory([INGEST, CONTACTS, CONVERSATIONS, OUTBOUND, NOTIFIER], extra_env={
+        "NOTIFIER_SECRET_KEY": Fernet.generate_key().decode(), "MAILROOM_BLOCKING_DETECTION_SECONDS": "5",
         "CONVERSATIONS_INBOXES_FILE": str(inboxes), "OUTBOUND_SMTP_HOST": "127.0.0.1",
         "OUTBOUND_SMTP_PORT": str(controller.port), "OUTBOUND_POLL_SECONDS": "0.2",
         "MAILROOM_MESSAGE_ID_DOMAIN": "mailroom.test"})
@@ -182,15 +185,18 @@ def test_erasing_a_contact_leaves_nothing_of_that_person_readable(stack):
         [event] = events.wait_for("contact_erased")
     assert event["data"]["emails"] == ["ada@example.com"] and event["data"]["intake_ids"] == [intake_id]
     assert report["contact_id"] == ada["id"] and report["services"]["contacts"] == {
-        "contacts": 1, "addresses": 1, "identities": 0, "timeline_entries": 2, "held_messages": 0}
+        "contacts": 1, "addresses": 1, "identities": 0, "timeline_entries": 2, "held_messages": 0,
+        "pending_events": 0}
     # a second request (a double click): the contact is gone already
     assert stack.post(path)[0] == 404
 
     done = stack.eventually(lambda: (lambda r: r if r["status"] == "complete" else None)(
         stack.get(f"/api/contacts/erasures/{report['id']}")[1]), timeout=60)
     assert done["services"]["conversations"] == {"conversations": 1, "messages": 2, "attachments": 1,
-                                                 "known_addresses": 1}
-    assert done["services"]["ingest"] == {"messages": 1, "raw_messages": 1, "attachments": 1}
+                                                 "known_addresses": 1, "pending_events": 0}
+    assert done["services"]["ingest"] == {"messages": 1, "raw_messages": 1, "attachments": 1,
+                                          "not_yet_processed": 0, "pending_events": 0}
+    assert done["services"]["notifier"]["deliveries_dropped"] == 0  # no webhook subscription here
     assert done["services"]["outbound"]["emails"] == 1
     assert stack.get(f"/api/contacts/erasures/{report['id']}", headers=MEMBER)[0] == 403
     assert stack.get(f"/api/contacts/erasures/{uuid.uuid4()}")[0] == 404

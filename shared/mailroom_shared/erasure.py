@@ -62,16 +62,17 @@ def mentions(column, values: list[str] | tuple[str, ...]):
     return or_(*(text.contains(f'"{v.lower()}"', autoescape=True) for v in values))
 
 
-def drop_pending_events(session: Session, outbox: Table, keys: ErasureKeys) -> int:
+def drop_pending_events(session: Session, outbox: Table, keys: ErasureKeys,
+                        keep: frozenset[str] = frozenset()) -> int:
     """Deletes the outbox rows not relayed yet that name the person (an address, a chat handle or
     the contact id): they would carry the person's data to other services and subscribers after
-    the erasure. The erasure's own events stay. A row the relay is publishing at this moment is
-    locked by it: the DELETE waits, then finds it published and leaves it (it went out before).
-    Returns how many were dropped."""
+    the erasure. The erasure's own events stay, and the event types in `keep`. A row the relay is
+    publishing at this moment is locked by it: the DELETE waits, then finds it published and
+    leaves it (it went out before). Returns how many were dropped."""
     if not keys.all:
         return 0
     pending = select(outbox.c.id).where(
-        outbox.c.published_at.is_(None), outbox.c.event_type.notin_(ERASURE_EVENTS),
+        outbox.c.published_at.is_(None), outbox.c.event_type.notin_(ERASURE_EVENTS | keep),
         mentions(outbox.c.envelope, keys.all))
     return session.execute(delete(outbox).where(outbox.c.id.in_(pending),
                                                 outbox.c.published_at.is_(None))).rowcount or 0

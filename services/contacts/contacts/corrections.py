@@ -8,8 +8,15 @@ addresses, which are the survivor's now.
 
 Erase: the contact, its addresses, identities, timeline and held-back spam are deleted in one
 transaction with `contact_erased` (its addresses, identities and inbound intake ids: what the
-other services need to find that person's data). Each erasing service confirms with its own
-event; the erasure row collects their counts (never the personal data itself)."""
+other services need to find that person's data). Events about the person still in the outbox,
+not relayed yet (a contact_created, a timeline_entry_added), are dropped in the same transaction:
+they would only carry the person's data to the other services after the erasure. A contacts_merged
+stays (conversations needs it to leave its redirect) and goes out before contact_erased, which
+erases what it carried. Each erasing service (conversations, ingest, outbound, notifier) confirms
+with its own event; the erasure row collects their counts (never the personal data itself).
+
+Mail from an erased address that arrives after the erasure is new: a new contact is created for
+it, as for any unknown sender (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -29,12 +36,14 @@ from contacts.models import (
     MessageConversation,
     TimelineEntry,
 )
+from mailroom_shared.erasure import drop_pending_events, erasure_keys
 from mailroom_shared.http import Forbidden, HttpError, NotFound
 from mailroom_shared.messaging.outbox import Outbox
 
 # the services that hold a person's data besides contacts, and the event each confirms with
 ERASING_SERVICES = {"conversations": "contact_messages_erased", "ingest": "contact_mail_erased",
-                    "outbound": "contact_sent_mail_erased"}
+                    "outbound": "contact_sent_mail_erased", "notifier": "contact_notifications_erased"}
+KEPT_EVENTS = frozenset({"contacts_merged"})  # see above: not dropped by an erasure
 
 
 def _locked(session: Session, contact_ids: list[str]) -> dict[str, Contact]:
@@ -113,10 +122,13 @@ def erase(session: Session, outbox: Outbox, contact_id: str, principal) -> Conta
     session.execute(delete(ContactIdentity).where(ContactIdentity.contact_id == contact_id))
     session.execute(delete(ContactEmail).where(ContactEmail.contact_id == contact_id))
     session.execute(delete(Contact).where(Contact.id == contact_id))
+    events = drop_pending_events(session, outbox.table, erasure_keys(
+        {"contact_id": contact_id, "emails": emails, "identities": identities}), keep=KEPT_EVENTS)
     erasure = ContactErasure(id=str(uuid.uuid4()), contact_id=contact_id, requested_by=principal.user_id,
                              requested_at=dt.datetime.now(dt.UTC), report={"contacts": {
                                  "contacts": 1, "addresses": len(emails), "identities": len(identities),
-                                 "timeline_entries": len(entries), "held_messages": held}})
+                                 "timeline_entries": len(entries), "held_messages": held,
+                                 "pending_events": events}})
     session.add(erasure)
     outbox.record(session, "contact_erased", contact_id, {
         "erasure_id": erasure.id, "contact_id": contact_id, "emails": emails, "identities": identities,

@@ -75,6 +75,10 @@ class ContactsService(Base):
     def handle_contact_sent_mail_erased(self, session, data, envelope):
         corrections.confirm_erasure(session, "outbound", data)
 
+    @consumes("notifier", "contact_notifications_erased")
+    def handle_contact_notifications_erased(self, session, data, envelope):
+        corrections.confirm_erasure(session, "notifier", data)
+
     # --- HTTP: any signed-in user of the account (docs/access.md: contacts are account-wide) ---
 
     @endpoint("GET", "/health/contacts", auth=False)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from mailroom_shared import safe_http
 from mailroom_shared.db import aware, conflict_insert, is_postgres, utcnow
-from mailroom_shared.http import Forbidden, HttpError, NotFound, ServiceUnavailable, get_or_404
+from mailroom_shared.http import Conflict, Forbidden, HttpError, NotFound, ServiceUnavailable, get_or_404
 from notifier import schemas
 from notifier.domain import retries, sequencing, signing, subscriptions
 from notifier.domain.vault import Vault, VaultUnavailable
@@ -130,6 +130,8 @@ def redeliver(session: Session, principal, subscription_id: str, delivery_id: st
     delivery = session.get(WebhookDelivery, delivery_id, with_for_update=True)
     if delivery is None or delivery.subscription_id != subscription_id:
         raise NotFound("delivery not found")
+    if delivery.state == "erased":  # its person was erased (erasure.py): nothing left to send
+        raise Conflict("this delivery's event was erased (GDPR art. 17): it is not sent again")
     delivery.state, delivery.attempts, delivery.finished_at = "pending", 0, None
     delivery.next_attempt_at = utcnow()
     return delivery

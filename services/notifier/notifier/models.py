@@ -188,3 +188,15 @@ class SlackEvent(Base):
     outcome: Mapped[str | None] = mapped_column(Text, nullable=True)
     received_at = mapped_column(DateTime(timezone=True), default=utcnow)
     retries_seen: Mapped[int] = mapped_column(Integer, default=0)  # X-Slack-Retry-Num copies answered
+
+
+class ErasedKey(Base):
+    """A key an erased contact was known by (its id, an address, a chat handle), as a one-way
+    fingerprint (erasure.fingerprint), and when it was erased (the contact_erased event's time). An
+    event produced before that time that names the key is a late copy of the erased person's data
+    and is neither delivered nor posted (erasure.py). Kept for erasure.RETENTION, then purged."""
+
+    __tablename__ = "erased_keys"
+
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    erased_at = mapped_column(DateTime(timezone=True), nullable=False)

@@ -9,14 +9,14 @@ from werkzeug.wrappers import Response
 from mailroom_shared import safe_http
 from mailroom_shared.http import health_response, page_limit, read_json
 from mailroom_shared.kit import after_commit, consumes, endpoint, service_base
-from notifier import SERVICE_NAME, handlers, models, queries, settings, slack_handlers, slack_replies
+from notifier import SERVICE_NAME, erasure, handlers, models, queries, settings, slack_handlers, slack_replies
 from notifier.delivery_worker import DeliveryWorker
 from notifier.slack_worker import SlackWorker
 
 SLACK_EVENTS_TICK_SECONDS = 0.5
 
 Base = service_base(SERVICE_NAME, models.outbox, models.processed_events, settings.load,
-                    publishes={"webhook_disabled": 1})
+                    publishes={"webhook_disabled": 1, "contact_notifications_erased": 1})
 
 
 class NotifierService(Base):
@@ -96,6 +96,8 @@ class NotifierService(Base):
     # --- events forwarded to webhooks (domain.subscriptions.FORWARDED) ---------------------------
 
     def _record(self, session, envelope, event_type, data):
+        if erasure.is_late_copy(session, envelope, data):  # produced before its person was erased
+            return
         if handlers.record_event(session, envelope, event_type, data):
             after_commit(session, self.deliveries)
         if slack_handlers.record_posts(session, envelope, event_type, data, self.settings):
@@ -193,6 +195,11 @@ class NotifierService(Base):
     @consumes("contacts", "contact_created")
     def handle_contact_created(self, session, data, envelope):
         self._record(session, envelope, "contact_created", data)
+
+    # GDPR art. 17 (issue #17, erasure.py): the person's deliveries and posts redacted or dropped
+    @consumes("contacts", "contact_erased")
+    def handle_contact_erased(self, session, data, envelope):
+        erasure.erase_contact(session, self.outbox, data, envelope.get("time"))
 
     @consumes("outbound", "email_sent")
     def handle_email_sent(self, session, data, envelope):

@@ -99,6 +99,8 @@ SPECS: tuple[EventSpec, ...] = (
               "ingest deleted an erased contact's raw mail, attachments and intake rows (its confirmation)."),
     EventSpec("contact_sent_mail_erased", "outbound", 1, outbound.ContactSentMailErasedV1,
               "outbound erased the content of the mail sent to an erased contact (its confirmation)."),
+    EventSpec("contact_notifications_erased", "notifier", 1, notifier.ContactNotificationsErasedV1,
+              "The notifier redacted an erased contact's webhook deliveries and Slack posts (its confirmation)."),
     EventSpec("inbox_updated", "conversations", 1, conversations.InboxUpdatedV1,
               "An inbox was created or its channels or members changed."),
     EventSpec("conversation_created", "conversations", 1, conversations.ConversationCreatedV1,

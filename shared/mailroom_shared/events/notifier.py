@@ -2,6 +2,8 @@
 
 from marshmallow import Schema, fields
 
+from mailroom_shared.events.contacts import ContactDataErasedV1
+
 
 class WebhookDisabledV1(Schema):
     """A webhook subscription failed for its whole retry schedule and was disabled: nothing is
@@ -16,3 +18,9 @@ class WebhookDisabledV1(Schema):
     last_status = fields.Integer(allow_none=True, load_default=None,
                                  metadata={"description": "the last HTTP status; null: no answer (timeout, refused)"})
     last_error = fields.String(allow_none=True, load_default=None)
+
+
+class ContactNotificationsErasedV1(ContactDataErasedV1):
+    """The notifier's confirmation of a contact_erased (contacts assembles the erasure report):
+    the webhook delivery log and Slack posts of the person's events redacted, deliveries and posts
+    not sent yet dropped, events not relayed yet dropped (counts only)."""

@@ -88,6 +88,8 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("contacts", "contact_erased", "conversations", "handle_contact_erased"),
     Subscription("contacts", "contact_erased", "ingest", "handle_contact_erased"),
     Subscription("contacts", "contact_erased", "outbound", "handle_contact_erased"),
+    Subscription("contacts", "contact_erased", "notifier", "handle_contact_erased"),
+    Subscription("notifier", "contact_notifications_erased", "contacts", "handle_contact_notifications_erased"),
     Subscription("conversations", "contact_messages_erased", "contacts", "handle_contact_messages_erased"),
     Subscription("ingest", "contact_mail_erased", "contacts", "handle_contact_mail_erased"),
     Subscription("outbound", "contact_sent_mail_erased", "contacts", "handle_contact_sent_mail_erased"),

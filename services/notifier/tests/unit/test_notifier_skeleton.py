@@ -27,7 +27,8 @@ def test_settings_are_one_frozen_object():
 def test_it_owns_the_reliability_tables_and_the_webhook_tables():
     assert set(models.Base.metadata.tables) == {"outbox", "processed_events", "webhook_subscriptions",
                                                 "webhook_deliveries", "webhook_attempts", "webhook_sequences",
-                                                "slack_connections", "slack_threads", "slack_posts", "slack_events"}
+                                                "slack_connections", "slack_threads", "slack_posts", "slack_events",
+                                                "erased_keys"}
 
 
 def test_health_is_an_unauthenticated_get():

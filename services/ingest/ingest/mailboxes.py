@@ -10,6 +10,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from nameko.timer import Timer
 from sqlalchemy.exc import IntegrityError
@@ -45,10 +46,13 @@ every_mailbox_poll = MailboxPollTimer.decorator
 
 
 class DatabaseCursorStore:
-    """The poller's cursors (UIDVALIDITY, last UID) in ingest's database."""
+    """The poller's cursors (UIDVALIDITY, last UID) in ingest's database. With `lease` (owner,
+    seconds), each save also renews the owner's lease on the mailbox: a long poll (a backlog, a
+    slow server) keeps it instead of another replica taking over mid-poll."""
 
-    def __init__(self, database: Database):
+    def __init__(self, database: Database, lease: tuple[str, float] | None = None):
         self.database = database
+        self.lease = lease
 
     def load(self, mailbox_id: str) -> MailboxCursor:
         with self.database.transaction() as session:
@@ -59,6 +63,8 @@ class DatabaseCursorStore:
         with self.database.transaction() as session:
             row = session.get(CursorRow, mailbox_id) or CursorRow(mailbox_id=mailbox_id, consecutive_failures=0)
             row.uidvalidity, row.last_uid = cursor.uidvalidity, cursor.last_uid
+            if self.lease and row.lease_owner == self.lease[0]:
+                row.lease_expires_at = utcnow() + timedelta(seconds=self.lease[1])
             session.merge(row)
 
 
@@ -88,7 +94,7 @@ def poll_all(database: Database, blobs: DirectoryBlobStore, outbox: Outbox, sett
                 mailbox, channel = mailbox_api.poll_config(database, settings, entry.id)
             except mailbox_api.MailboxUnusable as exc:
                 return _unusable(database, outbox, entry.id, str(exc))
-        result = poll(database, blobs, outbox, mailbox, channel, settings)
+        result = poll(database, blobs, outbox, mailbox, channel, settings, lease=(owner, settings.imap_lease_seconds))
         if result.fetched:
             fetched()
         return result
@@ -109,7 +115,7 @@ def _unusable(database: Database, outbox: Outbox, mailbox_id: str, error: str) -
 
 
 def poll(database: Database, blobs: DirectoryBlobStore, outbox: Outbox, mailbox: MailboxConfig,
-         channel_address: str, settings: Settings) -> PollResult:
+         channel_address: str, settings: Settings, lease: tuple[str, float] | None = None) -> PollResult:
     known: set[str] = set()
 
     def accept(raw: bytes) -> None:
@@ -125,7 +131,7 @@ def poll(database: Database, blobs: DirectoryBlobStore, outbox: Outbox, mailbox:
     def reject_oversized(uid: int, size: int) -> None:
         quarantine_oversized(database, blobs, outbox, settings, mailbox, channel_address, uid, size)
 
-    result = poll_mailbox(mailbox, DatabaseCursorStore(database), accept, reject_oversized)
+    result = poll_mailbox(mailbox, DatabaseCursorStore(database, lease), accept, reject_oversized)
     observability.imap_polled(mailbox.id, result.error is None)
     with database.transaction() as session:
         handlers.record_mailbox_poll(session, outbox, mailbox.id, result.error, result.error_kind)

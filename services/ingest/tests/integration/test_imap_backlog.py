@@ -74,9 +74,9 @@ def test_a_backlog_of_200_is_stored_in_one_timer_tick_round_robin_with_another_m
     polled: list[str] = []
     original_poll = ingest_mailboxes.poll
 
-    def counting_poll(database, blobs, outbox, mailbox_config, channel, settings):
+    def counting_poll(database, blobs, outbox, mailbox_config, channel, settings, **options):
         polled.append(mailbox_config.id)
-        return original_poll(database, blobs, outbox, mailbox_config, channel, settings)
+        return original_poll(database, blobs, outbox, mailbox_config, channel, settings, **options)
 
     fetched_calls = []
     ingest_mailboxes.poll = counting_poll

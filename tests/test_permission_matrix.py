@@ -194,6 +194,16 @@ def matrix() -> list[Case]:
         Case("ingest", "get", "/api/ingest/quarantine", row(403, 403, 403, 200, 200)),
         Case("ingest", "post", "/api/ingest/quarantine/retry", super_admin_only(202), "an unknown intake id",
              body={"intake_ids": [str(uuid.UUID(int=0))]}),
+        # connected IMAP mailboxes: whoever manages inboxes and channels (account_access, super_admin)
+        Case("ingest", "get", "/api/ingest/mailboxes", manage_inboxes()),
+        Case("ingest", "post", "/api/ingest/mailboxes", manage_inboxes(400), "an incomplete mailbox", body={}),
+        Case("ingest", "get", "/api/ingest/mailboxes/{mailbox_id}", manage_inboxes()),
+        Case("ingest", "patch", "/api/ingest/mailboxes/{mailbox_id}", manage_inboxes(400), "a bad port",
+             body={"port": 0}),
+        Case("ingest", "delete", "/api/ingest/mailboxes/{mailbox_id}", manage_inboxes(204), "a fresh one per cell",
+             fresh=lambda world, caller: {"mailbox_id": world.new_mailbox()}),
+        Case("ingest", "post", "/api/ingest/mailboxes/{mailbox_id}/test", manage_inboxes(),
+             "nothing listens: ok false"),
         # --- contacts: account-wide, any signed-in user ---------------------------------------
         *health_cases("contacts"),
         Case("contacts", "get", "/api/contacts", anyone(), query=f"?email={CUSTOMER}"),
@@ -402,6 +412,11 @@ class World:
             "inbox_id": self.ids["inbox_id"], "channel_id": f"C{uuid.uuid4().hex[:10].upper()}",
             "bot_token": "xoxb-matrix-token", "signing_secret": "matrix-signing-secret"})["id"]
 
+    def new_mailbox(self) -> str:
+        return self.ok("ingest", "post", "/api/ingest/mailboxes", ROOT, {
+            "address": INBOX_ADDRESS, "host": "127.0.0.1", "port": 9, "tls": "implicit", "username": "team",
+            "auth": "password", "password": "matrix-password"})["id"]
+
     def new_webhook(self) -> str:
         return self.ok("notifier", "post", "/api/webhooks", ROOT,
                        {"url": self.hook_url, "events": ["contact_created"], "description": "to delete"})["id"]
@@ -416,6 +431,7 @@ class World:
         ids["webhook_id"] = self.ok("notifier", "post", "/api/webhooks", ROOT,
                                     {"url": self.hook_url, "events": ["*"], "description": "matrix"})["id"]
         ids["connection_id"] = self.new_slack_connection()
+        ids["mailbox_id"] = self.new_mailbox()
         ids["raw_mail"] = seeded_mail()
         self.ok("ingest", "post", f"/api/ingest/channels/{INBOX_ADDRESS}/messages", ROOT, raw=ids["raw_mail"])
         listing = f"/api/inboxes/{ids['inbox_id']}/conversations"
@@ -467,6 +483,7 @@ inboxes:
                   workdir=workdir / "stack", extra_env={
                       **TEST_ENV, "MAILROOM_JWT_AUDIENCE": AUDIENCE, "CONVERSATIONS_INBOXES_FILE": str(inboxes),
                       "NOTIFIER_SECRET_KEY": Fernet.generate_key().decode(),
+                      "INGEST_MAILBOX_SECRET_KEY": Fernet.generate_key().decode(),
                       "NOTIFIER_WEBHOOK_ALLOW_PRIVATE": "true", "NOTIFIER_ALLOW_HTTP_WEBHOOKS": "true",
                       "SLACK_API_URL": "http://127.0.0.1:9/api/"})  # no Slack here: its posts wait
     try:

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     cast,
+    event,
     select,
     update,
 )
@@ -127,10 +128,50 @@ class Outbox:
     def _insert(self, session: Session, envelopes: list[tuple[str, dict]]) -> None:
         # event_type is the event name (the routing key); the version travels in the envelope's type
         if envelopes:
+            session.info[_WRITTEN] = True  # this process's relays are woken once it commits
             now = utcnow()
             session.execute(self.table.insert().values([
                 {"event_id": envelope["id"], "event_type": event_type, "envelope": envelope, "created_at": now,
                  "attempts": 0} for event_type, envelope in envelopes]))
+
+
+# --- waking the relays of this process after a commit that recorded events ----------------------
+
+_WRITTEN = "mailroom_outbox_written"
+_relay_wakers: set[Callable[[], None]] = set()
+_committed = 0  # transactions of this process that committed events (see events_committed)
+
+
+def events_committed() -> int:
+    """How many transactions of this process have committed events so far: a relay that read the
+    outbox when this was N, and finds it still N, knows nothing of this process's is waiting."""
+    return _committed
+
+
+def on_events_committed(wake: Callable[[], None]) -> Callable[[], None]:
+    """Have `wake()` called after any transaction of this process that recorded events commits
+    (whichever code path committed it: a handler, an HTTP request, a worker). The relays register
+    here, so they need no short poll to find what their own process wrote: their poll is only for
+    what another process left behind. Returns the function that unregisters it."""
+    _relay_wakers.add(wake)
+    return lambda: _relay_wakers.discard(wake)
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_relays(session: Session) -> None:
+    global _committed
+    if session.info.pop(_WRITTEN, False):
+        _committed += 1
+        for wake in list(_relay_wakers):
+            try:
+                wake()
+            except Exception:  # a relay that cannot be woken still polls
+                log.exception("waking an outbox relay failed")
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back(session: Session) -> None:
+    session.info.pop(_WRITTEN, None)
 
 
 @dataclass(frozen=True)
@@ -205,6 +246,21 @@ class OutboxRelay:
         self.publish_batch = publish_batch
         self.batch_size = batch_size
         self.last_failed = False
+        self._queries: dict[bool, object] = {}
+
+    def _pending_query(self, postgres: bool):
+        """The pending rows' SELECT, built once (statements are immutable; building one costs
+        more than the cached compilation it then uses)."""
+        query = self._queries.get(postgres)
+        if query is None:
+            query = (select(self.table.c.id, self.table.c.event_id, self.table.c.event_type,
+                            cast(self.table.c.envelope, Text).label("body"))
+                     .where(self.table.c.published_at.is_(None))
+                     .order_by(self.table.c.id).limit(self.batch_size))
+            if postgres:
+                query = query.with_for_update(skip_locked=True)
+            self._queries[postgres] = query
+        return query
 
     def relay_once(self) -> int:
         """Publish one batch; returns how many were published. Stops at the first failure so
@@ -212,13 +268,7 @@ class OutboxRelay:
         published = 0
         self.last_failed = False
         with self.database.transaction() as session:
-            query = (select(self.table.c.id, self.table.c.event_id, self.table.c.event_type,
-                            cast(self.table.c.envelope, Text).label("body"))
-                     .where(self.table.c.published_at.is_(None))
-                     .order_by(self.table.c.id).limit(self.batch_size))
-            if is_postgres(session):
-                query = query.with_for_update(skip_locked=True)
-            rows = session.execute(query).all()
+            rows = session.execute(self._pending_query(is_postgres(session))).all()
             items = []
             for row in rows:
                 # exchange and routing key come from the event name (the same for every version);

@@ -256,3 +256,31 @@ def test_a_redelivered_event_is_recognised_by_the_processed_events_key(databases
             "SELECT indexdef FROM pg_indexes WHERE tablename = 'processed_events' AND indexname = 'pk_processed_events'"
         )).scalar_one()
         assert "UNIQUE" in primary_key and "(source, event_id, handler)" in primary_key
+
+
+def test_conversation_lists_with_unread_state_and_search_read_indexes(databases):
+    """The list with the reader's unread state (read_marks joined, ix_messages_inbound_created
+    probed per row) and `?q=`: a text on every conversation (the window probe fills the page) and
+    a rare one (the trigram indexes, ix_conversations_search_trgm / ix_messages_search_trgm)."""
+    from conversations import queries
+    from mailroom_shared.auth import Principal
+    from mailroom_shared.http import decode_cursor
+
+    database = databases["conversations"]
+    reader = Principal(user_id="bench-agent")  # the support inbox is visible to everyone
+    inbox = "00000000-0000-4000-8000-000000000001"
+    with database.transaction() as session:
+        page = queries.conversations_page(session, reader, inbox, "all", None, 50)
+        for item in page["items"][:10]:
+            queries.mark_read(session, reader, item["id"])
+    for q in (None, "has not ARRIVED", "customer322@customer"):
+        with scratch(database) as session, recorded(database) as statements:
+            page = queries.conversations_page(session, reader, inbox, "all", None, 50, q)
+            assert page["items"], q
+            if q is None:
+                assert [item["unread"] for item in page["items"][:12]] == [False] * 10 + [True] * 2
+                queries.conversations_page(session, reader, inbox, "all", decode_cursor(page["next_cursor"]), 50)
+            assert_indexed(explain(session, statements), {"conversations", "messages"})
+    with scratch(database) as session, recorded(database) as statements:
+        queries.mark_read(session, reader, page["items"][0]["id"])
+        assert_indexed(explain(session, statements), {"conversations", "messages"})

@@ -224,8 +224,8 @@ function renderSidebar() {
 }
 
 function viewLabel(label, { count, unread }) {
-  return [h("span", {}, label), h("span", { class: "count" }, count === null ? "" : String(count)),
-    unread ? h("span", { class: "unread-count" }, `${unread} unread`) : null];
+  return [h("span", {}, label), h("span", {}, unread ? h("span", { class: "unread-count" }, `${unread} unread`) : null,
+    h("span", { class: "count" }, count === null ? "" : String(count)))];
 }
 
 async function selectView(inboxId, view) {

@@ -346,6 +346,10 @@ class MailboxUnusable(Exception):
     failed); the message is its status's last_error."""
 
 
+class MailboxRemoved(MailboxUnusable):
+    """Removed through the API since the poll began: nothing to poll, nothing to record."""
+
+
 @dataclass(frozen=True)
 class ApiMailboxRef:
     id: str
@@ -365,7 +369,7 @@ def poll_config(database: Database, settings: Settings, mailbox_id: str) -> tupl
     with database.transaction() as session:
         row = session.get(ApiMailbox, mailbox_id)
         if row is None:
-            raise MailboxUnusable("the mailbox was removed")
+            raise MailboxRemoved("the mailbox was removed")
         try:
             return _config(session, row, box, settings), row.address
         except SecretBoxUnavailable as exc:

@@ -92,6 +92,8 @@ def poll_all(database: Database, blobs: DirectoryBlobStore, outbox: Outbox, sett
         else:
             try:
                 mailbox, channel = mailbox_api.poll_config(database, settings, entry.id)
+            except mailbox_api.MailboxRemoved:
+                return PollResult(mailbox_id=entry.id)
             except mailbox_api.MailboxUnusable as exc:
                 return _unusable(database, outbox, entry.id, str(exc))
         result = poll(database, blobs, outbox, mailbox, channel, settings, lease=(owner, settings.imap_lease_seconds))

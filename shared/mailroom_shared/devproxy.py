@@ -129,7 +129,8 @@ def web_headers() -> dict[str, str]:
     origin = f"{parts.scheme}://{parts.netloc}"
     if not all(c.isalnum() or c in ":/.-[]" for c in origin):
         return WEB_HEADERS
-    return {**WEB_HEADERS, "Content-Security-Policy": WEB_CSP.replace("connect-src 'self'", f"connect-src 'self' {origin}")}
+    csp = WEB_CSP.replace("connect-src 'self'", f"connect-src 'self' {origin}")
+    return {**WEB_HEADERS, "Content-Security-Policy": csp}
 
 
 def web_file(web_dir: Path, path: str) -> Path | None:

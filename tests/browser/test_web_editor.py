@@ -133,7 +133,8 @@ def test_saved_html_enters_the_editor_as_formatting_only(page, inbox, web):
     support = inbox.inbox_ids["support"]
     saved(inbox, "snippets", {"name": "Odd", "inbox_id": support, "html":
                               '<p onclick="window.__pwned=1">Plain <i>words</i></p><img src="https://evil.example/x.png">'
-                              '<a href="javascript:window.__pwned=2">bad link</a><a href="mailto:a@example.com">mail</a>'})
+                              '<a href="javascript:window.__pwned=2">bad link</a>'
+                              '<a href="mailto:a@example.com">mail</a>'})
     web.sign_in(page, inbox.web_url)
     page.get_by_role("button", name="Compose").click()
     panel = page.get_by_role("dialog", name="Compose")

@@ -62,7 +62,8 @@ def oidc_inbox(stack_factory, provider, tmp_path, monkeypatch, web_dist):
     inboxes.write_text(INBOXES)
     env = idp_env(monkeypatch, provider)
     stack = stack_factory([CONVERSATIONS], extra_env={**env, "CONVERSATIONS_INBOXES_FILE": str(inboxes)})
-    stack.default_headers = {"Authorization": f"Bearer {provider.access_token(sub='test-admin', roles=['super_admin'])}"}
+    admin = provider.access_token(sub="test-admin", roles=["super_admin"])
+    stack.default_headers = {"Authorization": f"Bearer {admin}"}
     proxy = serve_in_thread("127.0.0.1", free_port(), {s: ("127.0.0.1", p) for s, p in stack.ports.items()},
                             web_dir=web_dist)
     stack.web_url = f"http://127.0.0.1:{proxy.server_address[1]}/"

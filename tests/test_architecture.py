@@ -81,6 +81,7 @@ def test_queue_names_are_stable():
         "evt-conversations-conversation_created--outbound.handle_conversation_created",
         "evt-conversations-conversation_moved--notifier.handle_conversation_moved",
         "evt-conversations-conversation_reopened--notifier.handle_conversation_reopened",
+        "evt-conversations-conversation_shared--contacts.handle_conversation_shared",
         "evt-conversations-conversation_spam_marked--contacts.handle_conversation_spam_marked",
         "evt-conversations-inbox_updated--contacts.handle_inbox_updated",
         "evt-conversations-inbox_updated--ingest.handle_inbox_updated",

@@ -24,6 +24,7 @@ from contacts.models import (
     MessageConversation,
     OwnAddress,
     TimelineEntry,
+    TimelineEntryChannel,
 )
 from contacts.settings import Settings
 from mailroom_shared.addresses import InvalidAddress, normalise_email, try_normalise_email
@@ -270,7 +271,8 @@ def log_inbound(session: Session, outbox: Outbox, contact: Contact, data: dict,
         entry = session.execute(select(TimelineEntry).where(
             TimelineEntry.contact_id == contact.id, TimelineEntry.direction == "in",
             TimelineEntry.rfc_message_id == data["message_id"])).scalar_one_or_none()
-        if entry:  # the same email again (e.g. re-ingested through another path)
+        if entry:  # the same email again (re-ingested through another path, or sent to another inbox too)
+            _also_reached(session, entry, data.get("channel_address"))
             return entry
     forward = data.get("forward")
     entry = TimelineEntry(
@@ -288,6 +290,16 @@ def log_inbound(session: Session, outbox: Outbox, contact: Contact, data: dict,
         "message_id": data["message_id"], "subject": entry.subject, "conversation_id": None,
     })
     return entry
+
+
+def _also_reached(session: Session, entry: TimelineEntry, channel_address: str | None) -> None:
+    """The same email reached another of our inbox addresses too: the one entry names it as well
+    (timeline_entry_channels; docs/architecture.md, "One email to several team inboxes")."""
+    address = try_normalise_email(channel_address)
+    if address is None or address == try_normalise_email(entry.channel_address):
+        return
+    session.execute(conflict_insert(session, TimelineEntryChannel).values(
+        entry_id=entry.id, channel_address=address).on_conflict_do_nothing())
 
 
 def _hold(session: Session, data: dict) -> None:

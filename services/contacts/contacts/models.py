@@ -78,6 +78,17 @@ class TimelineEntry(Base):
     call: Mapped[dict | None] = mapped_column(JSON)
 
 
+class TimelineEntryChannel(Base):
+    """Another inbox address the same email reached (one email to several team inboxes): the
+    entry is one, visible to whoever may see any of its inboxes (docs/architecture.md). The first
+    address stays in `timeline_entries.channel_address`."""
+
+    __tablename__ = "timeline_entry_channels"
+
+    entry_id: Mapped[str] = mapped_column(ForeignKey("timeline_entries.id", ondelete="CASCADE"), primary_key=True)
+    channel_address: Mapped[str] = mapped_column(String(320), primary_key=True, index=True)
+
+
 class MessageConversation(Base):
     """intake id → conversation id, learnt from conversations' message_added (arrives in any order)."""
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
 from contacts.domain.timeline import stored_message_of
 from contacts.domain.visibility import may_see_inbox
-from contacts.models import Contact, ContactEmail, InboxAccess, MessageConversation, OwnAddress, TimelineEntry
+from contacts.models import (
+    Contact,
+    ContactEmail,
+    InboxAccess,
+    MessageConversation,
+    OwnAddress,
+    TimelineEntry,
+    TimelineEntryChannel,
+)
 from contacts.schemas import ContactSchema, TimelineEntrySchema
 from mailroom_shared.addresses import InvalidAddress, normalise_email
 from mailroom_shared.auth import Principal, sign_blob_access, with_access
@@ -78,6 +86,34 @@ def _with_download_token(entry: TimelineEntry, attachments: list[dict], principa
     return [{**attachment, "url": with_access(attachment.get("url"), token)} for attachment in attachments]
 
 
+def _inboxes_reached(session: Session, entries: list[TimelineEntry],
+                     visible: set[str] | None) -> dict[str, dict]:
+    """entry id → {channel_addresses, inbox_ids}: every inbox address the email reached (one
+    email sent to several of our inboxes is one entry), of those the caller may see (`visible`:
+    None = all), and their inboxes (our copy of inbox_updated), first address first."""
+    if not entries:
+        return {}
+    extra: dict[str, list[str]] = {}
+    for entry_id, address in session.execute(
+            select(TimelineEntryChannel.entry_id, TimelineEntryChannel.channel_address)
+            .where(TimelineEntryChannel.entry_id.in_([e.id for e in entries]))
+            .order_by(TimelineEntryChannel.channel_address)):
+        extra.setdefault(entry_id, []).append(address)
+    addresses = {a for e in entries for a in (e.channel_address, *extra.get(e.id, ())) if a}
+    inbox_of = dict(session.execute(select(OwnAddress.email, OwnAddress.inbox_id)
+                                    .where(OwnAddress.email.in_(sorted(addresses)))).all()) if addresses else {}
+    result = {}
+    for entry in entries:
+        reached = [a for a in dict.fromkeys([entry.channel_address, *extra.get(entry.id, ())])
+                   if a and (visible is None or a in visible)]
+        inboxes = [inbox_of[a] for a in reached if a in inbox_of]
+        if entry.inbox_id and entry.inbox_id not in inboxes:  # chat and form entries
+            inboxes.insert(0, entry.inbox_id)
+        result[entry.id] = {"channel_address": reached[0] if reached else entry.channel_address,
+                            "channel_addresses": reached, "inbox_ids": list(dict.fromkeys(inboxes))}
+    return result
+
+
 def timeline_page(session: Session, contact_id: str, cursor: dict | None, limit: int,
                   principal: Principal) -> dict:
     """Newest first; the cursor is the (occurred_at, id) of the last item returned. Entries of
@@ -88,11 +124,16 @@ def timeline_page(session: Session, contact_id: str, cursor: dict | None, limit:
     addresses = visible_channel_addresses(session, principal)
     if addresses is not None:  # email by the inbox address it came on, chat and forms by their inbox
         query = query.where(or_(TimelineEntry.channel_address.in_(addresses),
-                                TimelineEntry.inbox_id.in_(visible_inbox_ids(session, principal) or set())))
+                                TimelineEntry.inbox_id.in_(visible_inbox_ids(session, principal) or set()),
+                                exists(select(TimelineEntryChannel.entry_id).where(  # the same email, other inboxes
+                                    TimelineEntryChannel.entry_id == TimelineEntry.id,
+                                    TimelineEntryChannel.channel_address.in_(addresses)))))
     rows = session.execute(newest_first(query, TimelineEntry.occurred_at, TimelineEntry.id, cursor, limit)).all()
+    reached = _inboxes_reached(session, [entry for entry, _ in rows[:limit]], addresses)
     items = []
     for entry, conversation_id in rows[:limit]:
         item = TimelineEntrySchema().dump(entry)
+        item.update(reached.get(entry.id, {}))
         item["conversation_id"] = conversation_id
         item["attachments"] = _with_download_token(entry, item["attachments"], principal)
         items.append(item)

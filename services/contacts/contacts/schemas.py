@@ -48,6 +48,11 @@ class TimelineEntrySchema(Schema):
     subject = fields.String()
     snippet = fields.String()
     channel_address = fields.String(allow_none=True)
+    channel_addresses = fields.List(fields.String(), metadata={
+        "description": "every inbox address the email reached that the caller may see (one email sent to several "
+                       "of our inboxes is one entry), the first one first"})
+    inbox_ids = fields.List(fields.String(), metadata={
+        "description": "the inboxes of channel_addresses (and of a chat or form entry)"})
     conversation_id = fields.String(allow_none=True)
     attachments = fields.List(fields.Nested(TimelineAttachmentSchema))
     forwarded_by = fields.Dict(allow_none=True)

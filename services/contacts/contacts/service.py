@@ -30,6 +30,11 @@ class ContactsService(Base):
         handlers.link_conversation(session, data.get("intake_id"), data["conversation_id"])
 
     # marking spam later leaves the contact alone: it may have other, real mail
+    # one email to several of our inboxes: the copy's intake id leads to the one conversation too
+    @consumes("conversations", "conversation_shared")
+    def handle_conversation_shared(self, session, data, envelope):
+        handlers.link_conversation(session, data.get("intake_id"), data["conversation_id"])
+
     @consumes("conversations", "conversation_spam_marked", when=lambda data: not data["spam"])
     def handle_conversation_spam_marked(self, session, data, envelope):
         handlers.release_held(session, self.outbox, data["intake_ids"], data["contact_email"],

@@ -21,7 +21,7 @@ from conversations.domain.comments import mentioned_handles
 from conversations.domain.conversation import CLOSED, OPEN, new_reply_token
 from conversations.domain.inboxes import InvalidInbox
 from conversations.domain.participants import Participants, message_identities, participation
-from conversations.domain.placement import AwaitingConversation, Placement, adopt, place
+from conversations.domain.placement import AwaitingConversation, Copy, Placement, adopt, is_copy, place, untagged
 from conversations.domain.quarantine import is_placeholder, placeholder_message
 from conversations.domain.threads import (
     MAX_AWAITED_IDS,
@@ -39,6 +39,7 @@ from conversations.models import (
     Channel,
     Comment,
     Conversation,
+    ConversationInbox,
     ConversationMove,
     Inbox,
     InboxTeam,
@@ -48,6 +49,7 @@ from conversations.models import (
     Message,
     Ticket,
 )
+from conversations.queries import conversation_inboxes
 from conversations.settings import Settings
 from mailroom_shared.addresses import try_normalise_email
 from mailroom_shared.auth import Principal
@@ -94,11 +96,18 @@ def require_act(principal: Principal, inbox: Inbox | None, not_found: str, actio
 
 def _conversation_to_act_on(session: Session, principal: Principal, conversation_id: str,
                             action: str) -> tuple[Conversation, Inbox]:
-    """The conversation, locked for the change, and its inbox, if the principal may `action` there."""
+    """The conversation, locked for the change, and the first of its inboxes (home first, then
+    those it is shared into) where the principal may `action`: 404 when it may view none of them,
+    403 when it may only view."""
     conversation = session.get(Conversation, conversation_id, with_for_update=True)
-    inbox = require_act(principal, conversation and session.get(Inbox, conversation.inbox_id),
-                        f"no conversation {conversation_id}", action)
-    return conversation, inbox
+    inboxes = conversation_inboxes(session, conversation) if conversation is not None else []
+    acting = access.first_actable(principal, [i.access for i in inboxes])
+    if acting is not None:
+        return conversation, inboxes[acting]
+    viewable = access.first_viewable(principal, [i.access for i in inboxes])
+    require_act(principal, inboxes[viewable] if viewable is not None else None,
+                f"no conversation {conversation_id}", action)
+    raise AssertionError("unreachable: require_act refuses a viewer who may not act")
 
 
 # --- inboxes -----------------------------------------------------------------------------------
@@ -345,6 +354,11 @@ def _lock_key(inbox_id: str, rfc_message_id: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+def _copy_lock_key(incoming: Incoming) -> int:
+    """Keyed by Message-ID and sender, not by inbox: the copies of one email for two inboxes."""
+    return _lock_key(f"copy\n{incoming.sender}", incoming.rfc_message_id)
+
+
 def _serialise_with_relatives(session: Session, incoming: Incoming) -> None:
     """PostgreSQL: a message and the messages it refers to (or that refer to it) are threaded one
     after the other, never side by side. Each takes a transaction-scoped advisory lock on its own
@@ -354,8 +368,11 @@ def _serialise_with_relatives(session: Session, incoming: Incoming) -> None:
     writes one transaction at a time anyway."""
     if not is_postgres(session):
         return
-    keys = sorted({_lock_key(incoming.inbox_id, key) for key in
-                   (incoming.rfc_message_id, *lookup_ids(incoming)[:MAX_AWAITED_IDS])})
+    keys = {_lock_key(incoming.inbox_id, key) for key in
+            (incoming.rfc_message_id, *lookup_ids(incoming)[:MAX_AWAITED_IDS])}
+    if incoming.sender:  # copies of one email for other inboxes take turns too (_shared_copy)
+        keys.add(_copy_lock_key(incoming))
+    keys = sorted(keys)
     session.execute(text("SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest(CAST(:keys AS bigint[])) AS k "
                          "ORDER BY 1) AS ordered"), {"keys": keys})
 
@@ -545,6 +562,84 @@ def _duplicate(session: Session, incoming: Incoming) -> Received | None:
     return Received(duplicate, session.get(Conversation, duplicate.conversation_id), None)
 
 
+# --- one email to several team inboxes (docs/architecture.md) ------------------------------------
+
+MAX_COPY_CANDIDATES = 5  # stored messages with the same Message-ID looked at
+
+
+def _untagged_set(addresses) -> frozenset[str]:
+    return frozenset(a for a in (untagged(_stored_email(v)) for v in addresses) if a)
+
+
+def _inbox_addresses(session: Session, inbox_id: str, *extra: str | None) -> frozenset[str]:
+    rows = session.execute(select(Channel.address).where(Channel.inbox_id == inbox_id)).scalars()
+    return frozenset(a for a in (untagged(x) for x in (*rows, *extra)) if a)
+
+
+def _copy_of_stored(session: Session, message: Message, conversation: Conversation) -> Copy:
+    return Copy(rfc_message_id=message.rfc_message_id, sender=_stored_email(message.sender),
+                subject=message.subject or "", text=message.text or "",
+                recipients=_untagged_set([*(message.to or ()), *(message.cc or ())]),
+                inbox_addresses=_inbox_addresses(session, message.inbox_id, message.channel_address),
+                received_at=aware(message.received_at), spam=conversation.spam)
+
+
+def _copy_of_incoming(session: Session, incoming: Incoming, data: dict) -> Copy:
+    return Copy(rfc_message_id=incoming.rfc_message_id, sender=incoming.sender, subject=data.get("subject") or "",
+                text=data.get("text") or "",
+                recipients=_untagged_set([*(data.get("to") or ()), *(data.get("cc") or ())]),
+                inbox_addresses=_inbox_addresses(session, incoming.inbox_id, try_normalise_email(
+                    data.get("channel_address"))),
+                received_at=parse_time(data.get("received_at")), spam=incoming.spam)
+
+
+def _shared_copy(session: Session, outbox: Outbox, incoming: Incoming, data: dict) -> Received | None:
+    """The same email already stored for another of our inboxes (domain/placement.is_copy): this
+    inbox is added to that conversation's inboxes (conversation_shared) and nothing is stored;
+    for an inbox that already holds the conversation (a redelivery, or our own reply copied to a
+    shared inbox coming back), nothing changes. None: not a copy, thread it as usual."""
+    if not incoming.sender:
+        return None
+    rows = session.execute(
+        select(Message, Conversation).join(Conversation, Conversation.id == Message.conversation_id)
+        .where(Message.rfc_message_id == incoming.rfc_message_id, Message.inbox_id != incoming.inbox_id)
+        .order_by(Message.received_at, Message.id).limit(MAX_COPY_CANDIDATES)).all()
+    if not rows:
+        return None
+    mine = None
+    for message, conversation in rows:
+        inboxes = [conversation.inbox_id, *session.execute(select(ConversationInbox.inbox_id).where(
+            ConversationInbox.conversation_id == conversation.id)).scalars()]
+        if message.direction == "out":
+            # our email (a reply-all that copied a shared inbox) came back to an inbox of its
+            # conversation: the same email, stored once. Anywhere else it is threaded as usual.
+            if incoming.inbox_id in inboxes and _stored_email(message.sender) == incoming.sender:
+                return Received(message, conversation, None)
+            continue
+        mine = mine or _copy_of_incoming(session, incoming, data)
+        if not is_copy(mine, _copy_of_stored(session, message, conversation)):
+            continue
+        if incoming.inbox_id in inboxes:
+            return Received(message, conversation, None)
+        return _share(session, outbox, incoming, data, message, conversation, inboxes)
+    return None
+
+
+def _share(session: Session, outbox: Outbox, incoming: Incoming, data: dict, message: Message,
+           conversation: Conversation, inboxes: list[str]) -> Received:
+    conversation = session.get(Conversation, conversation.id, with_for_update=True, populate_existing=True)
+    session.add(ConversationInbox(conversation_id=conversation.id, inbox_id=incoming.inbox_id,
+                                  intake_id=data.get("intake_id"), shared_at=utcnow()))
+    session.flush()
+    outbox.record(session, "conversation_shared", conversation.id, {
+        "conversation_id": conversation.id, "inbox_id": incoming.inbox_id, "home_inbox_id": conversation.inbox_id,
+        "inbox_ids": [*inboxes, incoming.inbox_id], "message_id": message.id,
+        "rfc_message_id": message.rfc_message_id, "intake_id": data.get("intake_id"),
+        "sender": _address(data.get("sender")), "subject": conversation.subject, "spam": conversation.spam})
+    return Received(message, conversation, Placement("share", _ref(conversation),
+                                                     reason="the same email reached another inbox"))
+
+
 def _record_awaited(session: Session, message: Message, ids: list[str]) -> None:
     """The ids the first message of a conversation referred to that are not stored (one INSERT)."""
     if ids:
@@ -572,6 +667,9 @@ def receive_message(session: Session, outbox: Outbox, data: dict, settings: Sett
         if is_placeholder(duplicate.message.flags) and not is_placeholder(data.get("flags")):
             _fill_in_placeholder(duplicate.message, duplicate.conversation, data)
         return duplicate
+    shared = _shared_copy(session, outbox, incoming, data)
+    if shared is not None:
+        return shared
     matches, stored_ids = _find_threads(session, incoming)
     match, participant = _joinable(session, incoming, matches)
     if match is None:
@@ -781,6 +879,15 @@ def user_is_member(session: Session, inbox: Inbox, user_id: str) -> bool:
     return known is not None and access.includes(rules, user_id, known.team_ids or [])
 
 
+def _member_of_any(session: Session, inboxes: list[Inbox], user_id: str) -> bool:
+    """A member of one of a (shared) conversation's inboxes."""
+    return any(user_is_member(session, inbox, user_id) for inbox in inboxes)
+
+
+def _inbox_names(inboxes: list[Inbox]) -> str:
+    return " or ".join(repr(inbox.name) for inbox in inboxes)
+
+
 def assign(session: Session, outbox: Outbox, principal: Principal, conversation_id: str, assignee: str | None,
            expected=UNSET) -> Conversation:
     """Assign (reassign, or unassign with None). `expected` (the assignee the caller saw) makes it
@@ -791,7 +898,9 @@ def assign(session: Session, outbox: Outbox, principal: Principal, conversation_
     if expected is not UNSET and expected != current:
         raise Conflict("the conversation was assigned meanwhile", {"assignee_user_id": current})
     if assignee is not None and not user_is_member(session, inbox, assignee):
-        raise HttpError(f"{assignee} is not a member of the inbox {inbox.name!r}")
+        inboxes = conversation_inboxes(session, conversation)
+        if not _member_of_any(session, inboxes, assignee):
+            raise HttpError(f"{assignee} is not a member of the inbox {_inbox_names(inboxes)}")
     if assignee == current:
         return conversation
     conversation.assignee_user_id = assignee
@@ -822,15 +931,18 @@ def add_comment(session: Session, outbox: Outbox, principal: Principal, conversa
     """An internal note. Mentions: the explicit `mentions` (user ids, each must be a member) and
     every @user-id / @email in the text that names a member (other @words are plain text).
     `comment_id` (notifier's, from a Slack event id): the same id again adds nothing."""
-    conversation, inbox = _conversation_to_act_on(session, principal, conversation_id, "comment")
+    conversation, _ = _conversation_to_act_on(session, principal, conversation_id, "comment")
     existing = session.get(Comment, comment_id) if comment_id else None
     if existing is not None:
         return existing
+    inboxes = conversation_inboxes(session, conversation)
     for user_id in mentions:
-        if not user_is_member(session, inbox, user_id):
-            raise HttpError(f"cannot mention {user_id}: not a member of the inbox {inbox.name!r}")
+        if not _member_of_any(session, inboxes, user_id):
+            raise HttpError(f"cannot mention {user_id}: not a member of the inbox {_inbox_names(inboxes)}")
     handles = mentioned_handles(body)
-    resolved = _member_ids_by_handle(session, inbox, handles) if handles else {}
+    resolved = {}
+    for each in inboxes if handles else ():  # a member of any of the conversation's inboxes
+        resolved = {**_member_ids_by_handle(session, each, handles), **resolved}
     mentioned = list(dict.fromkeys([*mentions, *resolved.values()]))
     comment = Comment(id=comment_id or str(uuid.uuid4()), conversation_id=conversation.id,
                       author_user_id=principal.user_id,
@@ -883,7 +995,8 @@ def move_conversation(session: Session, outbox: Outbox, principal: Principal, co
     """Move to the inbox `target_inbox_id` (the caller must act in both inboxes): the messages,
     comments and ticket stay with the conversation (history kept); its messages are scoped to the
     new inbox so replies thread there; the assignee is unassigned when not a member of the new
-    inbox."""
+    inbox. A shared conversation (docs/architecture.md): the target becomes its home, the old home
+    is left, the other inboxes it is shared into keep it (the assignee stays when a member of one)."""
     conversation, _ = _conversation_to_act_on(session, principal, conversation_id, "move")
     target = require_act(principal, session.get(Inbox, target_inbox_id), f"no inbox {target_inbox_id}",
                          "move conversations into it")
@@ -898,11 +1011,15 @@ def move_conversation(session: Session, outbox: Outbox, principal: Principal, co
         raise Conflict("the target inbox already holds a copy of a message of this conversation "
                        "(the email reached both inboxes)", {"rfc_message_id": clash})
     session.execute(update(Message).where(Message.conversation_id == conversation.id).values(inbox_id=target.id))
+    session.execute(delete(ConversationInbox).where(ConversationInbox.conversation_id == conversation.id,
+                                                    ConversationInbox.inbox_id == target.id))
     conversation.inbox_id = target.id
+    session.flush()
     session.add(ConversationMove(conversation_id=conversation.id, from_inbox_id=source_id, to_inbox_id=target.id,
                                  moved_by=principal.user_id, moved_at=utcnow()))
     unassigned = False
-    if conversation.assignee_user_id and not user_is_member(session, target, conversation.assignee_user_id):
+    if conversation.assignee_user_id and not _member_of_any(session, conversation_inboxes(session, conversation),
+                                                            conversation.assignee_user_id):
         previous, conversation.assignee_user_id, conversation.assigned_at = conversation.assignee_user_id, None, None
         unassigned = True
         outbox.record(session, "conversation_assigned", conversation.id, {

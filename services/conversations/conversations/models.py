@@ -224,6 +224,20 @@ class ConversationMove(Base):
     moved_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
 
 
+class ConversationInbox(Base):
+    """Another inbox the conversation is shared into (docs/architecture.md, "One email to several
+    team inboxes"): the same email reached it too. The home inbox is `conversations.inbox_id`."""
+
+    __tablename__ = "conversation_inboxes"
+
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"),
+                                                 primary_key=True)
+    inbox_id: Mapped[str] = mapped_column(ForeignKey("inboxes.id", ondelete="CASCADE"), primary_key=True,
+                                          index=True)
+    intake_id: Mapped[str | None] = mapped_column(String(64))  # ingest's id of the copy that shared it
+    shared_at: Mapped[object] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
 class KnownUser(Base):
     """Users as their last verified token described them: who can be assigned or @mentioned in
     an inbox shared with everyone or with teams (explicit members are always known)."""
@@ -250,6 +264,8 @@ class Message(Base):
         # server-side search (?q=, domain/search.py): trigram GIN on PostgreSQL (pg_trgm)
         Index("ix_messages_search_trgm", text(search.MESSAGE_INDEX_SQL),
               postgresql_using="gin").ddl_if(dialect="postgresql"),
+        # the copies of one email in other inboxes (shared conversations), moved conversations
+        Index("ix_messages_rfc_message_id", "rfc_message_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

@@ -14,6 +14,7 @@ from conversations.models import (
     Channel,
     Comment,
     Conversation,
+    ConversationInbox,
     Inbox,
     InboxTeam,
     Member,
@@ -53,9 +54,30 @@ def viewable_inbox(session: Session, principal: Principal, inbox_id: str) -> Inb
     return require_view(principal, session.get(Inbox, inbox_id), f"no inbox {inbox_id}")
 
 
+def conversation_inboxes(session: Session, conversation: Conversation) -> list[Inbox]:
+    """The conversation's home inbox, then the inboxes it is shared into (one email sent to
+    several of our inboxes: docs/architecture.md)."""
+    shared = session.execute(select(Inbox).join(ConversationInbox, ConversationInbox.inbox_id == Inbox.id)
+                             .where(ConversationInbox.conversation_id == conversation.id)
+                             .order_by(ConversationInbox.shared_at, Inbox.id)).scalars().all()
+    home = session.get(Inbox, conversation.inbox_id)
+    return [i for i in (home, *shared) if i is not None]
+
+
+def inbox_for(principal: Principal, inboxes: list[Inbox]) -> Inbox | None:
+    """Of a conversation's inboxes, the one that gives the principal the most: the first it may
+    act in, else the first it may view, else None."""
+    rules = [i.access for i in inboxes]
+    index = access.first_actable(principal, rules)
+    index = access.first_viewable(principal, rules) if index is None else index
+    return inboxes[index] if index is not None else None
+
+
 def viewable_conversation(session: Session, principal: Principal, conversation_id: str) -> tuple[Conversation, Inbox]:
+    """The conversation and the inbox of it that gives the principal the most (a member of any of
+    its inboxes acts; whoever may view one of them views)."""
     conversation = session.get(Conversation, conversation_id)
-    inbox = require_view(principal, conversation and session.get(Inbox, conversation.inbox_id),
+    inbox = require_view(principal, conversation and inbox_for(principal, conversation_inboxes(session, conversation)),
                          f"no conversation {conversation_id}")
     return conversation, inbox
 
@@ -63,7 +85,9 @@ def viewable_conversation(session: Session, principal: Principal, conversation_i
 def viewable_message(session: Session, principal: Principal, message_id: str) -> Message:
     """The message (detached from the session: it outlives the transaction) if the principal may view it."""
     message = session.get(Message, message_id)
-    require_view(principal, message and session.get(Inbox, message.inbox_id), f"no message {message_id}")
+    conversation = message and session.get(Conversation, message.conversation_id)
+    require_view(principal, conversation and inbox_for(principal, conversation_inboxes(session, conversation)),
+                 f"no message {message_id}")
     session.expunge(message)
     return message
 
@@ -96,7 +120,7 @@ def access_answer(session: Session, principal: Principal, action: str, conversat
     `{"allowed": True, "principal": {...}, "inbox_id": ...}`, else the 404 / 403 it would get."""
     if conversation_id is not None:
         conversation = session.get(Conversation, conversation_id)
-        inbox = conversation and session.get(Inbox, conversation.inbox_id)
+        inbox = conversation and inbox_for(principal, conversation_inboxes(session, conversation))
         missing = f"no conversation {conversation_id}"
     else:
         inbox, missing = (session.get(Inbox, inbox_id) if inbox_id else None), f"no inbox {inbox_id}"
@@ -174,6 +198,7 @@ def conversation_view(session: Session, conversation: Conversation, inbox: Inbox
         "comments": comments, "ticket": ticket, "permissions": access.permissions(principal, inbox.access),
         "reply_token": conversation.reply_token,
         "reply_address": reply_address(primary, conversation.reply_token) if primary else None,
+        "inbox_ids": [i.id for i in conversation_inboxes(session, conversation)],  # home first
         **call_fields(session, conversation),
     })
 
@@ -215,12 +240,32 @@ def message_view(message: Message, principal: Principal, html: str | None = None
     return MessageSchema().dump({**fields, "remote_images_loaded": remote_images_loaded})
 
 
-def _scope(principal: Principal, inbox_id: str | None):
-    """SQL condition on Conversation: in one inbox, or in the inboxes the principal may view."""
+def shared_into(session: Session, principal: Principal, inbox_id: str | None) -> list[str]:
+    """The conversations shared into the inbox (or into the inboxes the principal may view) from
+    another home inbox (docs/architecture.md): a short list, read first, so that the views'
+    queries keep their index scans when there is none."""
+    query = select(ConversationInbox.conversation_id)
     if inbox_id is not None:
-        return Conversation.inbox_id == inbox_id
-    viewable = _viewable_inboxes(principal)
-    return Conversation.inbox_id.in_(select(Inbox.id).where(viewable)) if viewable is not None else true()
+        query = query.where(ConversationInbox.inbox_id == inbox_id)
+    else:
+        viewable = _viewable_inboxes(principal)
+        if viewable is None:
+            return []  # every conversation is in scope anyway
+        query = query.join(Inbox, Inbox.id == ConversationInbox.inbox_id).where(viewable)
+    return sorted(set(session.execute(query).scalars()))
+
+
+def _scope(principal: Principal, inbox_id: str | None, shared: list[str] | None = None):
+    """SQL condition on Conversation: in one inbox, or in the inboxes the principal may view; and
+    the conversations `shared` into it (shared_into)."""
+    if inbox_id is not None:
+        home = Conversation.inbox_id == inbox_id
+    else:
+        viewable = _viewable_inboxes(principal)
+        if viewable is None:
+            return true()
+        home = Conversation.inbox_id.in_(select(Inbox.id).where(viewable))
+    return or_(home, Conversation.id.in_(shared)) if shared else home
 
 
 def _sent_condition():
@@ -246,9 +291,9 @@ def _view_condition(view: str, principal: Principal, status, spam, assignee, sen
     return not_spam  # all (but spam)
 
 
-def _view_filter(view: str, principal: Principal, inbox_id: str | None):
+def _view_filter(view: str, principal: Principal, inbox_id: str | None, shared: list[str] | None = None):
     """The conversations of `view`, in one inbox or across the inboxes the principal may view."""
-    return and_(_scope(principal, inbox_id), _view_condition(
+    return and_(_scope(principal, inbox_id, shared), _view_condition(
         view, principal, Conversation.status, Conversation.spam, Conversation.assignee_user_id, _sent_condition()))
 
 
@@ -338,7 +383,7 @@ def conversations_page(session: Session, principal: Principal, inbox_id: str | N
     common text fills the page there), and only when they hold less than a page asks the trigram
     indexes (a rare text: found through the indexes, whatever the inbox's size)."""
     query = _with_read_marks(select(Conversation, _unread_condition().label("unread")), principal) \
-        .where(_view_filter(view, principal, inbox_id))
+        .where(_view_filter(view, principal, inbox_id, shared_into(session, principal, inbox_id)))
     rows = None
     if q:
         window = newest_first(select(Conversation.id).where(query.whereclause), Conversation.last_message_at,
@@ -365,7 +410,8 @@ def view_counts(session: Session, principal: Principal, inbox_id: str | None) ->
     in_scope = _with_read_marks(select(
         Conversation.status.label("status"), Conversation.spam.label("spam"),
         Conversation.assignee_user_id.label("assignee"), _sent_condition().label("sent"),
-        _unread_condition().label("unread")), principal).where(_scope(principal, inbox_id))
+        _unread_condition().label("unread")), principal).where(
+        _scope(principal, inbox_id, shared_into(session, principal, inbox_id)))
     rows = in_scope.cte("in_scope").prefix_with("MATERIALIZED", dialect="postgresql")
     counts, unread_counts = [], []
     for view in VIEWS:
@@ -465,8 +511,12 @@ def call_fields(session: Session, conversation: Conversation) -> dict:
 # --- our emails: the Sent view -----------------------------------------------------------------
 
 def sent_page(session: Session, inbox_id: str, cursor: dict | None, limit: int, principal: Principal) -> dict:
-    """The inbox's Sent view: our messages, newest first, each with its delivery state."""
-    query = newest_first(select(Message).where(Message.inbox_id == inbox_id, Message.direction == "out"),
+    """The inbox's Sent view: our messages, newest first, each with its delivery state (also those
+    of the conversations shared into the inbox)."""
+    shared = shared_into(session, principal, inbox_id)
+    scope = or_(Message.inbox_id == inbox_id, Message.conversation_id.in_(shared)) if shared \
+        else Message.inbox_id == inbox_id
+    query = newest_first(select(Message).where(scope, Message.direction == "out"),
                          Message.received_at, Message.id, cursor, limit)
     rows = session.execute(query).scalars().all()
     items = []
@@ -494,6 +544,16 @@ def sending_refusal(principal: dict | None, inbox: Inbox | None) -> dict | None:
     if not access.can_act(caller, inbox.access):
         return {"forbidden": f"you can view the inbox {inbox.name!r} but not send from it: only its members can act"}
     return None
+
+
+def sending_inbox(session: Session, principal: dict | None, conversation: Conversation) -> Inbox | None:
+    """The inbox sending_refusal asks about for a reply in `conversation`: of its inboxes, the one
+    that gives the caller the most (a member of an inbox it is shared into may reply); the home
+    inbox for another service. The reply itself goes out once, from the home inbox's identities."""
+    inboxes = conversation_inboxes(session, conversation)
+    if principal is None or not inboxes:
+        return inboxes[0] if inboxes else None
+    return inbox_for(principal_from_dict(principal), inboxes) or inboxes[0]
 
 
 def inbox_identities(inbox: Inbox) -> dict:

@@ -299,6 +299,9 @@ class ConversationSchema(ConversationSummarySchema):
         "description": "the contact's number (E.164): of the latest call on any of its conversations, else its "
                        "WhatsApp number"})
     contact_tel_url = fields.String(allow_none=True, metadata={"description": "tel:+… of contact_phone"})
+    inbox_ids = fields.List(fields.String(), metadata={
+        "description": "the inboxes the conversation is in: its home inbox (inbox_id) first, then those it is "
+                       "shared into (the same email reached them too; docs/architecture.md)"})
 
 
 # --- actions -----------------------------------------------------------------------------------

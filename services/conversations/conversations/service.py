@@ -49,7 +49,7 @@ Base = service_base(SERVICE_NAME, outbox, processed_events, settings.load, publi
     "conversation_closed": 1, "ticket_closed": 1, "conversation_assigned": 1, "comment_added": 1,
     "ticket_associated": 1, "conversation_moved": 1, "conversation_spam_marked": 1,
     "message_attribution_corrected": 1, "channel_message_received": 1, "contact_messages_erased": 1,
-    "call_logged": 1})
+    "call_logged": 1, "conversation_shared": 1})
 
 
 class InboxSeeder(DependencyProvider):
@@ -190,7 +190,8 @@ class ConversationsService(Base):
     def get_reply_context(self, conversation_id, message_id=None, include_thread=False, principal=None):
         with self.db.transaction() as session:
             conversation = session.get(Conversation, conversation_id)
-            refusal = queries.sending_refusal(principal, conversation and session.get(Inbox, conversation.inbox_id))
+            refusal = queries.sending_refusal(principal, conversation and queries.sending_inbox(
+                session, principal, conversation))
             if refusal is not None:
                 return refusal or None
             return queries.reply_context(session, conversation_id, message_id, bool(include_thread))

@@ -123,6 +123,9 @@ SPECS: tuple[EventSpec, ...] = (
               "A conversation was moved to another inbox."),
     EventSpec("conversation_spam_marked", "conversations", 1, conversations.ConversationSpamMarkedV1,
               "A conversation was marked spam or not spam by a user."),
+    EventSpec("conversation_shared", "conversations", 1, conversations.ConversationSharedV1,
+              "The same email (Message-ID and sender) reached another of our inboxes: that inbox now shares the "
+              "conversation (stored once; no message_added for the copy)."),
     EventSpec("email_queued", "outbound", 1, outbound.EmailQueuedV1,
               "An email (compose, reply or forward) was stored for delivery."),
     EventSpec("email_sent", "outbound", 1, outbound.EmailSentV1,

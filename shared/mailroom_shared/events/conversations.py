@@ -137,6 +137,25 @@ class ConversationSpamMarkedV1(Schema):
     intake_ids = fields.List(fields.String(), load_default=list)
 
 
+class ConversationSharedV1(Schema):
+    """One email sent to several of our inboxes is one conversation: its copy for another inbox
+    added that inbox to the conversation's inboxes instead of being stored again
+    (docs/architecture.md, "One email to several team inboxes")."""
+
+    conversation_id = fields.String(required=True)
+    inbox_id = fields.String(required=True, metadata={"description": "the inbox it is now shared into"})
+    home_inbox_id = fields.String(required=True, metadata={"description": "the conversation's home inbox"})
+    inbox_ids = fields.List(fields.String(), required=True,
+                            metadata={"description": "every inbox it is in now, the home inbox first"})
+    message_id = fields.String(required=True, metadata={"description": "our id of the stored message (the first copy)"})
+    rfc_message_id = fields.String(required=True)
+    intake_id = fields.String(allow_none=True, load_default=None,
+                              metadata={"description": "ingest's id of this copy (not stored again)"})
+    sender = fields.Nested(AddressSchema, allow_none=True, load_default=None)
+    subject = fields.String(required=True)
+    spam = fields.Boolean(load_default=False)
+
+
 class MessageAttributionCorrectedV1(Schema):
     """A teammate changed whom an inbound message belongs to (e.g. a forward attributed to the
     wrong person). contacts moves the timeline entry; the previous attribution is kept here."""

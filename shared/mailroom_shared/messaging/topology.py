@@ -65,6 +65,8 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     # chat and form channels (docs/channels.md)
     Subscription("conversations", "channel_message_received", "contacts", "handle_channel_message_received"),
     Subscription("conversations", "call_logged", "contacts", "handle_call_logged"),  # docs/calls.md
+    # one email to several team inboxes (docs/architecture.md)
+    Subscription("conversations", "conversation_shared", "contacts", "handle_conversation_shared"),
     Subscription("outbound", "chat_message_queued", "conversations", "handle_chat_message_queued"),
     Subscription("outbound", "chat_message_sent", "conversations", "handle_chat_message_sent"),
     Subscription("outbound", "chat_message_failed", "conversations", "handle_chat_message_failed"),

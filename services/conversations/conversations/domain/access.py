@@ -16,7 +16,7 @@ Managing inboxes (create, change channels, members, access) needs `account_acces
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -81,6 +81,22 @@ def can_manage(caller: Caller) -> bool:
 
 def permissions(caller: Caller, inbox: InboxAccess) -> dict:
     return {"view": can_view(caller, inbox), "act": can_act(caller, inbox)}
+
+
+def first_viewable(caller: Caller, inboxes: Sequence[InboxAccess]) -> int | None:
+    """A conversation shared into several inboxes (home first): the index of the first the caller
+    may view, or None. Whoever may view one of its inboxes may view the conversation."""
+    return next((i for i, inbox in enumerate(inboxes) if can_view(caller, inbox)), None)
+
+
+def first_actable(caller: Caller, inboxes: Sequence[InboxAccess]) -> int | None:
+    """The index of the first of the conversation's inboxes the caller may act in, or None: a
+    member of any of them acts on the conversation (its status and assignee are one)."""
+    return next((i for i, inbox in enumerate(inboxes) if can_act(caller, inbox)), None)
+
+
+def conversation_permissions(caller: Caller, inboxes: Sequence[InboxAccess]) -> dict:
+    return {"view": first_viewable(caller, inboxes) is not None, "act": first_actable(caller, inboxes) is not None}
 
 
 def act_refusal(inbox_name: str, action: str) -> str:

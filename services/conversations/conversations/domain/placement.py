@@ -20,10 +20,13 @@
     together had they arrived in order: the reply's sender is a participant of the parent (its
     From/To/Cc, its contact's addresses, a member, its contact's company domain), and both have
     the same spam verdict. It never reopens: it is older than what is there.
+  * a copy (`share`, `is_copy`): the same email already stored for another of our inboxes (it was
+    sent to both) is not stored again; the inbox it reached is added to that conversation's inboxes.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -40,8 +43,8 @@ class ReplyToClosed(StrEnum):
 
 @dataclass(frozen=True)
 class Placement:
-    action: str  # "join" | "reopen" | "adopt" | "new"
-    conversation: ConversationRef | None = None  # for join / reopen / adopt
+    action: str  # "join" | "reopen" | "adopt" | "new" | "share"
+    conversation: ConversationRef | None = None  # for join / reopen / adopt / share
     reopened_from: str | None = None  # for new: the closed conversation this continues
     # for new: the conversation it referred to but may not join (not a participant, or the other
     # spam verdict), or the one that referred to it but may not adopt it
@@ -95,3 +98,49 @@ def adopt(incoming: Incoming, awaiting: Sequence[AwaitingConversation],
             return Placement("adopt", candidate.conversation,
                              reason=f"late parent of the conversation's first message ({why})")
     return None
+
+
+# --- one email to several team inboxes (docs/architecture.md) -----------------------------------
+
+SHARE_WINDOW = dt.timedelta(days=7)  # copies of one email further apart are separate conversations
+
+
+@dataclass(frozen=True)
+class Copy:
+    """One delivery of an email to one inbox: what decides whether two are the same email."""
+
+    rfc_message_id: str
+    sender: str | None  # normalised From address
+    subject: str
+    text: str
+    recipients: frozenset[str]  # its To and Cc, normalised, without +tags
+    inbox_addresses: frozenset[str]  # the channel addresses of the inbox it reached (without +tags)
+    received_at: dt.datetime
+    spam: bool
+
+
+def _same_text(a: str, b: str) -> bool:
+    return " ".join(a.split()) == " ".join(b.split())
+
+
+def is_copy(incoming: Copy, stored: Copy, window: dt.timedelta = SHARE_WINDOW) -> bool:
+    """Whether `incoming` (for one inbox) is the email `stored` (first received for another):
+    the same Message-ID and sender, the same subject and text, received within `window`, the same
+    spam verdict, and each names the other's inbox among its recipients — the stored copy, which a
+    later sender cannot change, must name the new inbox. A spoofed Message-ID from another sender
+    (or with other content, or sent to an inbox the original did not name) is no copy."""
+    return (bool(incoming.rfc_message_id) and incoming.rfc_message_id == stored.rfc_message_id
+            and incoming.sender is not None and incoming.sender == stored.sender
+            and incoming.spam == stored.spam
+            and abs(incoming.received_at - stored.received_at) <= window
+            and incoming.subject.strip() == stored.subject.strip() and _same_text(incoming.text, stored.text)
+            and bool(stored.recipients & incoming.inbox_addresses)
+            and bool(incoming.recipients & stored.inbox_addresses))
+
+
+def untagged(address: str | None) -> str | None:
+    """support+token@example.com → support@example.com (already normalised input)."""
+    if not address or "@" not in address:
+        return address
+    local, _, domain = address.rpartition("@")
+    return f"{local.split('+', 1)[0]}@{domain}"

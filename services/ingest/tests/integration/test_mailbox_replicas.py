@@ -43,7 +43,8 @@ def test_two_replicas_fetch_each_message_once_and_the_survivor_takes_over(stack_
             client.append("INBOX", email(n))
     with EventSubscriber(amqp_uri, [("ingest.events", "message_received")]) as events:
         stack = stack_factory([INGEST], extra_env={
-            "INGEST_MAILBOX_SECRET_KEY": Fernet.generate_key().decode(), "INGEST_IMAP_POLL_SECONDS": "0.3",
+            "INGEST_MAILBOX_SECRET_KEY": Fernet.generate_key().decode(), "INGEST_IMAP_POLL_SECONDS": "0.5",
+            "INGEST_PARSE_WORKERS": "1",  # two replicas on a small machine: keep their event loops turning
             "INGEST_IMAP_LEASE_SECONDS": "5", "INGEST_IMAP_ALLOW_PLAINTEXT": "true"})
         second_port = free_port()
         config = stack.workdir / "nameko-ingest-2.yaml"

@@ -77,16 +77,20 @@ class IntakeProcessor(BackgroundWorker):
             self.container.spawn_managed_thread(self._listen, identifier="ingest.intake_listener")
 
     def work_once(self) -> bool:
+        limit = self._limit
         try:
             done = handlers.process_batch(self.database, self.outbox, self.settings, self.analyser, self.directory,
-                                          limit=self._limit)
+                                          limit=limit)
         except Exception:
             self._limit = 1
             raise
         self._limit = self.batch_size
         if done:
             self.relay.wake()  # publish this batch while the next one is parsed
-        return done > 0
+        # a full batch: more may be waiting. Fewer: none was left when it claimed, and mail stored
+        # since has woken the processor again (NOTIFY, or the accept in this process), so no
+        # empty claim transaction after every batch
+        return done >= limit
 
     def get_dependency(self, worker_ctx):
         """Call it to have the processor run now; `.analyser` is its parser pool."""

@@ -1,7 +1,7 @@
 """`make bench`: throughput, latency, scale and memory of mailroom on this machine.
 
     .venv/bin/python bench/run.py [--quick] [--n N] [--scale-rows R] [--skip-scale] [--skip-outbound] [--skip-imap]
-                                  [--profile] [--only outbound|imap]
+                                  [--profile] [--only outbound|imap|idle|inbox-list] [--skip-inbox-list]
 
 Environment overrides: BENCH_N (emails end to end, default 5000), BENCH_SCALE_ROWS (existing
 messages for the scale run, default 1,000,000), BENCH_CLIENTS (concurrent SMTP clients, 8),
@@ -9,7 +9,8 @@ BENCH_SEED (corpus seed, 6), BENCH_OUTBOUND_N (replies in the outbound run, defa
 --quick), BENCH_OUTBOUND_SEND_S (seconds of reply requests at most, 30), BENCH_SINK_DELAY_MS (0),
 BENCH_IMAP_N (emails in the IMAP run, a local Dovecot mailbox polled by ingest: 1000; 300 with --quick),
 BENCH_IDLE_S (seconds the idle stack's CPU is read: 60; 20 with --quick), BENCH_SKIP_LATENCY (set: no
-half-rate latency batch, when only the CPU per email of the saturated batch is wanted).
+half-rate latency batch, when only the CPU per email of the saturated batch is wanted),
+BENCH_INBOX_CONVERSATIONS (conversations in the inbox-list run, bench/inbox_list_bench.py: 10,000).
 Prints a table and writes bench/results/latest.json. Every run uses a fresh RabbitMQ vhost and
 fresh PostgreSQL databases, dropped afterwards. See docs/benchmarks.md.
 """
@@ -38,6 +39,7 @@ import e2e  # noqa: E402
 import floor  # noqa: E402
 import idle  # noqa: E402
 import imap_bench  # noqa: E402
+import inbox_list_bench  # noqa: E402
 import outbound_bench  # noqa: E402 - not "outbound": bench/ is on sys.path and would shadow the service package
 import parse_bench  # noqa: E402
 import seed  # noqa: E402
@@ -370,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-imap", action="store_true")
     parser.add_argument("--skip-idle", action="store_true")
     parser.add_argument("--skip-parse", action="store_true")
-    parser.add_argument("--only", choices=["outbound", "imap", "idle"],
+    parser.add_argument("--skip-inbox-list", action="store_true")
+    parser.add_argument("--only", choices=["outbound", "imap", "idle", "inbox-list"],
                         help="run only this part (and the floor, for the ratio), e.g. to iterate on it")
     parser.add_argument("--outbound-n", type=int, default=None,
                         help="replies in the outbound run (BENCH_OUTBOUND_N, default 1000; 300 with --quick)")
@@ -402,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     resources = Infra()
     workroot = Path(tempfile.mkdtemp(prefix="mailroom-bench-"))
     try:
-        if args.only is not None:  # the floor still runs: the ratios are to it, in the same run
+        if args.only not in (None, "inbox-list"):  # the floor still runs: the ratios are to it, in the same run
             log(f"floor: kombu publisher → consumer, one INSERT + COMMIT per message, {min(n, 2000)} messages …")
             results["floor"] = run_floor(resources, min(n, 2000))
             results["floor_msgs_per_s"] = results["floor"]["msgs_per_s"]
@@ -473,6 +476,13 @@ def main(argv: list[str] | None = None) -> int:
             results["webhook_deliveries_per_s"] = notifier["webhooks"]["deliveries_per_s"]
             results["slack_posts_per_s"] = notifier["slack"]["posts_per_s"]
 
+        if args.only in (None, "inbox-list") and not args.skip_inbox_list:  # bench/inbox_list_bench.py
+            conversations = int(os.environ.get("BENCH_INBOX_CONVERSATIONS", "10000"))
+            log(f"inbox list: {conversations:,} conversations in one inbox, the web inbox's reads over HTTP …")
+            results["inbox_list"] = inbox_list_bench.measure(
+                resources, workroot / "inbox_list", conversations, 50 if args.quick else 100, extra_env=auth_env(),
+                log=log)
+
         if args.only in (None, "idle") and not args.skip_idle:
             log(f"idle: every service started and left alone, CPU over {idle_s:.0f} s …")
             results["idle"] = idle.measure(resources, workroot / "idle", idle_s, extra_env=auth_env(), log=log)
@@ -512,6 +522,9 @@ def main(argv: list[str] | None = None) -> int:
     if results.get("idle"):
         print()
         print(idle_text(results["idle"]))
+    if results.get("inbox_list"):
+        print()
+        print(inbox_list_bench.text_table(results["inbox_list"]))
     print(f"\n{results['seconds']} s; written to {args.output}")
     return 1 if "error" in results else 0
 

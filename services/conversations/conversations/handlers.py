@@ -395,6 +395,17 @@ def _find_threads(session: Session, incoming: Incoming) -> tuple[list[ThreadMatc
             .where(Message.inbox_id == incoming.inbox_id, Message.rfc_message_id.in_(ids))).all()
         for rfc_id, inbox_id, conversation in rows:
             by_message_id[rfc_id] = StoredMessageRef(inbox_id, rfc_id, _ref(conversation))
+        # a conversation shared into this inbox (one email to several inboxes) is in it too: a
+        # reply that reached only this inbox threads there as it would in the home inbox
+        for rfc_id, conversation in session.execute(
+                select(Message.rfc_message_id, Conversation)
+                .join(Conversation, Conversation.id == Message.conversation_id)
+                .join(ConversationInbox, ConversationInbox.conversation_id == Conversation.id)
+                .where(ConversationInbox.inbox_id == incoming.inbox_id, Message.rfc_message_id.in_(ids))).all():
+            stored = by_message_id.get(rfc_id)
+            if stored is None or stored.conversation.inbox_id != incoming.inbox_id:
+                by_message_id[rfc_id] = StoredMessageRef(incoming.inbox_id, rfc_id, dataclasses.replace(
+                    _ref(conversation), inbox_id=incoming.inbox_id))
     return find_threads(incoming, by_token, by_message_id), set(by_message_id)
 
 

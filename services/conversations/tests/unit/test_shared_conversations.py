@@ -185,3 +185,21 @@ def test_our_reply_copied_to_a_shared_inbox_is_not_stored_twice(database, inboxe
             flags={"spam": False, "loop": False, "auto_submitted": False, "bounce": False}), Settings())
         assert back.placement is None and back.message.id == email_id
         assert len(session.execute(select(Message)).scalars().all()) == 2
+
+
+def test_a_reply_that_reaches_only_the_shared_inbox_threads_into_the_conversation(database, inboxes):
+    with database.transaction() as session:
+        conversation = handlers.receive_message(session, OUTBOX, received(A), Settings()).conversation
+        handlers.receive_message(session, OUTBOX, received(B), Settings())
+        reply = handlers.receive_message(session, OUTBOX, received(
+            B, message_id="m2@customer.example", to=(B,), in_reply_to=["<m1@customer.example>"]), Settings())
+        assert reply.placement.action == "join" and reply.conversation.id == conversation.id
+        assert reply.message.inbox_id == inboxes[B] and reply.conversation.message_count == 2
+        # and the next one, referring to that reply (stored for B), too
+        again = handlers.receive_message(session, OUTBOX, received(
+            B, message_id="m3@customer.example", to=(B,), in_reply_to=["<m2@customer.example>"]), Settings())
+        assert again.conversation.id == conversation.id
+        # someone else citing it from C (not shared there) starts their own conversation
+        other = handlers.receive_message(session, OUTBOX, received(
+            C, message_id="m4@customer.example", to=(C,), in_reply_to=["<m1@customer.example>"]), Settings())
+        assert other.conversation.id != conversation.id

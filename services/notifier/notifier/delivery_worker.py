@@ -10,12 +10,10 @@ from __future__ import annotations
 import logging
 import time
 
-import eventlet
-
 from mailroom_shared import observability, safe_http
 from mailroom_shared.db import Database, utcnow
 from mailroom_shared.kit import SettingsProvider
-from mailroom_shared.messaging.nameko_adapters import BackgroundWorker, database_url_for
+from mailroom_shared.messaging.nameko_adapters import ConcurrentWorker, database_url_for
 from notifier import SERVICE_NAME, handlers
 from notifier.domain import signing
 
@@ -24,12 +22,9 @@ WEBHOOK_USER_AGENT = "mailroom-webhooks/1"
 STATE_METRIC = {"delivered": "sent", "retry": "deferred", "failed": "failed"}
 
 
-class DeliveryWorker(BackgroundWorker):
+class DeliveryWorker(ConcurrentWorker):
     identifier = "notifier.webhook_delivery_worker"
-
-    def __init__(self):
-        super().__init__()
-        self._busy = 0
+    drain_seconds = 20.0  # requests in flight are finished and recorded on stop
 
     def setup(self):
         self.database = Database(database_url_for(self.container, SERVICE_NAME))
@@ -37,8 +32,10 @@ class DeliveryWorker(BackgroundWorker):
     def start(self):
         self.settings = SettingsProvider.of(self.container)
         self.poll_interval = self.settings.poll_seconds
-        for n in range(self.settings.delivery_concurrency):
-            self.container.spawn_managed_thread(self._run, identifier=f"{self.identifier}.{n}")
+        super().start()
+
+    def threads(self) -> int:
+        return self.settings.delivery_concurrency
 
     def work_once(self) -> bool:
         with self.database.transaction() as session:
@@ -48,8 +45,7 @@ class DeliveryWorker(BackgroundWorker):
         if not claimed.attempt:  # failed (attempts used up) instead of claimed
             observability.DELIVERIES.labels("webhook", "failed").inc()
             return True
-        self._busy += 1
-        try:
+        with self.busy():
             started_at = utcnow()
             headers = signing.headers(claimed.secrets, claimed.event_id, int(time.time()), claimed.body)
             answer = safe_http.post(
@@ -64,14 +60,4 @@ class DeliveryWorker(BackgroundWorker):
             observability.DELIVERIES.labels("webhook", STATE_METRIC[outcome]).inc()
             log.info("webhook delivery %s (event %s) attempt %d: %s %s", claimed.delivery_id, claimed.event_id,
                      claimed.attempt, outcome, answer.status if answer.status is not None else answer.error)
-        finally:
-            self._busy -= 1
         return True
-
-    def stop(self):
-        self._stopping = True
-        for _ in range(200):  # let requests in flight finish and be recorded (up to 20 s)
-            if not self._busy:
-                break
-            eventlet.sleep(0.1)
-        self.database.dispose()

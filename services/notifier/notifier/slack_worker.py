@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import logging
 
-import eventlet
-
 from mailroom_shared import observability
 from mailroom_shared.db import Database
 from mailroom_shared.kit import SettingsProvider
-from mailroom_shared.messaging.nameko_adapters import BackgroundWorker, database_url_for
+from mailroom_shared.messaging.nameko_adapters import ConcurrentWorker, database_url_for
 from notifier import SERVICE_NAME, slack_client, slack_handlers
 
 log = logging.getLogger(__name__)
@@ -22,12 +20,9 @@ LOOK_BACK_SECONDS = 60  # a root post interrupted by a crash is looked for from 
 STATE_METRIC = {"posted": "sent", "retry": "deferred", "rate_limited": "deferred", "stale": "sent"}
 
 
-class SlackWorker(BackgroundWorker):
+class SlackWorker(ConcurrentWorker):
     identifier = "notifier.slack_post_worker"
-
-    def __init__(self):
-        super().__init__()
-        self._busy = 0
+    drain_seconds = 20.0  # posts in flight are finished and recorded on stop
 
     def setup(self):
         self.database = Database(database_url_for(self.container, SERVICE_NAME))
@@ -35,8 +30,10 @@ class SlackWorker(BackgroundWorker):
     def start(self):
         self.settings = SettingsProvider.of(self.container)
         self.poll_interval = self.settings.poll_seconds
-        for n in range(self.settings.slack_concurrency):
-            self.container.spawn_managed_thread(self._run, identifier=f"{self.identifier}.{n}")
+        super().start()
+
+    def threads(self) -> int:
+        return self.settings.slack_concurrency
 
     def work_once(self) -> bool:
         if not self.settings.secret_key:
@@ -45,8 +42,7 @@ class SlackWorker(BackgroundWorker):
             claimed = slack_handlers.claim_post(session, self.settings)
         if claimed is None:
             return False
-        self._busy += 1
-        try:
+        with self.busy():
             ts, failure = self._post(claimed)
             with self.database.transaction() as session:
                 outcome = slack_handlers.record_post_outcome(
@@ -56,8 +52,6 @@ class SlackWorker(BackgroundWorker):
             observability.DELIVERIES.labels("slack", STATE_METRIC[outcome]).inc()
             log.info("slack post %s attempt %d: %s%s", claimed.post_id, claimed.attempt, outcome,
                      f" ({error})" if error else "")
-        finally:
-            self._busy -= 1
         return True
 
     def _post(self, claimed) -> tuple[str | None, slack_client.SlackFailed | None]:
@@ -73,11 +67,3 @@ class SlackWorker(BackgroundWorker):
             return posted.ts, None
         except slack_client.SlackFailed as exc:
             return None, exc
-
-    def stop(self):
-        self._stopping = True
-        for _ in range(200):  # let posts in flight finish and be recorded (up to 20 s)
-            if not self._busy:
-                break
-            eventlet.sleep(0.1)
-        self.database.dispose()

@@ -7,23 +7,18 @@ from __future__ import annotations
 
 import logging
 
-import eventlet
-
 from mailroom_shared import observability
 from mailroom_shared.db import Database
 from mailroom_shared.kit import SettingsProvider
-from mailroom_shared.messaging.nameko_adapters import BackgroundWorker, OutboxRelayProvider, database_url_for
+from mailroom_shared.messaging.nameko_adapters import ConcurrentWorker, OutboxRelayProvider, database_url_for
 from outbound import SERVICE_NAME, chat_replies
 
 log = logging.getLogger(__name__)
 
 
-class ChatDeliveryWorker(BackgroundWorker):
+class ChatDeliveryWorker(ConcurrentWorker):
     identifier = "outbound.chat_delivery_worker"
-
-    def __init__(self):
-        super().__init__()
-        self._busy = 0
+    drain_seconds = 30.0  # the request in flight is finished and recorded on stop
 
     def setup(self):
         self.relay = next(d for d in self.container.dependencies if isinstance(d, OutboxRelayProvider))
@@ -41,8 +36,7 @@ class ChatDeliveryWorker(BackgroundWorker):
         if claimed is None:
             return False
         if claimed.secret is not None:  # else: failed or put back, nothing to send
-            self._busy += 1
-            try:
+            with self.busy():
                 with observability.DELIVERY_DURATION.labels("chat").time():
                     outcome = chat_replies.deliver(claimed, self.settings)
                 log.info("chat reply %s attempt %d: %s %s", claimed.id, claimed.attempt, outcome.state,
@@ -50,16 +44,5 @@ class ChatDeliveryWorker(BackgroundWorker):
                 with self.database.transaction() as session:
                     state = chat_replies.record_outcome(session, self.outbox, claimed, outcome, self.settings).state
                 observability.DELIVERIES.labels("chat", state).inc()
-            finally:
-                self._busy -= 1
         self.relay.wake()
         return True
-
-    def stop(self):
-        self._stopping = True
-        self.wake()
-        for _ in range(300):  # let an in-flight request finish and be recorded (up to 30 s)
-            if not self._busy:
-                break
-            eventlet.sleep(0.1)
-        self.database.dispose()

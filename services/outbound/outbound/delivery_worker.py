@@ -8,23 +8,18 @@ from __future__ import annotations
 
 import logging
 
-import eventlet
-
 from mailroom_shared import observability
 from mailroom_shared.db import Database
 from mailroom_shared.kit import SettingsProvider
-from mailroom_shared.messaging.nameko_adapters import BackgroundWorker, OutboxRelayProvider, database_url_for
+from mailroom_shared.messaging.nameko_adapters import ConcurrentWorker, OutboxRelayProvider, database_url_for
 from outbound import SERVICE_NAME, handlers, smtp_client
 
 log = logging.getLogger(__name__)
 
 
-class DeliveryWorker(BackgroundWorker):
+class DeliveryWorker(ConcurrentWorker):
     identifier = "outbound.delivery_worker"
-
-    def __init__(self):
-        super().__init__()
-        self._busy = 0  # sends in flight
+    drain_seconds = 30.0  # an in-flight send is finished and recorded on stop
 
     def setup(self):
         self.relay = self._dependency(OutboxRelayProvider)
@@ -37,10 +32,12 @@ class DeliveryWorker(BackgroundWorker):
         self.poll_interval = self.settings.poll_seconds
         # SMTP sessions kept per relay and reused by the next email (smtp_client.ConnectionPool)
         self.smtp_pool = smtp_client.ConnectionPool(max_idle_per_relay=self.settings.delivery_concurrency)
+        super().start()
+
+    def threads(self) -> int:
         # several sends at once (each claims its own email under FOR UPDATE SKIP LOCKED and a
         # lease): one slow relay answer no longer holds back every other email
-        for n in range(self.settings.delivery_concurrency):
-            self.container.spawn_managed_thread(self._run, identifier=f"{self.identifier}.{n}")
+        return self.settings.delivery_concurrency
 
     def _dependency(self, kind):
         return next(d for d in self.container.dependencies if isinstance(d, kind))
@@ -51,8 +48,7 @@ class DeliveryWorker(BackgroundWorker):
         if claimed is None:
             return False
         if claimed.raw:  # else: failed (attempts used up) instead of claimed
-            self._busy += 1
-            try:
+            with self.busy():
                 with observability.DELIVERY_DURATION.labels("email").time():
                     outcome = smtp_client.deliver(self.settings.relay_for(claimed.mail_from), claimed.mail_from,
                                                   claimed.recipients, claimed.raw,
@@ -64,16 +60,9 @@ class DeliveryWorker(BackgroundWorker):
                     email = handlers.record_outcome(session, self.outbox, claimed, outcome, self.settings)
                     state = email.state
                 observability.DELIVERIES.labels("email", state).inc()
-            finally:
-                self._busy -= 1
         self.relay.wake()
         return True
 
-    def stop(self):
-        self._stopping = True
-        for _ in range(300):  # let an in-flight send finish and be recorded (up to 30 s)
-            if not self._busy:
-                break
-            eventlet.sleep(0.1)
+    def close(self):
         self.smtp_pool.close()
         self.database.dispose()

@@ -11,7 +11,8 @@ from notifier import schemas
 
 
 class DeliveryArgs(openapi.PageArgs):
-    state = fields.String(metadata={"description": "pending, delivered or failed"})
+    state = fields.String(metadata={"description": "pending, delivered, failed, or erased (dropped by a contact "
+                                                   "erasure before it was sent)"})
 
 
 COMPONENTS = {"SlackConnection": schemas.SlackConnectionSchema, "SlackConnectionBody": schemas.SlackConnectionBody,
@@ -49,8 +50,9 @@ OPERATIONS = [
               "delivery with its attempts (status, latency, error) and next attempt", "WebhookDeliveryPage",
               path_params=W, query=DeliveryArgs, errors=(400, 401, 403, 404)),
     Operation("post", "/api/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver", "Send a delivery "
-              "again now with a fresh retry budget (same webhook-id and body)", "WebhookDelivery", status=202,
-              path_params=("webhook_id", "delivery_id"), errors=(401, 403, 404)),
+              "again now with a fresh retry budget (same webhook-id and body); 409 for one dropped by an erasure "
+              "(state `erased`)", "WebhookDelivery", status=202,
+              path_params=("webhook_id", "delivery_id"), errors=(401, 403, 404, 409)),
     Operation("post", "/api/slack/connections", "Connect an inbox to a Slack channel (super admins): the bot token "
               "and signing secret are stored encrypted and never returned; `notifications` says what is posted",
               "SlackConnection", status=201, body="SlackConnectionBody", errors=(400, 401, 403, 409, 503)),

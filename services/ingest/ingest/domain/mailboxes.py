@@ -4,6 +4,7 @@ token."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import ssl
 from email.parser import BytesHeaderParser
@@ -35,6 +36,21 @@ class MailboxInvalid(ValueError):
         self.message = message
 
 
+def check_text(values: dict, prefix: str = "") -> None:
+    """MailboxInvalid for a string no database stores: a NUL character or a lone surrogate
+    (JSON can carry both) in any field, nested ones included."""
+    for name, value in values.items():
+        if isinstance(value, dict):
+            check_text(value, f"{prefix}{name}.")
+        elif isinstance(value, str):
+            if "\x00" in value:
+                raise MailboxInvalid(f"{prefix}{name}", "must not contain NUL characters")
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise MailboxInvalid(f"{prefix}{name}", "is not valid Unicode text") from None
+
+
 def check_complete(mailbox: dict, *, allow_plaintext: bool) -> None:
     """MailboxInvalid unless `mailbox` (every field, secrets as given or as stored: a truthy
     placeholder for a stored one) is one the poller can use."""
@@ -45,7 +61,8 @@ def check_complete(mailbox: dict, *, allow_plaintext: bool) -> None:
                                     "(INGEST_IMAP_ALLOW_PLAINTEXT is off)")
     if mailbox["tls"] == "none" and mailbox.get("ca_bundle"):
         raise MailboxInvalid("ca_bundle", "a CA bundle needs tls \"implicit\" or \"starttls\"")
-    if not HOST.match(mailbox["host"]):
+    check_text(mailbox)
+    if not HOST.match(mailbox["host"]) or not _plausible_host(mailbox["host"]):
         raise MailboxInvalid("host", "must be a host name or an IP address")
     for name in ("host", "username", "folder"):
         if CONTROL.search(mailbox[name]):
@@ -68,15 +85,34 @@ def check_complete(mailbox: dict, *, allow_plaintext: bool) -> None:
         check_ca_bundle(mailbox["ca_bundle"])
 
 
+def _plausible_host(host: str) -> bool:
+    """A bracketed or all-numeric host must be an IP address; a name at most 253 characters."""
+    if host.startswith("[") or host.endswith("]") or ":" in host:
+        if host.startswith("[") != host.endswith("]"):
+            return False
+        candidate = host.strip("[]")
+    elif host.replace(".", "").isdigit():
+        candidate = host
+    else:
+        return len(host) <= 253
+    try:
+        ipaddress.ip_address(candidate)
+    except ValueError:
+        return False
+    return True
+
+
 def check_ca_bundle(pem: str) -> None:
     """MailboxInvalid unless `pem` is at most MAX_CA_BUNDLE_BYTES of PEM certificates."""
     if len(pem.encode("utf-8", "replace")) > MAX_CA_BUNDLE_BYTES:
         raise MailboxInvalid("ca_bundle", f"is larger than {MAX_CA_BUNDLE_BYTES} bytes")
+    if not pem.isascii():
+        raise MailboxInvalid("ca_bundle", "must be ASCII PEM text")
     if "-----BEGIN CERTIFICATE-----" not in pem:
         raise MailboxInvalid("ca_bundle", "must hold PEM certificates (-----BEGIN CERTIFICATE-----)")
     try:
         ssl.create_default_context(cadata=pem)
-    except (ssl.SSLError, ValueError) as exc:
+    except (ssl.SSLError, ValueError, TypeError) as exc:
         raise MailboxInvalid("ca_bundle", f"is not a valid PEM certificate bundle ({exc})") from None
 
 

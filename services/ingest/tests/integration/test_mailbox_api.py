@@ -135,6 +135,8 @@ def test_hostile_and_malformed_bodies_are_refused_clearly(stack_factory, dovecot
         "garbage CA": {"ca_bundle": "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n"},
         "CA without PEM": {"ca_bundle": "hello"}, "huge CA": {"ca_bundle": pem * 500},
         "unknown field": {"secret_backdoor": True}, "port missing": {"port": None},
+        "lone surrogate password": {"password": "\ud800"}, "non-ASCII CA": {"ca_bundle": pem + "é"},
+        "unclosed IPv6 host": {"host": "[::1"},
     }
     for label, change in bad_bodies.items():
         body = {k: v for k, v in {**copy.deepcopy(good), **change}.items() if v is not None}  # None: left out

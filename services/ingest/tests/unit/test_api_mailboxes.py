@@ -41,6 +41,13 @@ OAUTH = {"token_url": "https://login.example/token", "client_id": "c", "client_s
     ({"auth": "xoauth2", "oauth": {**OAUTH, "refresh_token": ""}}, "oauth.refresh_token"),
     ({"auth": "cram-md5"}, "auth"),
     ({"ca_bundle": "not a certificate"}, "ca_bundle"),
+    ({"ca_bundle": "-----BEGIN CERTIFICATE-----é"}, "ca_bundle"),
+    ({"host": "[::1"}, "host"),
+    ({"host": "1.2.3.4.5"}, "host"),
+    ({"username": "\ud800"}, "username"),
+    ({"folder": "\udfff"}, "folder"),
+    ({"auth": "xoauth2", "password": None, "oauth": {**OAUTH, "client_id": "c\x00"}}, "oauth.client_id"),
+    ({"auth": "xoauth2", "password": None, "oauth": {**OAUTH, "scope": "\ud800"}}, "oauth.scope"),
 ])
 def test_incomplete_or_hostile_mailboxes_are_refused_naming_the_field(overrides, field):
     with pytest.raises(MailboxInvalid) as refused:

@@ -332,10 +332,21 @@ async function markRead(id, read) {
   const listed = state.items.find((c) => c.id === id);
   if (listed) listed.unread = !read;
   if (state.conversation && state.conversation.id === id) state.conversation.unread = !read;
-  renderList();
+  setRowUnread(id, !read);
   if (!read) say("Marked as unread.");
   refreshCounts().catch(() => {});
   return true;
+}
+
+// One row changed in place: re-rendering the list here could swallow a click on another row that
+// is under way (its element replaced between mousedown and mouseup).
+function setRowUnread(id, unread) {
+  const button = $("conversation-list").querySelector(`button[data-id="${CSS.escape(id)}"]`);
+  if (!button) return;
+  button.classList.toggle("unread", unread);
+  const badge = button.querySelector(".badge");
+  if (unread && !badge) button.querySelector(".row").prepend(h("span", { class: "badge" }, "Unread"));
+  if (!unread && badge) badge.remove();
 }
 
 function hasUnreadState(c) {
@@ -554,7 +565,7 @@ async function loadContact(contact) {
     h("h3", { id: "contact-title" }, `Contact: ${found.name || found.emails[0] || "unknown"}`),
     h("p", { class: "meta" }, [...found.emails, ...phones].join(" · ")),
     h("ol", { class: "timeline", "aria-label": "Timeline" }, timeline.items.map((entry) => h("li", {},
-      h("span", { class: "meta" }, `${entry.direction === "out" ? "Sent" : "Received"} · ${when(entry.occurred_at)} · `),
+      h("span", { class: "meta" }, `${entry.kind === "call" ? "Call" : entry.direction === "out" ? "Sent" : "Received"} · ${when(entry.occurred_at)} · `),
       entry.subject || "(no subject)",
       (entry.attachments || []).length ? h("span", { class: "meta" }, ` · ${entry.attachments.map((a) => a.filename).join(", ")}`) : null))));
 }

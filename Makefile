@@ -46,8 +46,9 @@ lint: install
 docs: install
 	$(BIN)/mailroom docs
 
+# options after BENCH_ARGS, e.g. make bench BENCH_ARGS="--quick --skip-scale" (bench/run.py --help)
 bench: install
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # every service killed once, RabbitMQ and PostgreSQL restarted (private instances), then counted:
 # lost and duplicated must be 0 (CHAOS_EMAILS, default 2,000; results in var/chaos.json)

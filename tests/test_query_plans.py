@@ -92,9 +92,14 @@ def _nodes(plan: dict):
         yield from _nodes(child)
 
 
-def explain(session, statements) -> list[tuple[str, list[dict]]]:
-    """(sql, plan nodes touching a large table) of each SELECT/UPDATE/DELETE recorded."""
+def explain(session, statements, usable_only: bool = False) -> list[tuple[str, list[dict]]]:
+    """(sql, plan nodes touching a large table) of each SELECT/UPDATE/DELETE recorded.
+
+    usable_only: plan with enable_seqscan off, for statements where a sequential scan and an index
+    are a cost tie on the seed (a Seq Scan still in the plan then means no index was usable)."""
     checked = []
+    if usable_only:
+        session.connection().exec_driver_sql("SET LOCAL enable_seqscan = off")
     for sql, parameters in list(statements):
         verb = sql.lstrip().split(None, 1)[0].upper()
         if verb not in ("SELECT", "UPDATE", "DELETE"):
@@ -280,7 +285,10 @@ def test_conversation_lists_with_unread_state_and_search_read_indexes(databases)
             if q is None:
                 assert [item["unread"] for item in page["items"][:12]] == [False] * 10 + [True] * 2
                 queries.conversations_page(session, reader, inbox, "all", decode_cursor(page["next_cursor"]), 50)
-            assert_indexed(explain(session, statements), {"conversations", "messages"})
+            # with q, the ids matched through the trigram indexes are a few hundred: reading them by
+            # primary key or filtering a sequential scan of the seed's conversations is a cost tie
+            # that the planner settled either way between runs
+            assert_indexed(explain(session, statements, usable_only=q is not None), {"conversations", "messages"})
     with scratch(database) as session, recorded(database) as statements:
         queries.mark_read(session, reader, page["items"][0]["id"])
         assert_indexed(explain(session, statements), {"conversations", "messages"})

@@ -77,7 +77,8 @@ def test_an_erased_chat_contact_leaves_no_phone_name_or_text_and_comes_back_as_n
     assert status == 202, report
     done = stack.eventually(lambda: stack.get(f"/api/contacts/erasures/{report['id']}")[1]["services"][
         "conversations"], timeout=30)
-    assert done == {"conversations": 1, "messages": 1, "attachments": 0, "known_addresses": 0}
+    assert done == {"conversations": 1, "messages": 1, "attachments": 0, "known_addresses": 0,
+                    "pending_events": 0}
 
     assert stack.get(f"/api/contacts/{ada['id']}")[0] == 404
     assert stack.get("/api/contacts?q=lovelace")[1]["items"] == []

@@ -93,6 +93,9 @@ class Stack:
     default_headers: dict[str, str] = field(default_factory=dict)
     commands: dict[str, tuple[list[str], int | None]] = field(default_factory=dict)  # name -> (argv, port)
     migrate_on_start: bool = True  # False: the databases are at head already (copies of migrated ones)
+    # service -> processes of it (default 1): the extras, named `<service>-2`, … with HTTP ports of
+    # their own, compete for the service's queues and database as a Deployment's replicas do
+    replicas: dict[str, int] = field(default_factory=dict)
 
     def url(self, path: str) -> str:
         service = service_for_path(path.split("?", 1)[0])
@@ -135,8 +138,25 @@ class Stack:
                                            "--config", str(config_path), spec.module])
         for spec in self.services:
             self.wait_for_http(spec.name)
+        # the extra replicas once the first ones are up (the first has seeded what starting seeds)
+        for spec in self.services:
+            for name in self.replica_names(spec.name)[1:]:
+                self.start_replica(spec, name)
         self.wait_for_consumers()
         return self
+
+    def replica_names(self, service: str) -> list[str]:
+        """The process names of a service: `ingest`, then `ingest-2`, … (Stack.replicas)."""
+        return [service] + [f"{service}-{i}" for i in range(2, self.replicas.get(service, 1) + 1)]
+
+    def start_replica(self, spec: ServiceSpec, name: str) -> None:
+        """Another process of `spec`'s service, named `name`, on an HTTP port of its own."""
+        self.ports[name] = free_port()
+        config_path = self.workdir / f"nameko-{name}.yaml"
+        config_path.write_text(yaml.safe_dump(nameko_config(self.amqp_uri, f"127.0.0.1:{self.ports[name]}")))
+        self.start_process(name, [sys.executable, "-m", "mailroom_shared.service_process",
+                                  "--config", str(config_path), spec.module])
+        self.wait_for_http(name)
 
     def wait_for_http(self, service: str, timeout: float = 60) -> None:
         try:
@@ -159,12 +179,14 @@ class Stack:
     def wait_for_consumers(self, timeout: float = 30) -> None:
         """Every subscription queue of the started services has a consumer (so events flow)."""
         names = {spec.name for spec in self.services}
-        queues = [sub.queue_name for sub in SUBSCRIPTIONS if sub.service in names]
+        # a queue is shared by the replicas of its service: each of them consumes from it
+        queues = {sub.queue_name: self.replicas.get(sub.service, 1) for sub in SUBSCRIPTIONS if sub.service in names}
         deadline = time.monotonic() + timeout
         with Connection(self.amqp_uri) as connection:
             channel = connection.default_channel
             while time.monotonic() < deadline:
-                waiting = [q for q in queues if channel.queue_declare(q, passive=True).consumer_count == 0]
+                waiting = [q for q, wanted in queues.items()
+                           if channel.queue_declare(q, passive=True).consumer_count < wanted]
                 if not waiting:
                     return
                 time.sleep(0.1)

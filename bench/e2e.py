@@ -3,6 +3,13 @@ processes on a fresh vhost and fresh PostgreSQL databases), concurrent SMTP clie
 external pika subscriber on `conversations.events` / `message_added` that confirms every message
 was stored in its conversation. No HTTP: the API may require bearer tokens.
 
+With `replicas` > 1 (bench/run.py --replicas N) every one of those processes runs N times, as the
+Kubernetes manifests run them (deploy/k8s: each service a Deployment of 2 replicas, the SMTP
+listener `mailroom-smtp` a Deployment of its own): the services' replicas compete for the same
+queues (contacts, conversations) and the same intake rows (ingest: SELECT … SKIP LOCKED, woken by
+the listeners' NOTIFY); the SMTP listeners each have a port and the clients are spread over them
+by connection, as a Service spreads connections over pods.
+
 Times are CLOCK_MONOTONIC (`time.monotonic()`), system-wide on Linux, so the sender process's
 "250 received" and the subscriber's "message_added received" are comparable.
 """
@@ -23,6 +30,7 @@ from pathlib import Path
 import pika
 from corpus import INBOX_ADDRESS, MEMBER, TRUSTED_AUTHSERV_ID, CorpusMessage  # noqa: I001 - bench/ is on sys.path
 from kombu import Connection
+from replicas import clean_id, exactly_once  # bench/replicas.py
 from sqlalchemy import create_engine, make_url, text
 
 from mailroom_shared.db import normalise_url
@@ -54,6 +62,7 @@ class AddedSubscriber:
         self.amqp_uri = amqp_uri
         self.seen: dict[str, float] = {}
         self.deliveries = 0
+        self.event_ids: dict[str, set[str]] = {}  # Message-ID -> CloudEvents ids (two: announced twice)
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self._ready = threading.Event()
@@ -88,6 +97,7 @@ class AddedSubscriber:
                 with self.lock:
                     self.deliveries += 1
                     self.seen.setdefault(key, now)
+                    self.event_ids.setdefault(key, set()).add(envelope.get("id"))
                 ch.basic_ack(method.delivery_tag)
 
             channel.basic_consume(queue, on_message)
@@ -123,14 +133,14 @@ class AddedSubscriber:
 # --- the SMTP clients (a child process: they should not share the harness's GIL) ---------------
 
 
-def _sender_main(port: int, messages: list[tuple[str, str, bytes]], clients: int, rate: float | None,
+def _sender_main(ports: list[int], messages: list[tuple[str, str, bytes]], clients: int, rate: float | None,
                  start_at: float, out) -> None:
     results: list[tuple[str, float, float, int]] = [None] * len(messages)  # type: ignore[list-item]
     errors: list[str] = []
     lock = threading.Lock()
     cursor = {"next": 0}
 
-    def client() -> None:
+    def client(port: int) -> None:
         smtp = None
         while True:
             with lock:
@@ -163,7 +173,8 @@ def _sender_main(port: int, messages: list[tuple[str, str, bytes]], clients: int
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 smtp.quit()
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    # client k connects to listener k mod len(ports): a Service spreads connections, not messages
+    threads = [threading.Thread(target=client, args=(ports[k % len(ports)],)) for k in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -172,12 +183,14 @@ def _sender_main(port: int, messages: list[tuple[str, str, bytes]], clients: int
     out.close()
 
 
-def send_all(port: int, corpus: list[CorpusMessage], clients: int, rate: float | None = None) -> dict:
+def send_all(port: int | list[int], corpus: list[CorpusMessage], clients: int, rate: float | None = None) -> dict:
+    """`port`: the SMTP listener's, or a list of listeners' ports to spread the clients over."""
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
     payload = [(m.message_id, m.sender, m.raw) for m in corpus]
     start_at = time.monotonic() + 0.2
-    process = context.Process(target=_sender_main, args=(port, payload, clients, rate, start_at, sender),
+    ports = [port] if isinstance(port, int) else list(port)
+    process = context.Process(target=_sender_main, args=(ports, payload, clients, rate, start_at, sender),
                               daemon=True)
     process.start()
     sender.close()
@@ -201,10 +214,14 @@ class BenchStack:
     smtp_port: int
     pids: dict[str, int] = field(default_factory=dict)
     database_urls: dict[str, str] = field(default_factory=dict)
+    smtp_ports: list[int] = field(default_factory=list)  # every listener's (smtp_port first)
+    replicas: int = 1
+    accepted: set[str] = field(default_factory=set)  # Message-IDs answered 250 by any run_load
 
 
 def start_stack(amqp_uri: str, database_urls: dict[str, str], workdir: Path,
-                extra_env: dict | None = None) -> BenchStack:
+                extra_env: dict | None = None, replicas: int = 1) -> BenchStack:
+    """`replicas`: processes of each service and SMTP listeners (module docstring)."""
     workdir.mkdir(parents=True, exist_ok=True)
     inboxes = workdir / "inboxes.yaml"
     inboxes.write_text(INBOXES_YAML)
@@ -214,11 +231,17 @@ def start_stack(amqp_uri: str, database_urls: dict[str, str], workdir: Path,
            **SERVICE_DEFAULTS}
     env.update(extra_env or {})
     stack = Stack(services=list(SERVICES), amqp_uri=amqp_uri, database_urls=database_urls, workdir=workdir,
-                  extra_env=env)
+                  extra_env=env, replicas={spec.name: replicas for spec in SERVICES} if replicas > 1 else {})
     stack.start()
     stack.start_process("smtp", [sys.executable, "-m", "ingest.smtp_listener"], port=smtp_port)
+    smtp_ports = [smtp_port]
+    for number in range(2, replicas + 1):  # the listener takes its port from the environment only
+        smtp_ports.append(free_port())
+        stack.start_process(f"smtp-{number}", ["env", f"INGEST_SMTP_PORT={smtp_ports[-1]}", sys.executable, "-m",
+                                               "ingest.smtp_listener"], port=smtp_ports[-1])
     wait_for_inbox_address(database_urls["ingest"])
-    return BenchStack(stack, smtp_port, {name: p.pid for name, p in stack.processes.items()}, dict(database_urls))
+    return BenchStack(stack, smtp_port, {name: p.pid for name, p in stack.processes.items()}, dict(database_urls),
+                      smtp_ports, replicas)
 
 
 def wait_for_inbox_address(ingest_url: str, timeout: float = 60) -> None:
@@ -273,10 +296,21 @@ def peak_rss_mb(pids: dict[str, int]) -> dict[str, float | None]:
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _process_cpu(pid: int) -> float:
+# bench/run.py --private-postgres: only this postmaster and its children are "postgres" (the
+# machine's shared server serves other people's work meanwhile)
+POSTMASTER_PID: int | None = None
+
+
+def _stat(pid: int) -> list[str] | None:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # [0] state, [1] ppid, …
     except OSError:
+        return None
+
+
+def _process_cpu(pid: int) -> float:
+    fields = _stat(pid)
+    if fields is None:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
 
@@ -294,7 +328,12 @@ def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
         except OSError:
             continue
         if comm == "postgres":
-            servers["postgres"] += _process_cpu(int(entry.name))
+            fields = _stat(int(entry.name))
+            if fields is None or (POSTMASTER_PID and POSTMASTER_PID not in (int(entry.name), int(fields[1]))):
+                continue
+            # + cutime + cstime: the postmaster reaps every backend, so a backend that ended between two
+            # snapshots still counts (the sum over living processes alone could even go down)
+            servers["postgres"] += sum(int(x) for x in fields[11:15]) / _TICKS
         elif comm.startswith("beam"):
             servers["rabbitmq"] += _process_cpu(int(entry.name))
     snapshot.update(servers)
@@ -323,6 +362,45 @@ def commit_snapshot(database_urls: dict[str, str]) -> dict[str, int]:
     return counts
 
 
+class ConnectionPeak:
+    """The most sessions each service's database had at once while the block ran (pg_stat_activity,
+    sampled every 0.5 s): what a deployment's max_connections or pooler must allow per process."""
+
+    def __init__(self, database_urls: dict[str, str]):
+        parsed = {service: make_url(normalise_url(url)) for service, url in database_urls.items()}
+        self.names = {url.database: service for service, url in parsed.items()
+                      if url.drivername.startswith("postgresql")}
+        self.peak: dict[str, int] = {}
+        self._url = next(iter(parsed.values()), None)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="bench-connections")
+
+    def __enter__(self) -> ConnectionPeak:
+        if self.names:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        engine = create_engine(self._url.set(database="postgres"), pool_size=1)
+        try:
+            while not self._stop.is_set():
+                with contextlib.suppress(Exception), engine.connect() as connection:
+                    rows = connection.execute(text(
+                        "SELECT datname, count(*) FROM pg_stat_activity WHERE datname = ANY(:names) GROUP BY datname"),
+                        {"names": list(self.names)}).all()
+                    for name, count in rows:
+                        service = self.names[name]
+                        self.peak[service] = max(self.peak.get(service, 0), count)
+                self._stop.wait(0.5)
+        finally:
+            engine.dispose()
+
+
 def cpu_per_email_ms(before: dict[str, float], after: dict[str, float], emails: int) -> dict[str, float]:
     return {name: round((after[name] - before.get(name, 0.0)) * 1000 / max(emails, 1), 2) for name in after}
 
@@ -344,7 +422,7 @@ def run_load(bench: BenchStack, subscriber: AddedSubscriber, corpus: list[Corpus
     ids = {m.message_id for m in corpus}
     commits_before = commit_snapshot(bench.database_urls)
     cpu_before = cpu_snapshot(bench.pids)
-    handle = send_all(bench.smtp_port, corpus, clients, rate)
+    handle = send_all(bench.smtp_ports or bench.smtp_port, corpus, clients, rate)
 
     reported = {"at": time.monotonic()}
 
@@ -353,7 +431,8 @@ def run_load(bench: BenchStack, subscriber: AddedSubscriber, corpus: list[Corpus
             reported["at"] = time.monotonic()
             log(f"    … {done}/{total} stored")
 
-    complete = subscriber.wait_for(ids, progress=progress)
+    with ConnectionPeak(bench.database_urls) as connections:
+        complete = subscriber.wait_for(ids, progress=progress)
     cpu_after = cpu_snapshot(bench.pids)
     time.sleep(0.6)  # backends report their counters to pg_stat_database at most every 0.5 s
     commits_after = commit_snapshot(bench.database_urls)
@@ -361,6 +440,7 @@ def run_load(bench: BenchStack, subscriber: AddedSubscriber, corpus: list[Corpus
     results = sent["results"]
     if not results:
         raise RuntimeError(f"no message was accepted: {sent['errors'][:5]}")
+    bench.accepted.update(r[0] for r in results)
     first_send = min(r[1] for r in results)
     last_accept = max(r[2] for r in results)
     stored = [subscriber.seen[r[0]] for r in results if r[0] in subscriber.seen]
@@ -380,8 +460,33 @@ def run_load(bench: BenchStack, subscriber: AddedSubscriber, corpus: list[Corpus
         # every committed transaction, the harness's few polls included
         "commits_per_email": {name: round((commits_after[name] - commits_before.get(name, 0)) / max(len(stored), 1), 2)
                               for name in commits_after},
+        # sessions on each service's database at most, all its processes (the listeners' in ingest's)
+        "peak_db_connections": connections.peak,
     }
 
 
 def env_for_bench() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith(("BENCH_", "OUTBOX_", "INGEST_"))}
+
+
+def count_exactly_once(bench: BenchStack, subscriber: AddedSubscriber) -> dict:
+    """Every email the listeners accepted on this stack stored once (bench/replicas.exactly_once):
+    conversations' inbound messages and contacts' inbound timeline entries by Message-ID, and the
+    message_added events the subscriber received. Call it when the stack is idle (wait_idle)."""
+    stored = _column(bench.database_urls["conversations"],
+                     "SELECT rfc_message_id FROM messages WHERE direction = 'in'")
+    timeline = _column(bench.database_urls["contacts"],
+                       "SELECT rfc_message_id FROM timeline_entries WHERE direction = 'in'")
+    with subscriber.lock:
+        events = {clean_id(m): set(ids) for m, ids in subscriber.event_ids.items()}
+        deliveries = subscriber.deliveries
+    return exactly_once(bench.accepted, stored, events, deliveries, timeline)
+
+
+def _column(url: str, sql: str) -> list:
+    engine = create_engine(normalise_url(url))
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(text(sql)).scalars())
+    finally:
+        engine.dispose()

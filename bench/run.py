@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/run.py [--quick] [--n N] [--scale-rows R] [--skip-scale] [--skip-outbound] [--skip-imap]
                                   [--profile] [--only outbound|imap|idle|inbox-list] [--skip-inbox-list]
+                                  [--replicas N] [--private-postgres]
 
 Environment overrides: BENCH_N (emails end to end, default 5000), BENCH_SCALE_ROWS (existing
 messages for the scale run, default 1,000,000), BENCH_CLIENTS (concurrent SMTP clients, 8),
@@ -11,6 +12,13 @@ BENCH_IMAP_N (emails in the IMAP run, a local Dovecot mailbox polled by ingest: 
 BENCH_IDLE_S (seconds the idle stack's CPU is read: 60; 20 with --quick), BENCH_SKIP_LATENCY (set: no
 half-rate latency batch, when only the CPU per email of the saturated batch is wanted),
 BENCH_INBOX_CONVERSATIONS (conversations in the inbox-list run, bench/inbox_list_bench.py: 10,000).
+--replicas N: after the end-to-end run on empty databases, the same emails again on a fresh stack
+with N processes of ingest, contacts, conversations and N SMTP listeners (bench/e2e.py); the rate,
+CPU per email by service and by process, exactly-once counts and the ratio N/1 are printed and
+written under "replicas". N processes of each hold about N times the database connections (up to
+20 per pool, a few pools per process): a shared server's max_connections (100 by default) may not
+have room while other stacks run; --private-postgres runs every part of the bench on a PostgreSQL
+cluster of its own (chaos/infra.py: max_connections 500), started and removed by the run.
 Prints a table and writes bench/results/latest.json. Every run uses a fresh RabbitMQ vhost and
 fresh PostgreSQL databases, dropped afterwards. See docs/benchmarks.md.
 """
@@ -19,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
 import os
 import platform
@@ -42,6 +51,7 @@ import imap_bench  # noqa: E402
 import inbox_list_bench  # noqa: E402
 import outbound_bench  # noqa: E402 - not "outbound": bench/ is on sys.path and would shadow the service package
 import parse_bench  # noqa: E402
+import replicas as replicas_module  # noqa: E402
 import seed  # noqa: E402
 
 from mailroom_shared.migrations import upgrade  # noqa: E402
@@ -142,7 +152,7 @@ def run_floor(resources: Infra, count: int) -> dict:
 
 
 @contextmanager
-def running_stack(resources: Infra, workdir: Path, scale_rows: int = 0, profile: bool = False):
+def running_stack(resources: Infra, workdir: Path, scale_rows: int = 0, profile: bool = False, replicas: int = 1):
     amqp = resources.vhost()
     urls = {spec.name: resources.database(spec.name) for spec in e2e.SERVICES}
     seeded = None
@@ -152,7 +162,7 @@ def running_stack(resources: Infra, workdir: Path, scale_rows: int = 0, profile:
         log(f"  seeding {scale_rows:,} existing messages into ingest, contacts and conversations …")
         seeded = seed.seed(urls, scale_rows)
         log(f"  seeded in {seeded['seconds']} s ({sum(d['mb'] for d in seeded['databases'].values())} MB)")
-    bench = e2e.start_stack(amqp, urls, workdir, extra_env=auth_env())
+    bench = e2e.start_stack(amqp, urls, workdir, extra_env=auth_env(), replicas=replicas)
     bench.seeded = seeded
     bench.amqp = amqp
     profilers = start_profilers(bench, workdir) if profile else []
@@ -197,12 +207,15 @@ def warm_up(bench, subscriber, seed_value: int, clients: int) -> None:
 
 
 def run_e2e(resources: Infra, workdir: Path, mail: list, clients: int, seed_value: int, *, paced: bool,
-            scale_rows: int = 0, profile: bool = False, window_s: float | None = None) -> dict:
+            scale_rows: int = 0, profile: bool = False, window_s: float | None = None, replicas: int = 1) -> dict:
     """With `window_s`, a 200-email probe first measures the rate, and only as many emails as
     that rate stores in `window_s` seconds are sent (at least 500, at most all): keeps `make
-    bench` within its time budget while the pipeline is slow."""
+    bench` within its time budget while the pipeline is slow. `replicas`: processes per service."""
     label = f"scale ({scale_rows:,} existing messages)" if scale_rows else "empty databases"
-    with running_stack(resources, workdir, scale_rows, profile) as bench, \
+    if replicas > 1:
+        label += f", {replicas} processes each"
+    load_before = load_average()
+    with running_stack(resources, workdir, scale_rows, profile, replicas) as bench, \
             e2e.AddedSubscriber(bench.amqp) as subscriber:
         warm_up(bench, subscriber, seed_value, clients)
         probe = None
@@ -231,6 +244,15 @@ def run_e2e(resources: Infra, workdir: Path, mail: list, clients: int, seed_valu
         e2e.wait_idle(bench.amqp)
         result["peak_rss_mb"] = e2e.peak_rss_mb(bench.pids)
         result["duplicates_delivered"] = subscriber.deliveries - len(subscriber.seen)
+        result["exactly_once"] = e2e.count_exactly_once(bench, subscriber)
+        once = result["exactly_once"]
+        log(f"  exactly once: {once['stored_once']}/{once['accepted']} accepted stored once, "
+            f"{once['duplicated']} duplicated, {once['missing_count']} missing, message_added "
+            f"{once['message_added_events']} events ({once['message_added_duplicated']} duplicated, "
+            f"{once['message_added_redelivered']} redelivered)")
+        result["replicas"] = replicas
+        result["processes"] = sorted(bench.pids)
+        result["load_average"] = {"before": load_before, "after": load_average()}
         result["broker"] = broker_work(resources, bench.amqp, len(subscriber.seen))
     return result
 
@@ -266,6 +288,121 @@ def run_outbound(resources: Infra, workdir: Path, n: int, clients: int, seed_val
 def run_imap(resources: Infra, workdir: Path, mail: list, seed_value: int) -> dict:
     """bench/imap_bench.py: the same corpus fetched from a local Dovecot by ingest's IMAP poller."""
     return imap_bench.measure(resources, workdir, mail, seed_value, extra_env=auth_env(), log=log)
+
+
+def start_private_postgres(root: Path):
+    """--private-postgres: a PostgreSQL cluster of the run's own (chaos/infra.py's PrivatePostgres),
+    made the server of every database the bench creates (MAILROOM_TEST_POSTGRES_URL)."""
+    spec = importlib.util.spec_from_file_location("chaos_infra", BENCH.parent / "chaos" / "infra.py")
+    chaos_infra = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(chaos_infra)
+    for path in (root.parent, root):  # the postgres user must reach its data directory inside
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o755)
+    pg = chaos_infra.PrivatePostgres(root)
+    pg.init()
+    pg.start()
+    os.environ["MAILROOM_TEST_POSTGRES_URL"] = pg.url()
+    e2e.POSTMASTER_PID = int((pg.data / "postmaster.pid").read_text().split()[0])
+    return pg
+
+
+def postgres_headroom(resources: Infra) -> tuple[int, int]:
+    """(connections in use, max_connections) on the bench's PostgreSQL server."""
+    from sqlalchemy import text
+
+    with resources.postgres.engine.connect() as connection:
+        used = connection.execute(text("SELECT count(*) FROM pg_stat_activity")).scalar_one()
+        limit = int(connection.execute(text("SHOW max_connections")).scalar_one())
+    return used, limit
+
+
+def load_average() -> list[float]:
+    """1, 5 and 15-minute load averages (/proc/loadavg): how busy the shared machine was."""
+    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+
+
+REPLICATED = ("ingest", "contacts", "conversations", "smtp")  # the processes --replicas multiplies
+
+
+def replica_summary(run: dict, floor_rate: float | None) -> dict:
+    saturated = run["saturated"]
+    cpu = saturated["cpu_ms_per_email"]
+    by_service = replicas_module.cpu_by_service(cpu, REPLICATED)
+    services_total = round(sum(row["total"] for row in by_service.values()), 2)
+    return {
+        "processes_per_service": run.get("replicas", 1), "emails": saturated["messages"],
+        "stored": saturated["stored"], "seconds": saturated["seconds"], "emails_per_s": saturated["emails_per_s"],
+        "e2e_vs_floor": replicas_module.ratio(saturated["emails_per_s"], floor_rate),
+        "latency_saturated_ms": saturated["latency_ms"],
+        "cpu_ms_per_email": {"by_service": {name: row["total"] for name, row in by_service.items()},
+                             "by_process": {name: row["per_process"] for name, row in by_service.items()},
+                             "services_total": services_total,
+                             "postgres": cpu.get("postgres"), "rabbitmq": cpu.get("rabbitmq"),
+                             "machine": cpu.get("machine_busy")},
+        "commits_per_email": saturated.get("commits_per_email"),
+        "peak_db_connections": saturated.get("peak_db_connections"),
+        "exactly_once": run.get("exactly_once"), "load_average": run.get("load_average"),
+        "peak_rss_mb": run.get("peak_rss_mb"),
+    }
+
+
+def replicas_result(one: dict, many: dict, floor_rate: float | None) -> dict:
+    """The 1-process and N-process runs side by side and their ratios (N / 1)."""
+    single, multi = replica_summary(one, floor_rate), replica_summary(many, floor_rate)
+    n = multi["processes_per_service"]
+    cpu1, cpuN = single["cpu_ms_per_email"], multi["cpu_ms_per_email"]
+    ratios = {"emails_per_s": replicas_module.ratio(multi["emails_per_s"], single["emails_per_s"]),
+              "cpu_ms_per_email_services": replicas_module.ratio(cpuN["services_total"], cpu1["services_total"]),
+              "cpu_ms_per_email_machine": replicas_module.ratio(cpuN["machine"], cpu1["machine"])}
+    ratios.update({f"cpu_ms_per_email_{name}": replicas_module.ratio(cpuN["by_service"].get(name),
+                                                                     cpu1["by_service"].get(name))
+                   for name in REPLICATED})
+    return {"n": n, "1": single, str(n): multi, f"ratio_{n}_to_1": ratios,
+            "exactly_once": bool((single["exactly_once"] or {}).get("ok") and (multi["exactly_once"] or {}).get("ok"))}
+
+
+def replicas_text(rep: dict | None) -> str:
+    if not rep:
+        return ""
+    n = rep["n"]
+    one, many, ratios = rep["1"], rep[str(n)], rep[f"ratio_{n}_to_1"]
+
+    def num(value) -> str:
+        return "-" if value is None else (f"{value:,.2f}" if isinstance(value, float) else str(value))
+
+    def once(run: dict) -> str:
+        e = run["exactly_once"] or {}
+        return (f"{e.get('stored_once')}/{e.get('accepted')} once, {e.get('duplicated')}+"
+                f"{e.get('message_added_duplicated')} dup, {e.get('missing_count')} miss") if e else "-"
+
+    rows = [("emails/s (SMTP in, empty DBs)", one["emails_per_s"], many["emails_per_s"], ratios["emails_per_s"]),
+            ("e2e / floor", one["e2e_vs_floor"], many["e2e_vs_floor"], None),
+            ("emails stored", one["stored"], many["stored"], None)]
+    for name in REPLICATED:
+        per = many["cpu_ms_per_email"]["by_process"].get(name, {})
+        split = " + ".join(num(v) for v in per.values())
+        rows.append((f"CPU ms/email {name}", one["cpu_ms_per_email"]["by_service"].get(name),
+                     f"{num(many['cpu_ms_per_email']['by_service'].get(name))} ({split})",
+                     ratios.get(f"cpu_ms_per_email_{name}")))
+    rows += [("commits/email i/c/c", "/".join(num((one["commits_per_email"] or {}).get(s)) for s in REPLICATED[:3]),
+              "/".join(num((many["commits_per_email"] or {}).get(s)) for s in REPLICATED[:3]), None),
+             ("CPU ms/email these services", one["cpu_ms_per_email"]["services_total"],
+              many["cpu_ms_per_email"]["services_total"], ratios["cpu_ms_per_email_services"]),
+             ("CPU ms/email postgres", one["cpu_ms_per_email"]["postgres"], many["cpu_ms_per_email"]["postgres"], None),
+             ("CPU ms/email rabbitmq", one["cpu_ms_per_email"]["rabbitmq"], many["cpu_ms_per_email"]["rabbitmq"], None),
+             ("CPU ms/email machine", one["cpu_ms_per_email"]["machine"], many["cpu_ms_per_email"]["machine"],
+              ratios["cpu_ms_per_email_machine"]),
+             ("peak DB connections i/c/c", "/".join(num((one["peak_db_connections"] or {}).get(s))
+                                                     for s in REPLICATED[:3]),
+              "/".join(num((many["peak_db_connections"] or {}).get(s)) for s in REPLICATED[:3]), None),
+             ("load average before (1 min)", (one["load_average"] or {}).get("before", [None])[0],
+              (many["load_average"] or {}).get("before", [None])[0], None),
+             ("exactly once", once(one), once(many), "ok" if rep["exactly_once"] else "NOT OK")]
+    head = ("replicas", "1 process each", f"{n} processes each", f"{n}/1")
+    cells = [(a, num(b), num(c), num(d)) for a, b, c, d in rows]
+    widths = [max(len(r[i]) for r in [head, *cells]) for i in range(4)]
+    return "\n".join("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in [head, *cells])
 
 
 # --- reporting ------------------------------------------------------------------------------
@@ -382,6 +519,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="cProfile (CPU time) of every service's event loop, one DIR/<service>-<pid>.prof "
                              "per process, written when it stops (MAILROOM_CPROFILE_DIR)")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument("--replicas", type=int, default=1, metavar="N",
+                        help="also run the empty-database end-to-end run with N processes of ingest, contacts, "
+                             "conversations and the SMTP listener, beside the 1-process run (\"replicas\" in the "
+                             "results)")
+    parser.add_argument("--private-postgres", action="store_true",
+                        help="run on a PostgreSQL cluster of the run's own (room for --replicas' connections)")
     parser.add_argument("--window", type=float, default=float(os.environ.get("BENCH_WINDOW_S", "80")),
                         help="seconds of end-to-end traffic per run at most (BENCH_WINDOW_S; 0: always send N)")
     args = parser.parse_args(argv)
@@ -401,10 +544,24 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine(),
                      "config": {"n": n, "scale_rows": scale_rows, "clients": args.clients, "seed": seed_value,
                                 "quick": args.quick, "outbound_n": outbound_n, "imap_n": imap_n,
-                                "only": args.only}}
-    resources = Infra()
+                                "only": args.only, "replicas": args.replicas,
+                                "private_postgres": args.private_postgres}}
     workroot = Path(tempfile.mkdtemp(prefix="mailroom-bench-"))
+    private_pg = resources = None
     try:
+        if args.private_postgres:
+            log("a private PostgreSQL cluster for this run …")
+            private_pg = start_private_postgres(workroot / "private")
+            results["machine"]["postgresql_private"] = private_pg.url()
+        resources = Infra()
+        if args.replicas > 1:
+            used, limit = postgres_headroom(resources)
+            results["postgres_connections_at_start"] = {"used": used, "max": limit}
+            # ~40 sessions per process set: our three services peaked at 15 with one process each and 26
+            # with two (300 emails); another engineer's bench stack was seen holding 64
+            if limit - used < 40 * args.replicas:
+                log(f"  warning: PostgreSQL has {limit - used} of {limit} connections free; {args.replicas} "
+                    f"processes of each service may need ~{40 * args.replicas} (--private-postgres)")
         if args.only not in (None, "inbox-list"):  # the floor still runs: the ratios are to it, in the same run
             log(f"floor: kombu publisher → consumer, one INSERT + COMMIT per message, {min(n, 2000)} messages …")
             results["floor"] = run_floor(resources, min(n, 2000))
@@ -443,6 +600,16 @@ def main(argv: list[str] | None = None) -> int:
                 results["e2e_vs_floor"] = round(results["e2e_emails_per_s"] / results["floor_msgs_per_s"], 3) \
                     if results["e2e_emails_per_s"] else None
                 results["peak_rss_mb"] = empty["peak_rss_mb"]
+
+                if args.replicas > 1:  # the same emails, N processes of each (bench/e2e.py)
+                    log(f"end to end, empty databases, {args.replicas} processes of ingest, contacts, conversations "
+                        f"and the SMTP listener …")
+                    many = run_e2e(resources, workroot / "replicas", mail, args.clients, seed_value, paced=False,
+                                   replicas=args.replicas)
+                    results["e2e_replicas"] = many
+                    results["replicas"] = replicas_result(empty, many, results["floor_msgs_per_s"])
+                    ratio = results["replicas"][f"ratio_{args.replicas}_to_1"]["emails_per_s"]
+                    log(f"  → {many['saturated']['emails_per_s']} emails/s, {ratio} × the 1-process run")
 
                 if not args.skip_scale and scale_rows:
                     log(f"end to end with {scale_rows:,} existing messages …")
@@ -509,7 +676,10 @@ def main(argv: list[str] | None = None) -> int:
                           ("outbound_vs_floor", results.get("outbound_emails_per_s"))):
             results[key] = round(rate / floor_rate, 3) if rate and floor_rate else None
         results["cpu_ms_per_email"] = cpu_table(results)
-        resources.cleanup()
+        if resources is not None:
+            resources.cleanup()
+        if private_pg is not None:
+            private_pg.stop()
         shutil.rmtree(workroot, ignore_errors=True)
         results["seconds"] = round(time.monotonic() - started, 1)
         args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -519,6 +689,9 @@ def main(argv: list[str] | None = None) -> int:
     if results.get("cpu_ms_per_email"):
         print()
         print(cpu_text(results["cpu_ms_per_email"]))
+    if results.get("replicas"):
+        print()
+        print(replicas_text(results["replicas"]))
     if results.get("idle"):
         print()
         print(idle_text(results["idle"]))

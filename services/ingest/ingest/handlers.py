@@ -31,6 +31,7 @@ from mailroom_shared import observability
 from mailroom_shared.addresses import try_normalise_email
 from mailroom_shared.caching import Expiring
 from mailroom_shared.db import Database, is_postgres, utcnow
+from mailroom_shared.events.delivery_reports import delivery_report, is_delivery_report
 from mailroom_shared.events.tracing import intake_traceparent
 from mailroom_shared.http import HttpError, NotFound, PayloadTooLarge, ServiceUnavailable
 from mailroom_shared.messaging.outbox import Outbox
@@ -252,6 +253,9 @@ def _apply(session: Session, outbox: Outbox, settings: Settings,
             intake.reason = None
             intake.attachments = outcome.value["attachments"]
             envelopes.append(("message_received", outcome.value["envelope"]))
+            report = delivery_report_envelope(outbox, outcome.value["envelope"])
+            if report is not None:
+                envelopes.append(("delivery_report_received", report))
             observability.INTAKE_MESSAGES.labels(intake.via, "processed").inc()
         elif kind == QUARANTINE or intake.attempts >= settings.max_attempts:
             if kind != QUARANTINE:
@@ -263,6 +267,17 @@ def _apply(session: Session, outbox: Outbox, settings: Settings,
             intake.reason = reason[:2000]
             intake.claimed_until = utcnow() + dt.timedelta(seconds=min(300, 5 * 2 ** intake.attempts))
     outbox.record_envelopes(session, envelopes)
+
+
+def delivery_report_envelope(outbox: Outbox, message_received: dict) -> dict | None:
+    """For a bounce report, the small event outbound subscribes to (it matches bounces to the
+    emails it sent and needs none of the report's content); None for any other message. Same
+    subject and trace as the message_received it comes with."""
+    data = message_received["data"]
+    if not is_delivery_report(data):
+        return None
+    return outbox.envelope("delivery_report_received", message_received["subject"], delivery_report(data),
+                           traceparent=intake_traceparent(data["intake_id"]))
 
 
 def _quarantine(outbox: Outbox, settings: Settings, intake: Intake, reason: str) -> tuple[str, dict]:

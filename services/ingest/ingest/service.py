@@ -20,8 +20,8 @@ from mailroom_shared.http import PayloadTooLarge, decode_cursor, health_response
 from mailroom_shared.kit import consumes, endpoint, service_base
 
 Base = service_base(SERVICE_NAME, models.outbox, models.processed_events, settings.load,
-                    publishes={"message_received": 1, "message_quarantined": 1, "mailbox_unreachable": 1,
-                               "contact_mail_erased": 1})
+                    publishes={"message_received": 1, "delivery_report_received": 1, "message_quarantined": 1,
+                               "mailbox_unreachable": 1, "contact_mail_erased": 1})
 
 
 class IngestService(Base):

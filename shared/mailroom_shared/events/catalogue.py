@@ -79,6 +79,9 @@ class EventSpec:
 SPECS: tuple[EventSpec, ...] = (
     EventSpec("message_received", "ingest", 1, ingest.MessageReceivedV1,
               "A message for an inbox channel was stored, parsed and classified."),
+    EventSpec("delivery_report_received", "ingest", 1, ingest.DeliveryReportReceivedV1,
+              "A delivery status notification (bounce) naming the messages it returns arrived (published with its "
+              "message_received; what matching it to sent mail needs, without its content)."),
     EventSpec("message_quarantined", "ingest", 1, ingest.MessageQuarantinedV1,
               "A message was stored raw but could not be processed; the reason is for an operator."),
     EventSpec("mailbox_unreachable", "ingest", 1, ingest.MailboxUnreachableV1,

@@ -95,6 +95,25 @@ class MessageReceivedV1(Schema):
                        "header; null for a null path (<>), none or a malformed one"})
 
 
+class DeliveryReportReceivedV1(Schema):
+    """A delivery status notification (a bounce) arrived and names the messages it returns: what
+    outbound needs to match it to the emails it sent, without the report's text and HTML (its
+    message_received, with the same intake_id, carries those to the inbox). Published with that
+    message_received, only for one that mailroom_shared.events.delivery_reports.is_delivery_report."""
+
+    intake_id = fields.String(required=True, metadata={"description": "the report's intake id (as in its "
+                                                                      "message_received)"})
+    raw_url = fields.String(required=True, metadata={"description": "the report's raw message"})
+    reason = fields.String(required=True, metadata={
+        "description": "what went wrong, in a line of at most 500 characters: the report's first status line "
+                       "(`550 5.1.1 …`), else its first line, else its subject"})
+    bounced_message_ids = fields.List(fields.String(), required=True, validate=validate.Length(min=1), metadata={
+        "description": "the Message-IDs (without angle brackets) of the returned message/rfc822 or "
+                       "text/rfc822-headers parts"})
+    bounced_recipients = fields.List(fields.Nested(BouncedRecipientSchema), load_default=list, metadata={
+        "description": "each recipient its message/delivery-status part reports on; empty when it has none"})
+
+
 class MessageQuarantinedV1(Schema):
     """Stored raw but not processed: the reason is for an operator. What could be read safely
     from the first header block comes along, so the message still reaches its inbox (marked as

@@ -89,10 +89,10 @@ def test_queue_names_are_stable():
         "evt-conversations-message_added--notifier.handle_message_added",
         "evt-conversations-message_attribution_corrected--contacts.handle_message_attribution_corrected",
         "evt-ingest-contact_mail_erased--contacts.handle_contact_mail_erased",
+        "evt-ingest-delivery_report_received--outbound.handle_delivery_report_received",
         "evt-ingest-message_quarantined--conversations.handle_message_quarantined",
         "evt-ingest-message_received--contacts.handle_message_received",
         "evt-ingest-message_received--conversations.handle_message_received",
-        "evt-ingest-message_received--outbound.handle_message_received",
         "evt-notifier-contact_notifications_erased--contacts.handle_contact_notifications_erased",
         "evt-outbound-chat_message_failed--conversations.handle_chat_message_failed",
         "evt-outbound-chat_message_queued--conversations.handle_chat_message_queued",
@@ -109,6 +109,20 @@ def test_queue_names_are_stable():
         "evt-outbound-email_sent--conversations.handle_email_sent",
         "evt-outbound-email_sent--notifier.handle_email_sent",
     ]
+
+
+def test_only_the_services_that_read_every_inbound_message_take_message_received():
+    """message_received carries up to 1 MB of text and HTML, persisted once per queue bound to it
+    (#16): outbound, which only matches bounces, takes delivery_report_received instead. A retired
+    subscription is in no service's topology, and its service (which may delete it) is named."""
+    from mailroom_shared.messaging.topology import RETIRED_SUBSCRIPTIONS
+
+    assert sorted(s.service for s in SUBSCRIPTIONS if s.event_type == "message_received") == [
+        "contacts", "conversations"]
+    assert [s.service for s in SUBSCRIPTIONS if s.event_type == "delivery_report_received"] == ["outbound"]
+    assert not set(RETIRED_SUBSCRIPTIONS) & set(SUBSCRIPTIONS)
+    assert not {s.queue_name for s in RETIRED_SUBSCRIPTIONS} & {s.queue_name for s in SUBSCRIPTIONS}
+    assert {s.service for s in RETIRED_SUBSCRIPTIONS} <= set(SERVICE_NAMES)
 
 
 def http_routes(cls):

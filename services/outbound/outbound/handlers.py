@@ -411,7 +411,8 @@ def _fail(session: Session, outbox: Outbox, email: Email, code: int | None, reas
 # --- bounces -------------------------------------------------------------------------------------
 
 def record_bounce(session: Session, outbox: Outbox, data: dict) -> list[Email]:
-    """A DSN arrived through ingest: suppressions.record_bounce (per recipient)."""
+    """A DSN arrived through ingest (delivery_report_received): suppressions.record_bounce (per
+    recipient)."""
     return suppressions.record_bounce(session, outbox, data)
 
 

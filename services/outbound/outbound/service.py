@@ -19,7 +19,6 @@ from outbound import SERVICE_NAME, auto_ack, erasure, handlers, models, queries,
 from outbound.chat_delivery import ChatDeliveryWorker
 from outbound.conversations_client import ConversationsClient
 from outbound.delivery_worker import DeliveryWorker
-from outbound.domain import delivery
 from outbound.handlers import SNIPPETS, TEMPLATES
 from outbound.models import Email
 from outbound.schemas import (
@@ -252,7 +251,8 @@ class OutboundService(Base):
         """GDPR art. 17 (issue #17): the content of what was sent to the erased contact (erasure.py)."""
         erasure.erase_contact(session, self.outbox, data)
 
-    @consumes("ingest", "message_received", when=delivery.is_bounce_report)
-    def handle_message_received(self, session, data, envelope):
-        """Bounces (DSNs) are matched to the sent email they return; other mail is not ours."""
+    @consumes("ingest", "delivery_report_received")
+    def handle_delivery_report_received(self, session, data, envelope):
+        """A bounce (DSN) is matched to the sent emails it returns. ingest publishes this small event
+        for bounces only: outbound no longer takes every inbound message to find them (#16)."""
         handlers.record_bounce(session, self.outbox, data)

@@ -19,7 +19,7 @@ from mailroom_shared.messaging.outbox import Outbox
 from mailroom_shared.pagination import newest_first, next_cursor
 from outbound.domain import recipients as domain_recipients
 from outbound.domain import suppression
-from outbound.domain.delivery import Outcome, bounce_reason
+from outbound.domain.delivery import Outcome
 from outbound.domain.prepared import Prepared
 from outbound.models import Email, Suppression
 
@@ -109,15 +109,15 @@ def _recipients_of(email: Email) -> list[str]:
 
 
 def record_bounce(session: Session, outbox: Outbox, data: dict) -> list[Email]:
-    """A DSN arrived through ingest. Each sent email it returns gets `email_bounced` naming the
-    recipients it bounced for; the email is `bounced` only when none of its recipients got it
-    (the others delivered: it stays `sent`, `partial`). Hard bounces are suppressed for the inbox.
-    A DSN reporting only delays is not a bounce; the same DSN again changes nothing."""
-    flags = data.get("flags") or {}
+    """A DSN arrived through ingest (`delivery_report_received`'s data). Each sent email it
+    returns gets `email_bounced` naming the recipients it bounced for; the email is `bounced` only
+    when none of its recipients got it (the others delivered: it stays `sent`, `partial`). Hard
+    bounces are suppressed for the inbox. A DSN reporting only delays is not a bounce; the same
+    DSN again changes nothing (so one that also arrived some other way is recorded once)."""
     ids = [domain_recipients.clean_id(i) for i in data.get("bounced_message_ids") or []]
-    if not flags.get("bounce") or not ids:
+    if not ids:
         return []
-    reason = bounce_reason(data)
+    reason = data.get("reason") or "delivery status notification"
     bounced = []
     for email in session.execute(select(Email).where(Email.rfc_message_id.in_(ids)).with_for_update()).scalars():
         if email.state in ("bounced", "failed"):

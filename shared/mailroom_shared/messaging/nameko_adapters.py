@@ -75,12 +75,28 @@ class DatabaseProvider(DependencyProvider):
 
 
 class TopologyProvider(DependencyProvider):
-    """Declares the whole messaging topology when the service starts, before anything publishes."""
+    """Declares the whole messaging topology when the service starts, before anything publishes.
+    A service with retired subscriptions retires their queues then, and again every
+    RETIRE_INTERVAL_S: a process of the release before, started meanwhile, binds them again."""
 
     def setup(self):
         with amqp_connection(_amqp_uri(self.container), _amqp_ssl(self.container)) as connection:
             connection.ensure_connection(max_retries=5)
             topology.declare_topology(connection)
+            topology.retire_subscriptions(connection, self.container.service_name)
+
+    def start(self):
+        if topology.retired_subscriptions_of(self.container.service_name):
+            self.container.spawn_managed_thread(self._retire_again, identifier="topology.retire")
+
+    def _retire_again(self):
+        while True:
+            eventlet.sleep(topology.RETIRE_INTERVAL_S)
+            try:
+                with amqp_connection(_amqp_uri(self.container), _amqp_ssl(self.container)) as connection:
+                    topology.retire_subscriptions(connection, self.container.service_name)
+            except Exception:  # noqa: BLE001 - the broker away: the next pass tries again
+                log.warning("retiring the queues of dropped subscriptions failed", exc_info=True)
 
 
 class WakeHandle:

@@ -8,7 +8,9 @@ mandatory=False, so an event published earlier is silently dropped (seen with na
   still routed (and kept, bounded, for operators) and a publish with mandatory=True only fails when
   the topology itself is missing. With MAILROOM_AUDIT_EVENTS=true it takes a copy of every event
   (`#`), as it always did before #16: that copy doubled RabbitMQ's work per event, so it is opt-in;
-- give every subscription queue its retry queues and a dead-letter queue.
+- give every subscription queue its retry queues and a dead-letter queue;
+- retire the queue of a subscription a release dropped (RETIRED_SUBSCRIPTIONS): the service that
+  consumed it unbinds it when it starts and every few minutes after, and deletes it once empty.
 
 The queue names follow nameko's SERVICE_POOL convention `evt-<source>-<event>--<service>.<method>`:
 renaming a handler orphans its queue, which tests/test_architecture.py::test_queue_names_are_stable guards against.
@@ -16,8 +18,11 @@ renaming a handler orphans its queue, which tests/test_architecture.py::test_que
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from dataclasses import dataclass
 
+from amqp import exceptions as amqp_exceptions
 from kombu import Connection, Exchange, Queue
 
 from mailroom_shared.config import SERVICE_NAMES, env_bool
@@ -31,6 +36,8 @@ AUDIT_EVENTS_ENV = "MAILROOM_AUDIT_EVENTS"  # true: the audit queue keeps a copy
 AUDIT_EVERYTHING = "#"
 # Delay before each retry; after the last one the message goes to the dead-letter queue.
 RETRY_DELAYS_MS = (1_000, 5_000, 30_000, 120_000, 600_000)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,8 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("outbound", "chat_message_sent", "conversations", "handle_chat_message_sent"),
     Subscription("outbound", "chat_message_failed", "conversations", "handle_chat_message_failed"),
     Subscription("outbound", "chat_message_sent", "contacts", "handle_chat_message_sent"),
-    Subscription("ingest", "message_received", "outbound", "handle_message_received"),
+    # bounces only (#16): outbound took every message_received to find them (RETIRED_SUBSCRIPTIONS)
+    Subscription("ingest", "delivery_report_received", "outbound", "handle_delivery_report_received"),
     Subscription("conversations", "conversation_created", "outbound", "handle_conversation_created"),
     Subscription("ingest", "message_quarantined", "conversations", "handle_message_quarantined"),
     Subscription("conversations", "conversation_created", "notifier", "handle_conversation_created"),
@@ -96,6 +104,78 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("ingest", "contact_mail_erased", "contacts", "handle_contact_mail_erased"),
     Subscription("outbound", "contact_sent_mail_erased", "contacts", "handle_contact_sent_mail_erased"),
 )
+
+
+# Subscriptions a release dropped. Their queues stay on a broker that ran the release before (and
+# an older process of any service declares them again when it starts), bound and filling with
+# every event they were bound to: the consuming service retires them (retire_subscriptions).
+RETIRED_SUBSCRIPTIONS: tuple[Subscription, ...] = (
+    # outbound read every inbound message to find the bounces; it takes delivery_report_received (#16)
+    Subscription("ingest", "message_received", "outbound", "handle_message_received"),
+)
+RETIRE_INTERVAL_S = 300.0  # how often the consuming service checks its retired queues again
+
+
+def retired_subscriptions_of(service: str) -> list[Subscription]:
+    return [sub for sub in RETIRED_SUBSCRIPTIONS if sub.service == service]
+
+
+def retire_subscriptions(connection: Connection, service: str) -> dict[str, int]:
+    """Unbind each retired queue of `service` (nothing new is copied into it), then delete it with
+    its retry and dead-letter queues once they are all empty and nothing consumes it. A queue
+    still holding messages (an older process still draining it, a dead letter for an operator) is
+    kept and reported: {queue name: messages left}; a queue deleted or never there is left out."""
+    left = {}
+    for sub in retired_subscriptions_of(service):
+        names = [sub.queue_name, *(retry_queue_name(sub.queue_name, attempt)
+                                   for attempt in range(1, len(RETRY_DELAYS_MS) + 1)),
+                 dead_letter_queue_name(sub.queue_name)]
+        counts = {name: _queue_counts(connection, name) for name in names}
+        present = {name: count for name, count in counts.items() if count is not None}
+        if not present:
+            continue
+        if sub.queue_name in present:
+            with _channel(connection) as channel:
+                channel.queue_unbind(sub.queue_name, exchange=events_exchange(sub.source).name,
+                                     routing_key=sub.event_type)
+        messages = sum(m for m, _consumers in present.values())
+        consumers = sum(c for _m, c in present.values())
+        if messages or consumers:
+            left[sub.queue_name] = messages
+            log.warning("retired queue %s (and its retry and dead-letter queues) still holds %d message(s), "
+                        "%d consumer(s): unbound, kept until empty", sub.queue_name, messages, consumers)
+            continue
+        for name in present:
+            try:
+                with _channel(connection) as channel:
+                    # if_empty/if_unused: a message or consumer arriving meanwhile keeps it
+                    channel.queue_delete(name, if_unused=True, if_empty=True)
+            except amqp_exceptions.PreconditionFailed:
+                left[sub.queue_name] = left.get(sub.queue_name, 0)
+        if sub.queue_name not in left:
+            log.info("retired queue %s deleted", sub.queue_name)
+    return left
+
+
+def _queue_counts(connection: Connection, name: str) -> tuple[int, int] | None:
+    """(messages, consumers) of a queue, None when it does not exist."""
+    try:
+        with _channel(connection) as channel:
+            declared = channel.queue_declare(name, passive=True)
+    except amqp_exceptions.NotFound:
+        return None
+    return declared.message_count, declared.consumer_count
+
+
+@contextlib.contextmanager
+def _channel(connection: Connection):
+    # a refused passive declare or delete closes its channel: one channel per operation
+    channel = connection.connection.channel()
+    try:
+        yield channel
+    finally:
+        with contextlib.suppress(Exception):
+            channel.close()
 
 
 def events_exchange(service: str) -> Exchange:

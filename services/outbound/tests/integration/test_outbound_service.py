@@ -5,8 +5,10 @@ process) as the relay, which can answer 250, 4xx or 5xx on demand, or stall."""
 import asyncio
 import base64
 import hashlib
+import json
 import threading
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from email import policy
@@ -408,16 +410,35 @@ def dsn_for(original_message_id: str, recipient: str) -> bytes:
         "--B--\r\n").encode()
 
 
-def test_a_dsn_arriving_through_ingest_marks_the_sent_email_bounced(stack, sink):
-    conversation, _ = start_conversation(stack)
-    status, email = stack.post(f"/api/outbound/conversations/{conversation['id']}/replies", {"text": "Hi"})
-    assert status == 202, email
-    email_in_state(stack, email["id"], "sent")
-    with EventSubscriber(stack.amqp_uri, EVENTS) as events:
-        deliver_to_ingest(stack, dsn_for(email["message_id"], "ada@example.com"))
-        bounced = email_in_state(stack, email["id"], "bounced")
-        events.wait_for("email_bounced", lambda e: e["data"]["email_id"] == email["id"])
-    assert "5.1.1" in bounced["bounce_reason"]
+def test_a_dsn_arriving_through_ingest_marks_the_sent_email_bounced(stack, sink, rabbit_admin):
+    with EventSubscriber(stack.amqp_uri, [("ingest.events", "delivery_report_received")]) as reports:
+        conversation, _ = start_conversation(stack)  # an ordinary inbound email: no delivery report
+        status, email = stack.post(f"/api/outbound/conversations/{conversation['id']}/replies", {"text": "Hi"})
+        assert status == 202, email
+        email_in_state(stack, email["id"], "sent")
+        with EventSubscriber(stack.amqp_uri, EVENTS) as events:
+            _, accepted = deliver_to_ingest(stack, dsn_for(email["message_id"], "ada@example.com"))
+            bounced = email_in_state(stack, email["id"], "bounced")
+            [bounce] = events.wait_for("email_bounced", lambda e: e["data"]["email_id"] == email["id"])
+        # the one report is the DSN's (the ordinary email's message_received was published before it)
+        [report] = reports.wait_for("delivery_report_received")
+    assert report["data"]["intake_id"] in accepted["intake_ids"]
+    assert report["data"]["bounced_message_ids"] == [email["message_id"]]
+    assert "5.1.1" in bounced["bounce_reason"] and "5.1.1" in report["data"]["reason"]
+    assert (bounce["data"]["bounce_intake_id"], bounce["data"]["bounce_raw_url"]) == (
+        report["data"]["intake_id"], report["data"]["raw_url"])
+    # #16: outbound's queue is bound to bounce reports only; message_received reaches contacts and
+    # conversations alone (its copy for outbound was every inbound message, persisted)
+    vhost = urllib.parse.quote(urllib.parse.unquote(urllib.parse.urlsplit(stack.amqp_uri).path.lstrip("/")), safe="")
+    bindings = json.loads(rabbit_admin._api("GET", f"/api/exchanges/{vhost}/ingest.events/bindings/source"))
+    by_key = {}
+    for binding in bindings:
+        if binding["destination"].startswith("evt-"):
+            by_key.setdefault(binding["routing_key"], set()).add(binding["destination"])
+    assert by_key["message_received"] == {"evt-ingest-message_received--contacts.handle_message_received",
+                                          "evt-ingest-message_received--conversations.handle_message_received"}
+    assert by_key["delivery_report_received"] == {
+        "evt-ingest-delivery_report_received--outbound.handle_delivery_report_received"}
 
     def bounce_shown():
         found = stack.get(f"/api/conversations/{conversation['id']}")[1]

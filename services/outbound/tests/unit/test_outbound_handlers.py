@@ -167,15 +167,18 @@ def test_a_permanent_refusal_fails_at_once(database, outbox):
     assert events(database) == ["email_queued", "email_failed"]
 
 
-def test_a_dsn_bounces_the_email_it_returns_and_other_mail_changes_nothing(database, outbox):
+def test_a_dsn_bounces_the_email_it_returns_and_one_returning_nothing_of_ours_changes_nothing(database, outbox):
     _, email = compose(database, outbox, Conversations())
     record(database, outbox, claim(database, outbox), Outcome("sent", 250, "ok", "Q1"))
-    dsn = {"flags": {"bounce": True}, "bounced_message_ids": [f"<{email['message_id']}>"], "intake_id": "intake-1",
-           "text": "Delivery failed.\nStatus: 5.1.1 user unknown\n", "raw_url": None}
+    # delivery_report_received's data (mailroom_shared.events.delivery_reports)
+    dsn = {"bounced_message_ids": [f"<{email['message_id']}>"], "intake_id": "intake-1",
+           "reason": "Status: 5.1.1 user unknown", "raw_url": "/api/ingest/messages/intake-1/raw"}
     with database.transaction() as session:
-        assert handlers.record_bounce(session, outbox, {**dsn, "flags": {}}) == []
+        assert handlers.record_bounce(session, outbox, {**dsn, "bounced_message_ids": ["other@elsewhere"]}) == []
+        assert handlers.record_bounce(session, outbox, {**dsn, "bounced_message_ids": []}) == []
         [bounced] = handlers.record_bounce(session, outbox, dsn)
         assert bounced.state == "bounced" and bounced.bounce_reason == "Status: 5.1.1 user unknown"
+        assert bounced.bounce_intake_id == "intake-1"
     assert events(database)[-1] == "email_bounced"
 
 

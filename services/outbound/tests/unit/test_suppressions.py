@@ -194,8 +194,10 @@ def test_a_member_lifts_a_suppression_once_and_the_address_may_be_sent_to_again(
 # --- bounces (DSN) ----------------------------------------------------------------------------------
 
 def dsn(email, reported, intake="intake-1"):
-    return {"flags": {"bounce": True}, "bounced_message_ids": [f"<{email['message_id']}>"], "intake_id": intake,
-            "text": "Delivery failed.", "raw_url": None, "bounced_recipients": reported}
+    """delivery_report_received's data for a DSN returning `email`."""
+    return {"bounced_message_ids": [f"<{email['message_id']}>"], "intake_id": intake,
+            "reason": "Delivery failed.", "raw_url": f"/api/ingest/messages/{intake}/raw",
+            "bounced_recipients": reported}
 
 
 def test_a_dsn_for_one_of_two_recipients_bounces_only_that_one_and_a_repeat_changes_nothing(database, outbox):
@@ -224,7 +226,7 @@ def test_a_dsn_without_per_recipient_fields_bounces_the_whole_email_as_before(da
     _, email = compose(database, outbox, ["ada@example.com"], cc=["bob@example.com"])
     deliver(database, outbox, Outcome("sent", 250, "ok", "Q1"))
     with database.transaction() as session:
-        [bounced] = handlers.record_bounce(session, outbox, {**dsn(email, []), "text": "Status: 5.1.1 unknown"})
+        [bounced] = handlers.record_bounce(session, outbox, {**dsn(email, []), "reason": "Status: 5.1.1 unknown"})
         assert bounced.state == "bounced"
     data = events(database, "email_bounced")[-1][1]
     assert data["partial"] is False and data["recipients"] == [] and listed(database) == []

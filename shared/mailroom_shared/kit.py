@@ -242,8 +242,10 @@ def consumes(source: str, event_name: str, *, handler_name: str | None = None,
     Work that must happen only after the commit goes through `after_commit(session, fn)`.
 
     `when(data)`, if given, says whether the event concerns this handler at all: an event it
-    refuses is acknowledged without a transaction (outbound reads every inbound message only to
-    find the bounces among them)."""
+    refuses is acknowledged without a transaction (outbound skips conversations created as spam).
+    It runs after the broker stored and delivered the event: a consumer that wants a small
+    fraction of an event's messages is better served by an event of its own (#16: bounces come
+    as delivery_report_received, not filtered out of every message_received)."""
 
     def decorate(method):
         name = handler_name or method.__name__

@@ -228,6 +228,9 @@ def test_a_dsn_without_per_recipient_fields_bounces_the_whole_email_as_before(da
     with database.transaction() as session:
         [bounced] = handlers.record_bounce(session, outbox, {**dsn(email, []), "reason": "Status: 5.1.1 unknown"})
         assert bounced.state == "bounced"
+    with database.transaction() as session:  # the same DSN again (e.g. by the old and new path in an upgrade)
+        assert handlers.record_bounce(session, outbox, {**dsn(email, [], "intake-2"), "reason": "again"}) == []
+    assert len(events(database, "email_bounced")) == 1
     data = events(database, "email_bounced")[-1][1]
     assert data["partial"] is False and data["recipients"] == [] and listed(database) == []
 

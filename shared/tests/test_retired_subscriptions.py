@@ -113,3 +113,26 @@ def test_a_broker_that_never_had_the_old_queue_is_left_as_it_is(amqp_uri):
         topology.declare_topology(connection)
     assert retire(amqp_uri) == {}
     assert depth(amqp_uri, OLD_QUEUE) is None
+
+
+class FakeContainer:
+    def __init__(self, amqp_uri, service_name):
+        self.config = {"AMQP_URI": amqp_uri}
+        self.service_name = service_name
+        self.spawned = []
+
+    def spawn_managed_thread(self, fn, identifier=None):
+        self.spawned.append(identifier)
+
+
+def test_the_outbound_service_retires_the_old_queue_when_it_starts_and_checks_again_later(amqp_uri):
+    from mailroom_shared.messaging.nameko_adapters import TopologyProvider
+
+    declare_previous_release(amqp_uri)
+    for service, gone in (("contacts", False), ("outbound", True)):
+        provider = TopologyProvider()
+        provider.container = FakeContainer(amqp_uri, service)
+        provider.setup()  # what every service does when it starts
+        provider.start()
+        assert (depth(amqp_uri, OLD_QUEUE) is None) is gone, service
+        assert provider.container.spawned == (["topology.retire"] if gone else [])

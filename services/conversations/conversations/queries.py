@@ -3,7 +3,7 @@ who may view what (404 through the shared HTTP errors, as for something that doe
 
 from __future__ import annotations
 
-from sqlalchemy import Text, and_, exists, func, literal_column, or_, select, true, union
+from sqlalchemy import Text, and_, case, exists, false, func, literal_column, or_, select, true, union
 from sqlalchemy.orm import Session, aliased
 
 from conversations.domain import access, read_marks, search
@@ -534,37 +534,35 @@ def sending_refusal(principal: dict | None, inbox: Inbox | None) -> dict | None:
     None if it may. Without a principal (another service calling), only existence is checked."""
     if inbox is None:
         return {}
+    return _refusal(principal, inbox.name, inbox.access)
+
+
+def _refusal(principal: dict | None, inbox_name: str, rules: access.InboxAccess) -> dict | None:
     if principal is None:
         return None
-    caller = Principal(user_id=principal["user_id"], email=principal.get("email"),
-                       team_ids=frozenset(principal.get("team_ids") or ()),
-                       roles=frozenset(principal.get("roles") or ()))
-    if not access.can_view(caller, inbox.access):
+    caller = principal_from_dict(principal)
+    if not access.can_view(caller, rules):
         return {}
-    if not access.can_act(caller, inbox.access):
-        return {"forbidden": f"you can view the inbox {inbox.name!r} but not send from it: only its members can act"}
+    if not access.can_act(caller, rules):
+        return {"forbidden": f"you can view the inbox {inbox_name!r} but not send from it: only its members can act"}
     return None
-
-
-def sending_inbox(session: Session, principal: dict | None, conversation: Conversation) -> Inbox | None:
-    """The inbox sending_refusal asks about for a reply in `conversation`: of its inboxes, the one
-    that gives the caller the most (a member of an inbox it is shared into may reply); the home
-    inbox for another service. The reply itself goes out once, from the home inbox's identities."""
-    inboxes = conversation_inboxes(session, conversation)
-    if principal is None or not inboxes:
-        return inboxes[0] if inboxes else None
-    return inbox_for(principal_from_dict(principal), inboxes) or inboxes[0]
 
 
 def inbox_identities(inbox: Inbox) -> dict:
     """The inbox's From identities (its channels)."""
-    primary = next((c.address for c in inbox.channels if c.is_primary), None)
-    return {"inbox_id": inbox.id, "name": inbox.name, "primary_address": primary,
+    return _identities(inbox.id, inbox.name, inbox.channels)
+
+
+def _identities(inbox_id: str, name: str, channels) -> dict:
+    """`channels`: Channel rows (or rows with their address, display_name, is_primary), primary first."""
+    primary = next((c.address for c in channels if c.is_primary), None)
+    return {"inbox_id": inbox_id, "name": name, "primary_address": primary,
             "identities": [{"email": c.address, "name": c.display_name, "primary": c.is_primary}
-                           for c in inbox.channels]}
+                           for c in channels]}
 
 
-def _context_message(message: Message) -> dict:
+def _context_message(message) -> dict:
+    """`message`: a Message, or a row of _CONTEXT_MESSAGE_COLUMNS."""
     return {
         "id": message.id, "direction": message.direction, "rfc_message_id": message.rfc_message_id,
         "subject": message.subject, "sender": message.sender, "attributed_to": message.attributed_to,
@@ -576,37 +574,110 @@ def _context_message(message: Message) -> dict:
     }
 
 
+# Outbound asks for the reply context before every reply, compose-less send and auto-acknowledgement
+# (issue #16: it was ~10 ORM statements, loading each inbox with its channels, members and teams).
+# It is read here with a few Core statements instead: the conversation with its home inbox's name and
+# the first inbound channel; the caller's standing in each of its inboxes (EXISTS, not the member
+# lists); the home inbox's channels; the message replied to. Nothing is cached: membership changes
+# count from the next request.
+_CONTEXT_MESSAGE_COLUMNS = (
+    Message.id, Message.direction, Message.rfc_message_id, Message.subject, Message.sender, Message.attributed_to,
+    Message.forward, Message.to, Message.cc, Message.reply_to, Message.in_reply_to, Message.references,
+    Message.text, Message.html, Message.date_header, Message.received_at, Message.channel_address, Message.flags)
+
+
+def _context_conversation(session: Session, conversation_id: str):
+    """The conversation's fields a reply needs, its home inbox's name and the channel its first
+    inbound message came in on (a row, or None)."""
+    first_inbound = (select(Message.channel_address)
+                     .where(Message.conversation_id == Conversation.id, Message.direction == "in")
+                     .order_by(Message.received_at, Message.id).limit(1).correlate(Conversation).scalar_subquery())
+    return session.execute(
+        select(Conversation.id, Conversation.inbox_id, Conversation.subject, Conversation.status,
+               Conversation.reply_token, Conversation.created_at, Conversation.contact_email,
+               Conversation.contact_name, Conversation.channel_type, Conversation.channel_kind,
+               Conversation.connector_channel_id, Conversation.external_thread_id,
+               Inbox.name.label("inbox_name"), first_inbound.label("first_inbound_channel"))
+        .join(Inbox, Inbox.id == Conversation.inbox_id).where(Conversation.id == conversation_id)).first()
+
+
+class _CallerInbox:
+    """One of a conversation's inboxes as the caller stands in it: InboxAccess with only the
+    caller's own membership (their user id, their teams if one of them is the inbox's), which the
+    rules of domain/access.py answer exactly as with the full member and team lists."""
+
+    def __init__(self, row, caller: Principal):
+        self.id, self.name = row.id, row.name
+        self.access = access.InboxAccess(
+            row.visibility, frozenset({caller.user_id}) if row.is_member else frozenset(),
+            frozenset(caller.team_ids) if row.in_team else frozenset())
+
+
+def _caller_inboxes(session: Session, conversation, caller: Principal) -> list[_CallerInbox]:
+    """The conversation's home inbox, then those it is shared into (as conversation_inboxes)."""
+    shared = ConversationInbox
+    is_member = exists(select(Member.id).where(Member.inbox_id == Inbox.id, Member.user_id == caller.user_id))
+    in_team = (exists(select(InboxTeam.team_id).where(InboxTeam.inbox_id == Inbox.id,
+                                                       InboxTeam.team_id.in_(sorted(caller.team_ids))))
+               if caller.team_ids else false())
+    rows = session.execute(
+        select(Inbox.id, Inbox.name, Inbox.visibility, is_member.label("is_member"), in_team.label("in_team"))
+        .outerjoin(shared, and_(shared.inbox_id == Inbox.id, shared.conversation_id == conversation.id))
+        .where(or_(Inbox.id == conversation.inbox_id, shared.conversation_id.is_not(None)))
+        .order_by(case((Inbox.id == conversation.inbox_id, 0), else_=1), shared.shared_at, Inbox.id)).all()
+    return [_CallerInbox(row, caller) for row in rows]
+
+
+def reply_context_for(session: Session, conversation_id: str, message_id: str | None, include_thread: bool,
+                      principal: dict | None) -> dict | None:
+    """conversations' get_reply_context: None when there is no such conversation or the caller
+    (Principal.as_dict(); None: another service) may not see it, {"forbidden": …} when the caller
+    may view but not act in any of its inboxes, else reply_context's answer. The inbox asked
+    about is the one that gives the caller the most (inbox_for: a member of an inbox the
+    conversation is shared into may reply); the reply goes out from the home inbox's identities."""
+    conversation = _context_conversation(session, conversation_id)
+    if conversation is None:
+        return None
+    if principal is not None:
+        caller = principal_from_dict(principal)
+        inboxes = _caller_inboxes(session, conversation, caller)
+        inbox = inbox_for(caller, inboxes) or (inboxes[0] if inboxes else None)
+        refusal = {} if inbox is None else _refusal(principal, inbox.name, inbox.access)
+        if refusal is not None:
+            return refusal or None
+    return _reply_context(session, conversation, message_id, include_thread)
+
+
 def reply_context(session: Session, conversation_id: str, message_id: str | None,
                   include_thread: bool) -> dict | None:
     """What a reply or forward needs from a conversation: the message replied to (given, else the
     latest inbound one, else the latest of ours), the thread's Message-IDs, the reply token and
     the channel the conversation came in on (else the inbox's primary address)."""
-    conversation = session.get(Conversation, conversation_id)
-    if conversation is None:
-        return None
-    inbox = session.get(Inbox, conversation.inbox_id)
-    ordered = select(Message).where(Message.conversation_id == conversation.id).order_by(
-        Message.received_at.desc(), Message.created_at.desc(), Message.id.desc())
+    conversation = _context_conversation(session, conversation_id)
+    return _reply_context(session, conversation, message_id, include_thread) if conversation is not None else None
+
+
+def _reply_context(session: Session, conversation, message_id: str | None, include_thread: bool) -> dict:
+    messages = select(*_CONTEXT_MESSAGE_COLUMNS).where(Message.conversation_id == conversation.id)
     if message_id:
-        message = session.get(Message, message_id)
-        if message is not None and message.conversation_id != conversation.id:
-            message = None
+        message = session.execute(messages.where(Message.id == message_id)).first()
     else:  # the latest inbound message, else the latest of ours
-        message = session.execute(ordered.where(Message.direction == "in").limit(1)).scalar_one_or_none() \
-            or session.execute(ordered.limit(1)).scalar_one_or_none()
-    channels = {c.address for c in inbox.channels}
-    first_inbound = session.execute(
-        select(Message.channel_address).where(Message.conversation_id == conversation.id, Message.direction == "in")
-        .order_by(Message.received_at, Message.id).limit(1)).scalar_one_or_none()
-    candidates = [message.channel_address if message is not None else None, first_inbound]
-    channel_address = next((c for c in candidates if c and c in channels), None)
-    primary = next((c.address for c in inbox.channels if c.is_primary), None)
+        latest = messages.order_by(Message.received_at.desc(), Message.created_at.desc(), Message.id.desc()).limit(1)
+        message = session.execute(latest.where(Message.direction == "in")).first() \
+            or session.execute(latest).first()
+    channels = session.execute(
+        select(Channel.address, Channel.display_name, Channel.is_primary)
+        .where(Channel.inbox_id == conversation.inbox_id).order_by(Channel.is_primary.desc(), Channel.id)).all()
+    addresses = {c.address for c in channels}
+    candidates = [message.channel_address if message is not None else None, conversation.first_inbound_channel]
+    channel_address = next((c for c in candidates if c and c in addresses), None)
+    primary = next((c.address for c in channels if c.is_primary), None)
     result = {
         "conversation": {"id": conversation.id, "inbox_id": conversation.inbox_id, "subject": conversation.subject,
                          "status": conversation.status, "reply_token": conversation.reply_token,
                          "created_at": iso_time(conversation.created_at),
                          "contact": {"email": conversation.contact_email, "name": conversation.contact_name}},
-        "inbox": inbox_identities(inbox),
+        "inbox": _identities(conversation.inbox_id, conversation.inbox_name, channels),
         "message": _context_message(message) if message is not None else None,
         "channel_address": channel_address or primary,
         "reply_address": reply_address(channel_address or primary, conversation.reply_token)
@@ -619,9 +690,8 @@ def reply_context(session: Session, conversation_id: str, message_id: str | None
     }
     result["conversation"].update(channel_fields(conversation))
     if include_thread:
-        rows = session.execute(select(Message).where(Message.conversation_id == conversation.id)
-                               .order_by(Message.received_at, Message.created_at, Message.id)
-                               .limit(MAX_THREAD_MESSAGES)).scalars().all()
+        rows = session.execute(messages.order_by(Message.received_at, Message.created_at, Message.id)
+                               .limit(MAX_THREAD_MESSAGES)).all()
         result["thread"] = [_context_message(m) for m in rows]
     return result
 

@@ -22,7 +22,7 @@ from conversations import (
     queries,
     settings,
 )
-from conversations.models import Conversation, Inbox, outbox, processed_events
+from conversations.models import Inbox, outbox, processed_events
 from conversations.schemas import (
     AssignSchema,
     AttributionSchema,
@@ -189,12 +189,7 @@ class ConversationsService(Base):
     @rpc
     def get_reply_context(self, conversation_id, message_id=None, include_thread=False, principal=None):
         with self.db.transaction() as session:
-            conversation = session.get(Conversation, conversation_id)
-            refusal = queries.sending_refusal(principal, conversation and queries.sending_inbox(
-                session, principal, conversation))
-            if refusal is not None:
-                return refusal or None
-            return queries.reply_context(session, conversation_id, message_id, bool(include_thread))
+            return queries.reply_context_for(session, conversation_id, message_id, bool(include_thread), principal)
 
     @rpc
     def find_user_by_email(self, email):

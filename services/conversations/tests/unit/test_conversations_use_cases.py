@@ -147,3 +147,25 @@ def test_our_email_joins_its_conversation_and_a_later_delivery_state_stays(datab
         assert context["reply_address"] == f"billing+{conversation.reply_token}@team.example"
         assert [m["direction"] for m in context["thread"]] == ["in", "out"]
         assert context["message"]["direction"] == "in"  # the latest inbound message is the one replied to
+
+
+def test_the_reply_context_rpc_decides_who_may_send_from_the_current_members_and_teams(database, inbox_id):
+    """get_reply_context (queries.reply_context_for, Core SQL since issue #16): members by user id
+    or team act; an admin who only views gets the reason; anyone else, and a member removed a
+    moment ago, gets None (not found); another service (no principal) gets the context."""
+    with database.transaction() as session:
+        conversation_id = handlers.receive_message(session, OUTBOX, received(), Settings()).conversation.id
+    by_team = Principal(user_id="agent-t", team_ids=frozenset({"team-t", "team-z"}))
+    with database.transaction() as session:
+        for caller in (MEMBER, by_team, None):
+            context = queries.reply_context_for(session, conversation_id, None, False, caller and caller.as_dict())
+            assert context["conversation"]["id"] == conversation_id and context["inbox"]["name"] == "Billing"
+            assert context["message"]["direction"] == "in"
+        assert "only its members can act" in queries.reply_context_for(
+            session, conversation_id, None, False, ADMIN.as_dict())["forbidden"]
+        assert queries.reply_context_for(session, conversation_id, None, False, OUTSIDER.as_dict()) is None
+        assert queries.reply_context_for(session, str(uuid.uuid4()), None, False, None) is None
+        handlers.update_inbox(session, OUTBOX, inbox_id, {"members": [], "access": {"teams": []}})
+    with database.transaction() as session:  # no longer a member, nor in a team of the inbox: refused at once
+        assert queries.reply_context_for(session, conversation_id, None, False, MEMBER.as_dict()) is None
+        assert queries.reply_context_for(session, conversation_id, None, False, by_team.as_dict()) is None

@@ -203,3 +203,18 @@ def test_a_reply_that_reaches_only_the_shared_inbox_threads_into_the_conversatio
         other = handlers.receive_message(session, OUTBOX, received(
             C, message_id="m4@customer.example", to=(C,), in_reply_to=["<m1@customer.example>"]), Settings())
         assert other.conversation.id != conversation.id
+
+
+def test_the_reply_context_rpc_lets_a_member_of_a_shared_inbox_reply_from_the_home_inbox(database, inboxes):
+    """get_reply_context (queries.reply_context_for): the caller's standing in any of the
+    conversation's inboxes counts; the identities are the home inbox's."""
+    with database.transaction() as session:
+        conversation_id = handlers.receive_message(session, OUTBOX, received(A), Settings()).conversation.id
+        assert queries.reply_context_for(session, conversation_id, None, False, MEMBER_B.as_dict()) is None
+        handlers.receive_message(session, OUTBOX, received(B), Settings())  # the copy: shared into B
+    with database.transaction() as session:
+        for caller in (MEMBER_A, MEMBER_B):
+            context = queries.reply_context_for(session, conversation_id, None, False, caller.as_dict())
+            assert context["inbox"]["inbox_id"] == inboxes[A] and context["channel_address"] == A
+        assert "forbidden" in queries.reply_context_for(session, conversation_id, None, False, ADMIN.as_dict())
+        assert queries.reply_context_for(session, conversation_id, None, False, OUTSIDER.as_dict()) is None

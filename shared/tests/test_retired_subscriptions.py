@@ -136,3 +136,15 @@ def test_the_outbound_service_retires_the_old_queue_when_it_starts_and_checks_ag
         provider.start()
         assert (depth(amqp_uri, OLD_QUEUE) is None) is gone, service
         assert provider.container.spawned == (["topology.retire"] if gone else [])
+
+
+def test_a_failing_retirement_never_keeps_the_service_from_starting(amqp_uri, monkeypatch):
+    from mailroom_shared.messaging.nameko_adapters import TopologyProvider
+
+    def refused(connection, service):
+        raise amqp_exceptions.AccessRefused("no configure permission on the old queue")
+    monkeypatch.setattr(topology, "retire_subscriptions", refused)
+    provider = TopologyProvider()
+    provider.container = FakeContainer(amqp_uri, "outbound")
+    provider.setup()  # no exception: the topology is declared, the retirement is tried again later
+    assert depth(amqp_uri, "evt-ingest-delivery_report_received--outbound.handle_delivery_report_received") == 0

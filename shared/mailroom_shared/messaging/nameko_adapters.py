@@ -83,7 +83,7 @@ class TopologyProvider(DependencyProvider):
         with amqp_connection(_amqp_uri(self.container), _amqp_ssl(self.container)) as connection:
             connection.ensure_connection(max_retries=5)
             topology.declare_topology(connection)
-            topology.retire_subscriptions(connection, self.container.service_name)
+            self._retire(connection)
 
     def start(self):
         if topology.retired_subscriptions_of(self.container.service_name):
@@ -94,9 +94,17 @@ class TopologyProvider(DependencyProvider):
             eventlet.sleep(topology.RETIRE_INTERVAL_S)
             try:
                 with amqp_connection(_amqp_uri(self.container), _amqp_ssl(self.container)) as connection:
-                    topology.retire_subscriptions(connection, self.container.service_name)
+                    self._retire(connection)
             except Exception:  # noqa: BLE001 - the broker away: the next pass tries again
                 log.warning("retiring the queues of dropped subscriptions failed", exc_info=True)
+
+    def _retire(self, connection) -> None:
+        # clean-up only: a refusal never keeps the service from starting; the next pass tries again
+        try:
+            topology.retire_subscriptions(connection, self.container.service_name)
+        except Exception:  # noqa: BLE001
+            log.warning("retiring the queues of dropped subscriptions failed; trying again in %.0f s",
+                        topology.RETIRE_INTERVAL_S, exc_info=True)
 
 
 class WakeHandle:

@@ -43,9 +43,9 @@ def test_automated_senders_get_a_contact_only_when_the_settings_say_so(database)
     with database.transaction() as session:
         robot = message("no-reply@shop.example")
         assert handlers.record_inbound_message(session, OUTBOX, robot, "e1", Settings()) is None
-        entry = handlers.record_inbound_message(session, OUTBOX, robot, "e2",
-                                                Settings(create_for_automated_senders=True))
-        assert entry is not None and entry.snippet == "Hi there"
+        entry_id = handlers.record_inbound_message(session, OUTBOX, robot, "e2",
+                                                   Settings(create_for_automated_senders=True))
+        assert session.get(TimelineEntry, entry_id).snippet == "Hi there"
         assert recorded_events(session) == ["contact_created", "timeline_entry_added"]
 
 

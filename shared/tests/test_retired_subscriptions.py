@@ -5,9 +5,12 @@ when it starts, keeps it while it still holds messages (an older outbound proces
 it), and deletes it with its retry and dead-letter queues once they are empty."""
 
 import json
+import urllib.parse
 import uuid
+from pathlib import Path
 
 import pytest
+import yaml
 from amqp import exceptions as amqp_exceptions
 from kombu import Connection
 
@@ -148,3 +151,27 @@ def test_a_failing_retirement_never_keeps_the_service_from_starting(amqp_uri, mo
     provider.container = FakeContainer(amqp_uri, "outbound")
     provider.setup()  # no exception: the topology is declared, the retirement is tried again later
     assert depth(amqp_uri, "evt-ingest-delivery_report_received--outbound.handle_delivery_report_received") == 0
+
+
+def test_the_manifests_outbound_user_may_retire_it(rabbit_admin, amqp_uri):
+    """deploy/k8s/base/rabbitmq/users.yaml's permissions for outbound allow the unbind and delete."""
+    users = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "base" / "rabbitmq" / "users.yaml"
+    [permissions] = [doc["spec"]["permissions"] for doc in yaml.safe_load_all(users.read_text())
+                     if doc and doc["kind"] == "Permission" and doc["metadata"]["name"] == "mailroom-outbound"]
+    vhost = urllib.parse.unquote(urllib.parse.urlsplit(amqp_uri).path.lstrip("/"))
+    user, password = f"mr-outbound-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    rabbit_admin._api("PUT", f"/api/users/{user}", {"password": password, "tags": ""})
+    try:
+        rabbit_admin._api("PUT", f"/api/permissions/{urllib.parse.quote(vhost, safe='')}/{user}", permissions)
+        base = rabbit_admin.base
+        outbound_uri = (f"amqp://{user}:{password}@{base.hostname}:{base.port or 5672}/"
+                        f"{urllib.parse.quote(vhost, safe='')}")
+        declare_previous_release(amqp_uri)
+        publish_message_received(amqp_uri)
+        assert retire(outbound_uri) == {OLD_QUEUE: 1}  # unbound
+        publish_message_received(amqp_uri)
+        take_one(amqp_uri, OLD_QUEUE)
+        assert retire(outbound_uri) == {}  # deleted
+        assert depth(amqp_uri, OLD_QUEUE) is None
+    finally:
+        rabbit_admin._api("DELETE", f"/api/users/{user}")

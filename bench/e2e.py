@@ -317,9 +317,12 @@ def _process_cpu(pid: int) -> float:
 
 def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
     """CPU seconds used so far by each service process, by PostgreSQL and RabbitMQ (all their
-    processes), and by the whole machine (busy time of all cores, from /proc/stat)."""
+    processes), and by the whole machine (busy time of all cores, from /proc/stat). And
+    `children:<name>`: what the process's children used (ingest's parser workers: living ones
+    and those it reaped), which `<name>` itself leaves out."""
     snapshot = {name: _process_cpu(pid) for name, pid in pids.items()}
     servers = {"postgres": 0.0, "rabbitmq": 0.0}
+    children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -327,6 +330,8 @@ def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
             comm = (entry / "comm").read_text().strip()
         except OSError:
             continue
+        if comm.startswith("python") and (fields := _stat(int(entry.name))) is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
         if comm == "postgres":
             fields = _stat(int(entry.name))
             if fields is None or (POSTMASTER_PID and POSTMASTER_PID not in (int(entry.name), int(fields[1]))):
@@ -337,9 +342,20 @@ def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
         elif comm.startswith("beam"):
             servers["rabbitmq"] += _process_cpu(int(entry.name))
     snapshot.update(servers)
+    for name, pid in pids.items():
+        snapshot[f"children:{name}"] = _descendants_cpu(pid, children)
     cpu = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     snapshot["machine_busy"] = (sum(map(int, cpu)) - int(cpu[3]) - int(cpu[4])) / _TICKS  # all but idle, iowait
     return snapshot
+
+
+def _descendants_cpu(pid: int, children: dict[int, list[int]]) -> float:
+    """CPU seconds of `pid`'s descendants: the reaped ones (its cutime + cstime) and the living ones."""
+    fields = _stat(pid)
+    total = (int(fields[13]) + int(fields[14])) / _TICKS if fields else 0.0
+    for child in children.get(pid, []):
+        total += _process_cpu(child) + _descendants_cpu(child, children)
+    return total
 
 
 def commit_snapshot(database_urls: dict[str, str]) -> dict[str, int]:

@@ -328,7 +328,10 @@ REPLICATED = ("ingest", "contacts", "conversations", "smtp")  # the processes --
 def replica_summary(run: dict, floor_rate: float | None) -> dict:
     saturated = run["saturated"]
     cpu = saturated["cpu_ms_per_email"]
-    by_service = replicas_module.cpu_by_service(cpu, REPLICATED)
+    # a process with its children: ingest's parser workers parse every email
+    with_children = {name: round(value + (cpu.get(f"children:{name}") or 0.0), 2) for name, value in cpu.items()
+                     if not name.startswith("children:")}
+    by_service = replicas_module.cpu_by_service(with_children, REPLICATED)
     services_total = round(sum(row["total"] for row in by_service.values()), 2)
     return {
         "processes_per_service": run.get("replicas", 1), "emails": saturated["messages"],
@@ -382,7 +385,8 @@ def replicas_text(rep: dict | None) -> str:
     for name in REPLICATED:
         per = many["cpu_ms_per_email"]["by_process"].get(name, {})
         split = " + ".join(num(v) for v in per.values())
-        rows.append((f"CPU ms/email {name}", one["cpu_ms_per_email"]["by_service"].get(name),
+        label = f"CPU ms/email {name}" + (" + parser workers" if name == "ingest" else "")
+        rows.append((label, one["cpu_ms_per_email"]["by_service"].get(name),
                      f"{num(many['cpu_ms_per_email']['by_service'].get(name))} ({split})",
                      ratios.get(f"cpu_ms_per_email_{name}")))
     rows += [("commits/email i/c/c", "/".join(num((one["commits_per_email"] or {}).get(s)) for s in REPLICATED[:3]),

@@ -93,7 +93,7 @@ def _nodes(plan: dict):
 
 
 def explain(session, statements, usable_only: bool = False) -> list[tuple[str, list[dict]]]:
-    """(sql, plan nodes touching a large table) of each SELECT/UPDATE/DELETE recorded.
+    """(sql, plan nodes touching a large table) of each SELECT/UPDATE/DELETE/WITH recorded.
 
     usable_only: plan with enable_seqscan off, for statements where a sequential scan and an index
     are a cost tie on the seed (a Seq Scan still in the plan then means no index was usable)."""
@@ -102,7 +102,7 @@ def explain(session, statements, usable_only: bool = False) -> list[tuple[str, l
         session.connection().exec_driver_sql("SET LOCAL enable_seqscan = off")
     for sql, parameters in list(statements):
         verb = sql.lstrip().split(None, 1)[0].upper()
-        if verb not in ("SELECT", "UPDATE", "DELETE"):
+        if verb not in ("SELECT", "UPDATE", "DELETE", "WITH"):  # WITH: a read, or a write that reads first
             continue
         raw = session.connection().exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}", parameters).scalar_one()
         plan = (raw if isinstance(raw, list) else json.loads(raw))[0]["Plan"]

@@ -215,6 +215,7 @@ def run_e2e(resources: Infra, workdir: Path, mail: list, clients: int, seed_valu
     if replicas > 1:
         label += f", {replicas} processes each"
     load_before = load_average()
+    code = code_fingerprint()
     with running_stack(resources, workdir, scale_rows, profile, replicas) as bench, \
             e2e.AddedSubscriber(bench.amqp) as subscriber:
         warm_up(bench, subscriber, seed_value, clients)
@@ -253,6 +254,7 @@ def run_e2e(resources: Infra, workdir: Path, mail: list, clients: int, seed_valu
         result["replicas"] = replicas
         result["processes"] = sorted(bench.pids)
         result["load_average"] = {"before": load_before, "after": load_average()}
+        result["code"] = code
         result["broker"] = broker_work(resources, bench.amqp, len(subscriber.seen))
     return result
 
@@ -317,6 +319,22 @@ def postgres_headroom(resources: Infra) -> tuple[int, int]:
     return used, limit
 
 
+def code_fingerprint() -> dict:
+    """The commit and a hash of uncommitted changes to the services' code: a stack runs what the
+    checkout holds when it starts, and a shared checkout can change between two stacks of a run."""
+    import hashlib
+
+    def git(*argv: str) -> bytes:
+        try:
+            return subprocess.run(["git", *argv], capture_output=True, timeout=30, cwd=BENCH.parent).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return b""
+
+    diff = git("diff", "HEAD", "--", "services", "shared")
+    return {"commit": git("rev-parse", "--short", "HEAD").decode().strip(),
+            "uncommitted": hashlib.sha256(diff).hexdigest()[:12] if diff else None}
+
+
 def load_average() -> list[float]:
     """1, 5 and 15-minute load averages (/proc/loadavg): how busy the shared machine was."""
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
@@ -345,7 +363,7 @@ def replica_summary(run: dict, floor_rate: float | None) -> dict:
                              "machine": cpu.get("machine_busy")},
         "commits_per_email": saturated.get("commits_per_email"),
         "peak_db_connections": saturated.get("peak_db_connections"),
-        "exactly_once": run.get("exactly_once"), "load_average": run.get("load_average"),
+        "exactly_once": run.get("exactly_once"), "load_average": run.get("load_average"), "code": run.get("code"),
         "peak_rss_mb": run.get("peak_rss_mb"),
     }
 
@@ -361,7 +379,9 @@ def replicas_result(one: dict, many: dict, floor_rate: float | None) -> dict:
     ratios.update({f"cpu_ms_per_email_{name}": replicas_module.ratio(cpuN["by_service"].get(name),
                                                                      cpu1["by_service"].get(name))
                    for name in REPLICATED})
-    return {"n": n, "1": single, str(n): multi, f"ratio_{n}_to_1": ratios,
+    if single["code"] != multi["code"]:
+        log(f"  note: the services' code changed between the two stacks ({single['code']} → {multi['code']})")
+    return {"n": n, "1": single, str(n): multi, f"ratio_{n}_to_1": ratios, "same_code": single["code"] == multi["code"],
             "exactly_once": bool((single["exactly_once"] or {}).get("ok") and (multi["exactly_once"] or {}).get("ok"))}
 
 

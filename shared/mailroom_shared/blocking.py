@@ -25,3 +25,10 @@ def detect_blocking(seconds: float) -> None:
     eventlet.hubs.hub.alarm_handler = report  # the handler the hub arms before each stretch of work
     eventlet.debug.hub_blocking_detection(True, resolution=seconds)
 
+
+def stop_detecting_blocking() -> None:
+    """Undo detect_blocking (a no-op if it was never started): the hub arms an alarm before each
+    stretch of work, and one still armed when the process stops would kill it with SIGALRM."""
+    import eventlet.debug
+
+    eventlet.debug.hub_blocking_detection(False)  # and disarms the alarm

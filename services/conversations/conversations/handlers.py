@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
 from conversations.domain import access, delivery, inboxes
 from conversations.domain.comments import mentioned_handles
@@ -763,18 +763,20 @@ def store_outbound_email(session: Session, outbox: Outbox, data: dict, state: st
     email_queued / email_sent arrives first; a redelivery changes nothing. Stored with our
     Message-ID, so that the customer's answer threads back by In-Reply-To/References; the email
     of a compose creates its conversation."""
-    message = session.get(Message, data["email_id"])
+    # only its flags: the later event (email_sent after email_queued) changes nothing else
+    message = session.get(Message, data["email_id"], options=[load_only(Message.flags)])
     if message is not None:
         _record_state(message, state, details)
         return message
-    # an existence check: not session.get(), which loads the inbox's channels, members and teams
-    if session.execute(select(Inbox.id).where(Inbox.id == data["inbox_id"])).first() is None:
-        raise PoisonMessage(f"no inbox {data['inbox_id']}")
     at = parse_time(data.get("queued_at"))
     conversation = session.get(Conversation, data["conversation_id"], with_for_update=True, populate_existing=True)
     if conversation is None:
         if not data.get("new_conversation"):
             raise PoisonMessage(f"no conversation {data['conversation_id']}")
+        # only a new conversation needs the inbox looked up (a reply's is the conversation's, issue #16);
+        # an existence check: not session.get(), which loads the inbox's channels, members and teams
+        if session.execute(select(Inbox.id).where(Inbox.id == data["inbox_id"])).first() is None:
+            raise PoisonMessage(f"no inbox {data['inbox_id']}")
         conversation = _new_conversation(
             session, data["inbox_id"], data.get("subject"), (data.get("to") or [{}])[0], id=data["conversation_id"],
             spam=False, reply_token=(data.get("reply_token") or "").lower() or new_reply_token(), last_message_at=at)

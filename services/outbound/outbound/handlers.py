@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import or_, select
+from sqlalchemy import exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, lazyload, undefer
+from sqlalchemy.orm import Session, noload
 
 from mailroom_shared.auth import Principal
 from mailroom_shared.db import Database, is_postgres, parse_time, utcnow
@@ -83,17 +83,16 @@ def send(database: Database, outbox: Outbox, settings: Settings, conversations: 
     template = template_for_sending(database, conversations, request.get("template_id"), principal)
     try:
         with database.transaction() as session:
-            existing = _existing_in(session, key, digest)
-            if existing is not None:
-                return 200, existing
+            # the key was looked up above; one queued since (a concurrent request, or one that
+            # finished during the RPC) makes the INSERT fail on the unique key: answered below
             prepared = _SEND[kind][1](context, request, settings, template)
             suppressions.refuse_suppressed(session, prepared)  # 422 naming each suppressed address
             email = queue_email(session, outbox, prepared, settings, key, digest)
-            view = queries.email_view(session, email)
+            view = queries.email_view(session, email, attempts=[])  # just queued: no delivery attempt yet
     except InvalidEmail as exc:
         raise bad_request(exc) from exc
     except IntegrityError:
-        existing = _existing(database, key, digest)  # a concurrent request with the same key won
+        existing = _existing(database, key, digest)  # a request with the same key won
         if existing is None:
             raise
         return 200, existing
@@ -285,7 +284,8 @@ def queue_email(session: Session, outbox: Outbox, prepared: Prepared, settings: 
         reply_to=[m.as_dict() for m in prepared.reply_to], subject=prepared.subject, text=prepared.body.text,
         html=prepared.body.html, in_reply_to=[prepared.in_reply_to] if prepared.in_reply_to else [],
         references=list(prepared.references), automatic=bool(prepared.automatic), raw=raw, state="queued",
-        attempts=0, next_attempt_at=now, refused_recipients=[], created_at=now)
+        attempts=0, next_attempt_at=now, refused_recipients=[], created_at=now,
+        attachments=[])  # an initialised collection: reading it after the flush loads nothing
     for position, part in enumerate(prepared.parts):
         email.attachments.append(Attachment(
             id=str(uuid.uuid4()), position=position, filename=part.filename, content_type=part.content_type,
@@ -328,6 +328,7 @@ class Claimed:
     mail_from: str
     recipients: list[str]
     raw: bytes
+    has_attachments: bool = True  # False: record_outcome need not look for any
 
 
 def claim_next(session: Session, outbox: Outbox, settings: Settings) -> Claimed | None:
@@ -337,39 +338,43 @@ def claim_next(session: Session, outbox: Outbox, settings: Settings) -> Claimed 
     used up (e.g. a worker killed on every try) fail instead of being sent again (then the
     Claimed has no bytes: nothing to send)."""
     now = utcnow()
-    query = (select(Email).where(Email.state.in_(("queued", "deferred")), Email.next_attempt_at <= now,
-                                 or_(Email.claimed_until.is_(None), Email.claimed_until < now))
-             .options(undefer(Email.raw), lazyload(Email.attachments))
+    # Core, only the columns a send needs (issue #16: no Email object loaded and flushed per claim)
+    query = (select(Email.id, Email.inbox_id, Email.attempts, Email.from_address, Email.to, Email.cc, Email.bcc,
+                    Email.raw, exists().where(Attachment.email_id == Email.id).label("has_attachments"))
+             .where(Email.state.in_(("queued", "deferred")), Email.next_attempt_at <= now,
+                    or_(Email.claimed_until.is_(None), Email.claimed_until < now))
              .order_by(Email.next_attempt_at, Email.id).limit(1))
     if is_postgres(session):
         query = query.with_for_update(skip_locked=True)
-    email = session.execute(query).scalar_one_or_none()
-    if email is None:
+    row = session.execute(query).first()
+    if row is None:
         return None
-    if email.attempts >= settings.max_attempts:
+    if row.attempts >= settings.max_attempts:
+        email = session.get(Email, row.id)
         _fail(session, outbox, email, None, f"retries exhausted after {email.attempts} attempts; "
                                             f"last error: {email.last_error or 'the worker stopped mid-send'}", now)
         return Claimed(email.id, 0, 0, "", [], b"")  # nothing to send; the caller goes on
-    to = suppressions.deliverable(session, email.inbox_id, [a["email"] for a in [*email.to, *email.cc, *email.bcc]])
+    to = suppressions.deliverable(session, row.inbox_id, [a["email"] for a in [*row.to, *row.cc, *row.bcc]])
     if not to:  # queued before they hard-bounced: nobody is left to send it to
-        _fail(session, outbox, email, None, "not sent: every recipient is on the inbox's suppression list", now)
-        return Claimed(email.id, 0, 0, "", [], b"")
-    email.attempts += 1
-    email.claimed_until = now + dt.timedelta(seconds=settings.send_lease_seconds)
-    attempt = DeliveryAttempt(email_id=email.id, attempt=email.attempts, started_at=now,
-                              relay=settings.relay_for(email.from_address["email"]).name)
-    session.add(attempt)
-    session.flush()
-    return Claimed(email.id, attempt.id, email.attempts, email.from_address["email"], to, email.raw)
+        _fail(session, outbox, session.get(Email, row.id), None,
+              "not sent: every recipient is on the inbox's suppression list", now)
+        return Claimed(row.id, 0, 0, "", [], b"")
+    attempts = row.attempts + 1
+    session.execute(update(Email).where(Email.id == row.id)
+                    .values(attempts=attempts, claimed_until=now + dt.timedelta(seconds=settings.send_lease_seconds)))
+    attempt_id = session.execute(insert(DeliveryAttempt).values(
+        email_id=row.id, attempt=attempts, started_at=now, relay=settings.relay_for(row.from_address["email"]).name)
+        .returning(DeliveryAttempt.id)).scalar_one()
+    return Claimed(row.id, attempt_id, attempts, row.from_address["email"], to, row.raw, bool(row.has_attachments))
 
 
 def record_outcome(session: Session, outbox: Outbox, claimed: Claimed, outcome: Outcome, settings: Settings) -> Email:
     now = utcnow()
-    email = session.get(Email, claimed.email_id, with_for_update=True, populate_existing=True)
-    attempt = session.get(DeliveryAttempt, claimed.attempt_id)
-    if attempt is not None:
-        attempt.finished_at, attempt.outcome = now, outcome.status
-        attempt.smtp_code, attempt.response = outcome.code, outcome.response[:2000]
+    email = session.get(Email, claimed.email_id, with_for_update=True, populate_existing=True,
+                        options=[] if claimed.has_attachments else [noload(Email.attachments)])
+    session.execute(update(DeliveryAttempt).where(DeliveryAttempt.id == claimed.attempt_id)  # not read first
+                    .values(finished_at=now, outcome=outcome.status, smtp_code=outcome.code,
+                            response=outcome.response[:2000]))
     email.claimed_until = None
     if email.state not in ("queued", "deferred"):
         return email  # already settled (another worker after a lease expiry, or a bounce)

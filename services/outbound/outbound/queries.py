@@ -31,9 +31,11 @@ def find_idempotent(session: Session, key: str | None, digest: str, model=Email)
     return row
 
 
-def email_view(session: Session, email: Email) -> dict:
-    attempts = session.execute(select(DeliveryAttempt).where(DeliveryAttempt.email_id == email.id)
-                               .order_by(DeliveryAttempt.attempt, DeliveryAttempt.id)).scalars().all()
+def email_view(session: Session, email: Email, attempts: list[DeliveryAttempt] | None = None) -> dict:
+    """`attempts`: the email's delivery attempts when the caller knows them (none, for one just queued)."""
+    if attempts is None:
+        attempts = session.execute(select(DeliveryAttempt).where(DeliveryAttempt.email_id == email.id)
+                                   .order_by(DeliveryAttempt.attempt, DeliveryAttempt.id)).scalars().all()
     return EmailSchema().dump({
         "id": email.id, "kind": email.kind, "state": email.state, "inbox_id": email.inbox_id,
         "conversation_id": email.conversation_id, "replied_message_id": email.replied_message_id,

@@ -75,8 +75,12 @@ class OutboundService(Base):
                                      key, principal)
         if status == 202:
             self.relay.wake()
-            self.deliver()
-            self.deliver_chat()
+            # only the worker with something new to claim: waking both cost the other an empty
+            # claim transaction per email (issue #16)
+            if view.get("kind") == "chat_reply":
+                self.deliver_chat()
+            else:
+                self.deliver()
         return status, view
 
     # --- HTTP: delivery state ----------------------------------------------------------------------

@@ -317,3 +317,20 @@ def test_a_send_may_use_only_a_template_the_caller_may_see(database, outbox):
     status, email = handlers.send(database, outbox, SETTINGS, conversations, "compose", INBOX["inbox_id"],
                                   {**body, "template_id": mine["id"]}, None, AGENT)
     assert status == 202 and email["subject"] == "Hello"
+
+
+def test_email_sent_lists_the_attachments_the_email_has_and_the_attempt_is_finished(database, outbox):
+    """The claim notes whether an email has attachments; record_outcome looks for them only then
+    (issue #16), and updates the delivery attempt without reading it first."""
+    compose(database, outbox, Conversations(), {"to": ["ada@example.com"], "subject": "Invoice", "text": "Attached",
+                                                "attachments": [{"filename": "a.txt", "content_base64": "YQ=="}]})
+    compose(database, outbox, Conversations(), {"to": ["bob@example.com"], "subject": "Plain", "text": "None"})
+    for _ in range(2):
+        claimed = claim(database, outbox)
+        assert record(database, outbox, claimed, Outcome("sent", 250, "2.0.0 ok", "Q")) == "sent"
+    with database.transaction() as session:
+        sent = {row.envelope["data"]["subject"]: row.envelope["data"]["attachments"] for row in session.execute(
+            select(models.outbox).where(models.outbox.c.event_type == "email_sent"))}
+        attempts = session.execute(select(models.DeliveryAttempt)).scalars().all()
+    assert [a["filename"] for a in sent["Invoice"]] == ["a.txt"] and sent["Plain"] == []
+    assert len(attempts) == 2 and all(a.outcome == "sent" and a.finished_at and a.smtp_code == 250 for a in attempts)

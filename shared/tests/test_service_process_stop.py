@@ -1,0 +1,101 @@
+"""mailroom-service's graceful stop against a real broker: a message whose handler is still running
+when SIGTERM arrives is finished and acknowledged before the consumer's connection closes, however
+long past the cancel it takes (within the grace period). nameko alone closed the connection about
+a second after the last cancel (kombu's idle drain), so a longer handler lost its ack and the
+message was delivered again (messaging.consumer_stop)."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import yaml
+from kombu import Connection
+
+from mailroom_shared.config import nameko_config
+from mailroom_testing.stack import free_port
+
+pytestmark = pytest.mark.integration
+
+QUEUE = "service-stop-test"
+HANDLER_SECONDS = 3.0  # well past the second nameko used to wait after the cancel
+
+SERVICE = textwrap.dedent(f"""
+    import os
+
+    import eventlet
+    from kombu import Queue
+    from nameko.messaging import consume
+
+
+    class SlowService:
+        name = "slow"
+
+        @consume(Queue({QUEUE!r}, durable=True))
+        def handle(self, body):
+            marker = os.environ["MARKER_DIR"]
+            open(os.path.join(marker, "started"), "w").close()
+            eventlet.sleep({HANDLER_SECONDS})
+            open(os.path.join(marker, "done"), "w").close()
+""")
+
+
+def queue_counts(amqp_uri: str) -> tuple[int, int]:
+    """(messages ready, consumers) of the test queue."""
+    with Connection(amqp_uri) as connection:
+        declared = connection.default_channel.queue_declare(QUEUE, passive=True)
+        return declared.message_count, declared.consumer_count
+
+
+def wait_for(probe, timeout: float, what: str, log) -> None:
+    deadline = time.monotonic() + timeout
+    while not probe():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout}s:\n{log()[-3000:]}")
+        time.sleep(0.05)
+
+
+def test_sigterm_waits_for_a_running_handler_and_acks_its_message(amqp_uri, tmp_path):
+    (tmp_path / "slow_service.py").write_text(SERVICE)
+    config = tmp_path / "nameko.yaml"
+    config.write_text(yaml.safe_dump(nameko_config(amqp_uri, f"127.0.0.1:{free_port()}")))
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    log_path = tmp_path / "service.log"
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "MARKER_DIR": str(markers),
+           "MAILROOM_BLOCKING_DETECTION_SECONDS": "1"}
+
+    def log() -> str:
+        return log_path.read_text(errors="replace")
+
+    with open(log_path, "ab") as output:
+        process = subprocess.Popen([sys.executable, "-m", "mailroom_shared.service_process", "--config", str(config),
+                                    "slow_service"], env=env, stdout=output, stderr=subprocess.STDOUT,
+                                   cwd=tmp_path, start_new_session=True)
+    try:
+        def consuming() -> bool:
+            try:
+                return queue_counts(amqp_uri)[1] == 1
+            except Exception:  # not declared yet
+                return False
+
+        wait_for(consuming, 60, "no consumer on the queue", log)
+        with Connection(amqp_uri) as connection:
+            connection.Producer().publish({}, exchange="", routing_key=QUEUE, serializer="json")
+        wait_for((markers / "started").exists, 30, "the handler did not start", log)
+
+        os.killpg(process.pid, signal.SIGTERM)
+        exit_code = process.wait(30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    assert (markers / "done").exists(), log()[-3000:]
+    assert exit_code == 0, log()[-3000:]
+    ready, consumers = queue_counts(amqp_uri)
+    assert (ready, consumers) == (0, 0), f"the message is back in the queue: its ack was lost\n{log()[-3000:]}"

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, lazyload
 
 from contacts.domain.senders import decide_contact
-from contacts.domain.timeline import outbound_link_id, sender_of, sent_to, timeline_attachments
+from contacts.domain.timeline import entry_snippet, outbound_link_id, sender_of, sent_to, timeline_attachments
 from contacts.models import (
     Contact,
     ContactEmail,
@@ -32,7 +32,6 @@ from mailroom_shared.caching import Expiring
 from mailroom_shared.db import Database, conflict_insert, is_postgres, parse_time
 from mailroom_shared.http import Conflict, HttpError, NotFound, ServiceUnavailable, get_or_404
 from mailroom_shared.messaging.outbox import Outbox
-from mailroom_shared.text import snippet
 
 T = TypeVar("T")
 DEADLOCK_DETECTED = "40P01"  # PostgreSQL's SQLSTATE
@@ -272,7 +271,7 @@ def _inbound_entry(data: dict) -> dict:
     forward = data.get("forward")
     return {"rfc_message_id": data["message_id"], "intake_id": data.get("intake_id"),
             "channel_address": data.get("channel_address"), "subject": data.get("subject") or "",
-            "snippet": data.get("snippet") or snippet(data.get("text"), data.get("html")),
+            "snippet": data.get("snippet") or entry_snippet(data.get("text"), data.get("html")),
             "attachments": timeline_attachments(data.get("attachments")),
             "forwarded_by": forward.get("forwarded_by") if forward and forward.get("trusted") else None,
             "occurred_at": parse_time(data.get("received_at"))}
@@ -332,11 +331,12 @@ WITH found AS (
 )
 SELECT contact.id, contact.created, entry.id FROM contact LEFT JOIN entry ON true
 """).bindparams(bindparam("attachments", type_=JSON), bindparam("forwarded_by", type_=JSON),
-                bindparam("occurred_at", type_=DateTime(timezone=True)), bindparam("now", type_=DateTime(timezone=True)))
+                bindparam("occurred_at", type_=DateTime(timezone=True)),
+                bindparam("now", type_=DateTime(timezone=True)))
 _RACE_ATTEMPTS = 3  # a lost race is followed by a find; more only if the winner's address went again meanwhile
 
-_EXISTING_INBOUND_ENTRY = text("SELECT id, channel_address FROM timeline_entries "
-                               "WHERE contact_id = :contact_id AND direction = 'in' AND rfc_message_id = :rfc_message_id")
+_EXISTING_INBOUND_ENTRY = text("SELECT id, channel_address FROM timeline_entries WHERE contact_id = :contact_id "
+                               "AND direction = 'in' AND rfc_message_id = :rfc_message_id")
 
 
 def _record_inbound_in_one_statement(session: Session, outbox: Outbox, email: str, name: str | None, data: dict,
@@ -383,7 +383,7 @@ def _hold(session: Session, data: dict) -> None:
     if email is None or not data.get("intake_id"):
         return
     kept = {k: v for k, v in data.items() if k not in ("text", "html")}
-    kept["snippet"] = snippet(data.get("text"), data.get("html"))
+    kept["snippet"] = entry_snippet(data.get("text"), data.get("html"))
     session.merge(HeldMessage(intake_id=data["intake_id"], email=email, name=attributed.get("name"), data=kept))
 
 
@@ -473,7 +473,7 @@ def record_outbound_email(session: Session, outbox: Outbox, data: dict, event_id
         entry = TimelineEntry(
             id=str(uuid.uuid4()), contact_id=contact.id, direction="out", rfc_message_id=data["rfc_message_id"],
             intake_id=link, channel_address=sender, subject=data.get("subject") or "",
-            snippet=snippet(data.get("text"), data.get("html")),
+            snippet=entry_snippet(data.get("text"), data.get("html")),
             attachments=timeline_attachments(data.get("attachments")),
             forwarded_by=None, occurred_at=parse_time(data.get("sent_at")))
         session.add(entry)

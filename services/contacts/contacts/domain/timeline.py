@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 
 from contacts.domain.senders import display_name
 from mailroom_shared.addresses import try_normalise_email
+from mailroom_shared.text import SNIPPET_CHARS, snippet
 
 ATTACHMENT_FIELDS = ("filename", "content_type", "size", "sha256", "url")
+_WORD = re.compile(r"\S+")  # what str.split() splits on, for every code point
+
+
+def entry_snippet(text: str | None, html: str | None) -> str:
+    """`mailroom_shared.text.snippet(text, html)`, the same string, reading only as many words of
+    the text as it shows: folding the white space of a whole 100 KB text cost ~9 ms per message."""
+    if not (text and text.strip()):
+        return snippet(text, html)
+    words, length = [], -1
+    for word in _WORD.finditer(text):
+        words.append(word.group())
+        length += len(words[-1]) + 1
+        if length > SNIPPET_CHARS:  # enough to know it is cut, and where
+            break
+    return snippet(" ".join(words))
 
 
 def timeline_attachments(attachments: Iterable[dict] | None) -> list[dict]:

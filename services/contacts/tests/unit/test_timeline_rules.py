@@ -2,8 +2,16 @@
 may see: plain rules, no IO."""
 
 from contacts.domain.senders import display_name
-from contacts.domain.timeline import outbound_link_id, sender_of, sent_to, stored_message_of, timeline_attachments
+from contacts.domain.timeline import (
+    entry_snippet,
+    outbound_link_id,
+    sender_of,
+    sent_to,
+    stored_message_of,
+    timeline_attachments,
+)
 from contacts.domain.visibility import may_see_inbox
+from mailroom_shared.text import SNIPPET_CHARS, snippet
 
 
 def test_a_timeline_entry_keeps_only_the_attachment_fields_it_shows():
@@ -49,3 +57,14 @@ def test_only_an_inbound_messages_attachment_links_need_a_download_token_from_in
     assert stored_message_of("in", "intake-1") == "intake-1"
     assert stored_message_of("in", None) is None
     assert stored_message_of("out", outbound_link_id("email-1")) is None
+
+
+def test_an_entrys_snippet_is_the_shared_snippet_read_from_the_texts_beginning_only():
+    word = "abcd"  # five characters with its space: 40 words fill the snippet exactly
+    texts = [" ".join([word] * n) for n in (1, 39, 40, 41, 5000)]
+    texts += ["x" * (SNIPPET_CHARS + 1), "x" * SNIPPET_CHARS, "  \n\t lead " + "a\u2003b\x1c c\u00a0d " * 300,
+              ("word  " * 39) + "w" + "\n" * 50 + "tail", "ab " * 66 + "abc", "ab " * 66 + "a b"]
+    for text in texts:
+        assert entry_snippet(text, None) == snippet(text), text[:60]
+    assert entry_snippet(" \n ", "<p>Hello <b>there</b></p>") == "Hello there"
+    assert entry_snippet(None, None) == ""

@@ -19,12 +19,12 @@ Decisions:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from email.message import Message
 
 from ingest.domain.model import Classification, ParsedMessage
-from ingest.domain.parsing import header_values, structure_of
-from mailroom_shared.addresses import try_normalise_email
+from ingest.domain.parsing import header_values, normalised_email, structure_of
 
 ORIGIN_HEADER = "X-Mailroom-Origin"
 _LOOP_HEADERS = (ORIGIN_HEADER, "X-Mailroom-Loop")
@@ -169,9 +169,15 @@ def _id_domain(message_id: str | None) -> str | None:
     return message_id.rpartition("@")[2].strip().lower() or None
 
 
+@functools.lru_cache(maxsize=16)
+def _normalised_set(addresses: frozenset[str]) -> frozenset[str]:
+    """The inbox addresses normalised: the same set for every message of a worker (flanker parses each)."""
+    return frozenset({normalised_email(address) for address in addresses} - {None})
+
+
 def _loop_reasons(parsed: ParsedMessage, own_addresses: frozenset[str], own_domain: str | None) -> list[str]:
     reasons = [f"loop:{header}" for header in _LOOP_HEADERS if header_values(parsed.message, header)]
-    own = {try_normalise_email(address) for address in own_addresses} - {None}
+    own = _normalised_set(own_addresses)
     sender_email = parsed.sender.email if parsed.sender else None
     if own_domain and sender_email in own and _id_domain(parsed.message_id) == own_domain.strip().lower():
         reasons.append("loop:own_sender_and_message_id")

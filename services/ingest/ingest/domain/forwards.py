@@ -45,7 +45,6 @@ from ingest.domain.subjects import (
     leading_prefix_word,
     strip_prefixes,
 )
-from mailroom_shared.addresses import try_normalise_email
 
 __all__ = ["detect_forward", "html_to_text"]
 
@@ -245,7 +244,7 @@ def _decode_words(text: str) -> str:
 
 def _valid_email(candidate: str | None) -> str | None:
     """Normalised address, or None; we want internet addresses, so the domain must have a dot."""
-    email_address = try_normalise_email(candidate)
+    email_address = parsing.normalised_email(candidate)
     if email_address and "." in email_address.rpartition("@")[2]:
         return email_address
     return None
@@ -1085,8 +1084,11 @@ def _server_forward(parsed: ParsedMessage) -> ForwardInfo | None:
 
 # ---- the cheap pre-check: mail without any forward marker never reaches the block scan ----
 
-_MARKER_LINE = re.compile(r"^[ \t>]*(?:[-_=~*\u2010-\u2015\u2212\u2500\u2501]{2}|[^\n:：]{1,48}?[:：])", re.MULTILINE)
+# Each at a line start, written as a newline before it (the text gets one in front): a search for `^` with
+# re.M tries every character of the text, one for "\n" jumps from line to line.
+_MARKER_LINE = re.compile(r"\n([ \t>]*(?:[-_=~*\u2010-\u2015\u2212\u2500\u2501]{2}|[^\n:：]{1,48}?[:：]))")
 _ATTRIBUTION_END = re.compile(r"[@>][^\n]{0,200}(?:\n[^\n]{0,80}){0,2}[:：][ \t]*$", re.MULTILINE)
+_COLON_AT_LINE_END = re.compile(r"[:：][ \t]*$", re.MULTILINE)
 _LINE_TAG = re.compile(r"<(?:br|p|div|tr|hr|li|h\d|blockquote|/p|/div|/tr|/li|/h\d|/blockquote)\b[^>]*>",
                        re.IGNORECASE)
 _TAG = re.compile(r"<[^>]*>")
@@ -1097,18 +1099,34 @@ def _has_forward_marker(text: str, subject: str) -> bool:
     head is a known label or separator phrase, an attribution line (an address before a final colon), or,
     for the structural path, the subject repeated. Exact for the table path (every block starts with one
     of these); a few regex passes in C instead of the per-line scan."""
-    for match in _MARKER_LINE.finditer(text):
-        head = match.group(0)
+    for match in _MARKER_LINE.finditer("\n" + text):
+        head = match.group(1)
         if head.rstrip()[-1:] not in ":：":
             return True  # `--`, `__`, `==`: a separator or a Notes/mutt line may start here
         head = head.lstrip(" \t>*").rstrip(":： \t*")
         folded = _fold(_INVISIBLE.sub("", head).replace("\xa0", " ")).strip("*")
         if folded in _FIELD_BY_LABEL or folded in _FORWARD_PHRASES or folded in _ORIGINAL_PHRASES:
             return True
-    if _ATTRIBUTION_END.search(text):
+    if _has_attribution_end(text):
         return True
     core = _subject_core(subject)
-    return len(core) >= 3 and core in _fold_body(text)
+    # ASCII text is its own NFKC form, holds no invisible characters, and casefolds as it lower-cases
+    return len(core) >= 3 and core in (text.lower() if text.isascii() else _fold_body(text))
+
+
+def _has_attribution_end(text: str) -> bool:
+    """`_ATTRIBUTION_END.search(text)`, searched only over the lines that end with a colon and the two above
+    them (where its matches lie): its search from every `@` and `>` (each quoted line) scanned hundreds of
+    characters for a colon that most lines do not end with."""
+    for colon in _COLON_AT_LINE_END.finditer(text):
+        start = colon.start()
+        for _ in range(3):  # the start of the colon's line, and of the two lines above it
+            start = text.rfind("\n", 0, start)
+            if start < 0:
+                break
+        if _ATTRIBUTION_END.search(text, start + 1, colon.end()):
+            return True
+    return False
 
 
 def _html_marker_text(html_body: str) -> str:

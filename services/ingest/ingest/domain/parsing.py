@@ -23,6 +23,7 @@ import binascii
 import codecs
 import contextlib
 import email._header_value_parser as _header_value_parser
+import functools
 import hashlib
 import io
 import mimetypes
@@ -371,21 +372,52 @@ def _split_address_list(value: str) -> _AddressListSplit:
 _BRACKETED = re.compile(r"<\s*(?:@[^:<>]*:)?([^<>\s]+@[^<>\s]+)\s*>")
 
 
+# flanker's grammar (ply) costs about 0.1-0.3 ms an address, and the same addresses come again and again:
+# the inbox's own address in every To, a customer's in every message of a conversation. What an entry
+# parses to depends on its text alone (Address is immutable), so a worker process remembers the last
+# few thousand; entries longer than a real mailbox are parsed each time rather than kept.
+_ADDRESS_CACHE_SIZE = 4096
+_ADDRESS_CACHE_MAX_CHARS = 512
+
+
+@functools.lru_cache(maxsize=_ADDRESS_CACHE_SIZE)
+def _normalised_email_cached(candidate: str) -> str | None:
+    return try_normalise_email(candidate)
+
+
+def normalised_email(candidate: str | None) -> str | None:
+    """try_normalise_email, remembered for short candidates (see _ADDRESS_CACHE_SIZE)."""
+    if not candidate:
+        return None
+    if len(candidate) > _ADDRESS_CACHE_MAX_CHARS:
+        return try_normalise_email(candidate)
+    return _normalised_email_cached(candidate)
+
+
 def _parse_mailbox(entry: str) -> Address | None:
+    if len(entry) > _ADDRESS_CACHE_MAX_CHARS:
+        return _read_mailbox(entry)
+    return _read_mailbox_cached(entry)
+
+
+def _read_mailbox(entry: str) -> Address | None:
     parsed = flanker_address.parse(entry, strict=False)
     if parsed is not None and getattr(parsed, "addr_type", None) == "email":
-        email = try_normalise_email(parsed.address)
+        email = normalised_email(parsed.address)
         if email is not None:
             name = _clean_text(decode_encoded_words(parsed.display_name or "")) or None
             return Address(name=name, email=email)
     # flanker rejects some forms still seen in the wild, e.g. source routes `<@relay:user@host>`
     bracketed = _BRACKETED.search(entry)
     if bracketed:
-        email = try_normalise_email(bracketed.group(1))
+        email = normalised_email(bracketed.group(1))
         if email is not None:
             name = _clean_text(decode_encoded_words(entry[: bracketed.start()]).strip().strip('"')) or None
             return Address(name=name, email=email)
     return None
+
+
+_read_mailbox_cached = functools.lru_cache(maxsize=_ADDRESS_CACHE_SIZE)(_read_mailbox)
 
 
 def parse_address_list(
@@ -456,10 +488,15 @@ def parse_date(value: str | None):
 # --------------------------------------------------------------------------------------------
 # limits
 
-_BOUNDARY_DECLARATION = re.compile(rb"""boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))""", re.I)
-_MESSAGE_TYPE = re.compile(rb"content-type\s*:\s*message/(?:rfc822|global)", re.I)
+# Matched at each occurrence of their literal start in the lower-cased message (`_occurrences`), not
+# searched with re.I: a case-insensitive search tries every byte of the message (attachments included),
+# three passes of 0.2 ms each for a 30 KB message, more than the rest of the screen; bytes.lower() and
+# bytes.find take a few microseconds. ASCII lower-casing is exactly what re.I does to a bytes pattern,
+# and the regexes begin with their literal, so the matches are those a re.I search would find.
+_BOUNDARY_DECLARATION = re.compile(rb"""boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))""")
+_MESSAGE_TYPE = re.compile(rb"content-type\s*:\s*message/(?:rfc822|global)")
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
-_MIME_HEADER_FIELD = re.compile(rb"^content-[a-z0-9-]*[ \t]*:[^\n]*(?:\n[ \t][^\n]*)*", re.I | re.M)
+_MIME_HEADER_FIELD = re.compile(rb"content-[a-z0-9-]*[ \t]*:[^\n]*(?:\n[ \t][^\n]*)*")  # at a line start
 
 
 class _Budget:
@@ -492,19 +529,22 @@ def _prescan(raw: bytes, limits: ParseLimits) -> None:
     header_bytes = header_block.start() if header_block else len(raw)
     if header_bytes > limits.max_header_bytes:
         raise MessageTooComplex(f"a header block of {header_bytes} bytes (over {limits.max_header_bytes})")
+    lowered = raw.lower()
     total_params = 0
-    for header in _MIME_HEADER_FIELD.finditer(raw):  # every part's, folded lines included
+    for header in _matches(_MIME_HEADER_FIELD, lowered, b"content-", line_start=True):  # folded lines included
         params = header.group().count(b";")
         if params > limits.max_header_params:
-            name = header.group().split(b":", 1)[0].decode("ascii", "replace")[:40]
+            name = raw[header.start():header.end()].split(b":", 1)[0].decode("ascii", "replace")[:40]
             raise MessageTooComplex(f"a {name} header with more than {limits.max_header_params} parameters")
         total_params += params
         if total_params > limits.max_message_params:  # many parts, each just under the cap per header
             raise MessageTooComplex(f"more than {limits.max_message_params} parameters in the Content-* "
                                     "headers of the message")
-    declarations = _BOUNDARY_DECLARATION.findall(raw)
-    boundaries = {quoted or bare for quoted, bare in declarations}
-    containers = len(declarations) + len(_MESSAGE_TYPE.findall(raw))
+    # the boundary as written (case matters): the declaration is found in the lower-cased copy
+    declarations = [raw[slice(*match.span(1 if match.start(1) >= 0 else 2))]
+                    for match in _matches(_BOUNDARY_DECLARATION, lowered, b"boundary")]
+    boundaries = set(declarations)
+    containers = len(declarations) + sum(1 for _ in _matches(_MESSAGE_TYPE, lowered, b"content-type"))
     if containers > limits.max_parts:
         raise MessageTooComplex(f"more than {limits.max_parts} MIME parts")
     if not boundaries:
@@ -580,7 +620,9 @@ class _MemoHeaderFactory:
         if len(value) <= MAX_STRUCTURED_HEADER_CHARS:
             # the stdlib grammar's IndexError, RecursionError, HeaderParseError ...: read it as text then
             with contextlib.suppress(Exception):
-                return self.registry(name, value)
+                header = _structured_header(self.registry, name, value)
+                if header is not None:
+                    return header
         if (len(value) <= MAX_UNSTRUCTURED_HEADER_CHARS
                 and self.unstructured_chars + len(value) <= MAX_UNSTRUCTURED_CHARS_PER_TREE):
             self.unstructured_chars += len(value)
@@ -593,6 +635,33 @@ class _MemoHeaderFactory:
 
     def map_to_type(self, name: str, cls) -> None:
         self.registry.map_to_type(name, cls)
+        _header_class.cache_clear()
+        _structured_header.cache_clear()
+
+
+# Most structured headers of one message are those of the last: `text/plain; charset=utf-8`, `base64`,
+# `quoted-printable`, `inline`. Their header objects are immutable (str subclasses whose attributes are
+# read-only views), so a worker keeps the last few thousand short ones across messages; what differs per
+# message (a boundary, a filename) is built as before. The stdlib makes a new class per header read
+# (HeaderRegistry.__getitem__ calls type()): one per registry and name is enough.
+_SHARED_HEADERS = 2048
+
+
+@functools.lru_cache(maxsize=256)
+def _header_class(registry: HeaderRegistry, lowered_name: str) -> type:
+    return registry[lowered_name]
+
+
+@functools.lru_cache(maxsize=_SHARED_HEADERS)
+def _structured_header(registry: HeaderRegistry, name: str, value: str):
+    """The registry's header for a value of at most MAX_STRUCTURED_HEADER_CHARS, or None when its grammar
+    raises (remembered too: the value decides), except RecursionError (the stack's depth decides)."""
+    try:
+        return _header_class(registry, name.lower())(name, value)
+    except RecursionError:
+        raise
+    except Exception:
+        return None
 
 
 _HEADER_REGISTRY = HeaderRegistry()
@@ -601,6 +670,21 @@ _HEADER_REGISTRY = HeaderRegistry()
 def _message_policy() -> policy.EmailPolicy:
     """policy.default, with headers parsed once per message tree (see _MemoHeaderFactory)."""
     return policy.default.clone(header_factory=_MemoHeaderFactory(_HEADER_REGISTRY))
+
+
+def _matches(pattern: re.Pattern, data: bytes, literal: bytes, *, line_start: bool = False):
+    """What `pattern.finditer(data)` finds (with re.M's `^` in front when `line_start`), for a pattern
+    that begins with `literal`: tried only where the literal occurs, found with bytes.find."""
+    position = data.find(literal)
+    while position >= 0:
+        match = None
+        if not line_start or position == 0 or data[position - 1] == 0x0A:
+            match = pattern.match(data, position)
+        if match is not None:
+            yield match
+            position = data.find(literal, max(match.end(), position + 1))
+        else:
+            position = data.find(literal, position + 1)
 
 
 def _count_delimiter_lines(raw: bytes, boundaries: set[bytes]) -> int:

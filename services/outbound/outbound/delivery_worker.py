@@ -61,7 +61,9 @@ class DeliveryWorker(ConcurrentWorker):
                     state = email.state
                 observability.DELIVERIES.labels("email", state).inc()
         self.relay.wake()
-        return True
+        # look again at once only if another email was due at the claim: one queued since in this
+        # process wakes the worker, the poll finds the others (issue #16: no empty claim per email)
+        return claimed.more_due
 
     def close(self):
         self.smtp_pool.close()

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import and_, exists, insert, or_, select, update
+from sqlalchemy import exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased, noload
+from sqlalchemy.orm import Session, noload
 
 from mailroom_shared.auth import Principal
 from mailroom_shared.db import Database, is_postgres, parse_time, utcnow
@@ -329,7 +329,6 @@ class Claimed:
     recipients: list[str]
     raw: bytes
     has_attachments: bool = True  # False: record_outcome need not look for any
-    more_due: bool = True  # False: no other email was due when this one was claimed
 
 
 def claim_next(session: Session, outbox: Outbox, settings: Settings) -> Claimed | None:
@@ -339,13 +338,12 @@ def claim_next(session: Session, outbox: Outbox, settings: Settings) -> Claimed 
     used up (e.g. a worker killed on every try) fail instead of being sent again (then the
     Claimed has no bytes: nothing to send)."""
     now = utcnow()
-    other = aliased(Email)
-    # Core, only the columns a send needs (issue #16: no Email object loaded and flushed per claim);
-    # whether another is due spares the worker an empty claim transaction after the last one
+    # Core, only the columns a send needs (issue #16: no Email object loaded and flushed per claim)
     query = (select(Email.id, Email.inbox_id, Email.attempts, Email.from_address, Email.to, Email.cc, Email.bcc,
-                    Email.raw, exists().where(Attachment.email_id == Email.id).label("has_attachments"),
-                    exists().where(_due(other, now), other.id != Email.id).label("more_due"))
-             .where(_due(Email, now)).order_by(Email.next_attempt_at, Email.id).limit(1))
+                    Email.raw, exists().where(Attachment.email_id == Email.id).label("has_attachments"))
+             .where(Email.state.in_(("queued", "deferred")), Email.next_attempt_at <= now,
+                    or_(Email.claimed_until.is_(None), Email.claimed_until < now))
+             .order_by(Email.next_attempt_at, Email.id).limit(1))
     if is_postgres(session):
         query = query.with_for_update(skip_locked=True)
     row = session.execute(query).first()
@@ -367,14 +365,7 @@ def claim_next(session: Session, outbox: Outbox, settings: Settings) -> Claimed 
     attempt_id = session.execute(insert(DeliveryAttempt).values(
         email_id=row.id, attempt=attempts, started_at=now, relay=settings.relay_for(row.from_address["email"]).name)
         .returning(DeliveryAttempt.id)).scalar_one()
-    return Claimed(row.id, attempt_id, attempts, row.from_address["email"], to, row.raw, bool(row.has_attachments),
-                   bool(row.more_due))
-
-
-def _due(email, now):
-    """SQL condition: the email (Email or an alias) waits for a delivery attempt and is not leased."""
-    return and_(email.state.in_(("queued", "deferred")), email.next_attempt_at <= now,
-                or_(email.claimed_until.is_(None), email.claimed_until < now))
+    return Claimed(row.id, attempt_id, attempts, row.from_address["email"], to, row.raw, bool(row.has_attachments))
 
 
 def record_outcome(session: Session, outbox: Outbox, claimed: Claimed, outcome: Outcome, settings: Settings) -> Email:

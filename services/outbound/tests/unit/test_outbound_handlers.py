@@ -334,13 +334,3 @@ def test_email_sent_lists_the_attachments_the_email_has_and_the_attempt_is_finis
         attempts = session.execute(select(models.DeliveryAttempt)).scalars().all()
     assert [a["filename"] for a in sent["Invoice"]] == ["a.txt"] and sent["Plain"] == []
     assert len(attempts) == 2 and all(a.outcome == "sent" and a.finished_at and a.smtp_code == 250 for a in attempts)
-
-
-def test_a_claim_says_whether_another_email_is_due(database, outbox):
-    """The delivery worker looks again at once only when another email was due (issue #16)."""
-    compose(database, outbox, Conversations())
-    compose(database, outbox, Conversations(), {"to": ["bob@example.com"], "subject": "Second", "text": "x"})
-    first = claim(database, outbox)
-    second = claim(database, outbox)
-    assert first.more_due is True and second.more_due is False  # the first is leased: not due
-    assert claim(database, outbox) is None

@@ -313,7 +313,7 @@ WITH found AS (
     WHERE contact_emails.email = :email
 ), named AS (
     UPDATE contacts SET name = :name FROM found
-    WHERE contacts.id = found.id AND found.name IS NULL AND :name IS NOT NULL
+    WHERE contacts.id = found.id AND coalesce(found.name, '') = '' AND :name IS NOT NULL
 ), new_address AS (
     INSERT INTO contact_emails (contact_id, email) SELECT :new_contact_id, :email WHERE NOT EXISTS (SELECT FROM found)
     ON CONFLICT (email) DO NOTHING RETURNING contact_id

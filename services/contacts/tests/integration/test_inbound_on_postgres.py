@@ -75,17 +75,19 @@ def test_a_known_sender_gets_the_message_and_a_name_only_if_it_had_none(database
     with database.transaction() as session:
         nameless = handlers.create_contact(session, OUTBOX, None, ["bo@example.com"])
         named = handlers.create_contact(session, OUTBOX, "Cy", ["cy@example.com"])
+        blank = handlers.create_contact(session, OUTBOX, "", ["di@example.com"])
     with database.transaction() as session:
         first, second = record(session, message("bo@example.com", name="Bo")), record(session, message(
             "cy@example.com", name="Someone else"))
+        record(session, message("di@example.com", name="Di"))
     with database.transaction() as session:
         assert session.get(Contact, nameless.id).name == "Bo"
+        assert session.get(Contact, blank.id).name == "Di"
         assert session.get(Contact, named.id).name == "Cy"
         assert session.get(TimelineEntry, first).contact_id == nameless.id
         assert session.get(TimelineEntry, second).contact_id == named.id
-        assert [kind for kind, _ in events(session)] == ["contact_created", "contact_created",
-                                                          "timeline_entry_added", "timeline_entry_added"]
-        assert session.scalar(select(func.count()).select_from(Contact)) == 2
+        assert [kind for kind, _ in events(session)] == ["contact_created"] * 3 + ["timeline_entry_added"] * 3
+        assert session.scalar(select(func.count()).select_from(Contact)) == 3
 
 
 def test_the_same_email_again_is_one_entry_naming_every_inbox_address_it_reached(database):

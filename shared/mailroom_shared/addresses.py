@@ -9,6 +9,7 @@ always built quietly (below).
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import idna
@@ -36,12 +37,36 @@ class InvalidAddress(ValueError):
 MAX_ADDRESS_CHARS = 320
 
 
+# Addresses repeat (the same customers, the inbox's own addresses), and flanker's grammar parser is
+# the costly part: a tenth of conversations' CPU per inbound email in bench/handler_bench.py. A pure
+# function of its input, so its results are kept; only for inputs of an address's length, so that
+# hostile input cannot fill the memory with large keys.
+_CACHED_INPUT_CHARS = MAX_ADDRESS_CHARS + 80
+_INVALID = object()
+
+
+@functools.lru_cache(maxsize=16384)
+def _normalise_cached(raw: str) -> str | object:
+    try:
+        return _normalise(raw)
+    except InvalidAddress:
+        return _INVALID
+
+
 def normalise_email(raw: str) -> str:
     """Return the canonical form of one address: `" <Foo@Bücher.DE> "` → `foo@bücher.de`.
 
     Raises InvalidAddress for anything that is not a single valid mailbox, for an address holding
     more than one `@` (in a quoted local part) and for one longer than MAX_ADDRESS_CHARS.
     """
+    if isinstance(raw, str) and len(raw) <= _CACHED_INPUT_CHARS:
+        if _normalise_cached(raw) is _INVALID:
+            return _normalise(raw)  # raises, with the reason
+        return _normalise_cached(raw)
+    return _normalise(raw)
+
+
+def _normalise(raw: str) -> str:
     candidate = (raw or "").strip().strip("<>").strip()
     unquoted = candidate.rpartition('"')[2] if candidate.startswith('"') else candidate
     if any(ch in unquoted for ch in ",;<>") or any(ch.isspace() for ch in unquoted):
@@ -69,7 +94,10 @@ def normalise_email(raw: str) -> str:
 def try_normalise_email(raw: str | None) -> str | None:
     if not raw:
         return None
+    if isinstance(raw, str) and len(raw) <= _CACHED_INPUT_CHARS:
+        normalised = _normalise_cached(raw)
+        return None if normalised is _INVALID else normalised
     try:
-        return normalise_email(raw)
+        return _normalise(raw)
     except InvalidAddress:
         return None

@@ -74,9 +74,11 @@ class ProcessedEvents:
             rows.setdefault(_key(envelope, handler), {"source": envelope["source"], "event_id": envelope["id"],
                                                       "handler": handler, "processed_at": now})
         table = self.table
+        # executemany (SQLAlchemy's "insertmanyvalues": still one INSERT … VALUES on PostgreSQL): a
+        # statement with the rows in .values() has no cache key and was compiled again every batch
         inserted = set(session.execute(
-            postgresql_insert(table).values(list(rows.values())).on_conflict_do_nothing()
-            .returning(table.c.source, table.c.event_id, table.c.handler)).tuples())
+            postgresql_insert(table).on_conflict_do_nothing()
+            .returning(table.c.source, table.c.event_id, table.c.handler), list(rows.values())).tuples())
         claimed = []
         for envelope, handler in items:
             key = _key(envelope, handler)

@@ -130,9 +130,11 @@ class Outbox:
         if envelopes:
             session.info[_WRITTEN] = True  # this process's relays are woken once it commits
             now = utcnow()
-            session.execute(self.table.insert().values([
+            # executemany, not .values([...]): one INSERT either way on PostgreSQL (insertmanyvalues),
+            # but a multi-row .values() statement has no cache key and was compiled on every call
+            session.execute(self.table.insert(), [
                 {"event_id": envelope["id"], "event_type": event_type, "envelope": envelope, "created_at": now,
-                 "attempts": 0} for event_type, envelope in envelopes]))
+                 "attempts": 0} for event_type, envelope in envelopes])
 
 
 # --- waking the relays of this process after a commit that recorded events ----------------------

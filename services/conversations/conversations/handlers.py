@@ -564,6 +564,24 @@ def _place_late_parent(session: Session, incoming: Incoming, data: dict, placeme
     return placement
 
 
+def _stored_with_message_id(session: Session, incoming: Incoming) -> list[tuple[Message, Conversation]]:
+    """The stored messages with `incoming`'s Message-ID, with their conversations: this inbox's
+    first (a duplicate), then the copies in other inboxes, oldest first — one statement for what
+    the duplicate check and the copy check (_shared_copy) both need; nothing, for almost every
+    message. At most one per inbox (the unique (inbox_id, rfc_message_id))."""
+    return session.execute(
+        select(Message, Conversation).join(Conversation, Conversation.id == Message.conversation_id)
+        .where(Message.rfc_message_id == incoming.rfc_message_id)
+        .order_by(Message.inbox_id != incoming.inbox_id, Message.received_at, Message.id)
+        .limit(MAX_COPY_CANDIDATES + 1)).tuples().all()
+
+
+def _duplicate_among(incoming: Incoming, stored: list[tuple[Message, Conversation]]) -> Received | None:
+    if stored and stored[0][0].inbox_id == incoming.inbox_id:
+        return Received(stored[0][0], stored[0][1], None)
+    return None
+
+
 def _duplicate(session: Session, incoming: Incoming) -> Received | None:
     duplicate = session.execute(select(Message).where(
         Message.inbox_id == incoming.inbox_id, Message.rfc_message_id == incoming.rfc_message_id)
@@ -604,17 +622,17 @@ def _copy_of_incoming(session: Session, incoming: Incoming, data: dict) -> Copy:
                 received_at=parse_time(data.get("received_at")), spam=incoming.spam)
 
 
-def _shared_copy(session: Session, outbox: Outbox, incoming: Incoming, data: dict) -> Received | None:
+def _shared_copy(session: Session, outbox: Outbox, incoming: Incoming, data: dict,
+                 stored: list[tuple[Message, Conversation]]) -> Received | None:
     """The same email already stored for another of our inboxes (domain/placement.is_copy): this
     inbox is added to that conversation's inboxes (conversation_shared) and nothing is stored;
     for an inbox that already holds the conversation (a redelivery, or our own reply copied to a
-    shared inbox coming back), nothing changes. None: not a copy, thread it as usual."""
+    shared inbox coming back), nothing changes. None: not a copy, thread it as usual. `stored`:
+    the messages with its Message-ID (_stored_with_message_id), none of them in this inbox."""
     if not incoming.sender:
         return None
-    rows = session.execute(
-        select(Message, Conversation).join(Conversation, Conversation.id == Message.conversation_id)
-        .where(Message.rfc_message_id == incoming.rfc_message_id, Message.inbox_id != incoming.inbox_id)
-        .order_by(Message.received_at, Message.id).limit(MAX_COPY_CANDIDATES)).all()
+    rows = [(message, conversation) for message, conversation in stored
+            if message.inbox_id != incoming.inbox_id][:MAX_COPY_CANDIDATES]
     if not rows:
         return None
     mine = None
@@ -673,12 +691,13 @@ def receive_message(session: Session, outbox: Outbox, data: dict, settings: Sett
         raise ValueError("message_received without a Message-ID")  # ingest always generates one
 
     _serialise_with_relatives(session, incoming)
-    duplicate = _duplicate(session, incoming)
+    stored = _stored_with_message_id(session, incoming)
+    duplicate = _duplicate_among(incoming, stored)
     if duplicate is not None:
         if is_placeholder(duplicate.message.flags) and not is_placeholder(data.get("flags")):
             _fill_in_placeholder(duplicate.message, duplicate.conversation, data)
         return duplicate
-    shared = _shared_copy(session, outbox, incoming, data)
+    shared = _shared_copy(session, outbox, incoming, data, stored)
     if shared is not None:
         return shared
     matches, stored_ids = _find_threads(session, incoming)

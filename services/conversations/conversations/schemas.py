@@ -114,7 +114,8 @@ class ConversationListArgsSchema(Schema):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     q = fields.String(load_default=None, allow_none=True, metadata={
         "description": "search: the conversations whose subject, contact address or name, or one of whose "
-                       "messages' text, sender address or sender name contains this text (case-insensitive; "
+                       "messages' text (its first 4,000 characters), sender address or sender name contains this text "
+                       "(case-insensitive; "
                        "every character literal, `%` and `_` included); within the view and the inboxes you "
                        "may view, paginated like the view. At most 200 characters (422 beyond); blank: no "
                        "search", "maxLength": 200})

@@ -2,8 +2,9 @@
 safe (no IO; queries.py turns it into SQL).
 
 A conversation matches when the text, case-insensitively and as typed (a substring, no operators),
-appears in its subject, its contact's address or name, or the text, sender address or sender name
-of one of its messages. `%`, `_`, `\\`, quotes and every other character stand for themselves.
+appears in its subject, its contact's address or name, or the text (its first 4,000 characters,
+MESSAGE_TEXT_SEARCHED), sender address or sender name of one of its messages. `%`, `_`, `\\`,
+quotes and every other character stand for themselves.
 
 On PostgreSQL two trigram GIN indexes (pg_trgm, created by the migration) serve the ILIKE over
 the two documents below; on SQLite (development, unit tests) the same condition is a plain LIKE
@@ -21,8 +22,16 @@ ESCAPE = "\\"
 # definitions and "<table>." in the queries (the same expression to the planner)
 _CONVERSATION_DOCUMENT = ("(coalesce({t}subject, '') || chr(10) || coalesce({t}contact_email, '') || chr(10) "
                           "|| coalesce({t}contact_name, ''))")
-_MESSAGE_DOCUMENT = ("(coalesce({t}text, '') || chr(10) || coalesce({t}sender ->> 'email', '') || chr(10) "
-                     "|| coalesce({t}sender ->> 'name', ''))")
+# A message's text is searched in its first MESSAGE_TEXT_SEARCHED characters. The trigram index
+# costs PostgreSQL CPU on every stored message in proportion to the text's distinct trigrams: over
+# the bench corpus (11.7 KB of text on average) the full text cost 1.9 ms of backend CPU per
+# insert more than no index, the first 4,000 characters 0.85 ms (bench/handler_bench.py, docs/
+# benchmarks.md), and a hostile 1 MB text no longer costs a megabyte of trigrams. 4,000 characters
+# hold what a person writes in an email; beyond them is mostly quoted history, which is searched
+# in the earlier message it quotes. substr, not left(): SQLite has only substr.
+MESSAGE_TEXT_SEARCHED = 4000
+_MESSAGE_DOCUMENT = (f"(substr(coalesce({{t}}text, ''), 1, {MESSAGE_TEXT_SEARCHED}) || chr(10) "
+                     "|| coalesce({t}sender ->> 'email', '') || chr(10) || coalesce({t}sender ->> 'name', ''))")
 CONVERSATION_DOCUMENT_SQL = _CONVERSATION_DOCUMENT.format(t="")
 MESSAGE_DOCUMENT_SQL = _MESSAGE_DOCUMENT.format(t="")
 # the trigram indexes' elements (expression and operator class)

@@ -222,7 +222,10 @@ class Stack:
             process.wait()
 
     def stop(self) -> None:
-        # SIGTERM everything first, then wait: each nameko process takes ~2 s to stop gracefully.
+        # a process that ended before the teardown died during the test (the ones a test stopped or
+        # killed on purpose went through stop_process/kill_process, which forget them)
+        died = {name: process.returncode for name, process in self.processes.items() if process.poll() is not None}
+        # SIGTERM everything first, then wait (a service process stops in about half a second)
         for process in self.processes.values():
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -234,6 +237,10 @@ class Stack:
                 process.wait()
             self.processes.pop(name, None)
         self.assert_event_loops_never_blocked()
+        if died:
+            name, code = next(iter(died.items()))
+            raise AssertionError(f"{', '.join(f'{n} (exit {c})' for n, c in died.items())} ended during the test; "
+                                 f"the log of {name}:\n{self.log(name)[-3000:]}")
 
     def assert_event_loops_never_blocked(self) -> None:
         """No service kept its event loop busy for over a second (see service_process)."""

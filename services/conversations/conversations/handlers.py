@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, load_only
 
@@ -310,6 +310,22 @@ def _new_conversation(session: Session, inbox_id: str, subject: str | None, cont
 # --- inbound messages --------------------------------------------------------------------------
 
 MAX_CANDIDATE_CONVERSATIONS = 5  # conversations a message refers to whose participants are read
+MAX_COPY_CANDIDATES = 5  # stored messages with the same Message-ID looked at (one email to several inboxes)
+
+# The statements every inbound message runs, built once: building a select (its columns, joins and
+# comparisons) cost more of the handler's CPU than executing it from SQLAlchemy's compiled cache.
+_CHANNEL_BY_ADDRESS = select(Channel).where(Channel.address == bindparam("address"))
+_STORED_WITH_MESSAGE_ID = (
+    select(Message, Conversation).join(Conversation, Conversation.id == Message.conversation_id)
+    .where(Message.rfc_message_id == bindparam("rfc_message_id"))
+    .order_by(Message.inbox_id != bindparam("inbox_id"), Message.received_at, Message.id)
+    .limit(MAX_COPY_CANDIDATES + 1))
+_AWAITING = (
+    select(Conversation, Message.sender, Message.attributed_to)
+    .join(Message, Message.conversation_id == Conversation.id)
+    .join(AwaitedParent, AwaitedParent.message_id == Message.id)
+    .where(AwaitedParent.rfc_message_id == bindparam("rfc_message_id"), Message.inbox_id == bindparam("inbox_id"))
+    .order_by(Conversation.created_at, Conversation.id))
 
 
 @dataclass(frozen=True)
@@ -533,12 +549,8 @@ def _own_participants(session: Session, incoming: Incoming, data: dict,
 
 def _awaiting(session: Session, incoming: Incoming) -> list[AwaitingConversation]:
     """The conversations of the inbox whose first message referred to this message's id, oldest first."""
-    rows = session.execute(
-        select(Conversation, Message.sender, Message.attributed_to)
-        .join(Message, Message.conversation_id == Conversation.id)
-        .join(AwaitedParent, AwaitedParent.message_id == Message.id)
-        .where(AwaitedParent.rfc_message_id == incoming.rfc_message_id, Message.inbox_id == incoming.inbox_id)
-        .order_by(Conversation.created_at, Conversation.id)).all()
+    rows = session.execute(_AWAITING, {"rfc_message_id": incoming.rfc_message_id,
+                                       "inbox_id": incoming.inbox_id}).all()
     awaiting, seen = [], set()
     for conversation, sender, attributed in rows:
         if conversation.id not in seen:
@@ -569,11 +581,8 @@ def _stored_with_message_id(session: Session, incoming: Incoming) -> list[tuple[
     first (a duplicate), then the copies in other inboxes, oldest first — one statement for what
     the duplicate check and the copy check (_shared_copy) both need; nothing, for almost every
     message. At most one per inbox (the unique (inbox_id, rfc_message_id))."""
-    return session.execute(
-        select(Message, Conversation).join(Conversation, Conversation.id == Message.conversation_id)
-        .where(Message.rfc_message_id == incoming.rfc_message_id)
-        .order_by(Message.inbox_id != incoming.inbox_id, Message.received_at, Message.id)
-        .limit(MAX_COPY_CANDIDATES + 1)).tuples().all()
+    return session.execute(_STORED_WITH_MESSAGE_ID, {"rfc_message_id": incoming.rfc_message_id,
+                                                     "inbox_id": incoming.inbox_id}).tuples().all()
 
 
 def _duplicate_among(incoming: Incoming, stored: list[tuple[Message, Conversation]]) -> Received | None:
@@ -592,8 +601,6 @@ def _duplicate(session: Session, incoming: Incoming) -> Received | None:
 
 
 # --- one email to several team inboxes (docs/architecture.md) ------------------------------------
-
-MAX_COPY_CANDIDATES = 5  # stored messages with the same Message-ID looked at
 
 
 def _untagged_set(addresses) -> frozenset[str]:
@@ -682,8 +689,7 @@ def receive_message(session: Session, outbox: Outbox, data: dict, settings: Sett
     reopens) the conversation it refers to when its sender is a participant, else it starts a new
     one linked to it; a parent processed after its reply joins the reply's conversation."""
     address = try_normalise_email(data["channel_address"])
-    channel = session.execute(select(Channel).where(Channel.address == address)).scalar_one_or_none() \
-        if address else None
+    channel = session.execute(_CHANNEL_BY_ADDRESS, {"address": address}).scalar_one_or_none() if address else None
     if channel is None:
         raise UnknownChannel(f"no inbox has the channel {data['channel_address']!r} (yet)")
     incoming = _incoming(channel.inbox_id, data)

@@ -45,7 +45,7 @@ import inspect
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -231,7 +231,7 @@ def service_base(service: str, outbox_table: Table, processed_table: Table,
 
 
 def consumes(source: str, event_name: str, *, handler_name: str | None = None,
-             when: Callable[[dict], bool] | None = None, reads: Iterable[str] | None = None):
+             when: Callable[[dict], bool] | None = None):
     """Declare an event handler: `method(self, session, data, envelope)`.
 
     `data` is the event's data read tolerantly with the schema of the version named by the
@@ -245,13 +245,7 @@ def consumes(source: str, event_name: str, *, handler_name: str | None = None,
     refuses is acknowledged without a transaction (outbound skips conversations created as spam).
     It runs after the broker stored and delivered the event: a consumer that wants a small
     fraction of an event's messages is better served by an event of its own (#16: bounces come
-    as delivery_report_received, not filtered out of every message_received).
-
-    `reads`, if given, names the fields of the event's data the handler uses: only those are read
-    and checked (the rest of a large event's schema is skipped; a required field outside them may
-    be missing). The handler must not read any other field: `data` has only these."""
-
-    only = frozenset(reads) if reads is not None else None
+    as delivery_report_received, not filtered out of every message_received)."""
 
     def decorate(method):
         name = handler_name or method.__name__
@@ -267,7 +261,7 @@ def consumes(source: str, event_name: str, *, handler_name: str | None = None,
             outcome = "failed"
             with observability.log_context(handler=label, **context), tracing.within(traceparent):
                 try:
-                    data = parse_envelope(envelope, event_name, only)
+                    data = parse_envelope(envelope, event_name)
                     if when is not None and not when(data):
                         outcome = "skipped"
                         return

@@ -29,8 +29,8 @@ def _strict_schema(name: str, version: int):
 
 
 @functools.cache
-def _tolerant_schema(name: str, version: int, only: frozenset[str] | None = None):
-    return spec_for(name, version).schema(unknown=EXCLUDE, only=only)
+def _tolerant_schema(name: str, version: int):
+    return spec_for(name, version).schema(unknown=EXCLUDE)
 
 
 class InvalidEvent(ValueError):
@@ -70,12 +70,9 @@ def envelope_version(envelope: dict) -> int:
     return parse_type(envelope["type"])[1]
 
 
-def parse_envelope(envelope: dict, event_type: str, only: frozenset[str] | None = None) -> dict:
+def parse_envelope(envelope: dict, event_type: str) -> dict:
     """Tolerant reader: returns the event's data, read with the schema of the version its `type`
     names, with unknown fields dropped. `event_type` is the event name the consumer subscribed to.
-    `only`: the fields the consumer reads; the others are neither read nor checked (a consumer of a
-    few fields of a large event, such as contacts of `message_received`, skips the rest of the
-    schema: its nested addresses, attachments and texts).
 
     Raises marshmallow.ValidationError when the message can never succeed, so the consumer
     dead-letters it at once: not an envelope, no `type`, a `type` of another event or of a
@@ -84,7 +81,7 @@ def parse_envelope(envelope: dict, event_type: str, only: frozenset[str] | None 
     if not isinstance(envelope, dict) or "data" not in envelope or "id" not in envelope:
         raise ValidationError({"_envelope": ["not a CloudEvents envelope"]})
     spec = _spec_of(envelope.get("type"), event_type)
-    return _tolerant_schema(spec.name, spec.version, only).load(envelope["data"])
+    return _tolerant_schema(spec.name, spec.version).load(envelope["data"])
 
 
 def _spec_of(cloudevents_type, event_type: str):

@@ -620,7 +620,8 @@ class _MemoHeaderFactory:
         if len(value) <= MAX_STRUCTURED_HEADER_CHARS:
             # the stdlib grammar's IndexError, RecursionError, HeaderParseError ...: read it as text then
             with contextlib.suppress(Exception):
-                header = _structured_header(self.registry, name, value)
+                shared = "boundary" not in value.lower()
+                header = (_shared_structured_header if shared else _structured_header)(self.registry, name, value)
                 if header is not None:
                     return header
         if (len(value) <= MAX_UNSTRUCTURED_HEADER_CHARS
@@ -636,15 +637,16 @@ class _MemoHeaderFactory:
     def map_to_type(self, name: str, cls) -> None:
         self.registry.map_to_type(name, cls)
         _header_class.cache_clear()
-        _structured_header.cache_clear()
+        _shared_structured_header.cache_clear()
 
 
 # Most structured headers of one message are those of the last: `text/plain; charset=utf-8`, `base64`,
 # `quoted-printable`, `inline`. Their header objects are immutable (str subclasses whose attributes are
-# read-only views), so a worker keeps the last few thousand short ones across messages; what differs per
-# message (a boundary, a filename) is built as before. The stdlib makes a new class per header read
-# (HeaderRegistry.__getitem__ calls type()): one per registry and name is enough.
-_SHARED_HEADERS = 2048
+# read-only views), so a worker keeps a few hundred short ones across messages (each holds its parse tree:
+# some 10 KB; 256 hit as often as 2,048 over the bench corpus). A value declaring a boundary is unique to
+# its message by design: built per tree only, it would just push the shared ones out. The stdlib also makes
+# a new class per header read (HeaderRegistry.__getitem__ calls type()): one per registry and name is enough.
+_SHARED_HEADERS = 256
 
 
 @functools.lru_cache(maxsize=256)
@@ -652,16 +654,19 @@ def _header_class(registry: HeaderRegistry, lowered_name: str) -> type:
     return registry[lowered_name]
 
 
-@functools.lru_cache(maxsize=_SHARED_HEADERS)
 def _structured_header(registry: HeaderRegistry, name: str, value: str):
     """The registry's header for a value of at most MAX_STRUCTURED_HEADER_CHARS, or None when its grammar
-    raises (remembered too: the value decides), except RecursionError (the stack's depth decides)."""
+    raises (remembered too when shared: the value decides), except RecursionError (the stack's depth
+    decides: raised, so never remembered)."""
     try:
         return _header_class(registry, name.lower())(name, value)
     except RecursionError:
         raise
     except Exception:
         return None
+
+
+_shared_structured_header = functools.lru_cache(maxsize=_SHARED_HEADERS)(_structured_header)
 
 
 _HEADER_REGISTRY = HeaderRegistry()

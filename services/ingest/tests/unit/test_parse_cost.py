@@ -137,12 +137,13 @@ def summary(raw: bytes) -> tuple:
 
 def test_a_message_parsed_again_gives_the_same_result():
     parsing._read_mailbox_cached.cache_clear()
-    parsing._structured_header.cache_clear()
+    parsing._shared_structured_header.cache_clear()
     first = summary(MESSAGE)
     assert first[0] == Address("Renée", "renee@example.org") and first[2] == "Grüße"
-    assert parsing._structured_header.cache_info().currsize > 0
+    assert parsing._shared_structured_header.cache_info().currsize > 0
     assert summary(MESSAGE) == first
-    assert parsing._read_mailbox_cached.cache_info().hits >= 2 and parsing._structured_header.cache_info().hits > 0
+    assert parsing._read_mailbox_cached.cache_info().hits >= 2
+    assert parsing._shared_structured_header.cache_info().hits > 0
 
 
 def test_a_short_header_is_shared_between_trees():
@@ -152,16 +153,25 @@ def test_a_short_header_is_shared_between_trees():
     assert type(one("Content-Type", "text/plain")) is type(other("Content-Type", "text/html"))
 
 
+def test_a_value_declaring_a_boundary_is_built_per_tree_only():
+    parsing._shared_structured_header.cache_clear()
+    one, other = parsing._message_policy().header_factory, parsing._message_policy().header_factory
+    header = one("Content-Type", 'multipart/mixed; boundary="b1"')
+    assert header.params["boundary"] == "b1" and one("Content-Type", 'multipart/mixed; boundary="b1"') is header
+    assert other("Content-Type", 'multipart/mixed; boundary="b1"') is not header
+    assert parsing._shared_structured_header.cache_info().currsize == 0
+
+
 def test_a_recursion_error_is_not_remembered():
     value = "(" * 200 + "a@b.example"
-    parsing._structured_header.cache_clear()
+    parsing._shared_structured_header.cache_clear()
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(len(traceback.extract_stack()) + 100)
     try:
         assert not hasattr(parsing._message_policy().header_factory("Resent-From", value), "addresses")
     finally:
         sys.setrecursionlimit(limit)
-    assert parsing._structured_header.cache_info().currsize == 0
+    assert parsing._shared_structured_header.cache_info().currsize == 0
 
 
 def test_long_address_entries_are_parsed_each_time_not_kept():

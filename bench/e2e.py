@@ -41,8 +41,9 @@ from mailroom_testing.stack import Stack, free_port
 SERVICES = [INGEST, CONTACTS, CONVERSATIONS]
 # The test stack's settings that a deployment does not have, put back to the services' defaults
 # for every bench stack: the blocking detector (test-only: a syscall per green-thread switch) off,
-# and the outbox relays' fallback poll at its default instead of the tests' 0.1 s ("" = unset).
-SERVICE_DEFAULTS = {"MAILROOM_BLOCKING_DETECTION_SECONDS": "0", "OUTBOX_POLL_SECONDS": ""}
+# the outbox relays' fallback poll at its default instead of the tests' 0.1 s, and two parser workers
+# instead of the tests' one ("" = unset).
+SERVICE_DEFAULTS = {"MAILROOM_BLOCKING_DETECTION_SECONDS": "0", "OUTBOX_POLL_SECONDS": "", "INGEST_PARSE_WORKERS": ""}
 INBOXES_YAML = f"""
 inboxes:
   - key: support

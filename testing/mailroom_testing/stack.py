@@ -112,6 +112,10 @@ class Stack:
             "OUTBOX_POLL_SECONDS": "0.1",
             # a service that keeps its event loop to itself for over 1 s fails the test (stop())
             "MAILROOM_BLOCKING_DETECTION_SECONDS": "1",
+            # one parser process per ingest (production: 2): each costs ~1.7 s of CPU to start and
+            # the suite starts hundreds of stacks; the pool's behaviour with several workers and
+            # its deadlines are tested directly (ingest's test_intake_batches)
+            "INGEST_PARSE_WORKERS": "1",
             "PYTHONUNBUFFERED": "1",
         })
         for service, url in self.database_urls.items():

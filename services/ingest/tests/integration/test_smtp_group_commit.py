@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import smtplib
 import sys
 import threading
@@ -265,6 +267,51 @@ def test_the_listener_process_serves_its_metrics(stack_factory):
     assert ready["status"] == "ready" and ready["listening"] and ready["database"] == "up"
     assert ready["schema"] == "current"
 
+
+
+def test_sigterm_lets_a_session_in_data_finish_with_its_250_and_closes_idle_ones(stack_factory):
+    smtp_port = free_port()
+    stack = stack_factory([INGEST], extra_env={"INGEST_SMTP_PORT": str(smtp_port)})
+    publish_event(stack.amqp_uri, "inbox_updated", "inbox-1", {
+        "inbox_id": "inbox-1", "name": "Support", "channel_addresses": [CHANNEL], "member_emails": []})
+    stack.start_process("smtp", [sys.executable, "-m", "ingest.smtp_listener"], port=smtp_port)
+
+    def rcpt_ok():
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
+            client.ehlo()
+            client.mail("probe@example.com")
+            return client.rcpt(CHANNEL)[0] == 250
+
+    stack.eventually(rcpt_ok, timeout=60)
+    idle = smtplib.SMTP("127.0.0.1", smtp_port, timeout=10)
+    idle.ehlo()
+    sending = smtplib.SMTP("127.0.0.1", smtp_port, timeout=10)
+    sending.ehlo()
+    sending.mail("ada@example.com")
+    sending.rcpt(CHANNEL)
+    assert sending.docmd("DATA")[0] == 354
+    raw = message("sent across the stop").replace(b"\n", b"\r\n")
+    sending.send(raw[:len(raw) // 2])
+    process = stack.processes.pop("smtp")  # stopped here, on purpose
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        assert idle.getreply()[0] == 421  # the stop has begun: the idle session is told and closed
+        sending.send(raw[len(raw) // 2:] + b".\r\n")  # raw ends with its CRLF
+        code, answer = sending.getreply()
+        assert code == 250, answer
+        assert process.wait(20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    intake_id = answer.decode().rsplit(" ", 1)[1]
+    database = Database(stack.database_urls["ingest"])
+    try:
+        with database.transaction() as session:
+            assert session.get(Intake, intake_id) is not None  # durable before its 250
+    finally:
+        database.dispose()
+    assert "SMTP listener stopped" in stack.log("smtp")
 
 def test_the_listener_is_live_but_not_ready_while_its_database_is_unreachable():
     """A database outage must not restart the listener (live stays 200) but takes it out of the

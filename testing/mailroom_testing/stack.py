@@ -26,6 +26,7 @@ from mailroom_shared.config import nameko_config
 from mailroom_shared.messaging.topology import SUBSCRIPTIONS, declare_topology
 from mailroom_shared.migrations import upgrade
 from mailroom_shared.routing import service_for_path
+from mailroom_testing import preload
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,9 @@ class Stack:
     # service -> processes of it (default 1): the extras, named `<service>-2`, … with HTTP ports of
     # their own, compete for the service's queues and database as a Deployment's replicas do
     replicas: dict[str, int] = field(default_factory=dict)
+    # True: service processes are forked from a process that imported the services once
+    # (mailroom_testing.preload; the pytest plugin's stacks), not started from scratch
+    preloaded: bool = False
 
     def url(self, path: str) -> str:
         service = service_for_path(path.split("?", 1)[0])
@@ -170,9 +174,12 @@ class Stack:
 
     def start_process(self, name: str, argv: list[str], port: int | None = None, timeout: float = 60) -> None:
         self.commands[name] = (argv, port)
-        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - the child process owns it
-        process = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                   cwd=self.workdir, start_new_session=True, preexec_fn=_child_guard())
+        if self.preloaded and argv[1:3] == ["-m", "mailroom_shared.service_process"]:
+            process = preload.preloader().spawn(argv[3:], self.env, self.workdir, self.workdir / f"{name}.log")
+        else:
+            log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - the child process owns it
+            process = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                       cwd=self.workdir, start_new_session=True, preexec_fn=_child_guard())
         self.processes[name] = process
         if port is not None:
             try:

@@ -41,8 +41,20 @@ from mailroom_shared.signed_webhooks import SecretBox, SecretBoxUnavailable
 log = logging.getLogger(__name__)
 
 SECRET_KEY_VARIABLE = "INGEST_MAILBOX_SECRET_KEY"  # noqa: S105 - a variable name, not a secret
-# this process, as a lease owner: unique across replicas and restarts
-REPLICA_ID = f"{socket.gethostname()[:120]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+_replica_id: tuple[int, str] | None = None
+
+
+def replica_id() -> str:
+    """This process, as a lease owner: unique across replicas and restarts. Made on first use and
+    again in a forked process (a value made at import would be shared by every process forked from
+    the importing one, and two replicas holding one lease would both poll the mailbox)."""
+    global _replica_id
+    pid = os.getpid()
+    if _replica_id is None or _replica_id[0] != pid:
+        _replica_id = (pid, f"{socket.gethostname()[:120]}:{pid}:{uuid.uuid4().hex[:12]}")
+    return _replica_id[1]
+
+
 PROBE_TIMEOUT = 15.0
 MANAGE_REFUSAL = "managing connected mailboxes needs the account_access or super_admin role"
 

@@ -79,11 +79,13 @@ class _Polled:
 
 
 def poll_all(database: Database, blobs: DirectoryBlobStore, outbox: Outbox, settings: Settings,
-             fetched: Callable[[], None], owner: str = mailbox_api.REPLICA_ID) -> list[PollResult]:
+             fetched: Callable[[], None], owner: str | None = None) -> list[PollResult]:
     """Poll every configured mailbox (the YAML file's and the API's), and again at once those with
     more waiting (a backlog drains without waiting for the next interval; imap_poller.
     drain_mailboxes); `fetched()` after each poll that brought mail, so intake processes one batch
     while the next is fetched. A mailbox whose lease another replica holds is left to it."""
+    owner = owner or mailbox_api.replica_id()
+
     def poll_one(entry: _Polled) -> PollResult:
         if not mailbox_api.acquire_lease(database, entry.id, owner, settings.imap_lease_seconds):
             return PollResult(mailbox_id=entry.id)  # another replica polls it

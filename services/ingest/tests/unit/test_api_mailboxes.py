@@ -3,6 +3,7 @@ bundle check, the reply token of fetched mail, the token endpoint's answers, the
 
 from __future__ import annotations
 
+import os
 import subprocess
 from datetime import UTC, datetime, timedelta
 
@@ -162,3 +163,21 @@ def test_the_probe_names_the_stage_and_keeps_secrets_out():
     answer = probe(config, client_factory=Refusing)
     assert answer == {"ok": False, "stage": "login", "server_answer": "[AUTHENTICATIONFAILED] wrong password ***"}
     assert "hunter2" not in repr(config)
+
+
+def test_each_process_is_a_lease_owner_of_its_own_even_when_forked():
+    from ingest import mailbox_api
+
+    parent = mailbox_api.replica_id()
+    assert mailbox_api.replica_id() == parent  # stable within a process
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write_end, mailbox_api.replica_id().encode())
+        os._exit(0)
+    os.close(write_end)
+    child = os.read(read_end, 400).decode()
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert child and child != parent  # a forked replica never holds its parent's leases
+    assert child.split(":")[1] == str(pid)

@@ -36,10 +36,50 @@ class ServiceSpec:
     migrations: Path  # the service's alembic script directory
 
 
+LOWEST_PORT = 10_000
+_next_port: int | None = None
+_port_lock = threading.Lock()
+
+
+def _ephemeral_ports_start() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as handle:
+            return int(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on, for a process about to bind it. Not one bind(0) hands out: those
+    lie in the kernel's ephemeral range, where any outgoing connection (to PostgreSQL, RabbitMQ, a
+    service) may take it as its local port before the service binds it, and the service fails with
+    "Address already in use" (seen in the suite). The ports below that range are never given to
+    outgoing connections; each pytest-xdist worker takes its own slice of them, so two workers never
+    pick the same one, and a process starts at an offset of its pid in its slice."""
+    global _next_port
+    top = _ephemeral_ports_start()
+    workers = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1), 1)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) % workers if worker.isdigit() else 0
+    size = (top - LOWEST_PORT) // workers
+    if size < 100:  # a range configured unusually low: ask the kernel
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+    first = LOWEST_PORT + index * size
+    with _port_lock:
+        if _next_port is None:
+            _next_port = os.getpid() % size
+        for _ in range(size):
+            port = first + _next_port
+            _next_port = (_next_port + 1) % size
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue  # something listens there (or is bound to it)
+                return port
+    raise RuntimeError(f"no free port in {first}-{first + size - 1}")
 
 
 def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:

@@ -1,13 +1,17 @@
-"""The tests' service processes are forked from a preloading process (mailroom_testing.preload):
-they must behave as the fresh processes production starts — children of the test, each in its own
-session, stopping on SIGTERM with exit 0, failing at start with the same exit code and message."""
+"""The test stacks themselves (mailroom_testing). Their service processes are forked from a
+preloading process (mailroom_testing.preload): they must behave as the fresh processes production
+starts — children of the test, each in its own session, stopping on SIGTERM with exit 0, failing at
+start with the same exit code and message. The ports they bind are never ones the kernel may give
+an outgoing connection meanwhile."""
 
 import os
+import socket
 import subprocess
 import sys
 
 import pytest
 
+from mailroom_testing import stack as stack_module
 from mailroom_testing.preload import preloader
 from mailroom_testing.specs import CONTACTS, INGEST
 
@@ -44,3 +48,24 @@ def test_a_preloaded_service_that_cannot_start_fails_as_a_fresh_process_does(tmp
     assert "No such file or directory" in log.read_text()
     with pytest.raises(ProcessLookupError):
         os.kill(forked.pid, 0)  # reaped by our wait: gone
+
+
+def test_free_ports_lie_below_the_ephemeral_range_in_a_slice_of_their_own_per_worker(monkeypatch):
+    top = stack_module._ephemeral_ports_start()
+    picked = {}
+    for worker in ("gw0", "gw1"):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+        monkeypatch.setattr(stack_module, "_next_port", None)
+        picked[worker] = {stack_module.free_port() for _ in range(20)}
+    assert all(stack_module.LOWEST_PORT <= port < top for ports in picked.values() for port in ports)
+    assert len(picked["gw0"]) == len(picked["gw1"]) == 20
+    middle = stack_module.LOWEST_PORT + (top - stack_module.LOWEST_PORT) // 2
+    assert max(picked["gw0"]) < middle <= min(picked["gw1"])
+    with socket.socket() as taken:  # a port something listens on is skipped
+        monkeypatch.setattr(stack_module, "_next_port", None)
+        port = stack_module.free_port()
+        monkeypatch.setattr(stack_module, "_next_port", None)
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        assert stack_module.free_port() == port + 1

@@ -160,19 +160,14 @@ class BackgroundWorker(DependencyProvider):
     def after_work(self, done: int) -> None:
         """Called after each busy stretch with how much was done."""
 
-    def _run(self, index: int = 0):
-        """The loop of one of the worker's green threads. Only thread 0 polls; the others
-        (ConcurrentWorker) sleep until woken, by a commit in this process or by a thread that
-        found work (a backlog the poll found is then taken by all of them)."""
+    def _run(self):
+        """The worker's loop: work until there is none, then sleep until woken or polled."""
         backoff = 0.0
-        timeout = self.poll_interval if index == 0 else max(self.poll_interval, PEER_SAFETY_POLL_SECONDS)
         while not self._stopping:
             done, failed = 0, False
             try:
                 while not self._stopping and self.work_once():
                     done += 1
-                    if done == 1 and index == 0:
-                        self.wake()  # the others join in: there may be more
                     eventlet.sleep(0)  # let HTTP requests and consumers run between items
                 failed = self.failed_quietly()
             except Exception:
@@ -184,7 +179,7 @@ class BackgroundWorker(DependencyProvider):
             if backoff:
                 eventlet.sleep(backoff)
                 continue
-            with eventlet.Timeout(timeout if index else self.poll_interval, False):
+            with eventlet.Timeout(self.poll_interval, False):
                 self._wake.wait()
             if self._wake.ready():
                 self._wake.reset()
@@ -198,17 +193,27 @@ class BackgroundWorker(DependencyProvider):
 
 class ConcurrentWorker(BackgroundWorker):
     """A BackgroundWorker run by `threads()` green threads, each claiming its own item in
-    `work_once` (FOR UPDATE SKIP LOCKED and a lease): the delivery workers. Only the first thread
-    polls (for retries that have come due and work another process wrote); the others sleep until
-    woken, so an idle worker makes one claim per poll interval instead of one per thread. An item
-    in flight is marked with `with self.busy():`; stopping wakes the threads, waits up to
-    `drain_seconds` for the items in flight to finish and be recorded, then calls `close()`."""
+    `work_once` (FOR UPDATE SKIP LOCKED and a lease): the delivery workers. An item in flight is
+    marked with `with self.busy():`; stopping wakes the threads, waits up to `drain_seconds` for
+    the items in flight to finish and be recorded, then calls `close()`.
+
+    Each claim is a transaction, so the threads claim only when there is reason to (#16: waking
+    every thread for every queued email made an empty claim per idle thread, and each stretch of
+    work ended with one more):
+    - `wake()` (a commit in this process queued an item) wakes one idle thread, which claims once
+      per wake-up not yet taken; with every thread busy, the next one to finish takes it;
+    - only the first thread polls (retries come due, items another process wrote); a poll that
+      finds work wakes one more thread, and each thread that joins that way wakes the next while
+      it finds work, so a backlog is taken by all of them; the others search on their own only
+      every PEER_SAFETY_POLL_SECONDS."""
 
     drain_seconds = 30.0
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._busy = 0
+        self._idle: list[Event] = []  # one per sleeping thread; the last to fall asleep is woken first
+        self._wakes = 0  # wake-ups for committed work that no claim has taken yet
 
     def threads(self) -> int:
         return 1
@@ -224,6 +229,67 @@ class ConcurrentWorker(BackgroundWorker):
             yield
         finally:
             self._busy -= 1
+
+    def wake(self) -> None:
+        # from a native thread (eventlet.tpool) it must not touch the hub: the poll finds the work
+        if _os_thread_id() != self._loop_thread:
+            return
+        if self._stopping:
+            while self._idle:
+                self._idle.pop().send("stop")
+            return
+        self._wakes += 1
+        if self._idle:
+            self._idle.pop().send("work")
+
+    def _run(self, index: int = 0):
+        backoff = 0.0
+        # the first thread looks at once; the others wait to be woken
+        searching, awake = True, index == 0
+        while not self._stopping:
+            if not awake:
+                searching = self._sleep(index) != "work"
+                if self._stopping:
+                    break
+            awake = False
+            done, failed = 0, False
+            try:
+                # a woken thread claims at least once; then on while wake-ups wait or it searches
+                while not self._stopping and (not done or searching or self._wakes > 0):
+                    self._wakes = max(self._wakes - 1, 0)  # taken now: a claim runs while others wait
+                    if not self.work_once():
+                        self._wakes = 0  # nothing is due: work committed later wakes a thread again
+                        break
+                    done += 1
+                    if searching and done == 1 and self._idle:
+                        self._idle.pop().send("search")  # found by searching: there may be more
+                    eventlet.sleep(0)  # let HTTP requests and consumers run between items
+                failed = self.failed_quietly()
+            except Exception:
+                log.exception("%s failed; retrying", self.identifier)
+                failed = True
+            if done:
+                self.after_work(done)
+            backoff = min(max(backoff * 2, 0.5), 10.0) if failed else 0.0
+            if backoff:
+                eventlet.sleep(backoff)
+                searching, awake = True, True  # try again what failed
+    def _sleep(self, index: int) -> str:
+        """Until woken ("work": committed work; "search": a peer found work by searching) or the
+        poll is due ("search")."""
+        if self._wakes > 0 or self._stopping:
+            return "work"  # committed while every thread was busy
+        event = Event()
+        self._idle.append(event)
+        reason = "search"
+        timeout = self.poll_interval if index == 0 else max(self.poll_interval, PEER_SAFETY_POLL_SECONDS)
+        try:
+            with eventlet.Timeout(timeout, False):
+                reason = event.wait()
+        finally:
+            if event in self._idle:
+                self._idle.remove(event)
+        return reason
 
     def stop(self):
         self._stopping = True

@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 
 import eventlet
@@ -128,6 +128,10 @@ def _os_thread_id() -> int:
 PEER_SAFETY_POLL_SECONDS = 60.0  # a ConcurrentWorker's threads other than the first: woken, else this
 
 
+def _next_backoff(backoff: float, failed: bool) -> float:
+    return min(max(backoff * 2, 0.5), 10.0) if failed else 0.0
+
+
 class BackgroundWorker(DependencyProvider):
     """A managed green thread that does work until there is none, then sleeps until woken (after
     a commit in this process) or until the poll interval passes (work written by another process).
@@ -164,18 +168,7 @@ class BackgroundWorker(DependencyProvider):
         """The worker's loop: work until there is none, then sleep until woken or polled."""
         backoff = 0.0
         while not self._stopping:
-            done, failed = 0, False
-            try:
-                while not self._stopping and self.work_once():
-                    done += 1
-                    eventlet.sleep(0)  # let HTTP requests and consumers run between items
-                failed = self.failed_quietly()
-            except Exception:
-                log.exception("%s failed; retrying", self.identifier)
-                failed = True
-            if done:
-                self.after_work(done)
-            backoff = min(max(backoff * 2, 0.5), 10.0) if failed else 0.0
+            backoff = _next_backoff(backoff, self._work_stretch(lambda done: self.work_once()))
             if backoff:
                 eventlet.sleep(backoff)
                 continue
@@ -183,6 +176,22 @@ class BackgroundWorker(DependencyProvider):
                 self._wake.wait()
             if self._wake.ready():
                 self._wake.reset()
+
+    def _work_stretch(self, step: Callable[[int], bool]) -> bool:
+        """`step(done)` until it finds nothing (False), then `after_work`; whether the stretch
+        failed (logged; the caller backs off)."""
+        done, failed = 0, False
+        try:
+            while not self._stopping and step(done):
+                done += 1
+                eventlet.sleep(0)  # let HTTP requests and consumers run between items
+            failed = self.failed_quietly()
+        except Exception:
+            log.exception("%s failed; retrying", self.identifier)
+            failed = True
+        if done:
+            self.after_work(done)
+        return failed
 
     def kill(self):
         self._stopping = True
@@ -252,28 +261,24 @@ class ConcurrentWorker(BackgroundWorker):
                 if self._stopping:
                     break
             awake = False
-            done, failed = 0, False
-            try:
-                # a woken thread claims at least once; then on while wake-ups wait or it searches
-                while not self._stopping and (not done or searching or self._wakes > 0):
-                    self._wakes = max(self._wakes - 1, 0)  # taken now: a claim runs while others wait
-                    if not self.work_once():
-                        self._wakes = 0  # nothing is due: work committed later wakes a thread again
-                        break
-                    done += 1
-                    if searching and done == 1 and self._idle:
-                        self._idle.pop().send("search")  # found by searching: there may be more
-                    eventlet.sleep(0)  # let HTTP requests and consumers run between items
-                failed = self.failed_quietly()
-            except Exception:
-                log.exception("%s failed; retrying", self.identifier)
-                failed = True
-            if done:
-                self.after_work(done)
-            backoff = min(max(backoff * 2, 0.5), 10.0) if failed else 0.0
+            backoff = _next_backoff(backoff, self._work_stretch(partial(self._claim, searching)))
             if backoff:
                 eventlet.sleep(backoff)
                 searching, awake = True, True  # try again what failed
+
+    def _claim(self, searching: bool, done: int) -> bool:
+        """One claim of a stretch. A woken thread claims at least once, then goes on while
+        wake-ups are waiting, or until a claim is empty when it is searching."""
+        if done and not searching and self._wakes <= 0:
+            return False
+        self._wakes = max(self._wakes - 1, 0)  # taken now: the claim runs while the others wait
+        if not self.work_once():
+            self._wakes = 0  # nothing is due: work committed later wakes a thread again
+            return False
+        if searching and not done and self._idle:
+            self._idle.pop().send("search")  # found by searching: there may be more
+        return True
+
     def _sleep(self, index: int) -> str:
         """Until woken ("work": committed work; "search": a peer found work by searching) or the
         poll is due ("search")."""

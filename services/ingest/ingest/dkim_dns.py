@@ -9,14 +9,12 @@ INGEST_DNS_RESOLVER (nameservers as `ip`, `ip:port` or `[ipv6]:port`; the system
 from __future__ import annotations
 
 import ipaddress
-
-import dkim
-import dns.exception
-import dns.nameserver
-import dns.rdatatype
-import dns.resolver
+from typing import TYPE_CHECKING
 
 from ingest.domain.authentication import TxtLookup
+
+if TYPE_CHECKING:
+    import dns.resolver
 
 
 def parse_nameserver(value: str) -> tuple[str, int]:
@@ -41,6 +39,14 @@ def parse_nameserver(value: str) -> tuple[str, int]:
 def txt_lookup(nameservers: tuple[str, ...] = ()) -> TxtLookup:
     """dkimpy's dnsfunc over dnspython: the first TXT record of the name, None when there is none;
     dkim.DnsTimeoutError when no answer came in time or no resolver is configured."""
+    # imported here, not with the module: every parser worker imports this module at its start
+    # (a replaced worker too), and only INGEST_VERIFY_DKIM looks keys up (~0.1 s of imports)
+    import dkim
+    import dns.exception
+    import dns.nameserver
+    import dns.rdatatype
+    import dns.resolver
+
     resolver: dns.resolver.Resolver | None = None
 
     def make() -> dns.resolver.Resolver:

@@ -17,7 +17,6 @@ from ingest.domain.downloads import attachment_url, raw_url
 from ingest.domain.model import Address, ParseLimits
 from ingest.domain.parsing import parse_message
 from ingest.domain.sanitize import sanitize_html
-from ingest.models import Intake
 from mailroom_shared import auth
 from mailroom_shared.http import Forbidden, HttpError, NotFound, Unauthorized
 
@@ -98,6 +97,8 @@ def signed_cid_urls(cid_urls: dict[str, str], token: str | None) -> dict[str, st
 
 def page_source(session, intake_id: str) -> tuple[str, dict[str, str], list[dict]]:
     """The raw message's blob key, its attachments' URLs by Content-ID and its stored attachments."""
+    from ingest.models import Intake  # the service's side: the parser workers import this module without SQLAlchemy
+
     row = session.get(Intake, intake_id)
     if row is None:
         raise NotFound(f"no message {intake_id}")

@@ -31,8 +31,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import authres
-import dkim
-from dkim.util import InvalidTagValueList, parse_tag_value
 
 # dkimpy's dnsfunc: (name as bytes, e.g. b"sel._domainkey.acme.test.", timeout=seconds) -> TXT or None;
 # raises dkim.DnsTimeoutError when the resolver cannot answer
@@ -172,6 +170,10 @@ def verify_dkim(raw: bytes, from_domain: str, lookup: TxtLookup, timeout: float 
     """The first DKIM signature aligned with `from_domain` that verifies (its key looked up
     through `lookup`); signatures of other domains are not looked up at all. `timeout` is for
     all the look-ups together, so the analysis stays within its deadline."""
+    # imported on the first verification (INGEST_VERIFY_DKIM), not by every parser worker's start
+    import dkim
+    from dkim.util import InvalidTagValueList, parse_tag_value
+
     deadline = time.monotonic() + timeout
     try:
         verifier = dkim.DKIM(raw, minkey=1024, timeout=timeout)

@@ -98,3 +98,14 @@ def test_the_event_loop_keeps_running_while_a_call_waits():
                             env={"PYTHONPATH": f"{TARGETS}:{':'.join(sys.path)}", "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     assert float(result.stdout.strip().splitlines()[-1]) < 0.5  # never blocked for the 1 s call
+
+
+def test_a_parser_worker_starts_without_the_database_layer_or_dkimpy():
+    """A worker is started for every ingest process and again after every kill (deadline, memory),
+    so it imports only what analysing a message needs: SQLAlchemy (the service's side of the full
+    message page) and dkimpy/dnspython (only with INGEST_VERIFY_DKIM) wait until they are used."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, ingest.analyser; "
+         "print(sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'dkim', 'dns'}))"],
+        capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    assert loaded == "[]"

@@ -40,10 +40,30 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 PR_SET_CHILD_SUBREAPER = 36
 SERVICE_MODULES = ("ingest.service", "contacts.service", "conversations.service", "outbound.service",
                    "notifier.service")
+_prctl = None
+if sys.platform.startswith("linux"):
+    _prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
 
 
-def _prctl():
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+def die_with_parent(parent_pid: int):
+    """A preexec_fn: the kernel SIGKILLs the child when the thread that started it ends, so a
+    pytest (or a run) killed by a timeout, SIGKILL or Ctrl-C leaves no service process behind
+    (each runs in a session of its own, out of reach of the terminal's signals)."""
+    def preexec() -> None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the parent died before prctl: nobody would kill us
+            os._exit(1)
+    return preexec
+
+
+def child_guard():
+    """die_with_parent for a process this thread starts, or None where it cannot apply.
+    PR_SET_PDEATHSIG fires when the starting *thread* ends, not the process: only processes
+    started by the main thread get it (chaos/run.py restarts killed ones from a fault thread; its
+    watchdog cleans those up)."""
+    if _prctl is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return die_with_parent(os.getpid())
 
 
 class ForkedProcess:
@@ -87,25 +107,16 @@ class Preloader:
     """The pytest worker's side: starts the preloading process and asks it for service processes."""
 
     def __init__(self):
-        if not sys.platform.startswith("linux"):
+        if _prctl is None:
             raise RuntimeError("the preloader needs Linux (PR_SET_CHILD_SUBREAPER)")
-        prctl = _prctl()
-        if prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        if _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
-        parent = os.getpid()
-
-        def die_with_parent() -> None:
-            prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            if os.getppid() != parent:
-                os._exit(1)
-
         self._lock = threading.Lock()
         # unbuffered as Stack's processes are (PYTHONUNBUFFERED): the forked ones inherit its sys.stdout
-        self._process = subprocess.Popen([sys.executable, "-m", "mailroom_testing.preload", str(parent)],
+        self._process = subprocess.Popen([sys.executable, "-m", "mailroom_testing.preload", str(os.getpid())],
                                          env={**os.environ, "PYTHONUNBUFFERED": "1"},
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
-                                         preexec_fn=die_with_parent if threading.current_thread()
-                                         is threading.main_thread() else None)
+                                         preexec_fn=child_guard())
         ready = self._process.stdout.readline()
         if ready != b"ready\n":
             self._process.kill()
@@ -124,11 +135,6 @@ class Preloader:
         if "error" in answer:
             raise RuntimeError(f"the service preloader could not start {args}: {answer['error']}")
         return ForkedProcess(answer["pid"], ["mailroom-service", *args])
-
-    def close(self) -> None:
-        if self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
 
 
 _preloader: Preloader | None = None
@@ -161,7 +167,6 @@ def _serve(parent: int) -> None:  # pragma: no cover - runs in the preloading pr
     service_process = import_module("mailroom_shared.service_process")
     for module in SERVICE_MODULES:
         import_module(module)
-    prctl = _prctl()
     requests = sys.stdin.buffer
     posix.write(1, b"ready\n")
     while line := requests.readline():
@@ -169,14 +174,14 @@ def _serve(parent: int) -> None:  # pragma: no cover - runs in the preloading pr
         try:
             if threading.active_count() != 1:
                 raise RuntimeError(f"the preloader has {threading.active_count()} threads: a fork would lose them")
-            pid = _fork_service(posix, prctl, parent, service_process, request)
+            pid = _fork_service(posix, parent, service_process, request)
             answer = {"pid": pid}
         except Exception as exc:  # answered, not fatal: the next request may succeed
             answer = {"error": f"{type(exc).__name__}: {exc}"}
         posix.write(1, json.dumps(answer).encode() + b"\n")
 
 
-def _fork_service(posix, prctl, parent: int, service_process, request: dict) -> int:  # pragma: no cover
+def _fork_service(posix, parent: int, service_process, request: dict) -> int:  # pragma: no cover
     read_end, write_end = posix.pipe()
     middle = posix.fork()
     if middle == 0:  # the middle process: forks the service, says its pid, exits
@@ -185,7 +190,7 @@ def _fork_service(posix, prctl, parent: int, service_process, request: dict) -> 
             pid = posix.fork()
             if pid == 0:
                 posix.close(write_end)
-                _run_service(posix, prctl, parent, service_process, request)
+                _run_service(posix, parent, service_process, request)
             posix.write(write_end, str(pid).encode())
         finally:
             posix._exit(0)
@@ -200,7 +205,7 @@ def _fork_service(posix, prctl, parent: int, service_process, request: dict) -> 
     return int(b"".join(chunks))
 
 
-def _run_service(posix, prctl, parent: int, service_process, request: dict) -> None:  # pragma: no cover
+def _run_service(posix, parent: int, service_process, request: dict) -> None:  # pragma: no cover
     code = 1
     try:
         posix.setsid()
@@ -215,9 +220,7 @@ def _run_service(posix, prctl, parent: int, service_process, request: dict) -> N
         deadline = time.monotonic() + 10
         while posix.getppid() != parent and time.monotonic() < deadline:
             posix.sched_yield()
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if posix.getppid() != parent:
-            posix._exit(1)
+        die_with_parent(parent)()
         import eventlet.hubs
 
         eventlet.hubs.get_hub().poll.close()  # the preloader's epoll: a new hub for this process

@@ -3,8 +3,6 @@ in production, against a test's own vhost and databases."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import os
 import signal
@@ -93,32 +91,6 @@ def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen | 
         except OSError:
             time.sleep(0.1)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
-
-
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-_prctl = None
-if sys.platform.startswith("linux"):
-    _prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
-
-
-def _die_with_parent(parent_pid: int):
-    """A preexec_fn: the kernel SIGKILLs the child when the thread that started it ends, so a
-    pytest (or a run) killed by a timeout, SIGKILL or Ctrl-C leaves no service process behind
-    (each runs in a session of its own, out of reach of the terminal's signals)."""
-    def preexec() -> None:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent_pid:  # the parent died before prctl: nobody would kill us
-            os._exit(1)
-    return preexec
-
-
-def _child_guard():
-    # PR_SET_PDEATHSIG fires when the starting *thread* ends, not the process: only processes
-    # started by the main thread get it (chaos/run.py restarts killed ones from a fault thread; its
-    # watchdog cleans those up)
-    if _prctl is None or threading.current_thread() is not threading.main_thread():
-        return None
-    return _die_with_parent(os.getpid())
 
 
 @dataclass
@@ -219,7 +191,7 @@ class Stack:
         else:
             log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - the child process owns it
             process = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                       cwd=self.workdir, start_new_session=True, preexec_fn=_child_guard())
+                                       cwd=self.workdir, start_new_session=True, preexec_fn=preload.child_guard())
         self.processes[name] = process
         if port is not None:
             try:

@@ -41,8 +41,8 @@ def two_versions(monkeypatch):
     v2 = EventSpec("contact_created", "contacts", 2, ContactCreatedV2, "test: a second version")
     monkeypatch.setattr(catalogue, "_catalogue", catalogue.Catalogue([*catalogue.SPECS, v2]))
     yield
-    envelope._strict_schema.cache_clear()  # drop the schemas cached for the test's v2
-    envelope._tolerant_schema.cache_clear()
+    envelope._publishable.cache_clear()  # drop the schemas cached for the test's v2
+    envelope._tolerant_load.cache_clear()
 
 
 @pytest.fixture

@@ -17,20 +17,22 @@ import uuid
 
 from marshmallow import EXCLUDE, ValidationError
 
-from mailroom_shared.events import tracing
+from mailroom_shared.events import compiled, tracing
 from mailroom_shared.events.catalogue import TYPE_PREFIX, parse_type, spec_for, spec_for_type, versions
 
 SPECVERSION = "1.0"
 
 
+# marshmallow schemas hold no per-call state: one instance per event version, compiled for the
+# common case (mailroom_shared.events.compiled: marshmallow's own result, at a fraction of the CPU)
 @functools.cache
-def _strict_schema(name: str, version: int):
-    return spec_for(name, version).schema()
+def _publishable(name: str, version: int):
+    return compiled.round_tripper(spec_for(name, version).schema())
 
 
 @functools.cache
-def _tolerant_schema(name: str, version: int):
-    return spec_for(name, version).schema(unknown=EXCLUDE)
+def _tolerant_load(name: str, version: int):
+    return compiled.loader(spec_for(name, version).schema(unknown=EXCLUDE))
 
 
 class InvalidEvent(ValueError):
@@ -46,9 +48,8 @@ def build_envelope(event_type: str, subject: str, data: dict, *, version: int | 
     they declare. Without `traceparent`, the event continues the current trace (the event being
     handled) or starts one (tracing.next_traceparent)."""
     spec = spec_for(event_type, version)
-    schema = _strict_schema(spec.name, spec.version)  # marshmallow schemas hold no per-call state: reuse them
     try:
-        validated = schema.load(data)
+        published = _publishable(spec.name, spec.version)(data)
     except ValidationError as exc:
         raise InvalidEvent(f"{spec.cloudevents_type}: {exc.messages}") from exc
     return {
@@ -60,7 +61,7 @@ def build_envelope(event_type: str, subject: str, data: dict, *, version: int | 
         "subject": str(subject),
         "datacontenttype": "application/json",
         "traceparent": traceparent if tracing.parse(traceparent) is not None else tracing.next_traceparent(),
-        "data": schema.dump(validated),
+        "data": published,
     }
 
 
@@ -81,7 +82,7 @@ def parse_envelope(envelope: dict, event_type: str) -> dict:
     if not isinstance(envelope, dict) or "data" not in envelope or "id" not in envelope:
         raise ValidationError({"_envelope": ["not a CloudEvents envelope"]})
     spec = _spec_of(envelope.get("type"), event_type)
-    return _tolerant_schema(spec.name, spec.version).load(envelope["data"])
+    return _tolerant_load(spec.name, spec.version)(envelope["data"])
 
 
 def _spec_of(cloudevents_type, event_type: str):

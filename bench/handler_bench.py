@@ -3,9 +3,10 @@
 
 Real events: the corpus (bench/corpus.py) analysed by ingest's own `analyse_stored` into
 `message_received` envelopes (cached under /tmp between runs), then handled by conversations'
-`receive_message` on a fresh, migrated PostgreSQL database, `--batch` events per transaction with
-the processed-events claim (as the kit's group commit runs them). Measured over the events after a
-warm-up: this process's CPU time (`time.process_time`), the PostgreSQL backend's CPU
+`receive_message` and `settle_contacts` (as its message_received handler runs them) on a fresh,
+migrated PostgreSQL database, `--batch` events per transaction with the processed-events claim (as
+the kit's group commit runs them); then a contact_created for each sender (`learn_contact`).
+Measured over the events after a warm-up: this process's CPU time (`time.process_time`), the PostgreSQL backend's CPU
 (`/proc/<pid>/stat`, one connection), and statements and transactions per event. CPU time, not
 wall time: a loaded machine changes it far less than it changes rates. Nothing is asserted.
 
@@ -15,6 +16,8 @@ wall time: a loaded machine changes it far less than it changes rates. Nothing i
 from __future__ import annotations
 
 import argparse
+import functools
+import inspect
 import json
 import os
 import sys
@@ -75,7 +78,7 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, default=None, help="write a cProfile of the measured part")
     args = parser.parse_args()
 
-    from conversations import handlers
+    from conversations import contact_corrections, handlers
     from conversations.service import ConversationsService
     from conversations.settings import Settings
 
@@ -104,7 +107,7 @@ def main() -> None:
                 conn.info["started"] = time.perf_counter()
 
             def after(conn, cursor, statement, params, context, many):
-                key = " ".join(statement.split())[:90]
+                key = " ".join(statement.split())[:int(os.environ.get("BENCH_STATEMENT_CHARS", "90"))]
                 per_statement.setdefault(key, []).append(time.perf_counter() - conn.info["started"])
             event.listen(database.engine, "before_cursor_execute", before)
             event.listen(database.engine, "after_cursor_execute", after)
@@ -117,13 +120,19 @@ def main() -> None:
         with database.transaction() as session:
             pid = session.execute(text("SELECT pg_backend_pid()")).scalar()
 
+        # as the service's message_received handler: the message, then its contacts settled
+        takes_turn = "turn_taken" in inspect.signature(contact_corrections.settle_contacts).parameters
+        settle = functools.partial(contact_corrections.settle_contacts, turn_taken=True) if takes_turn else \
+            contact_corrections.settle_contacts
+
         def run(batch: list[dict]) -> None:
             with database.transaction() as session:
                 claimed = processed_events.claim_many(session, [(e, "handle_message_received") for e in batch])
                 for envelope, mine in zip(batch, claimed, strict=True):
                     if mine:
-                        handlers.receive_message(session, outbox, parse_envelope(envelope, "message_received"),
-                                                 settings)
+                        data = parse_envelope(envelope, "message_received")
+                        handlers.receive_message(session, outbox, data, settings)
+                        settle(session, data)
 
         def chunks(items):
             for start in range(0, len(items), args.batch):
@@ -147,14 +156,29 @@ def main() -> None:
             profiler.dump_stats(str(args.profile))
         cpu, pg, wall = time.process_time() - cpu0, backend_cpu_ms(pid) - pg0, time.perf_counter() - wall0
         count = len(measured)
+        n_statements = statements["n"]
+        # contacts' contact_created for each sender, as it comes after their first email
+        created = [{"contact_id": str(uuid.uuid4()), "emails": [address]} for address in dict.fromkeys(
+            (e["data"].get("attributed_to") or {}).get("email") for e in measured) if address]
+        statements["n"] = 0
+        created_cpu0, created_pg0 = time.process_time(), backend_cpu_ms(pid)
+        for start in range(0, len(created), args.batch):
+            with database.transaction() as session:
+                for data in created[start:start + args.batch]:
+                    contact_corrections.learn_contact(session, data)
+        created_cpu, created_pg = time.process_time() - created_cpu0, backend_cpu_ms(pid) - created_pg0
         with database.transaction() as session:
             stored = session.execute(text("SELECT count(*) FROM messages")).scalar()
         print(f"{count} message_received (after {args.warmup} warm-up), {args.batch} per transaction, "
               f"{stored} messages stored")
         print(f"  python CPU      {cpu * 1000 / count:7.2f} ms per event")
         print(f"  postgres CPU    {pg / count:7.2f} ms per event (the one backend)")
-        print(f"  statements      {statements['n'] / count:7.2f} per event")
+        print(f"  statements      {n_statements / count:7.2f} per event")
         print(f"  wall            {wall * 1000 / count:7.2f} ms per event (load {os.getloadavg()[0]:.1f})")
+        print(f"{len(created)} contact_created (learn_contact), {args.batch} per transaction")
+        print(f"  python CPU      {created_cpu * 1000 / len(created):7.2f} ms per event")
+        print(f"  postgres CPU    {created_pg / len(created):7.2f} ms per event")
+        print(f"  statements      {statements['n'] / len(created):7.2f} per event")
         if os.environ.get("BENCH_ECHO"):
             import logging
             logging.basicConfig()

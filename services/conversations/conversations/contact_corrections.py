@@ -18,9 +18,7 @@ Confirmed with `contact_messages_erased` (counts only)."""
 
 from __future__ import annotations
 
-import hashlib
-
-from sqlalchemy import delete, or_, select, text, update
+from sqlalchemy import bindparam, delete, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from conversations import handlers
@@ -40,15 +38,12 @@ from mailroom_shared.messaging.outbox import Outbox
 ERASED = "[erased]"
 GONE = object()  # current_contact's answer for an erased contact
 MAX_REDIRECTS = 50  # a chain of merges longer than this is a loop (it cannot be: merges only go to survivors)
-# the merge and the messages' check take turns on this (PostgreSQL advisory lock, transaction-scoped)
-_MERGE_LOCK = int.from_bytes(hashlib.blake2b(b"conversations.contact-merge", digest_size=8).digest(), "big",
-                             signed=True)
-
-
 def _merge_turn(session: Session, exclusive: bool) -> None:
+    """The merge and the messages' check take turns on a PostgreSQL advisory lock (transaction-
+    scoped). handlers.receive_message takes the messages' shared turn in its first statement."""
     if is_postgres(session):
         session.execute(text("SELECT pg_advisory_xact_lock(:k)" if exclusive else
-                             "SELECT pg_advisory_xact_lock_shared(:k)"), {"k": _MERGE_LOCK})
+                             "SELECT pg_advisory_xact_lock_shared(:k)"), {"k": handlers.CONTACT_MERGE_LOCK})
 
 
 def current_contact(session: Session, contact_id: str | None):
@@ -104,19 +99,26 @@ def _message_addresses(data: dict) -> list[str]:
     return sorted({a for a in found if a})
 
 
-def settle_contacts(session: Session, data: dict) -> int:
+# built once: settle_contacts runs after every inbound message
+_STALE_CONTACTS = select(Conversation.id, Conversation.contact_id).join(
+    ContactRedirect, ContactRedirect.contact_id == Conversation.contact_id).where(
+    Conversation.contact_email.in_(bindparam("addresses", expanding=True)))
+
+
+def settle_contacts(session: Session, data: dict, *, turn_taken: bool = False) -> int:
     """After a message is stored: a conversation of its sender that took a contact which a merge
     or an erasure has meanwhile replaced (read from known_contacts just before the redirect was
     committed) is re-pointed. Takes its turn with follow_merge: if the merge committed first its
-    redirect is seen here; if this came first, the merge's own update sees this conversation."""
+    redirect is seen here; if this came first, the merge's own update sees this conversation.
+    `turn_taken`: the transaction holds its shared turn already (handlers.receive_message takes
+    it before any row lock, one statement less per message)."""
     addresses = _message_addresses(data)
     if not addresses:
         return 0
-    _merge_turn(session, exclusive=False)
+    if not turn_taken:
+        _merge_turn(session, exclusive=False)
     fixed = 0
-    stale = session.execute(select(Conversation.id, Conversation.contact_id).join(
-        ContactRedirect, ContactRedirect.contact_id == Conversation.contact_id).where(
-        Conversation.contact_email.in_(addresses))).all()
+    stale = session.execute(_STALE_CONTACTS, {"addresses": addresses}).all()
     for conversation_id, contact_id in stale:
         now = current_contact(session, contact_id)
         session.execute(update(Conversation).where(Conversation.id == conversation_id).values(

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, load_only
 
@@ -375,22 +378,34 @@ def _copy_lock_key(incoming: Incoming) -> int:
     return _lock_key(f"copy\n{incoming.sender}", incoming.rfc_message_id)
 
 
+# contacts_merged and the messages take turns on this (contact_corrections.settle_contacts): a
+# message takes it shared, first of its locks (a merge holds it exclusively while it moves rows)
+CONTACT_MERGE_LOCK = int.from_bytes(hashlib.blake2b(b"conversations.contact-merge", digest_size=8).digest(), "big",
+                                    signed=True)
+# the message's shared turn with contact merges first (it is then held before any row lock: a merge
+# waiting for a row this transaction locked cannot be what this transaction waits for), then its
+# own locks in ascending order; one statement
+_SERIALISE = text(
+    "SELECT CASE WHEN turn THEN pg_advisory_xact_lock_shared(k) ELSE pg_advisory_xact_lock(k) END "
+    "FROM (SELECT true AS turn, CAST(:merge_turn AS bigint) AS k "
+    "      UNION ALL SELECT false, unnest(CAST(:keys AS bigint[])) ORDER BY 1 DESC, 2) AS ordered")
+
+
 def _serialise_with_relatives(session: Session, incoming: Incoming) -> None:
     """PostgreSQL: a message and the messages it refers to (or that refer to it) are threaded one
     after the other, never side by side. Each takes a transaction-scoped advisory lock on its own
     Message-ID and on the ids it refers to (in one order: no deadlock between two messages), so a
     reply and its parent handled at the same moment by two consumers cannot both miss the other:
     the second waits for the first to commit, then finds it (joins it, or adopts it). SQLite
-    writes one transaction at a time anyway."""
+    writes one transaction at a time anyway. The same statement takes the message's shared turn
+    with contact merges (CONTACT_MERGE_LOCK), which contact_corrections.settle_contacts needs."""
     if not is_postgres(session):
         return
     keys = {_lock_key(incoming.inbox_id, key) for key in
             (incoming.rfc_message_id, *lookup_ids(incoming)[:MAX_AWAITED_IDS])}
     if incoming.sender:  # copies of one email for other inboxes take turns too (_shared_copy)
         keys.add(_copy_lock_key(incoming))
-    keys = sorted(keys)
-    session.execute(text("SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest(CAST(:keys AS bigint[])) AS k "
-                         "ORDER BY 1) AS ordered"), {"keys": keys})
+    session.execute(_SERIALISE, {"merge_turn": CONTACT_MERGE_LOCK, "keys": sorted(keys)})
 
 
 def _find_threads(session: Session, incoming: Incoming) -> tuple[list[ThreadMatch], set[str]]:
@@ -1090,14 +1105,30 @@ def mark_spam(session: Session, outbox: Outbox, principal: Principal, conversati
 
 # --- contacts ----------------------------------------------------------------------------------
 
+@functools.cache
+def _learn_contact_statements(postgres: bool):
+    """The address's contact (one upsert) and the conversations from it that had none: built once
+    per dialect (contact_created comes for about every second inbound email)."""
+    # on the tables, not the entities: a list of parameters is then a plain executemany, not an
+    # ORM bulk operation by primary key
+    known_contacts, conversations = KnownContact.__table__, Conversation.__table__
+    known = (postgres_insert if postgres else sqlite_insert)(known_contacts).values(
+        email=bindparam("learnt_email"), contact_id=bindparam("learnt_contact"))
+    upsert = known.on_conflict_do_update(index_elements=[known_contacts.c.email],
+                                         set_={"contact_id": known.excluded.contact_id})
+    adopt = update(conversations).where(conversations.c.contact_email == bindparam("learnt_email"),
+                                        conversations.c.contact_id.is_(None)).values(
+        contact_id=bindparam("learnt_contact"))
+    return upsert, adopt
+
+
 def learn_contact(session: Session, contact_id: str, emails: list[str]) -> None:
-    for email in {e for e in (try_normalise_email(x) for x in emails) if e}:
-        # one upsert (merge() read the row first)
-        known = conflict_insert(session, KnownContact).values(email=email, contact_id=contact_id)
-        session.execute(known.on_conflict_do_update(index_elements=[KnownContact.email],
-                                                    set_={"contact_id": contact_id}))
-        session.execute(update(Conversation).where(
-            Conversation.contact_email == email, Conversation.contact_id.is_(None)).values(contact_id=contact_id))
+    learnt = [{"learnt_email": email, "learnt_contact": contact_id}
+              for email in sorted({e for e in (try_normalise_email(x) for x in emails) if e})]
+    if learnt:
+        upsert, adopt = _learn_contact_statements(is_postgres(session))
+        session.execute(upsert, learnt)
+        session.execute(adopt, learnt)
 
 
 def update_contact(session: Session, contact_id: str, emails: list[str], removed: list[str]) -> None:

@@ -88,12 +88,13 @@ class ConversationsService(Base):
     @consumes("ingest", "message_received")
     def handle_message_received(self, session, data, envelope):
         handlers.receive_message(session, self.outbox, data, self.settings)
-        contact_corrections.settle_contacts(session, data)  # a merge applied meanwhile (issue #17)
+        # a merge applied meanwhile (issue #17); receive_message took the turn for it
+        contact_corrections.settle_contacts(session, data, turn_taken=True)
 
     @consumes("ingest", "message_quarantined")
     def handle_message_quarantined(self, session, data, envelope):
         handlers.receive_quarantined(session, self.outbox, data, self.settings)
-        contact_corrections.settle_contacts(session, data)
+        contact_corrections.settle_contacts(session, data, turn_taken=True)
 
     # through the redirects of merged and erased contacts (contact_corrections.py)
     @consumes("contacts", "contact_created")

@@ -432,6 +432,64 @@ def test_a_reply_processed_before_its_parent_ends_up_in_its_conversation(service
     assert item["id"] == started["id"] and item["message_count"] == 3
 
 
+def test_a_contact_merge_waits_for_a_message_in_progress_without_a_deadlock(make_database):
+    """A reply is being stored (its conversation's row locked) when contacts' merge of its sender
+    arrives: the merge waits for the message's turn (an advisory lock taken before any row lock),
+    not for the row; the message then settles its contacts and commits, and the merge moves the
+    conversation to the survivor. Had the message taken its turn after locking the row (as it
+    once did), the two would each wait for the other until PostgreSQL aborted one."""
+    import threading
+
+    from sqlalchemy import text
+
+    from conversations import contact_corrections, handlers
+    from conversations.models import Conversation
+    from conversations.service import ConversationsService
+    from conversations.settings import Settings
+    from mailroom_shared.db import Database
+
+    url = make_database("conversations")
+    upgrade("conversations", Path(CONVERSATIONS.migrations), url)
+    database = Database(url)
+    outbox = ConversationsService.outbox
+    try:
+        with database.transaction() as session:
+            handlers.create_inbox(session, outbox, {"name": "Support", "channels": [{"address": SUPPORT}]})
+            contact_corrections.learn_contact(session, {"contact_id": "c-merged", "emails": ["ada@example.com"]})
+            first = handlers.receive_message(session, outbox, message_received(message_id="m1@example.com"),
+                                             Settings())
+        conversation_id = first.conversation.id
+        reply = message_received(message_id="m2@example.com", in_reply_to=["m1@example.com"], minutes=1)
+        merged, failures = threading.Event(), []
+
+        def merge():
+            try:
+                with database.transaction() as other:
+                    other.execute(text("SET application_name = 'the-merge'"))
+                    contact_corrections.follow_merge(other, {"survivor_id": "c-survivor", "merged_id": "c-merged",
+                                                             "emails": ["ada@example.com"]})
+                merged.set()
+            except Exception as exc:  # noqa: BLE001 - the test reports it
+                failures.append(exc)
+
+        with database.transaction() as session:  # as the service handles message_received
+            received = handlers.receive_message(session, outbox, reply, Settings())
+            assert received.conversation.id == conversation_id
+            merging = threading.Thread(target=merge)
+            merging.start()
+            assert not merged.wait(0.5), "the merge did not wait for the message in progress"
+            waits = session.execute(text("SELECT wait_event_type, wait_event FROM pg_stat_activity "
+                                         "WHERE application_name = 'the-merge'")).all()
+            assert waits == [("Lock", "advisory")]
+            contact_corrections.settle_contacts(session, reply, turn_taken=True)
+        merging.join(10)
+        assert failures == [] and merged.is_set()
+        with database.transaction() as session:
+            assert session.get(Conversation, conversation_id).contact_id == "c-survivor"
+    finally:
+        database.dispose()
+
+
 def test_a_reply_and_its_parent_handled_at_the_same_moment_meet_on_postgresql(make_database):
     """Two consumers (replicas) threading a reply and its parent at once: neither transaction can
     miss the other — the second waits for the first (advisory locks on the Message-IDs) and then

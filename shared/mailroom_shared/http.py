@@ -57,6 +57,14 @@ class ServiceUnavailable(HttpError):
     code = "service_unavailable"
 
 
+@functools.cache
+def schema_instance(schema_class, **options):
+    """One instance per schema class and options, reused by every request: `Schema()` deep-copies
+    every declared field (0.2-0.4 ms for an API schema here), which a list built 50 times per page.
+    marshmallow schemas keep no state between load/dump calls."""
+    return schema_class(**options)
+
+
 def get_or_404(session, model, entity_id, what: str | None = None):
     """`session.get(model, entity_id)`, or NotFound naming what was asked for."""
     found = session.get(model, entity_id)

@@ -53,3 +53,27 @@ def test_a_shared_error_is_a_clear_json_answer(error, status, code):
     response = route(None, None)
     assert response.status_code == status
     assert json.loads(response.get_data()) == {"error": {"code": code, "message": str(error)}}
+
+
+def test_a_schema_instance_is_reused_per_class_and_options_and_keeps_nothing_between_calls():
+    from marshmallow import EXCLUDE, Schema, ValidationError, fields
+
+    from mailroom_shared.http import schema_instance
+
+    class Body(Schema):
+        name = fields.String(required=True)
+        tags = fields.List(fields.String(), load_default=list)
+
+    assert schema_instance(Body) is schema_instance(Body)
+    assert schema_instance(Body, unknown=EXCLUDE) is not schema_instance(Body)
+    assert schema_instance(Body, unknown=EXCLUDE).load({"name": "a", "other": 1}) == {"name": "a", "tags": []}
+    with pytest.raises(ValidationError) as first:
+        schema_instance(Body).load({"tags": [1]})
+    assert first.value.messages == {"name": ["Missing data for required field."], "tags": {0: ["Not a valid string."]}}
+    # the next request's errors are its own, and a default list is a new list every time
+    with pytest.raises(ValidationError) as second:
+        schema_instance(Body).load({"name": 5})
+    assert second.value.messages == {"name": ["Not a valid string."]}
+    one, two = schema_instance(Body).load({"name": "x"}), schema_instance(Body).load({"name": "y"})
+    one["tags"].append("changed")
+    assert two["tags"] == [] and schema_instance(Body, partial=True).load({}) == {}

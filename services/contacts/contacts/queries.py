@@ -19,12 +19,12 @@ from contacts.models import (
 from contacts.schemas import ContactSchema, TimelineEntrySchema
 from mailroom_shared.addresses import InvalidAddress, normalise_email
 from mailroom_shared.auth import Principal, sign_blob_access, with_access
-from mailroom_shared.http import HttpError
+from mailroom_shared.http import HttpError, schema_instance
 from mailroom_shared.pagination import newest_first, next_cursor
 
 
 def contact_view(contact: Contact) -> dict:
-    return ContactSchema().dump({
+    return schema_instance(ContactSchema).dump({
         "id": contact.id, "name": contact.name, "emails": [e.email for e in contact.emails],
         "identities": [{"kind": i.kind, "value": i.value} for i in contact.identities],
         "created_at": contact.created_at,
@@ -132,7 +132,7 @@ def timeline_page(session: Session, contact_id: str, cursor: dict | None, limit:
     reached = _inboxes_reached(session, [entry for entry, _ in rows[:limit]], addresses)
     items = []
     for entry, conversation_id in rows[:limit]:
-        item = TimelineEntrySchema().dump(entry)
+        item = schema_instance(TimelineEntrySchema).dump(entry)
         item.update(reached.get(entry.id, {}))
         item["conversation_id"] = conversation_id
         item["attachments"] = _with_download_token(entry, item["attachments"], principal)

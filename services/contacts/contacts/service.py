@@ -6,7 +6,16 @@ from __future__ import annotations
 from contacts import SERVICE_NAME, calls, channel_contacts, corrections, handlers, queries, settings
 from contacts.models import Contact, ContactErasure, outbox, processed_events
 from contacts.schemas import ContactCreateSchema, ContactEmailSchema, ContactMergeSchema, ContactUpdateSchema
-from mailroom_shared.http import Forbidden, HttpError, decode_cursor, get_or_404, health_response, page_limit, read_json
+from mailroom_shared.http import (
+    Forbidden,
+    HttpError,
+    decode_cursor,
+    get_or_404,
+    health_response,
+    page_limit,
+    read_json,
+    schema_instance,
+)
 from mailroom_shared.kit import after_commit, consumes, endpoint, service_base
 
 Base = service_base(SERVICE_NAME, outbox, processed_events, settings.load,
@@ -108,7 +117,7 @@ class ContactsService(Base):
 
     @endpoint("POST", "/api/contacts")
     def create_contact(self, request):
-        body = ContactCreateSchema().load(read_json(request))
+        body = schema_instance(ContactCreateSchema).load(read_json(request))
         view = handlers.in_transaction(self.db, lambda session: queries.contact_view(
             handlers.create_contact(session, self.outbox, body["name"], body["emails"])))
         self.relay.wake()
@@ -116,7 +125,7 @@ class ContactsService(Base):
 
     @endpoint("PATCH", "/api/contacts/<string:contact_id>")
     def update_contact(self, request, contact_id):
-        body = ContactUpdateSchema().load(read_json(request))
+        body = schema_instance(ContactUpdateSchema).load(read_json(request))
         view = handlers.in_transaction(self.db, lambda session: queries.contact_view(
             handlers.rename(session, self.outbox, contact_id, body["name"], request.principal.user_id)))
         self.relay.wake()
@@ -124,7 +133,7 @@ class ContactsService(Base):
 
     @endpoint("POST", "/api/contacts/<string:contact_id>/emails")
     def add_contact_email(self, request, contact_id):
-        body = ContactEmailSchema().load(read_json(request))
+        body = schema_instance(ContactEmailSchema).load(read_json(request))
 
         def add(session):
             contact, added = handlers.add_email(session, self.outbox, contact_id, body["email"],
@@ -154,7 +163,7 @@ class ContactsService(Base):
     @endpoint("POST", "/api/contacts/<string:contact_id>/merge")
     def merge_contacts(self, request, contact_id):
         """`{contact_id}` is merged into this contact (any signed-in user, as every change)."""
-        body = ContactMergeSchema().load(read_json(request))
+        body = schema_instance(ContactMergeSchema).load(read_json(request))
         view = handlers.in_transaction(self.db, lambda session: queries.contact_view(corrections.merge(
             session, self.outbox, contact_id, body["contact_id"], request.principal.user_id)))
         self.relay.wake()

@@ -24,7 +24,7 @@ from conversations.schemas import CallCreateSchema
 from conversations.settings import Settings
 from mailroom_shared.auth import Principal
 from mailroom_shared.db import utcnow
-from mailroom_shared.http import Conflict, HttpError
+from mailroom_shared.http import Conflict, HttpError, schema_instance
 from mailroom_shared.messaging.outbox import Outbox
 from mailroom_shared.text import iso_time
 
@@ -50,7 +50,7 @@ def read_call(body: dict, key: str | None, settings: Settings) -> tuple[dict, st
     """(the call, normalised; the Idempotency-Key; the request's digest under it), or
     InvalidCallRequest (422)."""
     try:
-        request = CallCreateSchema().load(body)
+        request = schema_instance(CallCreateSchema).load(body)
     except ValidationError as exc:
         raise InvalidCallRequest(f"the call is not valid: {_first_problem(exc.messages)}", exc.messages) from None
     try:

@@ -31,7 +31,15 @@ from mailroom_shared import safe_http, signed_webhooks
 from mailroom_shared.addresses import try_normalise_email
 from mailroom_shared.auth import Principal
 from mailroom_shared.db import Database, aware, is_postgres, parse_time, utcnow
-from mailroom_shared.http import HttpError, NotFound, PayloadTooLarge, ServiceUnavailable, Unauthorized, get_or_404
+from mailroom_shared.http import (
+    HttpError,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    Unauthorized,
+    get_or_404,
+    schema_instance,
+)
 from mailroom_shared.identities import label
 from mailroom_shared.messaging.nameko_adapters import PoisonMessage
 from mailroom_shared.messaging.outbox import Outbox
@@ -103,7 +111,7 @@ def create_channel(session: Session, principal: Principal, inbox_id: str, body: 
 
 
 def channel_view(channel: ConnectorChannel, secret: str | None = None) -> dict:
-    view = ConnectorChannelSchema().dump({
+    view = schema_instance(ConnectorChannelSchema).dump({
         "id": channel.id, "inbox_id": channel.inbox_id, "type": channel.type, "kind": channel.kind,
         "name": channel.name, "webhook_url": channel.webhook_url, "created_at": channel.created_at,
         "messages_url": f"/api/channels/{channel.id}/messages",
@@ -195,7 +203,7 @@ def receive_chat_message(session: Session, outbox: Outbox, channel: ConnectorCha
                          settings: Settings) -> tuple[int, dict]:
     """201 with the stored message; 200 with the same answer when the connector's message id was
     stored before (a retry). One conversation per connector thread of the channel."""
-    data = ChatMessageInputSchema().load(body)
+    data = schema_instance(ChatMessageInputSchema).load(body)
     try:
         thread_id = channels.normalised_handle(channel.kind, data["thread_id"], "thread_id")
         handle = channels.normalised_handle(channel.kind, data["sender"]["handle"], "sender.handle")
@@ -326,7 +334,7 @@ def receive_form_submission(session: Session, outbox: Outbox, channel: Connector
                             settings: Settings) -> tuple[int, dict]:
     """A submission starts a conversation with the submitter (replies go to them by email); the
     fields are the message's text. The same submission id twice is stored once."""
-    data = FormSubmissionInputSchema().load(body)
+    data = schema_instance(FormSubmissionInputSchema).load(body)
     email = try_normalise_email(data["email"])
     if email is None:
         raise HttpError(f"email: not a valid address: {data['email']!r}", {"field": "email"})

@@ -33,7 +33,7 @@ from conversations.schemas import (
 )
 from mailroom_shared.auth import Principal, sign_blob_access, with_access
 from mailroom_shared.db import aware, conflict_insert, is_postgres, utcnow
-from mailroom_shared.http import Forbidden, HttpError, NotFound
+from mailroom_shared.http import Forbidden, HttpError, NotFound, schema_instance
 from mailroom_shared.pagination import newest_first, next_cursor
 from mailroom_shared.text import iso_time, reply_address
 
@@ -136,7 +136,7 @@ def access_answer(session: Session, principal: Principal, action: str, conversat
 
 def inbox_view(inbox: Inbox, principal: Principal | None = None) -> dict:
     primary = next((c.address for c in inbox.channels if c.is_primary), None)
-    return InboxSchema().dump({
+    return schema_instance(InboxSchema).dump({
         "id": inbox.id, "key": inbox.key, "name": inbox.name, "primary_address": primary,
         "channel_addresses": [c.address for c in inbox.channels], "channels": inbox.channels,
         "members": [{"user_id": m.user_id, "email": m.email} for m in inbox.members],
@@ -181,7 +181,7 @@ def channel_fields(conversation: Conversation) -> dict:
 
 
 def conversation_summary(conversation: Conversation) -> dict:
-    return ConversationSummarySchema().dump(_conversation_fields(conversation))
+    return schema_instance(ConversationSummarySchema).dump(_conversation_fields(conversation))
 
 
 def conversation_view(session: Session, conversation: Conversation, inbox: Inbox, principal: Principal) -> dict:
@@ -192,7 +192,7 @@ def conversation_view(session: Session, conversation: Conversation, inbox: Inbox
     ticket = session.get(Ticket, conversation.ticket_id) if conversation.ticket_id else None
     primary = session.execute(select(Channel.address).where(
         Channel.inbox_id == conversation.inbox_id, Channel.is_primary.is_(True))).scalar_one_or_none()
-    return ConversationSchema().dump({
+    return schema_instance(ConversationSchema).dump({
         **_conversation_fields(conversation),
         "messages": [_message_fields(m, principal, with_html=False) for m in messages],
         "comments": comments, "ticket": ticket, "permissions": access.permissions(principal, inbox.access),
@@ -237,7 +237,7 @@ def message_view(message: Message, principal: Principal, html: str | None = None
     fields = _message_fields(message, principal, html=html)
     if remote_images_loaded:
         fields.update(remote_images_blocked=0)
-    return MessageSchema().dump({**fields, "remote_images_loaded": remote_images_loaded})
+    return schema_instance(MessageSchema).dump({**fields, "remote_images_loaded": remote_images_loaded})
 
 
 def shared_into(session: Session, principal: Principal, inbox_id: str | None) -> list[str]:
@@ -450,11 +450,11 @@ def mark_unread(session: Session, principal: Principal, conversation_id: str) ->
 
 
 def comment_view(comment: Comment) -> dict:
-    return CommentSchema().dump(comment)
+    return schema_instance(CommentSchema).dump(comment)
 
 
 def ticket_view(ticket: Ticket) -> dict:
-    return TicketSchema().dump(ticket)
+    return schema_instance(TicketSchema).dump(ticket)
 
 
 # --- calls (docs/calls.md) ---------------------------------------------------------------------
@@ -465,7 +465,7 @@ def _call_fields(call: Call) -> dict:
 
 
 def call_view(call: Call) -> dict:
-    return CallSchema().dump(_call_fields(call))
+    return schema_instance(CallSchema).dump(_call_fields(call))
 
 
 def _calls(session: Session, conversation_id: str) -> list[Call]:

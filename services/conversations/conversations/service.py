@@ -38,7 +38,7 @@ from conversations.schemas import (
 )
 from mailroom_shared.auth import verify_token
 from mailroom_shared.db import Database
-from mailroom_shared.http import HttpError, decode_cursor, health_response, page_limit, read_json
+from mailroom_shared.http import HttpError, decode_cursor, health_response, page_limit, read_json, schema_instance
 from mailroom_shared.kit import SettingsProvider, consumes, endpoint, service_base
 from mailroom_shared.messaging.nameko_adapters import database_url_for
 
@@ -229,7 +229,7 @@ class ConversationsService(Base):
     @endpoint("POST", "/api/inboxes")
     def create_inbox(self, request):
         handlers.require_manage(request.principal)
-        body = InboxCreateSchema().load(read_json(request))
+        body = schema_instance(InboxCreateSchema).load(read_json(request))
         with self.db.transaction() as session:
             view = queries.inbox_view(handlers.create_inbox(session, self.outbox, body), request.principal)
         self.relay.wake()
@@ -238,7 +238,7 @@ class ConversationsService(Base):
     @endpoint("PUT", "/api/inboxes/<string:inbox_id>")
     def update_inbox(self, request, inbox_id):
         handlers.require_manage(request.principal)
-        body = InboxUpdateSchema().load(read_json(request))
+        body = schema_instance(InboxUpdateSchema).load(read_json(request))
         with self.db.transaction() as session:
             view = queries.inbox_view(handlers.update_inbox(session, self.outbox, inbox_id, body), request.principal)
         self.relay.wake()
@@ -249,7 +249,7 @@ class ConversationsService(Base):
     @endpoint("POST", "/api/inboxes/<string:inbox_id>/channels")
     def create_connector_channel(self, request, inbox_id):
         handlers.require_manage(request.principal)
-        body = ConnectorChannelCreateSchema().load(read_json(request))
+        body = schema_instance(ConnectorChannelCreateSchema).load(read_json(request))
         body["webhook_url"] = connectors.check_webhook_url(body.get("webhook_url"), self.settings)
         with self.db.transaction() as session:
             channel, secret = connectors.create_channel(session, request.principal, inbox_id, body, self.settings)
@@ -292,7 +292,7 @@ class ConversationsService(Base):
 
     @endpoint("GET", "/api/inboxes/<string:inbox_id>/conversations")
     def list_conversations(self, request, inbox_id):
-        args = ConversationListArgsSchema(unknown=EXCLUDE).load(request.args.to_dict())
+        args = schema_instance(ConversationListArgsSchema, unknown=EXCLUDE).load(request.args.to_dict())
         cursor, q = decode_cursor(args["cursor"]), queries.search_query(args["q"])
         with self.db.transaction() as session:
             queries.viewable_inbox(session, request.principal, inbox_id)
@@ -316,7 +316,7 @@ class ConversationsService(Base):
     @endpoint("GET", "/api/conversations")
     def list_all_conversations(self, request):
         """A view across every inbox the caller may view."""
-        args = ConversationListArgsSchema(unknown=EXCLUDE).load(request.args.to_dict())
+        args = schema_instance(ConversationListArgsSchema, unknown=EXCLUDE).load(request.args.to_dict())
         cursor, q = decode_cursor(args["cursor"]), queries.search_query(args["q"])
         with self.db.transaction() as session:
             return queries.conversations_page(session, request.principal, None, args["view"], cursor, args["limit"],
@@ -337,7 +337,7 @@ class ConversationsService(Base):
 
     @endpoint("GET", "/api/messages/<string:message_id>")
     def get_message(self, request, message_id):
-        args = MessageArgsSchema(unknown=EXCLUDE).load(request.args.to_dict())
+        args = schema_instance(MessageArgsSchema, unknown=EXCLUDE).load(request.args.to_dict())
         with self.db.transaction() as session:
             message = queries.viewable_message(session, request.principal, message_id)
         if args["images"] != "load" or not message.html or not message.intake_id:
@@ -363,7 +363,7 @@ class ConversationsService(Base):
 
     @endpoint("POST", "/api/conversations/<string:conversation_id>/close")
     def close_conversation(self, request, conversation_id):
-        body = CloseSchema().load(read_json(request))
+        body = schema_instance(CloseSchema).load(read_json(request))
         with self.db.transaction() as session:
             view = queries.conversation_summary(handlers.close_conversation(
                 session, self.outbox, request.principal, conversation_id, body["close_ticket"]))
@@ -380,7 +380,7 @@ class ConversationsService(Base):
 
     @endpoint("POST", "/api/conversations/<string:conversation_id>/assign")
     def assign_conversation(self, request, conversation_id):
-        body = AssignSchema().load(read_json(request))
+        body = schema_instance(AssignSchema).load(read_json(request))
         with self.db.transaction() as session:
             view = queries.conversation_summary(handlers.assign(
                 session, self.outbox, request.principal, conversation_id, body["assignee_user_id"],
@@ -390,7 +390,7 @@ class ConversationsService(Base):
 
     @endpoint("POST", "/api/conversations/<string:conversation_id>/comments")
     def add_comment(self, request, conversation_id):
-        body = CommentCreateSchema().load(read_json(request))
+        body = schema_instance(CommentCreateSchema).load(read_json(request))
         with self.db.transaction() as session:
             view = queries.comment_view(handlers.add_comment(
                 session, self.outbox, request.principal, conversation_id, body["body"], body["mentions"]))
@@ -415,7 +415,7 @@ class ConversationsService(Base):
 
     @endpoint("POST", "/api/conversations/<string:conversation_id>/ticket")
     def associate_ticket(self, request, conversation_id):
-        body = TicketInputSchema().load(read_json(request))
+        body = schema_instance(TicketInputSchema).load(read_json(request))
         with self.db.transaction() as session:
             view = queries.ticket_view(handlers.associate_ticket(
                 session, self.outbox, request.principal, conversation_id, body["ticket_id"], body["subject"]))
@@ -424,7 +424,7 @@ class ConversationsService(Base):
 
     @endpoint("POST", "/api/conversations/<string:conversation_id>/move")
     def move_conversation(self, request, conversation_id):
-        body = MoveSchema().load(read_json(request))
+        body = schema_instance(MoveSchema).load(read_json(request))
         with self.db.transaction() as session:
             view = queries.conversation_summary(handlers.move_conversation(
                 session, self.outbox, request.principal, conversation_id, body["inbox_id"]))
@@ -450,7 +450,7 @@ class ConversationsService(Base):
     @endpoint("PUT", "/api/conversations/<string:conversation_id>/messages/<string:message_id>/attribution")
     def correct_attribution(self, request, conversation_id, message_id):
         """A teammate corrects whom a message belongs to (message_attribution_corrected)."""
-        body = AttributionSchema().load(read_json(request))
+        body = schema_instance(AttributionSchema).load(read_json(request))
         with self.db.transaction() as session:
             result = handlers.correct_attribution(session, self.outbox, request.principal, conversation_id,
                                                   message_id, body["email"], body["name"])

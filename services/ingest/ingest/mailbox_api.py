@@ -35,7 +35,7 @@ from ingest.settings import Settings
 from mailroom_shared import auth
 from mailroom_shared.addresses import try_normalise_email
 from mailroom_shared.db import Database, utcnow
-from mailroom_shared.http import Forbidden, HttpError, NotFound, PayloadTooLarge, ServiceUnavailable
+from mailroom_shared.http import Forbidden, HttpError, NotFound, PayloadTooLarge, ServiceUnavailable, schema_instance
 from mailroom_shared.signed_webhooks import SecretBox, SecretBoxUnavailable
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ def _check_oauth_url(oauth: dict | None, settings: Settings) -> None:
 
 
 def create(session: Session, settings: Settings, body: dict) -> dict:
-    data = MailboxCreateSchema().load(body)
+    data = schema_instance(MailboxCreateSchema).load(body)
     box = _need_box(settings)
     data["address"] = _known_address(session, data["address"])
     try:
@@ -238,7 +238,7 @@ def create(session: Session, settings: Settings, body: dict) -> dict:
 
 
 def update_mailbox(session: Session, settings: Settings, mailbox_id: str, body: dict) -> dict:
-    changes = MailboxPatchSchema().load(body)
+    changes = schema_instance(MailboxPatchSchema).load(body)
     box = _need_box(settings)
     row = _get(session, mailbox_id)
     if "address" in changes:

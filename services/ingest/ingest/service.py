@@ -16,7 +16,7 @@ from ingest.domain import full_message as page_rules
 from ingest.domain.downloads import attachment_download, raw_message_download
 from ingest.intake import BlobStoreProvider, IntakeProcessor
 from ingest.schemas import RetryRequestSchema
-from mailroom_shared.http import PayloadTooLarge, decode_cursor, health_response, page_limit, read_json
+from mailroom_shared.http import PayloadTooLarge, decode_cursor, health_response, page_limit, read_json, schema_instance
 from mailroom_shared.kit import consumes, endpoint, service_base
 
 Base = service_base(SERVICE_NAME, models.outbox, models.processed_events, settings.load,
@@ -111,7 +111,7 @@ class IngestService(Base):
     def retry_quarantined(self, request):
         """Operators, after an upgrade: run quarantined messages again (those named, or all)."""
         require_operator_act(request.principal)
-        body = RetryRequestSchema().load(read_json(request))
+        body = schema_instance(RetryRequestSchema).load(read_json(request))
         with self.db.transaction() as session:
             taken = handlers.retry_quarantined(session, body["intake_ids"], body["reason_contains"])
         self.process_intake()

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from mailroom_shared.auth import Principal
 from mailroom_shared.db import aware, conflict_insert, utcnow
-from mailroom_shared.http import HttpError
+from mailroom_shared.http import HttpError, schema_instance
 from mailroom_shared.messaging.outbox import Outbox
 from outbound import handlers, suppressions
 from outbound.domain import auto_ack, idempotency, suppression, templates
@@ -45,7 +45,7 @@ def read(session: Session, inbox_id: str) -> dict:
 def write(session: Session, inbox_id: str, body: dict, principal: Principal) -> dict:
     """Set an inbox's acknowledgement (its members). The template is checked now, not at send time."""
     try:
-        values = AutoAcknowledgementSchema().load(body if isinstance(body, dict) else {})
+        values = schema_instance(AutoAcknowledgementSchema).load(body if isinstance(body, dict) else {})
     except ValidationError as exc:
         raise HttpError("the auto-acknowledgement is not valid", exc.messages) from exc
     if values["enabled"] and not (values.get("html") or values.get("text")):

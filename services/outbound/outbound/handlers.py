@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, noload
 
 from mailroom_shared.auth import Principal
 from mailroom_shared.db import Database, is_postgres, parse_time, utcnow
-from mailroom_shared.http import Conflict, Forbidden, HttpError, NotFound, get_or_404
+from mailroom_shared.http import Conflict, Forbidden, HttpError, NotFound, get_or_404, schema_instance
 from mailroom_shared.messaging.outbox import Outbox
 from mailroom_shared.text import iso_time
 from outbound import chat_replies, queries, suppressions
@@ -68,7 +68,7 @@ def send(database: Database, outbox: Outbox, settings: Settings, conversations: 
          target: str, body: dict, key: str | None, principal: Principal | None = None) -> tuple[int, dict]:
     """Compose (target: an inbox), reply or forward (target: a conversation). 202 with the queued
     email; 200 with the email an earlier request with the same Idempotency-Key queued."""
-    request = _SEND[kind][0]().load(body)
+    request = schema_instance(_SEND[kind][0]).load(body)
     try:
         key = idempotency.check_idempotency_key(key)
     except InvalidEmail as exc:

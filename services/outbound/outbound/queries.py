@@ -7,7 +7,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from mailroom_shared.db import aware
-from mailroom_shared.http import Conflict, HttpError, NotFound
+from mailroom_shared.http import Conflict, HttpError, NotFound, schema_instance
 from mailroom_shared.pagination import newest_first, next_cursor
 from outbound.domain import idempotency, recipients
 from outbound.domain.attachments import attachment_url
@@ -36,7 +36,7 @@ def email_view(session: Session, email: Email, attempts: list[DeliveryAttempt] |
     if attempts is None:
         attempts = session.execute(select(DeliveryAttempt).where(DeliveryAttempt.email_id == email.id)
                                    .order_by(DeliveryAttempt.attempt, DeliveryAttempt.id)).scalars().all()
-    return EmailSchema().dump({
+    return schema_instance(EmailSchema).dump({
         "id": email.id, "kind": email.kind, "state": email.state, "inbox_id": email.inbox_id,
         "conversation_id": email.conversation_id, "replied_message_id": email.replied_message_id,
         "message_id": email.rfc_message_id, "from_": email.from_address, "to": email.to, "cc": email.cc,
@@ -112,11 +112,11 @@ def reply_defaults(context: dict, reply_all: bool) -> dict:
 
 
 def template_view(template: Template) -> dict:
-    return TemplateSchema().dump(template)
+    return schema_instance(TemplateSchema).dump(template)
 
 
 def snippet_view(snippet: Snippet) -> dict:
-    return SnippetSchema().dump(snippet)
+    return schema_instance(SnippetSchema).dump(snippet)
 
 
 def saved_items(session: Session, model, inbox_id: str | None) -> list:

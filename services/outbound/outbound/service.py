@@ -13,7 +13,15 @@ from nameko.rpc import rpc
 from werkzeug.wrappers import Response
 
 from mailroom_shared.auth import Principal, bearer_token
-from mailroom_shared.http import HttpError, decode_cursor, get_or_404, health_response, page_limit, read_json
+from mailroom_shared.http import (
+    HttpError,
+    decode_cursor,
+    get_or_404,
+    health_response,
+    page_limit,
+    read_json,
+    schema_instance,
+)
 from mailroom_shared.kit import consumes, endpoint, service_base
 from outbound import SERVICE_NAME, auto_ack, erasure, handlers, models, queries, settings, suppressions
 from outbound.chat_delivery import ChatDeliveryWorker
@@ -157,7 +165,7 @@ class OutboundService(Base):
 
     @endpoint("POST", "/api/outbound/templates")
     def create_template(self, request):
-        values = TemplateInputSchema().load(read_json(request))
+        values = schema_instance(TemplateInputSchema).load(read_json(request))
         return 201, handlers.create_saved(self.db, self.conversations, TEMPLATES, values, request.principal)
 
     @endpoint("GET", "/api/outbound/templates/<string:template_id>")
@@ -166,7 +174,7 @@ class OutboundService(Base):
 
     @endpoint("PUT", "/api/outbound/templates/<string:template_id>")
     def update_template(self, request, template_id):
-        values = TemplateUpdateSchema(partial=True).load(read_json(request))
+        values = schema_instance(TemplateUpdateSchema, partial=True).load(read_json(request))
         return handlers.update_saved(self.db, self.conversations, TEMPLATES, template_id, values, request.principal)
 
     @endpoint("DELETE", "/api/outbound/templates/<string:template_id>")
@@ -176,7 +184,7 @@ class OutboundService(Base):
 
     @endpoint("POST", "/api/outbound/templates/<string:template_id>/render")
     def render_template(self, request, template_id):
-        args = RenderInputSchema(unknown=EXCLUDE).load(read_json(request))
+        args = schema_instance(RenderInputSchema, unknown=EXCLUDE).load(read_json(request))
         return handlers.render_saved(self.db, self.conversations, TEMPLATES, template_id, args, request.principal,
                                      self.settings)
 
@@ -187,7 +195,7 @@ class OutboundService(Base):
 
     @endpoint("POST", "/api/outbound/snippets")
     def create_snippet(self, request):
-        values = SnippetInputSchema().load(read_json(request))
+        values = schema_instance(SnippetInputSchema).load(read_json(request))
         return 201, handlers.create_saved(self.db, self.conversations, SNIPPETS, values, request.principal)
 
     @endpoint("GET", "/api/outbound/snippets/<string:snippet_id>")
@@ -196,7 +204,7 @@ class OutboundService(Base):
 
     @endpoint("PUT", "/api/outbound/snippets/<string:snippet_id>")
     def update_snippet(self, request, snippet_id):
-        values = SnippetUpdateSchema(partial=True).load(read_json(request))
+        values = schema_instance(SnippetUpdateSchema, partial=True).load(read_json(request))
         return handlers.update_saved(self.db, self.conversations, SNIPPETS, snippet_id, values, request.principal)
 
     @endpoint("DELETE", "/api/outbound/snippets/<string:snippet_id>")
@@ -206,7 +214,7 @@ class OutboundService(Base):
 
     @endpoint("POST", "/api/outbound/snippets/<string:snippet_id>/render")
     def render_snippet(self, request, snippet_id):
-        args = RenderInputSchema(unknown=EXCLUDE).load(read_json(request))
+        args = schema_instance(RenderInputSchema, unknown=EXCLUDE).load(read_json(request))
         return handlers.render_saved(self.db, self.conversations, SNIPPETS, snippet_id, args, request.principal,
                                      self.settings)
 

@@ -38,6 +38,8 @@ from mailroom_shared.messaging.outbox import Outbox
 ERASED = "[erased]"
 GONE = object()  # current_contact's answer for an erased contact
 MAX_REDIRECTS = 50  # a chain of merges longer than this is a loop (it cannot be: merges only go to survivors)
+
+
 def _merge_turn(session: Session, exclusive: bool) -> None:
     """The merge and the messages' check take turns on a PostgreSQL advisory lock (transaction-
     scoped). handlers.receive_message takes the messages' shared turn in its first statement."""

@@ -1106,29 +1106,29 @@ def mark_spam(session: Session, outbox: Outbox, principal: Principal, conversati
 # --- contacts ----------------------------------------------------------------------------------
 
 @functools.cache
-def _learn_contact_statements(postgres: bool):
-    """The address's contact (one upsert) and the conversations from it that had none: built once
-    per dialect (contact_created comes for about every second inbound email)."""
-    # on the tables, not the entities: a list of parameters is then a plain executemany, not an
-    # ORM bulk operation by primary key
-    known_contacts, conversations = KnownContact.__table__, Conversation.__table__
+def _learn_contact_upsert(postgres: bool):
+    """The address's contact, one upsert, built once per dialect (contact_created comes for about
+    every second inbound email). On the table: a list of parameters is a plain executemany, not an
+    ORM bulk insert (the entity's INSERT did not touch the session's objects either)."""
+    known_contacts = KnownContact.__table__
     known = (postgres_insert if postgres else sqlite_insert)(known_contacts).values(
         email=bindparam("learnt_email"), contact_id=bindparam("learnt_contact"))
-    upsert = known.on_conflict_do_update(index_elements=[known_contacts.c.email],
-                                         set_={"contact_id": known.excluded.contact_id})
-    adopt = update(conversations).where(conversations.c.contact_email == bindparam("learnt_email"),
-                                        conversations.c.contact_id.is_(None)).values(
-        contact_id=bindparam("learnt_contact"))
-    return upsert, adopt
+    return known.on_conflict_do_update(index_elements=[known_contacts.c.email],
+                                       set_={"contact_id": known.excluded.contact_id})
 
 
 def learn_contact(session: Session, contact_id: str, emails: list[str]) -> None:
-    learnt = [{"learnt_email": email, "learnt_contact": contact_id}
-              for email in sorted({e for e in (try_normalise_email(x) for x in emails) if e})]
-    if learnt:
-        upsert, adopt = _learn_contact_statements(is_postgres(session))
-        session.execute(upsert, learnt)
-        session.execute(adopt, learnt)
+    learnt = sorted({e for e in (try_normalise_email(x) for x in emails) if e})
+    if not learnt:
+        return
+    session.execute(_learn_contact_upsert(is_postgres(session)),
+                    [{"learnt_email": email, "learnt_contact": contact_id} for email in learnt])
+    for email in learnt:
+        # built with the values, not bound parameters: the ORM then also gives the contact to the
+        # conversations this transaction loaded already (events of one group commit); it cannot
+        # evaluate a bound parameter's value and would leave them stale
+        session.execute(update(Conversation).where(
+            Conversation.contact_email == email, Conversation.contact_id.is_(None)).values(contact_id=contact_id))
 
 
 def update_contact(session: Session, contact_id: str, emails: list[str], removed: list[str]) -> None:

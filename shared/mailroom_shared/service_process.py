@@ -51,9 +51,10 @@ log = logging.getLogger("mailroom.service_process")
 
 
 class GracefulRunner:
-    def __init__(self, runner: ServiceRunner, grace_seconds: float):
+    def __init__(self, runner: ServiceRunner, grace_seconds: float, on_started=None):
         self.runner = runner
         self.grace_seconds = grace_seconds
+        self.on_started = on_started  # called once every container has started
         self.stopping = False
         self.killed = False
 
@@ -84,6 +85,8 @@ class GracefulRunner:
         start_failed = False
         try:
             self.runner.start()
+            if self.on_started is not None:
+                self.on_started()
         except Exception:
             if not self.stopping:
                 raise
@@ -151,9 +154,11 @@ def main(argv: list[str] | None = None) -> int:
             if getattr(service_cls, "name", None):
                 runner.add_service(service_cls)
     blocking = mailroom_config.env_float("MAILROOM_BLOCKING_DETECTION_SECONDS", 0.0, minimum=0.0)
-    if blocking:
-        detect_blocking(blocking)
-    graceful = GracefulRunner(runner, mailroom_config.env_float("MAILROOM_STOP_GRACE_SECONDS", 25.0, minimum=1.0))
+    # armed once the service has started: its start (werkzeug compiling every route, declaring the
+    # topology) keeps the loop once, before anything is served, and took over a second on a busy
+    # CI machine; what the detector is for is a handler that blocks the running service
+    graceful = GracefulRunner(runner, mailroom_config.env_float("MAILROOM_STOP_GRACE_SECONDS", 25.0, minimum=1.0),
+                              on_started=(lambda: detect_blocking(blocking)) if blocking else None)
     signal.signal(signal.SIGTERM, graceful.on_signal)
     signal.signal(signal.SIGINT, graceful.on_signal)
     exit_process(graceful.run())

@@ -99,3 +99,63 @@ def test_sigterm_waits_for_a_running_handler_and_acks_its_message(amqp_uri, tmp_
     assert exit_code == 0, log()[-3000:]
     ready, consumers = queue_counts(amqp_uri)
     assert (ready, consumers) == (0, 0), f"the message is back in the queue: its ack was lost\n{log()[-3000:]}"
+
+
+BLOCKING_SERVICE = textwrap.dedent(f"""
+    import time
+
+    from kombu import Queue
+    from nameko.messaging import consume
+
+
+    class BlockingService:
+        name = "blocking"
+
+        @consume(Queue({QUEUE + "-blocking"!r}, durable=True, auto_delete=True))
+        def handle_by_crunching(self, body):
+            deadline = time.monotonic() + 1.5
+            while time.monotonic() < deadline:
+                sum(range(1000))
+""")
+
+
+def test_a_handler_that_keeps_the_event_loop_is_reported_in_the_services_log(amqp_uri, tmp_path):
+    """MAILROOM_BLOCKING_DETECTION_SECONDS (the tests' detector) watches a started service: a
+    handler doing CPU-bound work for longer is in the log with its place."""
+    from mailroom_shared.blocking import BLOCKED_MARKER
+
+    (tmp_path / "blocking_service.py").write_text(BLOCKING_SERVICE)
+    config = tmp_path / "nameko.yaml"
+    config.write_text(yaml.safe_dump(nameko_config(amqp_uri, f"127.0.0.1:{free_port()}")))
+    log_path = tmp_path / "service.log"
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "MAILROOM_BLOCKING_DETECTION_SECONDS": "0.5"}
+
+    def log() -> str:
+        return log_path.read_text(errors="replace")
+
+    with open(log_path, "ab") as output:
+        process = subprocess.Popen([sys.executable, "-m", "mailroom_shared.service_process", "--config", str(config),
+                                    "blocking_service"], env=env, stdout=output, stderr=subprocess.STDOUT,
+                                   cwd=tmp_path, start_new_session=True)
+    try:
+        def consuming() -> bool:
+            try:
+                with Connection(amqp_uri) as connection:
+                    return connection.default_channel.queue_declare(
+                        QUEUE + "-blocking", passive=True).consumer_count == 1
+            except Exception:  # not declared yet
+                return False
+
+        wait_for(consuming, 60, "no consumer on the queue", log)
+        with Connection(amqp_uri) as connection:
+            connection.Producer().publish({}, exchange="", routing_key=QUEUE + "-blocking", serializer="json")
+        wait_for(lambda: BLOCKED_MARKER in log(), 30, "the blocked loop was not reported", log)
+        assert "handle_by_crunching" in log()[log().index(BLOCKED_MARKER):]
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -58,24 +58,26 @@ def wait_for(probe, timeout: float, what: str, log) -> None:
         time.sleep(0.05)
 
 
-def test_sigterm_waits_for_a_running_handler_and_acks_its_message(amqp_uri, tmp_path):
-    (tmp_path / "slow_service.py").write_text(SERVICE)
+def start_service(amqp_uri: str, tmp_path, module: str, source: str, env: dict):
+    """mailroom-service running `module` (written from `source`) in its own session; returns
+    (the process, a function that reads its log)."""
+    (tmp_path / f"{module}.py").write_text(source)
     config = tmp_path / "nameko.yaml"
     config.write_text(yaml.safe_dump(nameko_config(amqp_uri, f"127.0.0.1:{free_port()}")))
-    markers = tmp_path / "markers"
-    markers.mkdir()
     log_path = tmp_path / "service.log"
     path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path, "MARKER_DIR": str(markers),
-           "MAILROOM_BLOCKING_DETECTION_SECONDS": "1"}
-
-    def log() -> str:
-        return log_path.read_text(errors="replace")
-
     with open(log_path, "ab") as output:
         process = subprocess.Popen([sys.executable, "-m", "mailroom_shared.service_process", "--config", str(config),
-                                    "slow_service"], env=env, stdout=output, stderr=subprocess.STDOUT,
-                                   cwd=tmp_path, start_new_session=True)
+                                    module], env={**os.environ, "PYTHONPATH": path, **env}, stdout=output,
+                                   stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
+    return process, lambda: log_path.read_text(errors="replace")
+
+
+def test_sigterm_waits_for_a_running_handler_and_acks_its_message(amqp_uri, tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    process, log = start_service(amqp_uri, tmp_path, "slow_service", SERVICE, {
+        "MARKER_DIR": str(markers), "MAILROOM_BLOCKING_DETECTION_SECONDS": "1"})
     try:
         def consuming() -> bool:
             try:
@@ -124,20 +126,8 @@ def test_a_handler_that_keeps_the_event_loop_is_reported_in_the_services_log(amq
     handler doing CPU-bound work for longer is in the log with its place."""
     from mailroom_shared.blocking import BLOCKED_MARKER
 
-    (tmp_path / "blocking_service.py").write_text(BLOCKING_SERVICE)
-    config = tmp_path / "nameko.yaml"
-    config.write_text(yaml.safe_dump(nameko_config(amqp_uri, f"127.0.0.1:{free_port()}")))
-    log_path = tmp_path / "service.log"
-    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path, "MAILROOM_BLOCKING_DETECTION_SECONDS": "0.5"}
-
-    def log() -> str:
-        return log_path.read_text(errors="replace")
-
-    with open(log_path, "ab") as output:
-        process = subprocess.Popen([sys.executable, "-m", "mailroom_shared.service_process", "--config", str(config),
-                                    "blocking_service"], env=env, stdout=output, stderr=subprocess.STDOUT,
-                                   cwd=tmp_path, start_new_session=True)
+    process, log = start_service(amqp_uri, tmp_path, "blocking_service", BLOCKING_SERVICE,
+                                 {"MAILROOM_BLOCKING_DETECTION_SECONDS": "0.5"})
     try:
         def consuming() -> bool:
             try:

@@ -21,7 +21,6 @@ from contacts.models import (
     ContactEmail,
     HeldMessage,
     InboxAccess,
-    MessageConversation,
     OwnAddress,
     TimelineEntry,
     TimelineEntryChannel,
@@ -299,15 +298,16 @@ def _entry_added(entry_id: str, contact_id: str, subject: str, message_id: str) 
             "subject": subject, "conversation_id": None}
 
 
-# The PostgreSQL path of record_inbound_message (issue #16: the ORM's find, savepoint, inserts and
-# flush were three to eight statements per message, each ~0.1-0.3 ms of SQLAlchemy): the contact
-# found by its address, given the sender's name if it had none, or created; and the message's
-# timeline entry, unless that contact already has it. Race-safe as resolve_or_create: the unique
+# The PostgreSQL path of record_inbound_message and record_outbound_email (issue #16: the ORM's
+# find, savepoint, inserts and flush were three to eight statements per message and recipient,
+# each ~0.1-0.3 ms of SQLAlchemy): the contact found by its address, given the person's name if it
+# had none, or created; and the email's timeline entry (in or out), unless that contact already
+# has it. Race-safe as resolve_or_create: the unique
 # address row decides; the loser of a race inserts nothing (ON CONFLICT DO NOTHING waits for the
 # winner's commit) and runs the statement again, which then finds the winner's contact. The new
 # contact's row comes after its address row in the statement: PostgreSQL checks foreign keys at
 # the statement's end, and no contact row is made for an address that lost.
-_RECORD_INBOUND = text("""
+_RECORD_EMAIL = text("""
 WITH found AS (
     SELECT contacts.id, contacts.name FROM contact_emails JOIN contacts ON contacts.id = contact_emails.contact_id
     WHERE contact_emails.email = :email
@@ -325,7 +325,7 @@ WITH found AS (
 ), entry AS (
     INSERT INTO timeline_entries (id, contact_id, direction, rfc_message_id, intake_id, channel_address, subject,
                                   snippet, attachments, forwarded_by, occurred_at, kind)
-    SELECT :entry_id, contact.id, 'in', :rfc_message_id, :intake_id, :channel_address, :subject, :snippet,
+    SELECT :entry_id, contact.id, :direction, :rfc_message_id, :intake_id, :channel_address, :subject, :snippet,
            CAST(:attachments AS JSON), CAST(:forwarded_by AS JSON), :occurred_at, 'message' FROM contact
     ON CONFLICT (contact_id, direction, rfc_message_id) DO NOTHING RETURNING id
 )
@@ -339,22 +339,28 @@ _EXISTING_INBOUND_ENTRY = text("SELECT id, channel_address FROM timeline_entries
                                "AND direction = 'in' AND rfc_message_id = :rfc_message_id")
 
 
+def _record_email_in_one_statement(session: Session, email: str, name: str | None, direction: str,
+                                   entry: dict, event_id: str) -> tuple[str, bool, str | None]:
+    """(contact id, whether it was created now, the new entry's id or None if it had it already)."""
+    values = {**entry, "direction": direction, "email": email, "name": name, "new_contact_id": str(uuid.uuid4()),
+              "created_from": event_id, "now": dt.datetime.now(dt.UTC), "entry_id": str(uuid.uuid4())}
+    for _attempt in range(_RACE_ATTEMPTS):
+        row = session.execute(_RECORD_EMAIL, values).first()
+        if row is not None:
+            return tuple(row)
+    raise RuntimeError(f"no contact could be found or created for {email}")  # pragma: no cover - lost every race
+
+
+def _contact_created(contact_id: str, name: str | None, email: str, event_id: str) -> tuple[str, str, dict]:
+    return "contact_created", contact_id, {"contact_id": contact_id, "name": name, "emails": [email],
+                                           "created_from": event_id}
+
+
 def _record_inbound_in_one_statement(session: Session, outbox: Outbox, email: str, name: str | None, data: dict,
                                      event_id: str) -> str:
     entry = _inbound_entry(data)
-    values = {**entry, "email": email, "name": name, "new_contact_id": str(uuid.uuid4()), "created_from": event_id,
-              "now": dt.datetime.now(dt.UTC), "entry_id": str(uuid.uuid4())}
-    for _attempt in range(_RACE_ATTEMPTS):
-        row = session.execute(_RECORD_INBOUND, values).first()
-        if row is not None:
-            break
-    else:  # pragma: no cover - the address changed hands on every attempt
-        raise RuntimeError(f"no contact could be found or created for {email}")
-    contact_id, created, entry_id = row
-    events = []
-    if created:
-        events.append(("contact_created", contact_id, {"contact_id": contact_id, "name": name, "emails": [email],
-                                                       "created_from": event_id}))
+    contact_id, created, entry_id = _record_email_in_one_statement(session, email, name, "in", entry, event_id)
+    events = [_contact_created(contact_id, name, email, event_id)] if created else []
     if entry_id is not None:
         events.append(("timeline_entry_added", contact_id, _entry_added(entry_id, contact_id, entry["subject"],
                                                                         data["message_id"])))
@@ -454,33 +460,55 @@ def move_attribution(session: Session, outbox: Outbox, data: dict, event_id: str
     return entry
 
 
-def record_outbound_email(session: Session, outbox: Outbox, data: dict, event_id: str) -> list[TimelineEntry]:
+# an email we sent links to its conversation once (a redelivered email_sent changes nothing)
+_LINK_SENT_EMAIL = text("INSERT INTO message_conversations (intake_id, conversation_id) "
+                        "VALUES (:intake_id, :conversation_id) ON CONFLICT (intake_id) DO NOTHING")
+
+
+def record_outbound_email(session: Session, outbox: Outbox, data: dict, event_id: str,
+                          own: OwnAddresses | None = None) -> list[str]:
     """outbound's email_sent (issue #4): the email, with its attachments, on the timeline of every
     recipient (To, CC and BCC), creating contacts as needed. Our own inbox addresses (a forward
-    to another team's inbox) never become contacts."""
+    to another team's inbox) never become contacts. Returns the ids of the new timeline entries
+    (none for an email already logged)."""
     link = outbound_link_id(data["email_id"])
-    if session.get(MessageConversation, link) is None:
-        session.add(MessageConversation(intake_id=link, conversation_id=data["conversation_id"]))
+    session.execute(_LINK_SENT_EMAIL, {"intake_id": link, "conversation_id": data["conversation_id"]})
     sender = sender_of(data)
-    entries = []
-    for email, name in sent_to(data, sender, own_addresses(session)):
-        contact, _ = resolve_or_create(session, outbox, email, name, created_from=event_id)
-        existing = session.execute(select(TimelineEntry).where(
-            TimelineEntry.contact_id == contact.id, TimelineEntry.direction == "out",
-            TimelineEntry.rfc_message_id == data["rfc_message_id"])).scalar_one_or_none()
-        if existing is not None:
+    entry = {"rfc_message_id": data["rfc_message_id"], "intake_id": link, "channel_address": sender,
+             "subject": data.get("subject") or "", "snippet": entry_snippet(data.get("text"), data.get("html")),
+             "attachments": timeline_attachments(data.get("attachments")), "forwarded_by": None,
+             "occurred_at": parse_time(data.get("sent_at"))}
+    postgres = is_postgres(session)
+    events, entry_ids = [], []
+    for email, name in sent_to(data, sender, (own or OwnAddresses(ttl=0)).get(session)):
+        if postgres:
+            contact_id, created, entry_id = _record_email_in_one_statement(session, email, name, "out", entry,
+                                                                           event_id)
+            if created:
+                events.append(_contact_created(contact_id, name, email, event_id))
+        else:
+            contact_id, entry_id = _record_outbound_with_the_orm(session, outbox, email, name, entry, event_id)
+        if entry_id is None:  # this recipient has it already (email_sent redelivered)
             continue
-        entry = TimelineEntry(
-            id=str(uuid.uuid4()), contact_id=contact.id, direction="out", rfc_message_id=data["rfc_message_id"],
-            intake_id=link, channel_address=sender, subject=data.get("subject") or "",
-            snippet=entry_snippet(data.get("text"), data.get("html")),
-            attachments=timeline_attachments(data.get("attachments")),
-            forwarded_by=None, occurred_at=parse_time(data.get("sent_at")))
-        session.add(entry)
-        session.flush()
-        outbox.record(session, "timeline_entry_added", contact.id, {
-            "entry_id": entry.id, "contact_id": contact.id, "direction": "out",
-            "message_id": data["rfc_message_id"], "subject": entry.subject,
-            "conversation_id": data["conversation_id"]})
-        entries.append(entry)
-    return entries
+        events.append(("timeline_entry_added", contact_id, {
+            "entry_id": entry_id, "contact_id": contact_id, "direction": "out",
+            "message_id": data["rfc_message_id"], "subject": entry["subject"],
+            "conversation_id": data["conversation_id"]}))
+        entry_ids.append(entry_id)
+    if events:
+        outbox.record_many(session, events)
+    return entry_ids
+
+
+def _record_outbound_with_the_orm(session: Session, outbox: Outbox, email: str, name: str | None, entry: dict,
+                                  event_id: str) -> tuple[str, str | None]:
+    """SQLite's way (the embedded local run): the contact found or created, then the entry."""
+    contact, _ = resolve_or_create(session, outbox, email, name, created_from=event_id)
+    existing = session.execute(select(TimelineEntry.id).where(
+        TimelineEntry.contact_id == contact.id, TimelineEntry.direction == "out",
+        TimelineEntry.rfc_message_id == entry["rfc_message_id"])).scalar_one_or_none()
+    if existing is not None:
+        return contact.id, None
+    timeline_entry = TimelineEntry(id=str(uuid.uuid4()), contact_id=contact.id, direction="out", **entry)
+    session.add(timeline_entry)
+    return contact.id, timeline_entry.id

@@ -60,7 +60,7 @@ class ContactsService(Base):
 
     @consumes("outbound", "email_sent")
     def handle_email_sent(self, session, data, envelope):
-        handlers.record_outbound_email(session, self.outbox, data, envelope["id"])
+        handlers.record_outbound_email(session, self.outbox, data, envelope["id"], self.own_addresses)
 
     # chat and form channels (docs/channels.md): senders by chat identity or email, both ways logged
     @consumes("conversations", "channel_message_received")

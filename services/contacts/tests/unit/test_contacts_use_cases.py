@@ -157,7 +157,8 @@ def test_a_sent_email_is_on_the_timeline_of_each_recipient_once_but_not_of_our_i
         handlers.apply_inbox_update(session, inbox_update("i2", "sales@team.example"))
     email = sent_email("ada@example.com", "sales@team.example", "support@team.example")
     with database.transaction() as session:
-        [entry] = handlers.record_outbound_email(session, OUTBOX, email, "e1")
+        [entry_id] = handlers.record_outbound_email(session, OUTBOX, email, "e1")
+        entry = session.get(TimelineEntry, entry_id)
         assert (entry.direction, entry.channel_address, entry.snippet, entry.intake_id) == (
             "out", "support@team.example", "Thanks, we", f"outbound:{email['email_id']}")
         assert entry.attachments == [{"filename": "a.pdf", "content_type": None, "size": 1, "sha256": None,

@@ -1,8 +1,9 @@
-"""An inbound message's contact and timeline entry on PostgreSQL, where record_inbound_message
-finds, names or creates the contact and logs the message in one statement (the unit tests run
+"""An email's contacts and timeline entries on PostgreSQL, where record_inbound_message finds,
+names or creates the sender's contact and logs the message in one statement, and
+record_outbound_email does the same for each recipient of an email we sent (the unit tests run
 the ORM path on SQLite): new and known senders, a redelivered or shared email, a race for a
-new address between two transactions, and mail to an address that a merge moved or an erasure
-removed."""
+new address between two transactions, mail to an address that a merge moved or an erasure
+removed, and sent mail to new, known and our own addresses, sent once or redelivered."""
 
 import threading
 import uuid
@@ -11,7 +12,14 @@ import pytest
 from sqlalchemy import event, func, select
 
 from contacts import corrections, handlers
-from contacts.models import Contact, ContactEmail, TimelineEntry, TimelineEntryChannel, outbox
+from contacts.models import (
+    Contact,
+    ContactEmail,
+    MessageConversation,
+    TimelineEntry,
+    TimelineEntryChannel,
+    outbox,
+)
 from contacts.service import ContactsService
 from contacts.settings import Settings
 from mailroom_shared.auth import SUPER_ADMIN, Principal
@@ -142,3 +150,63 @@ def test_mail_follows_a_merged_address_and_an_erased_one_starts_a_new_contact(da
         entry = session.get(TimelineEntry, record(session, message("eve@example.com")))
         assert entry.contact_id != ada.id
         assert handlers.find_contact_by_email(session, "eve@example.com").id == entry.contact_id
+
+
+def sent_email(*, to, cc=(), bcc=(), sender="support@team.example"):
+    return {"email_id": str(uuid.uuid4()), "conversation_id": str(uuid.uuid4()),
+            "rfc_message_id": f"<{uuid.uuid4()}@team.example>", "from_": {"email": sender},
+            "to": [{"name": name, "email": email} for name, email in to],
+            "cc": [{"name": name, "email": email} for name, email in cc],
+            "bcc": [{"name": name, "email": email} for name, email in bcc], "subject": "Re: Hello",
+            "text": "Thanks,\n\n  we", "html": None,
+            "attachments": [{"filename": "a.pdf", "size": 3, "disposition": "attachment", "url": "/o/a"}],
+            "sent_at": "2026-11-25T11:00:00+00:00"}
+
+
+def test_a_sent_email_reaches_each_recipients_timeline_in_one_statement_per_recipient(database):
+    with database.transaction() as session:
+        handlers.apply_inbox_update(session, {"inbox_id": "i2", "channel_addresses": ["sales@team.example"]})
+        known = handlers.create_contact(session, OUTBOX, None, ["bo@example.com"])
+        session.execute(outbox.delete())
+    email = sent_email(to=[("Ada", "Ada@Example.com"), ("Our sales", "sales@team.example")],
+                       cc=[("Bo", "bo@example.com"), ("Us", "Support@team.example")],
+                       bcc=[("Ada again", "ada@example.com")])
+    statements = []
+    event.listen(database.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    with database.transaction() as session:
+        entry_ids = handlers.record_outbound_email(session, OUTBOX, email, str(uuid.uuid4()))
+    # the link to the conversation, our inbox addresses, one statement per recipient, the events
+    assert [sql.split(None, 1)[0] for sql in statements] == ["INSERT", "SELECT", "WITH", "WITH", "INSERT"]
+    with database.transaction() as session:
+        ada = handlers.find_contact_by_email(session, "ada@example.com")
+        assert (ada.name, session.get(Contact, known.id).name) == ("Ada", "Bo")  # Bo had no name: now he has
+        assert handlers.find_contact_by_email(session, "sales@team.example") is None
+        entries = [session.get(TimelineEntry, entry_id) for entry_id in entry_ids]
+        assert [(e.contact_id, e.direction, e.channel_address, e.snippet, e.intake_id) for e in entries] == [
+            (ada.id, "out", "support@team.example", "Thanks, we", f"outbound:{email['email_id']}"),
+            (known.id, "out", "support@team.example", "Thanks, we", f"outbound:{email['email_id']}")]
+        assert entries[0].attachments == [{"filename": "a.pdf", "content_type": None, "size": 3, "sha256": None,
+                                           "url": "/o/a"}]
+        assert session.get(MessageConversation, f"outbound:{email['email_id']}").conversation_id == \
+            email["conversation_id"]
+        assert [(kind, data.get("contact_id"), data.get("direction"), data.get("conversation_id"))
+                for kind, data in events(session)] == [
+            ("contact_created", ada.id, None, None),
+            ("timeline_entry_added", ada.id, "out", email["conversation_id"]),
+            ("timeline_entry_added", known.id, "out", email["conversation_id"])]
+
+
+def test_a_redelivered_sent_email_adds_nothing_and_keeps_its_conversation(database):
+    email = sent_email(to=[("Ada", "ada@example.com")])
+    with database.transaction() as session:
+        [entry_id] = handlers.record_outbound_email(session, OUTBOX, email, str(uuid.uuid4()))
+    with database.transaction() as session:
+        moved = {**email, "conversation_id": str(uuid.uuid4())}
+        assert handlers.record_outbound_email(session, OUTBOX, moved, str(uuid.uuid4())) == []
+        assert session.scalar(select(func.count()).select_from(TimelineEntry)) == 1
+        assert session.get(MessageConversation, f"outbound:{email['email_id']}").conversation_id == \
+            email["conversation_id"]
+        assert [kind for kind, _ in events(session)] == ["contact_created", "timeline_entry_added"]
+        # an inbound copy of the same Message-ID (our reply, Cc'd back to us) is an entry of its own
+        inbound = record(session, message("ada@example.com", message_id=email["rfc_message_id"]))
+        assert inbound != entry_id and session.get(TimelineEntry, inbound).direction == "in"

@@ -432,7 +432,27 @@ def test_a_reply_processed_before_its_parent_ends_up_in_its_conversation(service
     assert item["id"] == started["id"] and item["message_count"] == 3
 
 
-def test_a_contact_merge_waits_for_a_message_in_progress_without_a_deadlock(make_database):
+@pytest.fixture
+def support_database(make_database):
+    """A migrated conversations database on PostgreSQL with the Support inbox, and the service's
+    outbox, for the handlers called directly from two transactions at once."""
+    from conversations import handlers
+    from conversations.service import ConversationsService
+    from mailroom_shared.db import Database
+
+    url = make_database("conversations")
+    upgrade("conversations", Path(CONVERSATIONS.migrations), url)
+    database = Database(url)
+    outbox = ConversationsService.outbox
+    try:
+        with database.transaction() as session:
+            handlers.create_inbox(session, outbox, {"name": "Support", "channels": [{"address": SUPPORT}]})
+        yield database, outbox
+    finally:
+        database.dispose()
+
+
+def test_a_contact_merge_waits_for_a_message_in_progress_without_a_deadlock(support_database):
     """A reply is being stored (its conversation's row locked) when contacts' merge of its sender
     arrives: the merge waits for the message's turn (an advisory lock taken before any row lock),
     not for the row; the message then settles its contacts and commits, and the merge moves the
@@ -444,53 +464,44 @@ def test_a_contact_merge_waits_for_a_message_in_progress_without_a_deadlock(make
 
     from conversations import contact_corrections, handlers
     from conversations.models import Conversation
-    from conversations.service import ConversationsService
     from conversations.settings import Settings
-    from mailroom_shared.db import Database
 
-    url = make_database("conversations")
-    upgrade("conversations", Path(CONVERSATIONS.migrations), url)
-    database = Database(url)
-    outbox = ConversationsService.outbox
-    try:
-        with database.transaction() as session:
-            handlers.create_inbox(session, outbox, {"name": "Support", "channels": [{"address": SUPPORT}]})
-            contact_corrections.learn_contact(session, {"contact_id": "c-merged", "emails": ["ada@example.com"]})
-            first = handlers.receive_message(session, outbox, message_received(message_id="m1@example.com"),
-                                             Settings())
-        conversation_id = first.conversation.id
-        reply = message_received(message_id="m2@example.com", in_reply_to=["m1@example.com"], minutes=1)
-        merged, failures = threading.Event(), []
+    database, outbox = support_database
+    with database.transaction() as session:
+        contact_corrections.learn_contact(session, {"contact_id": "c-merged", "emails": ["ada@example.com"]})
+        first = handlers.receive_message(session, outbox, message_received(message_id="m1@example.com"),
+                                         Settings())
+    conversation_id = first.conversation.id
+    reply = message_received(message_id="m2@example.com", in_reply_to=["m1@example.com"], minutes=1)
+    merged, failures = threading.Event(), []
 
-        def merge():
-            try:
-                with database.transaction() as other:
-                    other.execute(text("SET application_name = 'the-merge'"))
-                    contact_corrections.follow_merge(other, {"survivor_id": "c-survivor", "merged_id": "c-merged",
-                                                             "emails": ["ada@example.com"]})
-                merged.set()
-            except Exception as exc:  # noqa: BLE001 - the test reports it
-                failures.append(exc)
+    def merge():
+        try:
+            with database.transaction() as other:
+                other.execute(text("SET application_name = 'the-merge'"))
+                contact_corrections.follow_merge(other, {"survivor_id": "c-survivor", "merged_id": "c-merged",
+                                                         "emails": ["ada@example.com"]})
+            merged.set()
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            failures.append(exc)
 
-        with database.transaction() as session:  # as the service handles message_received
-            received = handlers.receive_message(session, outbox, reply, Settings())
-            assert received.conversation.id == conversation_id
-            merging = threading.Thread(target=merge)
-            merging.start()
-            assert not merged.wait(0.5), "the merge did not wait for the message in progress"
-            waits = session.execute(text("SELECT wait_event_type, wait_event FROM pg_stat_activity "
-                                         "WHERE application_name = 'the-merge'")).all()
-            assert waits == [("Lock", "advisory")]
-            contact_corrections.settle_contacts(session, reply, turn_taken=True)
-        merging.join(10)
-        assert failures == [] and merged.is_set()
-        with database.transaction() as session:
-            assert session.get(Conversation, conversation_id).contact_id == "c-survivor"
-    finally:
-        database.dispose()
+    with database.transaction() as session:  # as the service handles message_received
+        received = handlers.receive_message(session, outbox, reply, Settings())
+        assert received.conversation.id == conversation_id
+        merging = threading.Thread(target=merge)
+        merging.start()
+        assert not merged.wait(0.5), "the merge did not wait for the message in progress"
+        waits = session.execute(text("SELECT wait_event_type, wait_event FROM pg_stat_activity "
+                                     "WHERE application_name = 'the-merge'")).all()
+        assert waits == [("Lock", "advisory")]
+        contact_corrections.settle_contacts(session, reply, turn_taken=True)
+    merging.join(10)
+    assert failures == [] and merged.is_set()
+    with database.transaction() as session:
+        assert session.get(Conversation, conversation_id).contact_id == "c-survivor"
 
 
-def test_a_reply_and_its_parent_handled_at_the_same_moment_meet_on_postgresql(make_database):
+def test_a_reply_and_its_parent_handled_at_the_same_moment_meet_on_postgresql(support_database):
     """Two consumers (replicas) threading a reply and its parent at once: neither transaction can
     miss the other — the second waits for the first (advisory locks on the Message-IDs) and then
     joins or adopts it. Either order."""
@@ -498,41 +509,31 @@ def test_a_reply_and_its_parent_handled_at_the_same_moment_meet_on_postgresql(ma
 
     from conversations import handlers
     from conversations.models import Conversation, Message
-    from conversations.service import ConversationsService
     from conversations.settings import Settings
-    from mailroom_shared.db import Database
 
-    url = make_database("conversations")
-    upgrade("conversations", Path(CONVERSATIONS.migrations), url)
-    database = Database(url)
-    outbox = ConversationsService.outbox
-    try:
+    database, outbox = support_database
+    for first_is_reply in (True, False):
+        n = int(first_is_reply)
+        parent = message_received(message_id=f"p{n}@example.com")
+        reply = message_received(message_id=f"r{n}@example.com", in_reply_to=[f"p{n}@example.com"], minutes=1)
+        first, second = (reply, parent) if first_is_reply else (parent, reply)
+        done = threading.Event()
+
+        def handle_second(data=second, finished=done):
+            with database.transaction() as other:
+                handlers.receive_message(other, outbox, data, Settings())
+            finished.set()
+
         with database.transaction() as session:
-            handlers.create_inbox(session, outbox, {"name": "Support", "channels": [{"address": SUPPORT}]})
-        for first_is_reply in (True, False):
-            n = int(first_is_reply)
-            parent = message_received(message_id=f"p{n}@example.com")
-            reply = message_received(message_id=f"r{n}@example.com", in_reply_to=[f"p{n}@example.com"], minutes=1)
-            first, second = (reply, parent) if first_is_reply else (parent, reply)
-            done = threading.Event()
-
-            def handle_second(data=second, finished=done):
-                with database.transaction() as other:
-                    handlers.receive_message(other, outbox, data, Settings())
-                finished.set()
-
-            with database.transaction() as session:
-                handlers.receive_message(session, outbox, first, Settings())
-                waiting = threading.Thread(target=handle_second)
-                waiting.start()
-                assert not done.wait(0.5), "the second message did not wait for the first to commit"
-            waiting.join(10)
-            assert done.is_set()
-            with database.transaction() as session:
-                ids = {f"p{n}@example.com", f"r{n}@example.com"}
-                conversations = {m.conversation_id for m in session.query(Message).filter(
-                    Message.rfc_message_id.in_(ids))}
-                assert len(conversations) == 1, first_is_reply
-                assert session.get(Conversation, conversations.pop()).message_count == 2
-    finally:
-        database.dispose()
+            handlers.receive_message(session, outbox, first, Settings())
+            waiting = threading.Thread(target=handle_second)
+            waiting.start()
+            assert not done.wait(0.5), "the second message did not wait for the first to commit"
+        waiting.join(10)
+        assert done.is_set()
+        with database.transaction() as session:
+            ids = {f"p{n}@example.com", f"r{n}@example.com"}
+            conversations = {m.conversation_id for m in session.query(Message).filter(
+                Message.rfc_message_id.in_(ids))}
+            assert len(conversations) == 1, first_is_reply
+            assert session.get(Conversation, conversations.pop()).message_count == 2

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from email import policy
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 from email.headerregistry import Address
@@ -155,21 +156,34 @@ def _emails(header) -> tuple[str, ...]:
     return tuple(f"{a.username}@{a.domain}".lower() for a in header.addresses)
 
 
+def _strict(parsed, name: str):
+    """One top-level header as the default policy's parser reads it (the way a modern receiver
+    decodes it); None if absent. `parsed` came from the compat32 parser, which keeps the raw
+    value: reading Content-Type through the default policy, as the message's structure is walked,
+    built a header object on each of ~20 reads and cost half of a build (issue #16)."""
+    value = parsed.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):  # compat32 wraps a value holding non-ASCII bytes: never ours
+        raise MessageVerificationFailed(f"{name} holds bytes that are not 7-bit")
+    return policy.default.header_fetch_parse(name, value)
+
+
 def verify_message(parsed, intended: Intended) -> None:
-    """`parsed`: the serialised message parsed again (policy=default). Raises on any difference."""
+    """`parsed`: the serialised message parsed again (policy=compat32). Raises on any difference."""
     names = tuple(k.lower() for k in parsed)
     if names != intended.header_names:
         raise MessageVerificationFailed(
             f"header set differs: built {list(names)}, intended {list(intended.header_names)}")
     if "bcc" in names:
         raise MessageVerificationFailed("a Bcc header would be sent")
-    if str(parsed["Subject"] or "") != intended.subject:
+    if str(_strict(parsed, "Subject") or "") != intended.subject:
         raise MessageVerificationFailed("the Subject did not survive serialisation unchanged")
-    if _emails(parsed["From"]) != (intended.from_email,):
+    if _emails(_strict(parsed, "From")) != (intended.from_email,):
         raise MessageVerificationFailed("From differs")
-    if _emails(parsed["To"]) != intended.to or _emails(parsed.get("Cc")) != intended.cc:
+    if _emails(_strict(parsed, "To")) != intended.to or _emails(_strict(parsed, "Cc")) != intended.cc:
         raise MessageVerificationFailed("recipients differ")
-    if str(parsed["Message-ID"]).strip() != f"<{intended.message_id}>":
+    if str(_strict(parsed, "Message-ID")).strip() != f"<{intended.message_id}>":
         raise MessageVerificationFailed("Message-ID differs")
     for part in _parts(parsed):
         extra = {k.lower() for k in part} - PART_HEADERS

@@ -174,6 +174,29 @@ def test_reparsing_catches_an_injection_that_slipped_past_validation():
         domain_mime.build(outgoing(subject="hi=?UTF-8?Q?=0A?=Bcc: injected@example.com"))
 
 
+@pytest.mark.parametrize(("change", "refusal"), [
+    (lambda raw: raw.replace(b"Message-ID: <abc@", b"Message-ID: <abd@"), "Message-ID differs"),
+    (lambda raw: raw.replace(b"ada@example.com", b"eve@example.com", 1), "recipients differ"),
+    (lambda raw: raw.replace(b"bob@example.com", b"bob@example.com, eve@example.com", 1), "recipients differ"),
+    (lambda raw: raw.replace(b"<support@mailroom.test>", b"<s@mailroom.test>", 1), "From differs"),
+    (lambda raw: raw.replace(b"Subject: =?utf-8?b?UsOp", b"Subject: =?utf-8?b?TsOp", 1), "Subject did not survive"),
+    (lambda raw: raw.replace(b"Subject: ", b"Subject: \xc3\xa7a ", 1), "not 7-bit"),
+    (lambda raw: raw.replace(b"\r\nContent-Transfer-Encoding:", b"\r\nX-Injected: 1\r\nContent-Transfer-Encoding:", 1),
+     "unexpected MIME part headers"),
+])
+def test_the_reparsed_message_must_say_exactly_what_was_intended(change, refusal):
+    """verify() reads the message's structure leniently and the checked headers strictly: each
+    difference a receiver would see is refused, the encoded-word Subject and names decoded."""
+    built = outgoing()
+    raw = domain_mime.build(built)
+    intended = [name.lower() for name in parse(raw)]
+    domain_mime.verify(raw, built, intended)  # as built: accepted
+    changed = change(raw)
+    assert changed != raw
+    with pytest.raises(ValueError, match=refusal):
+        domain_mime.verify(changed, built, intended)
+
+
 def test_thread_index_shares_the_conversation_part():
     first = domain_mime.thread_index("conv-1", NOW, NOW, False)
     reply = domain_mime.thread_index("conv-1", NOW, NOW + dt.timedelta(hours=1), True)

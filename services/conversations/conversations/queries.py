@@ -3,7 +3,7 @@ who may view what (404 through the shared HTTP errors, as for something that doe
 
 from __future__ import annotations
 
-from sqlalchemy import Text, and_, case, exists, false, func, literal_column, or_, select, true, union
+from sqlalchemy import Text, and_, bindparam, case, exists, false, func, literal_column, or_, select, true, union
 from sqlalchemy.orm import Session, aliased
 
 from conversations.domain import access, read_marks, search
@@ -576,29 +576,35 @@ def _context_message(message) -> dict:
 
 # Outbound asks for the reply context before every reply, compose-less send and auto-acknowledgement
 # (issue #16: it was ~10 ORM statements, loading each inbox with its channels, members and teams).
-# It is read here with a few Core statements instead: the conversation with its home inbox's name and
-# the first inbound channel; the caller's standing in each of its inboxes (EXISTS, not the member
-# lists); the home inbox's channels; the message replied to. Nothing is cached: membership changes
-# count from the next request.
+# It is read here with a few Core statements instead (built once, below): the conversation with its
+# home inbox's name and the first inbound channel; the caller's standing in each of its inboxes
+# (EXISTS, not the member lists); the home inbox's channels; the message replied to. No answer is
+# cached: membership changes count from the next request.
 _CONTEXT_MESSAGE_COLUMNS = (
     Message.id, Message.direction, Message.rfc_message_id, Message.subject, Message.sender, Message.attributed_to,
     Message.forward, Message.to, Message.cc, Message.reply_to, Message.in_reply_to, Message.references,
     Message.text, Message.html, Message.date_header, Message.received_at, Message.channel_address, Message.flags)
 
 
+# The statements of a reply's context (outbound asks for one per reply, issue #16), built once
+# with bound parameters: building them per call (columns, joins, the correlated subquery) and
+# their cache keys cost more of SQLAlchemy's time than running them.
+_FIRST_INBOUND_CHANNEL = (select(Message.channel_address)
+                          .where(Message.conversation_id == Conversation.id, Message.direction == "in")
+                          .order_by(Message.received_at, Message.id).limit(1).correlate(Conversation).scalar_subquery())
+_CONTEXT_CONVERSATION = (
+    select(Conversation.id, Conversation.inbox_id, Conversation.subject, Conversation.status,
+           Conversation.reply_token, Conversation.created_at, Conversation.contact_email,
+           Conversation.contact_name, Conversation.channel_type, Conversation.channel_kind,
+           Conversation.connector_channel_id, Conversation.external_thread_id,
+           Inbox.name.label("inbox_name"), _FIRST_INBOUND_CHANNEL.label("first_inbound_channel"))
+    .join(Inbox, Inbox.id == Conversation.inbox_id).where(Conversation.id == bindparam("conversation_id")))
+
+
 def _context_conversation(session: Session, conversation_id: str):
     """The conversation's fields a reply needs, its home inbox's name and the channel its first
     inbound message came in on (a row, or None)."""
-    first_inbound = (select(Message.channel_address)
-                     .where(Message.conversation_id == Conversation.id, Message.direction == "in")
-                     .order_by(Message.received_at, Message.id).limit(1).correlate(Conversation).scalar_subquery())
-    return session.execute(
-        select(Conversation.id, Conversation.inbox_id, Conversation.subject, Conversation.status,
-               Conversation.reply_token, Conversation.created_at, Conversation.contact_email,
-               Conversation.contact_name, Conversation.channel_type, Conversation.channel_kind,
-               Conversation.connector_channel_id, Conversation.external_thread_id,
-               Inbox.name.label("inbox_name"), first_inbound.label("first_inbound_channel"))
-        .join(Inbox, Inbox.id == Conversation.inbox_id).where(Conversation.id == conversation_id)).first()
+    return session.execute(_CONTEXT_CONVERSATION, {"conversation_id": conversation_id}).first()
 
 
 class _CallerInbox:
@@ -613,18 +619,28 @@ class _CallerInbox:
             frozenset(caller.team_ids) if row.in_team else frozenset())
 
 
+def _caller_inboxes_statement(with_teams: bool):
+    home = bindparam("home_inbox_id")
+    shared, conversation_id = ConversationInbox, bindparam("conversation_id")
+    is_member = exists(select(Member.id).where(Member.inbox_id == Inbox.id, Member.user_id == bindparam("user_id")))
+    in_team = (exists(select(InboxTeam.team_id).where(
+        InboxTeam.inbox_id == Inbox.id, InboxTeam.team_id.in_(bindparam("team_ids", expanding=True))))
+        if with_teams else false())
+    return (select(Inbox.id, Inbox.name, Inbox.visibility, is_member.label("is_member"), in_team.label("in_team"))
+            .outerjoin(shared, and_(shared.inbox_id == Inbox.id, shared.conversation_id == conversation_id))
+            .where(or_(Inbox.id == home, shared.conversation_id.is_not(None)))
+            .order_by(case((Inbox.id == home, 0), else_=1), shared.shared_at, Inbox.id))
+
+
+_CALLER_INBOXES = {False: _caller_inboxes_statement(False), True: _caller_inboxes_statement(True)}
+
+
 def _caller_inboxes(session: Session, conversation, caller: Principal) -> list[_CallerInbox]:
     """The conversation's home inbox, then those it is shared into (as conversation_inboxes)."""
-    shared = ConversationInbox
-    is_member = exists(select(Member.id).where(Member.inbox_id == Inbox.id, Member.user_id == caller.user_id))
-    in_team = (exists(select(InboxTeam.team_id).where(InboxTeam.inbox_id == Inbox.id,
-                                                       InboxTeam.team_id.in_(sorted(caller.team_ids))))
-               if caller.team_ids else false())
-    rows = session.execute(
-        select(Inbox.id, Inbox.name, Inbox.visibility, is_member.label("is_member"), in_team.label("in_team"))
-        .outerjoin(shared, and_(shared.inbox_id == Inbox.id, shared.conversation_id == conversation.id))
-        .where(or_(Inbox.id == conversation.inbox_id, shared.conversation_id.is_not(None)))
-        .order_by(case((Inbox.id == conversation.inbox_id, 0), else_=1), shared.shared_at, Inbox.id)).all()
+    values = {"home_inbox_id": conversation.inbox_id, "conversation_id": conversation.id, "user_id": caller.user_id}
+    if caller.team_ids:
+        values["team_ids"] = sorted(caller.team_ids)
+    rows = session.execute(_CALLER_INBOXES[bool(caller.team_ids)], values).all()
     return [_CallerInbox(row, caller) for row in rows]
 
 
@@ -657,17 +673,25 @@ def reply_context(session: Session, conversation_id: str, message_id: str | None
     return _reply_context(session, conversation, message_id, include_thread) if conversation is not None else None
 
 
+_CONTEXT_MESSAGES = select(*_CONTEXT_MESSAGE_COLUMNS).where(Message.conversation_id == bindparam("conversation_id"))
+_CONTEXT_MESSAGE = _CONTEXT_MESSAGES.where(Message.id == bindparam("message_id"))
+_LATEST_MESSAGE = _CONTEXT_MESSAGES.order_by(
+    Message.received_at.desc(), Message.created_at.desc(), Message.id.desc()).limit(1)
+_LATEST_INBOUND_MESSAGE = _LATEST_MESSAGE.where(Message.direction == "in")
+_THREAD_MESSAGES = _CONTEXT_MESSAGES.order_by(Message.received_at, Message.created_at, Message.id).limit(
+    MAX_THREAD_MESSAGES)
+_INBOX_CHANNELS = (select(Channel.address, Channel.display_name, Channel.is_primary)
+                   .where(Channel.inbox_id == bindparam("inbox_id")).order_by(Channel.is_primary.desc(), Channel.id))
+
+
 def _reply_context(session: Session, conversation, message_id: str | None, include_thread: bool) -> dict:
-    messages = select(*_CONTEXT_MESSAGE_COLUMNS).where(Message.conversation_id == conversation.id)
+    of_conversation = {"conversation_id": conversation.id}
     if message_id:
-        message = session.execute(messages.where(Message.id == message_id)).first()
+        message = session.execute(_CONTEXT_MESSAGE, {**of_conversation, "message_id": message_id}).first()
     else:  # the latest inbound message, else the latest of ours
-        latest = messages.order_by(Message.received_at.desc(), Message.created_at.desc(), Message.id.desc()).limit(1)
-        message = session.execute(latest.where(Message.direction == "in")).first() \
-            or session.execute(latest).first()
-    channels = session.execute(
-        select(Channel.address, Channel.display_name, Channel.is_primary)
-        .where(Channel.inbox_id == conversation.inbox_id).order_by(Channel.is_primary.desc(), Channel.id)).all()
+        message = session.execute(_LATEST_INBOUND_MESSAGE, of_conversation).first() \
+            or session.execute(_LATEST_MESSAGE, of_conversation).first()
+    channels = session.execute(_INBOX_CHANNELS, {"inbox_id": conversation.inbox_id}).all()
     addresses = {c.address for c in channels}
     candidates = [message.channel_address if message is not None else None, conversation.first_inbound_channel]
     channel_address = next((c for c in candidates if c and c in addresses), None)
@@ -690,8 +714,7 @@ def _reply_context(session: Session, conversation, message_id: str | None, inclu
     }
     result["conversation"].update(channel_fields(conversation))
     if include_thread:
-        rows = session.execute(messages.order_by(Message.received_at, Message.created_at, Message.id)
-                               .limit(MAX_THREAD_MESSAGES)).all()
+        rows = session.execute(_THREAD_MESSAGES, of_conversation).all()
         result["thread"] = [_context_message(m) for m in rows]
     return result
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import exists, insert, or_, select, update
+from sqlalchemy import bindparam, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, noload
 
@@ -331,6 +331,27 @@ class Claimed:
     has_attachments: bool = True  # False: record_outcome need not look for any
 
 
+# A claim's statements, built once (issue #16: building them, and their cache keys, per email cost
+# more of SQLAlchemy's time than running them). Core, only the columns a send needs: no Email object
+# loaded and flushed per claim. PostgreSQL skips the rows other workers hold; SQLite (one writer at
+# a time) has no FOR UPDATE.
+_CLAIMABLE_EMAIL = (
+    select(Email.id, Email.inbox_id, Email.attempts, Email.from_address, Email.to, Email.cc, Email.bcc, Email.raw,
+           exists().where(Attachment.email_id == Email.id).label("has_attachments"))
+    .where(Email.state.in_(("queued", "deferred")), Email.next_attempt_at <= bindparam("now"),
+           or_(Email.claimed_until.is_(None), Email.claimed_until < bindparam("now")))
+    .order_by(Email.next_attempt_at, Email.id).limit(1))
+_CLAIMABLE = {True: _CLAIMABLE_EMAIL.with_for_update(skip_locked=True), False: _CLAIMABLE_EMAIL}
+_CLAIM = (update(Email).where(Email.id == bindparam("email_id"))
+          .values(attempts=bindparam("attempts"), claimed_until=bindparam("claimed_until")))
+_NEW_ATTEMPT = (insert(DeliveryAttempt).values(email_id=bindparam("email_id"), attempt=bindparam("attempt"),
+                                               started_at=bindparam("started_at"), relay=bindparam("relay"))
+                .returning(DeliveryAttempt.id))
+_ATTEMPT_FINISHED = (update(DeliveryAttempt).where(DeliveryAttempt.id == bindparam("attempt_id"))
+                     .values(finished_at=bindparam("finished_at"), outcome=bindparam("outcome"),
+                             smtp_code=bindparam("smtp_code"), response=bindparam("response")))
+
+
 def claim_next(session: Session, outbox: Outbox, settings: Settings) -> Claimed | None:
     """Claim one due email for sending: set a lease and count the attempt, in a transaction that
     commits before SMTP starts. A worker that dies mid-send leaves the lease to expire, and the
@@ -338,15 +359,7 @@ def claim_next(session: Session, outbox: Outbox, settings: Settings) -> Claimed 
     used up (e.g. a worker killed on every try) fail instead of being sent again (then the
     Claimed has no bytes: nothing to send)."""
     now = utcnow()
-    # Core, only the columns a send needs (issue #16: no Email object loaded and flushed per claim)
-    query = (select(Email.id, Email.inbox_id, Email.attempts, Email.from_address, Email.to, Email.cc, Email.bcc,
-                    Email.raw, exists().where(Attachment.email_id == Email.id).label("has_attachments"))
-             .where(Email.state.in_(("queued", "deferred")), Email.next_attempt_at <= now,
-                    or_(Email.claimed_until.is_(None), Email.claimed_until < now))
-             .order_by(Email.next_attempt_at, Email.id).limit(1))
-    if is_postgres(session):
-        query = query.with_for_update(skip_locked=True)
-    row = session.execute(query).first()
+    row = session.execute(_CLAIMABLE[is_postgres(session)], {"now": now}).first()
     if row is None:
         return None
     if row.attempts >= settings.max_attempts:
@@ -360,11 +373,11 @@ def claim_next(session: Session, outbox: Outbox, settings: Settings) -> Claimed 
               "not sent: every recipient is on the inbox's suppression list", now)
         return Claimed(row.id, 0, 0, "", [], b"")
     attempts = row.attempts + 1
-    session.execute(update(Email).where(Email.id == row.id)
-                    .values(attempts=attempts, claimed_until=now + dt.timedelta(seconds=settings.send_lease_seconds)))
-    attempt_id = session.execute(insert(DeliveryAttempt).values(
-        email_id=row.id, attempt=attempts, started_at=now, relay=settings.relay_for(row.from_address["email"]).name)
-        .returning(DeliveryAttempt.id)).scalar_one()
+    session.execute(_CLAIM, {"email_id": row.id, "attempts": attempts,
+                             "claimed_until": now + dt.timedelta(seconds=settings.send_lease_seconds)})
+    attempt_id = session.execute(_NEW_ATTEMPT, {"email_id": row.id, "attempt": attempts, "started_at": now,
+                                                "relay": settings.relay_for(row.from_address["email"]).name}
+                                 ).scalar_one()
     return Claimed(row.id, attempt_id, attempts, row.from_address["email"], to, row.raw, bool(row.has_attachments))
 
 
@@ -372,9 +385,9 @@ def record_outcome(session: Session, outbox: Outbox, claimed: Claimed, outcome: 
     now = utcnow()
     email = session.get(Email, claimed.email_id, with_for_update=True, populate_existing=True,
                         options=[] if claimed.has_attachments else [noload(Email.attachments)])
-    session.execute(update(DeliveryAttempt).where(DeliveryAttempt.id == claimed.attempt_id)  # not read first
-                    .values(finished_at=now, outcome=outcome.status, smtp_code=outcome.code,
-                            response=outcome.response[:2000]))
+    session.execute(_ATTEMPT_FINISHED, {"attempt_id": claimed.attempt_id, "finished_at": now,  # not read first
+                                        "outcome": outcome.status, "smtp_code": outcome.code,
+                                        "response": outcome.response[:2000]})
     email.claimed_until = None
     if email.state not in ("queued", "deferred"):
         return email  # already settled (another worker after a lease expiry, or a bounce)

@@ -3,7 +3,9 @@ are made of."""
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+import functools
+
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from mailroom_shared.db import aware
@@ -17,12 +19,18 @@ from outbound.models import Attachment, DeliveryAttempt, Email, Snippet, Templat
 from outbound.schemas import EmailSchema, SnippetSchema, TemplateSchema
 
 
+@functools.cache
+def _queued_under_key(model):
+    """The statement, built once per model (asked before every send with a key, issue #16)."""
+    return select(model).where(model.idempotency_key == bindparam("key"))
+
+
 def find_idempotent(session: Session, key: str | None, digest: str, model=Email):
     """The row of `model` (an email, or a chat reply: ChatMessage) already queued under `key`, or
     None. The same key with another request is a conflict (a client bug), never a second one."""
     if not key:
         return None
-    row = session.execute(select(model).where(model.idempotency_key == key)).scalar_one_or_none()
+    row = session.execute(_queued_under_key(model), {"key": key}).scalar_one_or_none()
     if row is not None:
         try:
             idempotency.check_same_request(row.request_digest, digest)

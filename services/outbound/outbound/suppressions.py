@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from mailroom_shared import observability
@@ -52,13 +52,18 @@ def _iso(value) -> str | None:
     return aware(value).isoformat() if value is not None else None
 
 
+# asked twice per email (when it is queued and when it is claimed), so built once (issue #16)
+_ACTIVE = (select(Suppression).where(Suppression.inbox_id == bindparam("inbox_id"),
+                                     Suppression.address.in_(bindparam("addresses", expanding=True)),
+                                     Suppression.lifted_at.is_(None))
+           .order_by(Suppression.address))
+
+
 def active(session: Session, inbox_id: str, addresses) -> list[Suppression]:
     keys = sorted({k for k in (suppression.normalised_or_none(a) for a in addresses) if k})
     if not keys:
         return []
-    return list(session.execute(select(Suppression).where(
-        Suppression.inbox_id == inbox_id, Suppression.address.in_(keys), Suppression.lifted_at.is_(None))
-        .order_by(Suppression.address)).scalars())
+    return list(session.execute(_ACTIVE, {"inbox_id": inbox_id, "addresses": keys}).scalars())
 
 
 def refuse_suppressed(session: Session, prepared: Prepared) -> None:

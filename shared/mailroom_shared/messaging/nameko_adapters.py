@@ -392,6 +392,25 @@ class DeadLetteringQueueConsumer(QueueConsumer):
             consumer.on_decode_error = partial(self._dead_letter_undecodable, provider)
         return consumers
 
+    # nameko skips an ack or requeue on a connection it knows is gone, and ignores amqp's own
+    # ConnectionError; a socket the broker reset meanwhile (a RabbitMQ restart) raises OSError
+    # (ConnectionResetError, BrokenPipeError) instead, which ended the worker with an error and
+    # so the whole service container (exit 1, seen in the chaos run). The message is the broker's
+    # again once that connection is gone: it is redelivered, and the handler's processed-events
+    # claim turns the redelivery into nothing.
+    def ack_message(self, message):
+        try:
+            super().ack_message(message)
+        except OSError as exc:
+            log.warning("could not acknowledge a message, its connection is gone (%s): the broker redelivers it",
+                        exc)
+
+    def requeue_message(self, message):
+        try:
+            super().requeue_message(message)
+        except OSError as exc:
+            log.warning("could not requeue a message, its connection is gone (%s): the broker redelivers it", exc)
+
     def _dead_letter_undecodable(self, provider, message, exc):
         queue = topology.dead_letter_queue(provider.queue.name)
         log.error("undecodable message on %s parked in %s: %s", provider.queue.name, queue.name, exc)

@@ -85,7 +85,6 @@ def record_call(session: Session, outbox: Outbox, data: dict, event_id: str) -> 
         occurred_at=parse_time(data["called_at"]), inbox_id=data["inbox_id"], kind=CALL, call=call_details(data))
     session.add(entry)
     session.flush()
-    outbox.record(session, "timeline_entry_added", contact.id, {
-        "entry_id": entry.id, "contact_id": contact.id, "direction": direction, "message_id": key,
-        "subject": entry.subject, "conversation_id": data["conversation_id"]})
+    outbox.record(session, "timeline_entry_added", contact.id, handlers.entry_added(
+        entry.id, contact.id, direction, key, entry.subject, data["conversation_id"]))
     return entry

@@ -86,9 +86,8 @@ def _log(session: Session, outbox: Outbox, contact: Contact, direction: str, key
         forwarded_by=None, occurred_at=parse_time(occurred_at), inbox_id=data["inbox_id"])
     session.add(entry)
     session.flush()
-    outbox.record(session, "timeline_entry_added", contact.id, {
-        "entry_id": entry.id, "contact_id": contact.id, "direction": direction, "message_id": key,
-        "subject": entry.subject, "conversation_id": data["conversation_id"]})
+    outbox.record(session, "timeline_entry_added", contact.id, handlers.entry_added(
+        entry.id, contact.id, direction, key, entry.subject, data["conversation_id"]))
     return entry
 
 

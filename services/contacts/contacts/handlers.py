@@ -85,9 +85,7 @@ def resolve_or_create(session: Session, outbox: Outbox, email: str, name: str | 
         if winner is None:  # pragma: no cover - the unique row must exist after the conflict
             raise
         return winner, False
-    outbox.record(session, "contact_created", contact.id, {
-        "contact_id": contact.id, "name": name, "emails": [email], "created_from": created_from,
-    })
+    outbox.record(session, *_contact_created(contact.id, name, email, created_from))
     return contact, True
 
 
@@ -288,25 +286,27 @@ def log_inbound(session: Session, outbox: Outbox, contact: Contact, data: dict,
             return entry
     entry = TimelineEntry(id=str(uuid.uuid4()), contact_id=contact.id, direction="in", **_inbound_entry(data))
     session.add(entry)
-    outbox.record(session, "timeline_entry_added", contact.id, _entry_added(entry.id, contact.id, entry.subject,
-                                                                          data["message_id"]))
+    outbox.record(session, "timeline_entry_added", contact.id,
+                  entry_added(entry.id, contact.id, "in", data["message_id"], entry.subject, None))
     return entry
 
 
-def _entry_added(entry_id: str, contact_id: str, subject: str, message_id: str) -> dict:
-    return {"entry_id": entry_id, "contact_id": contact_id, "direction": "in", "message_id": message_id,
-            "subject": subject, "conversation_id": None}
+def entry_added(entry_id: str, contact_id: str, direction: str, message_id: str, subject: str,
+                conversation_id: str | None) -> dict:
+    """timeline_entry_added's data (every kind of entry: email in or out, chat, form, call)."""
+    return {"entry_id": entry_id, "contact_id": contact_id, "direction": direction, "message_id": message_id,
+            "subject": subject, "conversation_id": conversation_id}
 
 
 # The PostgreSQL path of record_inbound_message and record_outbound_email (issue #16: the ORM's
 # find, savepoint, inserts and flush were three to eight statements per message and recipient,
 # each ~0.1-0.3 ms of SQLAlchemy): the contact found by its address, given the person's name if it
 # had none, or created; and the email's timeline entry (in or out), unless that contact already
-# has it. Race-safe as resolve_or_create: the unique
-# address row decides; the loser of a race inserts nothing (ON CONFLICT DO NOTHING waits for the
-# winner's commit) and runs the statement again, which then finds the winner's contact. The new
-# contact's row comes after its address row in the statement: PostgreSQL checks foreign keys at
-# the statement's end, and no contact row is made for an address that lost.
+# has it. Race-safe as resolve_or_create: the unique address row decides; the loser of a race
+# inserts nothing (ON CONFLICT DO NOTHING waits for the winner's commit) and runs the statement
+# again, which then finds the winner's contact. The new contact's row comes after its address row
+# in the statement: PostgreSQL checks foreign keys at the statement's end, and no contact row is
+# made for an address that lost.
 _RECORD_EMAIL = text("""
 WITH found AS (
     SELECT contacts.id, contacts.name FROM contact_emails JOIN contacts ON contacts.id = contact_emails.contact_id
@@ -362,8 +362,8 @@ def _record_inbound_in_one_statement(session: Session, outbox: Outbox, email: st
     contact_id, created, entry_id = _record_email_in_one_statement(session, email, name, "in", entry, event_id)
     events = [_contact_created(contact_id, name, email, event_id)] if created else []
     if entry_id is not None:
-        events.append(("timeline_entry_added", contact_id, _entry_added(entry_id, contact_id, entry["subject"],
-                                                                        data["message_id"])))
+        events.append(("timeline_entry_added", contact_id,
+                       entry_added(entry_id, contact_id, "in", data["message_id"], entry["subject"], None)))
     else:  # the same email again (re-ingested through another path, or sent to another inbox too)
         entry_id, first_address = session.execute(_EXISTING_INBOUND_ENTRY, {
             "contact_id": contact_id, "rfc_message_id": data["message_id"]}).one()
@@ -454,9 +454,8 @@ def move_attribution(session: Session, outbox: Outbox, data: dict, event_id: str
         session.delete(entry)
         return clash
     entry.contact_id = contact.id
-    outbox.record(session, "timeline_entry_added", contact.id, {
-        "entry_id": entry.id, "contact_id": contact.id, "direction": "in", "message_id": entry.rfc_message_id,
-        "subject": entry.subject, "conversation_id": data.get("conversation_id")})
+    outbox.record(session, "timeline_entry_added", contact.id, entry_added(
+        entry.id, contact.id, "in", entry.rfc_message_id, entry.subject, data.get("conversation_id")))
     return entry
 
 
@@ -490,10 +489,8 @@ def record_outbound_email(session: Session, outbox: Outbox, data: dict, event_id
             contact_id, entry_id = _record_outbound_with_the_orm(session, outbox, email, name, entry, event_id)
         if entry_id is None:  # this recipient has it already (email_sent redelivered)
             continue
-        events.append(("timeline_entry_added", contact_id, {
-            "entry_id": entry_id, "contact_id": contact_id, "direction": "out",
-            "message_id": data["rfc_message_id"], "subject": entry["subject"],
-            "conversation_id": data["conversation_id"]}))
+        events.append(("timeline_entry_added", contact_id, entry_added(
+            entry_id, contact_id, "out", data["rfc_message_id"], entry["subject"], data["conversation_id"])))
         entry_ids.append(entry_id)
     if events:
         outbox.record_many(session, events)

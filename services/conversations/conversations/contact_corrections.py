@@ -102,9 +102,11 @@ def _message_addresses(data: dict) -> list[str]:
 
 
 # built once: settle_contacts runs after every inbound message
-_STALE_CONTACTS = select(Conversation.id, Conversation.contact_id).join(
-    ContactRedirect, ContactRedirect.contact_id == Conversation.contact_id).where(
-    Conversation.contact_email.in_(bindparam("addresses", expanding=True)))
+# table columns, not mapped attributes: it runs for every message, and a select of mapped
+# attributes takes the ORM's compile and loading steps (issue #16)
+_STALE_CONTACTS = select(Conversation.__table__.c.id, Conversation.__table__.c.contact_id).join(
+    ContactRedirect.__table__, ContactRedirect.__table__.c.contact_id == Conversation.__table__.c.contact_id).where(
+    Conversation.__table__.c.contact_email.in_(bindparam("addresses", expanding=True)))
 
 
 def settle_contacts(session: Session, data: dict, *, turn_taken: bool = False) -> int:

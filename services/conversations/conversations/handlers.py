@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, func, select, text, update
+from sqlalchemy import Text, bindparam, case, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -260,9 +260,9 @@ def _address(value: dict | None) -> dict | None:
     return {"name": value.get("name"), "email": value.get("email")}
 
 
-def _message(data: dict, **fields) -> Message:
-    """A message row: what inbound and outbound messages share, from their event's data."""
-    return Message(
+def _message_row(data: dict, **fields) -> dict:
+    """A message row's values: what inbound and outbound messages share, from their event's data."""
+    return dict(
         subject=data.get("subject") or "", to=[_address(a) for a in data.get("to") or []],
         cc=[_address(a) for a in data.get("cc") or []], reply_to=[_address(a) for a in data.get("reply_to") or []],
         in_reply_to=list(data.get("in_reply_to") or []), references=list(data.get("references") or []),
@@ -270,13 +270,70 @@ def _message(data: dict, **fields) -> Message:
         attachments=[dict(a) for a in data.get("attachments") or []], created_at=utcnow(), **fields)
 
 
-def _add_to_conversation(session: Session, conversation: Conversation, message: Message) -> None:
-    session.add(message)
-    conversation.message_count = (conversation.message_count or 0) + 1
-    if conversation.message_count == 1 or message.received_at >= aware(conversation.last_message_at):
-        conversation.last_message_at = message.received_at
-        conversation.snippet = message.snippet
-    session.flush()  # the unique (inbox_id, rfc_message_id) decides a race: the loser is retried
+# A stored message's row and its conversation's counters are written in Core statements built once
+# (issue #16): the ORM's unit of work (flush, identity map, per-attribute history) cost more of the
+# inbound handler's CPU than the statements themselves. The objects handed back (Received) are
+# transient copies of what was written, for the caller to read.
+_MESSAGES, _CONVERSATIONS = Message.__table__, Conversation.__table__
+_INSERT_MESSAGE = insert(_MESSAGES)
+# a new conversation's contact, when contacts announced the address already: in the INSERT itself
+_INSERT_CONVERSATION = (
+    insert(_CONVERSATIONS)
+    .values(contact_id=select(KnownContact.contact_id).where(KnownContact.email == bindparam("known_email"))
+            .scalar_subquery())
+    .returning(_CONVERSATIONS.c.contact_id))
+_AT = bindparam("at", type_=_CONVERSATIONS.c.last_message_at.type)
+_LATEST = or_(_CONVERSATIONS.c.message_count == 0, _CONVERSATIONS.c.last_message_at <= _AT)
+# one more message: the counters, and the snippet when it is the latest; the UPDATE locks the row,
+# so concurrent messages of one conversation count in turn
+_COUNT_MESSAGE = (
+    update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("the_conversation"))
+    .values(message_count=_CONVERSATIONS.c.message_count + 1,
+            last_message_at=case((_LATEST, _AT), else_=_CONVERSATIONS.c.last_message_at),
+            snippet=case((_LATEST, bindparam("the_snippet", type_=Text())), else_=_CONVERSATIONS.c.snippet))
+    .returning(*_CONVERSATIONS.c))
+_COUNT_MESSAGE_AND_REOPEN = _COUNT_MESSAGE.values(status=OPEN, closed_at=None)
+
+
+def _forget_loaded(session: Session, conversation_id: str) -> None:
+    """A Core UPDATE leaves a conversation this session loaded earlier (another message of the
+    same batch, a thread lookup) with the old values: expired, it is read again when next used.
+    (The UPDATE's autoflush has written any change of it before.)"""
+    loaded = session.identity_map.get(session.identity_key(Conversation, conversation_id))
+    if loaded is not None:
+        session.expire(loaded)
+
+
+def _count_message(session: Session, conversation_id: str, message: dict, *, reopen: bool = False
+                   ) -> Conversation | None:
+    """One more message in an existing conversation; None: there is no such conversation."""
+    row = session.execute(_COUNT_MESSAGE_AND_REOPEN if reopen else _COUNT_MESSAGE, {
+        "the_conversation": conversation_id, "at": message["received_at"], "the_snippet": message["snippet"],
+    }).one_or_none()
+    if row is None:
+        return None
+    _forget_loaded(session, conversation_id)
+    return Conversation(**row._mapping)
+
+
+def _insert_conversation(session: Session, inbox_id: str, subject: str | None, contact: dict, message: dict,
+                         **fields) -> Conversation:
+    """A new conversation, with `message` (stored next, by _insert_message) as its first."""
+    contact_email = try_normalise_email(contact.get("email"))
+    values = dict(
+        inbox_id=inbox_id, subject=subject or "(no subject)", status=OPEN, contact_email=contact_email,
+        contact_name=(contact.get("name") or "").strip() or None, message_count=1, snippet=message["snippet"],
+        last_message_at=message["received_at"], created_at=utcnow(), closed_at=None, channel_type="email",
+        **fields)
+    values["contact_id"] = session.execute(_INSERT_CONVERSATION, {**values, "known_email": contact_email}).scalar()
+    return Conversation(**values)
+
+
+def _insert_message(session: Session, message: dict) -> Message:
+    """The unique (inbox_id, rfc_message_id) decides a race: the loser's IntegrityError rolls its
+    transaction back and the message is retried (it is then a duplicate)."""
+    session.execute(_INSERT_MESSAGE, message)
+    return Message(**message)
 
 
 def _message_added(conversation: Conversation, message: Message, intake_id: str | None) -> tuple[str, str, dict]:
@@ -297,19 +354,6 @@ def _conversation_created(conversation: Conversation) -> tuple[str, str, dict]:
     }
 
 
-def _new_conversation(session: Session, inbox_id: str, subject: str | None, contact: dict, **fields) -> Conversation:
-    """Added, not yet flushed: its first message sets the counters, and both rows are then
-    inserted together (flushing here cost one more UPDATE per new conversation)."""
-    contact_email = try_normalise_email(contact.get("email"))
-    known = session.get(KnownContact, contact_email) if contact_email else None
-    conversation = Conversation(
-        inbox_id=inbox_id, subject=subject or "(no subject)", status=OPEN, contact_email=contact_email,
-        contact_name=(contact.get("name") or "").strip() or None, contact_id=known.contact_id if known else None,
-        message_count=0, snippet="", created_at=utcnow(), **fields)
-    session.add(conversation)
-    return conversation
-
-
 # --- inbound messages --------------------------------------------------------------------------
 
 MAX_CANDIDATE_CONVERSATIONS = 5  # conversations a message refers to whose participants are read
@@ -317,18 +361,44 @@ MAX_COPY_CANDIDATES = 5  # stored messages with the same Message-ID looked at (o
 
 # The statements every inbound message runs, built once: building a select (its columns, joins and
 # comparisons) cost more of the handler's CPU than executing it from SQLAlchemy's compiled cache.
-_CHANNEL_BY_ADDRESS = select(Channel).where(Channel.address == bindparam("address"))
+# Lookups that only need a conversation's reference (_ref) select table columns: an ORM entity
+# costs the ORM's loading and identity map for each row, and a select of mapped attributes its
+# compile step, for values read once.
+_C, _M = _CONVERSATIONS.c, _MESSAGES.c
+_REF_COLUMNS = (_C.id, _C.inbox_id, _C.status, _C.spam, _C.reply_token)
+_CHANNEL_INBOX = select(Channel.__table__.c.inbox_id).where(Channel.__table__.c.address == bindparam("address"))
+# a Message-ID stored already (a redelivery, or a copy for another inbox): almost never, so only
+# then are the messages and conversations loaded (_STORED_WITH_MESSAGE_ID)
+_MESSAGE_ID_STORED = select(_M.id).where(_M.rfc_message_id == bindparam("rfc_message_id")).limit(1)
 _STORED_WITH_MESSAGE_ID = (
     select(Message, Conversation).join(Conversation, Conversation.id == Message.conversation_id)
     .where(Message.rfc_message_id == bindparam("rfc_message_id"))
     .order_by(Message.inbox_id != bindparam("inbox_id"), Message.received_at, Message.id)
     .limit(MAX_COPY_CANDIDATES + 1))
 _AWAITING = (
-    select(Conversation, Message.sender, Message.attributed_to)
-    .join(Message, Message.conversation_id == Conversation.id)
-    .join(AwaitedParent, AwaitedParent.message_id == Message.id)
-    .where(AwaitedParent.rfc_message_id == bindparam("rfc_message_id"), Message.inbox_id == bindparam("inbox_id"))
-    .order_by(Conversation.created_at, Conversation.id))
+    select(*_REF_COLUMNS, _M.sender, _M.attributed_to)
+    .join(_MESSAGES, _M.conversation_id == _C.id)
+    .join(AwaitedParent.__table__, AwaitedParent.__table__.c.message_id == _M.id)
+    .where(AwaitedParent.__table__.c.rfc_message_id == bindparam("rfc_message_id"),
+           _M.inbox_id == bindparam("inbox_id"))
+    .order_by(_C.created_at, _C.id))
+_BY_TOKEN = select(*_REF_COLUMNS).where(_C.reply_token == bindparam("token"), _C.inbox_id == bindparam("inbox_id"))
+_BY_MESSAGE_ID = (
+    select(_M.rfc_message_id.label("rfc_id"), _M.inbox_id.label("message_inbox_id"), *_REF_COLUMNS)
+    .join(_CONVERSATIONS, _C.id == _M.conversation_id)
+    .where(_M.inbox_id == bindparam("inbox_id"), _M.rfc_message_id.in_(bindparam("ids", expanding=True))))
+_SHARED_BY_MESSAGE_ID = (
+    select(_M.rfc_message_id.label("rfc_id"), *_REF_COLUMNS)
+    .join(_CONVERSATIONS, _C.id == _M.conversation_id)
+    .join(ConversationInbox.__table__, ConversationInbox.__table__.c.conversation_id == _C.id)
+    .where(ConversationInbox.__table__.c.inbox_id == bindparam("inbox_id"),
+           _M.rfc_message_id.in_(bindparam("ids", expanding=True))))
+_MOVED_FROM = select(ConversationMove.__table__.c.conversation_id).where(
+    ConversationMove.__table__.c.from_inbox_id == bindparam("inbox_id"))
+_MOVED_BY_TOKEN = select(*_REF_COLUMNS).where(_C.reply_token == bindparam("token"), _C.id.in_(_MOVED_FROM))
+_MOVED_BY_MESSAGE_ID = (
+    select(*_REF_COLUMNS).join(_MESSAGES, _M.conversation_id == _C.id)
+    .where(_M.rfc_message_id == bindparam("rfc_message_id"), _C.id.in_(_MOVED_FROM)).limit(1))
 
 
 @dataclass(frozen=True)
@@ -338,7 +408,8 @@ class Received:
     placement: Placement | None  # None: a duplicate, nothing changed
 
 
-def _ref(conversation: Conversation) -> ConversationRef:
+def _ref(conversation) -> ConversationRef:
+    """Of a Conversation, or of a row with _REF_COLUMNS."""
     return ConversationRef(conversation.id, conversation.inbox_id, conversation.status, conversation.spam,
                            conversation.reply_token)
 
@@ -414,46 +485,35 @@ def _find_threads(session: Session, incoming: Incoming) -> tuple[list[ThreadMatc
     by_token: dict[str, ConversationRef] = {}
     token = (incoming.reply_token or "").strip().lower()
     if token:
-        for conversation in session.execute(select(Conversation).where(
-                Conversation.reply_token == token, Conversation.inbox_id == incoming.inbox_id)).scalars():
+        for conversation in session.execute(_BY_TOKEN, {"token": token, "inbox_id": incoming.inbox_id}):
             by_token[token] = _ref(conversation)
     by_message_id: dict[str, StoredMessageRef] = {}
     ids = lookup_ids(incoming)
     if ids:
-        rows = session.execute(
-            select(Message.rfc_message_id, Message.inbox_id, Conversation)
-            .join(Conversation, Conversation.id == Message.conversation_id)
-            .where(Message.inbox_id == incoming.inbox_id, Message.rfc_message_id.in_(ids))).all()
-        for rfc_id, inbox_id, conversation in rows:
-            by_message_id[rfc_id] = StoredMessageRef(inbox_id, rfc_id, _ref(conversation))
+        params = {"inbox_id": incoming.inbox_id, "ids": list(ids)}
+        for row in session.execute(_BY_MESSAGE_ID, params):
+            by_message_id[row.rfc_id] = StoredMessageRef(row.message_inbox_id, row.rfc_id, _ref(row))
         # a conversation shared into this inbox (one email to several inboxes) is in it too: a
         # reply that reached only this inbox threads there as it would in the home inbox
-        for rfc_id, conversation in session.execute(
-                select(Message.rfc_message_id, Conversation)
-                .join(Conversation, Conversation.id == Message.conversation_id)
-                .join(ConversationInbox, ConversationInbox.conversation_id == Conversation.id)
-                .where(ConversationInbox.inbox_id == incoming.inbox_id, Message.rfc_message_id.in_(ids))).all():
-            stored = by_message_id.get(rfc_id)
+        for row in session.execute(_SHARED_BY_MESSAGE_ID, params):
+            stored = by_message_id.get(row.rfc_id)
             if stored is None or stored.conversation.inbox_id != incoming.inbox_id:
-                by_message_id[rfc_id] = StoredMessageRef(incoming.inbox_id, rfc_id, dataclasses.replace(
-                    _ref(conversation), inbox_id=incoming.inbox_id))
+                by_message_id[row.rfc_id] = StoredMessageRef(incoming.inbox_id, row.rfc_id, dataclasses.replace(
+                    _ref(row), inbox_id=incoming.inbox_id))
     return find_threads(incoming, by_token, by_message_id), set(by_message_id)
 
 
 def _find_moved_thread(session: Session, incoming: Incoming) -> ThreadMatch | None:
     """A reply that reached the old inbox of a conversation moved away from it (by reply token,
     In-Reply-To or References, as in the inbox itself): it follows the conversation."""
-    moved = select(ConversationMove.conversation_id).where(ConversationMove.from_inbox_id == incoming.inbox_id)
     token = (incoming.reply_token or "").strip().lower()
     if token:
-        conversation = session.execute(select(Conversation).where(
-            Conversation.reply_token == token, Conversation.id.in_(moved))).scalar_one_or_none()
+        conversation = session.execute(_MOVED_BY_TOKEN, {"token": token, "inbox_id": incoming.inbox_id}).first()
         if conversation is not None:
             return ThreadMatch(_ref(conversation), "reply_token", token)
     for key in lookup_ids(incoming):
-        conversation = session.execute(
-            select(Conversation).join(Message, Message.conversation_id == Conversation.id)
-            .where(Message.rfc_message_id == key, Conversation.id.in_(moved)).limit(1)).scalar_one_or_none()
+        conversation = session.execute(_MOVED_BY_MESSAGE_ID, {"rfc_message_id": key,
+                                                              "inbox_id": incoming.inbox_id}).first()
         if conversation is not None:
             field = "in_reply_to" if key in {clean_message_id(i) for i in incoming.in_reply_to} else "references"
             return ThreadMatch(_ref(conversation), field, key)
@@ -567,11 +627,11 @@ def _awaiting(session: Session, incoming: Incoming) -> list[AwaitingConversation
     rows = session.execute(_AWAITING, {"rfc_message_id": incoming.rfc_message_id,
                                        "inbox_id": incoming.inbox_id}).all()
     awaiting, seen = [], set()
-    for conversation, sender, attributed in rows:
-        if conversation.id not in seen:
-            seen.add(conversation.id)
-            awaiting.append(AwaitingConversation(_ref(conversation), message_identities(
-                _stored_email(sender), _stored_email(attributed))))
+    for row in rows:
+        if row.id not in seen:
+            seen.add(row.id)
+            awaiting.append(AwaitingConversation(_ref(row), message_identities(
+                _stored_email(row.sender), _stored_email(row.attributed_to))))
     return awaiting
 
 
@@ -596,6 +656,8 @@ def _stored_with_message_id(session: Session, incoming: Incoming) -> list[tuple[
     first (a duplicate), then the copies in other inboxes, oldest first — one statement for what
     the duplicate check and the copy check (_shared_copy) both need; nothing, for almost every
     message. At most one per inbox (the unique (inbox_id, rfc_message_id))."""
+    if session.execute(_MESSAGE_ID_STORED, {"rfc_message_id": incoming.rfc_message_id}).first() is None:
+        return []
     return session.execute(_STORED_WITH_MESSAGE_ID, {"rfc_message_id": incoming.rfc_message_id,
                                                      "inbox_id": incoming.inbox_id}).tuples().all()
 
@@ -704,10 +766,10 @@ def receive_message(session: Session, outbox: Outbox, data: dict, settings: Sett
     reopens) the conversation it refers to when its sender is a participant, else it starts a new
     one linked to it; a parent processed after its reply joins the reply's conversation."""
     address = try_normalise_email(data["channel_address"])
-    channel = session.execute(_CHANNEL_BY_ADDRESS, {"address": address}).scalar_one_or_none() if address else None
-    if channel is None:
+    inbox_id = session.execute(_CHANNEL_INBOX, {"address": address}).scalar_one_or_none() if address else None
+    if inbox_id is None:
         raise UnknownChannel(f"no inbox has the channel {data['channel_address']!r} (yet)")
-    incoming = _incoming(channel.inbox_id, data)
+    incoming = _incoming(inbox_id, data)
     if not incoming.rfc_message_id:
         raise ValueError("message_received without a Message-ID")  # ingest always generates one
 
@@ -737,34 +799,34 @@ def receive_message(session: Session, outbox: Outbox, data: dict, settings: Sett
     placement = place(incoming, match, settings.reply_to_closed, participant)
     if placement.action == "new":
         placement = _place_late_parent(session, incoming, data, placement)
-    received_at = parse_time(data.get("received_at"))
     message_uuid = str(uuid.uuid4())
+    row = _message_row(
+        data, id=message_uuid, inbox_id=incoming.inbox_id, rfc_message_id=incoming.rfc_message_id, direction="in",
+        intake_id=data.get("intake_id"), channel_address=address, via=data.get("via"),
+        sender=_address(data.get("sender")), attributed_to=_address(data.get("attributed_to")),
+        html_truncated=bool(data.get("html_truncated")),
+        remote_images_blocked=int(data.get("remote_images_blocked") or 0), size=data.get("size"),
+        full_message_url=data.get("raw_url"), forward=data.get("forward"), flags=_flags_of(data),
+        date_header=data.get("date"), received_at=parse_time(data.get("received_at")))
 
     events: list[tuple[str, str, dict]] = []  # recorded together at the end: one INSERT
     if placement.action == "new":
-        conversation = _new_conversation(
-            session, incoming.inbox_id, incoming.subject, data.get("attributed_to") or {}, id=str(uuid.uuid4()),
-            spam=incoming.spam, reply_token=new_reply_token(), reopened_from=placement.reopened_from,
-            related_conversation_id=placement.related_conversation_id, last_message_at=received_at)
+        row["conversation_id"] = str(uuid.uuid4())
+        conversation = _insert_conversation(
+            session, incoming.inbox_id, incoming.subject, data.get("attributed_to") or {}, row,
+            id=row["conversation_id"], spam=incoming.spam, reply_token=new_reply_token(),
+            reopened_from=placement.reopened_from, related_conversation_id=placement.related_conversation_id)
     else:
-        # lock the row: concurrent messages of one conversation update its counters in turn
-        conversation = session.get(Conversation, placement.conversation.id, with_for_update=True,
-                                   populate_existing=True)
+        row["conversation_id"] = placement.conversation.id
+        conversation = _count_message(session, placement.conversation.id, row,
+                                      reopen=placement.action == "reopen")
+        if conversation is None:  # threading read it in this transaction, and conversations are never deleted
+            raise LookupError(f"conversation {placement.conversation.id} vanished while a message joined it")
         if placement.action == "reopen":
-            conversation.status, conversation.closed_at = OPEN, None
             events.append(("conversation_reopened", conversation.id, {
                 "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "reason": "reply",
                 "message_id": message_uuid}))
-
-    message = _message(
-        data, id=message_uuid, conversation_id=conversation.id, inbox_id=incoming.inbox_id,
-        rfc_message_id=incoming.rfc_message_id, direction="in", intake_id=data.get("intake_id"),
-        channel_address=address, via=data.get("via"), sender=_address(data.get("sender")),
-        attributed_to=_address(data.get("attributed_to")), html_truncated=bool(data.get("html_truncated")),
-        remote_images_blocked=int(data.get("remote_images_blocked") or 0), size=data.get("size"),
-        full_message_url=data.get("raw_url"), forward=data.get("forward"), flags=_flags_of(data),
-        date_header=data.get("date"), received_at=received_at)
-    _add_to_conversation(session, conversation, message)
+    message = _insert_message(session, row)
     if placement.action in ("new", "adopt"):  # the conversation's first message: its parent may come later
         _record_awaited(session, message, awaited_ids(incoming, stored_ids))
     if placement.action == "new":
@@ -784,10 +846,10 @@ def receive_quarantined(session: Session, outbox: Outbox, data: dict, settings: 
 
 def _fill_in_placeholder(message: Message, conversation: Conversation, data: dict) -> None:
     """The full content of a message that was shown as a quarantined placeholder."""
-    filled = _message(data)
+    filled = _message_row(data)
     for column in ("subject", "to", "cc", "reply_to", "in_reply_to", "references", "text", "html", "snippet",
                    "attachments"):
-        setattr(message, column, getattr(filled, column))
+        setattr(message, column, filled[column])
     message.sender, message.attributed_to = _address(data.get("sender")), _address(data.get("attributed_to"))
     message.forward, message.flags = data.get("forward"), dict(data.get("flags") or {})
     message.html_truncated = bool(data.get("html_truncated"))
@@ -808,8 +870,17 @@ def store_outbound_email(session: Session, outbox: Outbox, data: dict, state: st
     if message is not None:
         _record_state(message, state, details)
         return message
-    at = parse_time(data.get("queued_at"))
-    conversation = session.get(Conversation, data["conversation_id"], with_for_update=True, populate_existing=True)
+    sender = _address(data.get("from_"))
+    row = _message_row(
+        data, id=data["email_id"], conversation_id=data["conversation_id"], inbox_id=None,
+        rfc_message_id=clean_message_id(data["rfc_message_id"]), direction="out", intake_id=None,
+        channel_address=try_normalise_email((sender or {}).get("email")), via="outbound", sender=sender,
+        attributed_to=sender, html_truncated=False, remote_images_blocked=0, size=None,
+        full_message_url=f"/api/outbound/emails/{data['email_id']}", forward=None,
+        flags=delivery.with_state({"auto_submitted": bool(data.get("automatic")), "bounce": False, "spam": False,
+                                   "loop": False, "reasons": []}, state, details),
+        date_header=None, received_at=parse_time(data.get("queued_at")))
+    conversation = _count_message(session, data["conversation_id"], row)
     if conversation is None:
         if not data.get("new_conversation"):
             raise PoisonMessage(f"no conversation {data['conversation_id']}")
@@ -817,22 +888,14 @@ def store_outbound_email(session: Session, outbox: Outbox, data: dict, state: st
         # an existence check: not session.get(), which loads the inbox's channels, members and teams
         if session.execute(select(Inbox.id).where(Inbox.id == data["inbox_id"])).first() is None:
             raise PoisonMessage(f"no inbox {data['inbox_id']}")
-        conversation = _new_conversation(
-            session, data["inbox_id"], data.get("subject"), (data.get("to") or [{}])[0], id=data["conversation_id"],
-            spam=False, reply_token=(data.get("reply_token") or "").lower() or new_reply_token(), last_message_at=at)
-        session.flush()
+        conversation = _insert_conversation(
+            session, data["inbox_id"], data.get("subject"), (data.get("to") or [{}])[0], row,
+            id=data["conversation_id"], spam=False,
+            reply_token=(data.get("reply_token") or "").lower() or new_reply_token(),
+            reopened_from=None, related_conversation_id=None)
         outbox.record(session, *_conversation_created(conversation))
-    sender = _address(data.get("from_"))
-    message = _message(
-        data, id=data["email_id"], conversation_id=conversation.id, inbox_id=conversation.inbox_id,
-        rfc_message_id=clean_message_id(data["rfc_message_id"]), direction="out", intake_id=None,
-        channel_address=try_normalise_email((sender or {}).get("email")), via="outbound", sender=sender,
-        attributed_to=sender, html_truncated=False, remote_images_blocked=0, size=None,
-        full_message_url=f"/api/outbound/emails/{data['email_id']}", forward=None,
-        flags=delivery.with_state({"auto_submitted": bool(data.get("automatic")), "bounce": False, "spam": False,
-                                   "loop": False, "reasons": []}, state, details),
-        date_header=None, received_at=at)
-    _add_to_conversation(session, conversation, message)
+    row["inbox_id"] = conversation.inbox_id
+    message = _insert_message(session, row)
     outbox.record(session, *_message_added(conversation, message, None))
     return message
 

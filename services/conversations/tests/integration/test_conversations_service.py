@@ -537,3 +537,44 @@ def test_a_reply_and_its_parent_handled_at_the_same_moment_meet_on_postgresql(su
                 Message.rfc_message_id.in_(ids))}
             assert len(conversations) == 1, first_is_reply
             assert session.get(Conversation, conversations.pop()).message_count == 2
+
+
+def test_an_inbound_message_is_stored_in_one_statement_per_row_on_postgres(support_database):
+    """What each inbound message costs PostgreSQL (issue #16): a new sender's first message is
+    threaded in four reads and stored in three INSERTs (its conversation takes the contact that
+    contacts announced inside its own INSERT); a reply counts itself in its conversation with one
+    UPDATE, which also locks the row (no SELECT … FOR UPDATE first)."""
+    from sqlalchemy import event
+
+    from conversations import contact_corrections, handlers
+    from conversations.models import Conversation
+    from conversations.settings import Settings
+
+    database, outbox = support_database
+    with database.transaction() as session:
+        contact_corrections.learn_contact(session, {"contact_id": "c-ada", "emails": ["ada@example.com"]})
+    statements = []
+    event.listen(database.engine, "before_cursor_execute",
+                 lambda conn, cursor, statement, *rest: statements.append(" ".join(statement.split())))
+    with database.transaction() as session:
+        first = handlers.receive_message(session, outbox, message_received(message_id="m1@example.com"), Settings())
+    assert [s[:40] for s in statements if not s.startswith(("BEGIN", "COMMIT"))] == [
+        "SELECT channels.inbox_id FROM channels W",  # the inbox
+        "SELECT CASE WHEN turn THEN pg_advisory_x",  # its turn with relatives and contact merges
+        "SELECT messages.id FROM messages WHERE m",  # its Message-ID stored already?
+        "SELECT conversations.id, conversations.i",  # conversations waiting for it as their parent
+        "INSERT INTO conversations (id, inbox_id,",
+        "INSERT INTO messages (id, conversation_i",
+        "INSERT INTO outbox (event_id, event_type",  # conversation_created and message_added
+    ]
+    statements.clear()
+    with database.transaction() as session:
+        reply = handlers.receive_message(session, outbox, message_received(
+            message_id="m2@example.com", in_reply_to=["m1@example.com"], minutes=5, text="Any news?"), Settings())
+    writes = [s[:22] for s in statements if not s.startswith(("SELECT", "BEGIN", "COMMIT"))]
+    assert writes == ["UPDATE conversations S", "INSERT INTO messages (", "INSERT INTO outbox (ev"]
+    assert not [s for s in statements if "FOR UPDATE" in s]
+    with database.transaction() as session:
+        stored = session.get(Conversation, first.conversation.id)
+        assert reply.conversation.id == stored.id and reply.placement.action == "join"
+        assert (stored.contact_id, stored.message_count, stored.snippet) == ("c-ada", 2, "Any news?")

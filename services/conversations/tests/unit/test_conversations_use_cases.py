@@ -1,16 +1,18 @@
 """The conversations use cases (handlers.py) and read models (queries.py), called directly
 against an SQLite database: no RabbitMQ, no nameko container."""
 
+import datetime as dt
 import uuid
 
 import pytest
 from sqlalchemy import select
 
 from conversations import handlers, queries
-from conversations.models import KnownUser, Message, outbox
+from conversations.models import Conversation, KnownUser, Message, outbox
 from conversations.service import ConversationsService
 from conversations.settings import Settings
 from mailroom_shared.auth import Principal
+from mailroom_shared.db import aware
 from mailroom_shared.http import Conflict, Forbidden, HttpError, NotFound
 
 OUTBOX = ConversationsService.outbox
@@ -21,6 +23,11 @@ OUTSIDER = Principal(user_id="agent-x", team_ids=frozenset({"team-other"}))
 
 def recorded_events(session):
     return [row.event_type for row in session.execute(select(outbox).order_by(outbox.c.id))]
+
+
+def recorded_events_of(database):
+    with database.transaction() as session:
+        return recorded_events(session)
 
 
 def received(channel="billing@team.example", **extra):
@@ -42,6 +49,30 @@ def inbox_id(database):
             "members": [{"user_id": "agent-a", "email": "agent-a@team.example"}],
             "access": {"visibility": "specific", "teams": ["team-t"]}})
         return inbox.id
+
+
+def test_a_conversation_the_transaction_has_loaded_reads_the_message_that_reopened_it(database, inbox_id):
+    """A group commit handles several messages in one transaction, and a message's conversation
+    is counted (and reopened) by an UPDATE of the row: a copy of that conversation the session
+    loaded before (here closed in the same transaction) reads what the UPDATE wrote."""
+    with database.transaction() as session:
+        first = handlers.receive_message(session, OUTBOX, received(), Settings())
+        loaded = session.get(Conversation, first.conversation.id)
+        loaded.status, loaded.closed_at = "closed", dt.datetime(2026, 11, 25, 11, tzinfo=dt.UTC)
+        reply = handlers.receive_message(session, OUTBOX, received(
+            in_reply_to=[first.message.rfc_message_id], text="Any news?", received_at="2026-11-25T12:00:00+00:00"),
+            Settings())
+        assert reply.placement.action == "reopen" and reply.conversation.id == loaded.id
+        assert (loaded.status, loaded.closed_at, loaded.message_count, loaded.snippet) == ("open", None, 2, "Any news?")
+        assert aware(loaded.last_message_at) == dt.datetime(2026, 11, 25, 12, tzinfo=dt.UTC)
+        # an older message (a late one) counts, and leaves the latest's snippet and time
+        handlers.receive_message(session, OUTBOX, received(
+            in_reply_to=[first.message.rfc_message_id], text="Earlier", received_at="2026-11-25T10:30:00+00:00"),
+            Settings())
+        assert (loaded.message_count, loaded.snippet) == (3, "Any news?")
+        assert aware(loaded.last_message_at) == dt.datetime(2026, 11, 25, 12, tzinfo=dt.UTC)
+    assert recorded_events_of(database)[-4:] == ["message_added", "conversation_reopened", "message_added",
+                                                 "message_added"]
 
 
 def test_an_inbound_message_starts_a_conversation_and_a_reply_joins_it(database, inbox_id):

@@ -17,7 +17,7 @@ from sqlalchemy import Text, bindparam, case, delete, func, insert, or_, select,
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, load_only
+from sqlalchemy.orm import Session
 
 from conversations.domain import access, delivery, inboxes
 from conversations.domain.comments import mentioned_handles
@@ -295,11 +295,11 @@ _COUNT_MESSAGE = (
 _COUNT_MESSAGE_AND_REOPEN = _COUNT_MESSAGE.values(status=OPEN, closed_at=None)
 
 
-def _forget_loaded(session: Session, conversation_id: str) -> None:
-    """A Core UPDATE leaves a conversation this session loaded earlier (another message of the
-    same batch, a thread lookup) with the old values: expired, it is read again when next used.
-    (The UPDATE's autoflush has written any change of it before.)"""
-    loaded = session.identity_map.get(session.identity_key(Conversation, conversation_id))
+def _forget_loaded(session: Session, model: type[Conversation] | type[Message], row_id: str) -> None:
+    """A Core UPDATE leaves a row this session loaded earlier (another message of the same batch,
+    a thread lookup) with the old values: expired, it is read again when next used. (The
+    UPDATE's autoflush has written any change of it before.)"""
+    loaded = session.identity_map.get(session.identity_key(model, row_id))
     if loaded is not None:
         session.expire(loaded)
 
@@ -312,7 +312,7 @@ def _count_message(session: Session, conversation_id: str, message: dict, *, reo
     }).one_or_none()
     if row is None:
         return None
-    _forget_loaded(session, conversation_id)
+    _forget_loaded(session, Conversation, conversation_id)
     return Conversation(**row._mapping)
 
 
@@ -860,16 +860,15 @@ def _fill_in_placeholder(message: Message, conversation: Conversation, data: dic
 
 # --- our emails (outbound's delivery events) -----------------------------------------------------
 
-def store_outbound_email(session: Session, outbox: Outbox, data: dict, state: str, details: dict) -> Message:
+def store_outbound_email(session: Session, outbox: Outbox, data: dict, state: str, details: dict
+                         ) -> Message | None:
     """Our email in its conversation (and the Sent view): one row per email, whichever of
     email_queued / email_sent arrives first; a redelivery changes nothing. Stored with our
     Message-ID, so that the customer's answer threads back by In-Reply-To/References; the email
-    of a compose creates its conversation."""
-    # only its flags: the later event (email_sent after email_queued) changes nothing else
-    message = session.get(Message, data["email_id"], options=[load_only(Message.flags)])
-    if message is not None:
-        _record_state(message, state, details)
-        return message
+    of a compose creates its conversation. Returns what it stored; None: the email was stored
+    already (the later event records only its delivery state)."""
+    if _advance_delivery(session, data["email_id"], state, details):
+        return None
     sender = _address(data.get("from_"))
     row = _message_row(
         data, id=data["email_id"], conversation_id=data["conversation_id"], inbox_id=None,
@@ -906,12 +905,30 @@ def _record_state(message: Message, state: str, details: dict) -> None:
         message.flags = flags
 
 
-def record_delivery_state(session: Session, data: dict, state: str, details: dict) -> Message:
-    message = session.get(Message, data["email_id"], with_for_update=True)
-    if message is None:
+# a delivery state in two statements built once, not an entity loaded and flushed (issue #16):
+# outbound's email_sent (and each deferral, failure and bounce) reads only the flags
+_MESSAGE_FLAGS = select(_M.flags).where(_M.id == bindparam("email_id")).with_for_update()
+_SET_MESSAGE_FLAGS = update(_MESSAGES).where(_M.id == bindparam("email_id")).values(
+    flags=bindparam("new_flags", type_=_M.flags.type))
+
+
+def _advance_delivery(session: Session, email_id: str, state: str, details: dict) -> bool:
+    """`state` recorded on our stored email, when it is later than the recorded one (its row
+    locked meanwhile: two delivery events of one email advance it in turn). False: the email is
+    not stored."""
+    row = session.execute(_MESSAGE_FLAGS, {"email_id": email_id}).first()
+    if row is None:
+        return False
+    flags = delivery.advanced(row.flags, state, details)
+    if flags is not None:
+        session.execute(_SET_MESSAGE_FLAGS, {"email_id": email_id, "new_flags": flags})
+        _forget_loaded(session, Message, email_id)
+    return True
+
+
+def record_delivery_state(session: Session, data: dict, state: str, details: dict) -> None:
+    if not _advance_delivery(session, data["email_id"], state, details):
         raise OutboundMessageNotYetStored(f"email {data['email_id']} is not stored yet ({state} arrived first)")
-    _record_state(message, state, details)
-    return message
 
 
 def _flags_of(data: dict) -> dict:

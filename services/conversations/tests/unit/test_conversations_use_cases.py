@@ -166,7 +166,11 @@ def test_our_email_joins_its_conversation_and_a_later_delivery_state_stays(datab
              "to": [{"email": "ada@customer.example"}], "subject": "Re: Refund?", "text": "On its way",
              "queued_at": "2026-11-25T11:00:00+00:00"}
     with database.transaction() as session:
-        handlers.store_outbound_email(session, OUTBOX, email, "queued", {})
+        assert handlers.store_outbound_email(session, OUTBOX, email, "queued", {}).id == email["email_id"]
+        loaded = session.get(Message, email["email_id"])  # the session's copy reads each later state
+        assert loaded.flags["delivery"] == {"state": "queued"}
+        assert handlers.store_outbound_email(session, OUTBOX, email, "sent", {"smtp_queue_id": "Q1"}) is None
+        assert loaded.flags["delivery"] == {"state": "sent", "smtp_queue_id": "Q1"}
         handlers.record_delivery_state(session, email, "bounced", {"reason": "no such user"})
         handlers.record_delivery_state(session, email, "deferred", {"reason": "try later"})  # arrived late
         message = session.get(Message, email["email_id"])

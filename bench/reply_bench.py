@@ -2,7 +2,8 @@
 database: no RabbitMQ, no nameko, no HTTP, no SMTP.
 
 - conversations: `queries.reply_context_for`, the answer to outbound's reply-context request
-  (one per reply), in its own transaction, for a member of the inbox;
+  (one per reply), in its own transaction, for a member of the inbox; then the reply's
+  `email_queued` and `email_sent` (`handlers.store_outbound_email`), each in its own transaction;
 - outbound: `prepare_reply`, then `queue_email` (MIME built and checked) with the suppression
   check, then `claim_next` and `record_outcome` (sent), each in its own transaction as the
   service runs them.
@@ -18,6 +19,7 @@ asserted. A/B against another checkout: `--services-dir /tmp/base/services`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import os
 import pstats
@@ -80,8 +82,11 @@ def drop_database(url: str) -> None:
     admin.dispose()
 
 
-def reply_context(services: Path, rounds: int, repeats: int) -> tuple[float, float]:
-    from conversations import handlers, queries
+@contextlib.contextmanager
+def conversations_database(services: Path):
+    """(database, outbox, conversation id): a fresh conversations database with an inbox, its
+    member and a customer's conversation."""
+    from conversations import handlers
     from conversations.service import ConversationsService
     from conversations.settings import Settings
     from mailroom_shared.db import Database
@@ -103,16 +108,45 @@ def reply_context(services: Path, rounds: int, repeats: int) -> tuple[float, flo
                 "attachments": [], "received_at": "2026-12-01T10:00:00+00:00", "via": "smtp", "size": 100,
                 "flags": {"spam": False, "loop": False, "auto_submitted": False, "bounce": False}},
                 Settings()).conversation.id
+        yield database, outbox, conversation_id
+    finally:
+        database.dispose()
+        drop_database(url)
 
+
+def reply_context(services: Path, rounds: int, repeats: int) -> tuple[float, float]:
+    from conversations import queries
+
+    with conversations_database(services) as (database, _outbox, conversation_id):
         def operation():
             with database.transaction() as session:
                 context = queries.reply_context_for(session, conversation_id, None, False, MEMBER)
             assert context["message"]["rfc_message_id"]
 
         return measure(operation, rounds, repeats)
-    finally:
-        database.dispose()
-        drop_database(url)
+
+
+def our_email_stored(services: Path, rounds: int, repeats: int) -> tuple[float, float]:
+    """outbound's email_queued, then its email_sent, as conversations' handlers take them (each in
+    its own transaction): the reply stored in its conversation, then its delivery state."""
+    from conversations import handlers
+
+    with conversations_database(services) as (database, outbox, conversation_id):
+        def operation():
+            email_id = str(uuid.uuid4())
+            data = {"email_id": email_id, "inbox_id": None, "conversation_id": conversation_id,
+                    "rfc_message_id": f"<{email_id}@team.example>", "from_": {"email": INBOX, "name": "Support"},
+                    "to": [{"email": "ada@example.com", "name": "Ada"}], "cc": [], "subject": "Re: My order",
+                    "text": "It left the warehouse today.", "html": None, "attachments": [],
+                    "in_reply_to": ["first@example.com"], "references": ["first@example.com"],
+                    "queued_at": "2026-12-01T11:00:00+00:00"}
+            with database.transaction() as session:
+                handlers.store_outbound_email(session, outbox, data, "queued", {})
+            with database.transaction() as session:
+                handlers.store_outbound_email(session, outbox, data, "sent", {
+                    "smtp_queue_id": "Q1", "at": "2026-12-01T11:00:01+00:00", "attempts": 1})
+
+        return measure(operation, rounds, repeats)
 
 
 def outbound_reply(services: Path, rounds: int, repeats: int) -> tuple[float, float]:
@@ -170,6 +204,7 @@ def main() -> None:
     sys.path[:0] = [str(services / "conversations"), str(services / "outbound")]
     print(f"services from {services}")
     for label, run in (("conversations reply_context_for", reply_context),
+                       ("conversations email_queued + email_sent", our_email_stored),
                        ("outbound prepare + queue + claim + record_outcome", outbound_reply)):
         cpu, calls = run(services, args.rounds, args.repeats)
         print(f"  {label:52} {cpu:6.2f} ms Python CPU (best of {args.repeats})  {calls:8,.0f} Python calls")

@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import types
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -273,7 +274,8 @@ def _message_row(data: dict, **fields) -> dict:
 # A stored message's row and its conversation's counters are written in Core statements built once
 # (issue #16): the ORM's unit of work (flush, identity map, per-attribute history) cost more of the
 # inbound handler's CPU than the statements themselves. The objects handed back (Received) are
-# transient copies of what was written, for the caller to read.
+# plain copies of what was written (Written), for the caller to read: not ORM objects, whose
+# instrumented constructor cost as much as the INSERT's own Python.
 _MESSAGES, _CONVERSATIONS = Message.__table__, Conversation.__table__
 _INSERT_MESSAGE = insert(_MESSAGES)
 # a new conversation's contact, when contacts announced the address already: in the INSERT itself
@@ -295,6 +297,16 @@ _COUNT_MESSAGE = (
 _COUNT_MESSAGE_AND_REOPEN = _COUNT_MESSAGE.values(status=OPEN, closed_at=None)
 
 
+class Written(types.SimpleNamespace):
+    """A row as a Core statement wrote it (a message, a conversation), read by attribute like
+    the ORM's objects, every column present (None where the INSERT left it to the database's
+    NULL); it is not in the session."""
+
+
+_CONVERSATION_COLUMNS = dict.fromkeys(_CONVERSATIONS.c.keys())
+_MESSAGE_COLUMNS = dict.fromkeys(_MESSAGES.c.keys())
+
+
 def _forget_loaded(session: Session, model: type[Conversation] | type[Message], row_id: str) -> None:
     """A Core UPDATE leaves a row this session loaded earlier (another message of the same batch,
     a thread lookup) with the old values: expired, it is read again when next used. (The
@@ -305,7 +317,7 @@ def _forget_loaded(session: Session, model: type[Conversation] | type[Message], 
 
 
 def _count_message(session: Session, conversation_id: str, message: dict, *, reopen: bool = False
-                   ) -> Conversation | None:
+                   ) -> Written | None:
     """One more message in an existing conversation; None: there is no such conversation."""
     row = session.execute(_COUNT_MESSAGE_AND_REOPEN if reopen else _COUNT_MESSAGE, {
         "the_conversation": conversation_id, "at": message["received_at"], "the_snippet": message["snippet"],
@@ -313,11 +325,11 @@ def _count_message(session: Session, conversation_id: str, message: dict, *, reo
     if row is None:
         return None
     _forget_loaded(session, Conversation, conversation_id)
-    return Conversation(**row._mapping)
+    return Written(**row._mapping)
 
 
 def _insert_conversation(session: Session, inbox_id: str, subject: str | None, contact: dict, message: dict,
-                         **fields) -> Conversation:
+                         **fields) -> Written:
     """A new conversation, with `message` (stored next, by _insert_message) as its first."""
     contact_email = try_normalise_email(contact.get("email"))
     values = dict(
@@ -326,17 +338,18 @@ def _insert_conversation(session: Session, inbox_id: str, subject: str | None, c
         last_message_at=message["received_at"], created_at=utcnow(), closed_at=None, channel_type="email",
         **fields)
     values["contact_id"] = session.execute(_INSERT_CONVERSATION, {**values, "known_email": contact_email}).scalar()
-    return Conversation(**values)
+    return Written(**{**_CONVERSATION_COLUMNS, **values})
 
 
-def _insert_message(session: Session, message: dict) -> Message:
+def _insert_message(session: Session, message: dict) -> Written:
     """The unique (inbox_id, rfc_message_id) decides a race: the loser's IntegrityError rolls its
     transaction back and the message is retried (it is then a duplicate)."""
     session.execute(_INSERT_MESSAGE, message)
-    return Message(**message)
+    return Written(**{**_MESSAGE_COLUMNS, **message})
 
 
-def _message_added(conversation: Conversation, message: Message, intake_id: str | None) -> tuple[str, str, dict]:
+def _message_added(conversation: Conversation | Written, message: Message | Written,
+                   intake_id: str | None) -> tuple[str, str, dict]:
     return "message_added", conversation.id, {
         "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "message_id": message.id,
         "rfc_message_id": message.rfc_message_id, "direction": message.direction, "sender": message.sender,
@@ -345,7 +358,7 @@ def _message_added(conversation: Conversation, message: Message, intake_id: str 
     }
 
 
-def _conversation_created(conversation: Conversation) -> tuple[str, str, dict]:
+def _conversation_created(conversation: Conversation | Written) -> tuple[str, str, dict]:
     return "conversation_created", conversation.id, {
         "conversation_id": conversation.id, "inbox_id": conversation.inbox_id, "subject": conversation.subject,
         "contact_email": conversation.contact_email, "contact_name": conversation.contact_name,
@@ -403,8 +416,8 @@ _MOVED_BY_MESSAGE_ID = (
 
 @dataclass(frozen=True)
 class Received:
-    message: Message
-    conversation: Conversation
+    message: Message | Written  # Written: stored now; Message, Conversation: stored before
+    conversation: Conversation | Written
     placement: Placement | None  # None: a duplicate, nothing changed
 
 
@@ -753,7 +766,7 @@ def _share(session: Session, outbox: Outbox, incoming: Incoming, data: dict, mes
                                                      reason="the same email reached another inbox"))
 
 
-def _record_awaited(session: Session, message: Message, ids: list[str]) -> None:
+def _record_awaited(session: Session, message: Written, ids: list[str]) -> None:
     """The ids the first message of a conversation referred to that are not stored (one INSERT)."""
     if ids:
         session.execute(conflict_insert(session, AwaitedParent).values(
@@ -861,7 +874,7 @@ def _fill_in_placeholder(message: Message, conversation: Conversation, data: dic
 # --- our emails (outbound's delivery events) -----------------------------------------------------
 
 def store_outbound_email(session: Session, outbox: Outbox, data: dict, state: str, details: dict
-                         ) -> Message | None:
+                         ) -> Written | None:
     """Our email in its conversation (and the Sent view): one row per email, whichever of
     email_queued / email_sent arrives first; a redelivery changes nothing. Stored with our
     Message-ID, so that the customer's answer threads back by In-Reply-To/References; the email

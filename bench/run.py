@@ -10,7 +10,8 @@ BENCH_SEED (corpus seed, 6), BENCH_OUTBOUND_N (replies in the outbound run, defa
 --quick), BENCH_OUTBOUND_SEND_S (seconds of reply requests at most, 30), BENCH_SINK_DELAY_MS (0),
 BENCH_IMAP_N (emails in the IMAP run, a local Dovecot mailbox polled by ingest: 1000; 300 with --quick),
 BENCH_IDLE_S (seconds the idle stack's CPU is read: 60; 20 with --quick), BENCH_SKIP_LATENCY (set: no
-half-rate latency batch, when only the CPU per email of the saturated batch is wanted),
+half-rate latency batch, when only the CPU per email of the saturated batch is wanted), BENCH_LATENCY_RATE
+(emails/s of the latency batch instead of half the saturated rate: an A/B at the same offered load),
 BENCH_INBOX_CONVERSATIONS (conversations in the inbox-list run, bench/inbox_list_bench.py: 10,000).
 --replicas N: after the end-to-end run on empty databases, the same emails again on a fresh stack
 with N processes of ingest, contacts, conversations and N SMTP listeners (bench/e2e.py); the rate,
@@ -235,7 +236,9 @@ def run_e2e(resources: Infra, workdir: Path, mail: list, clients: int, seed_valu
         result = {"saturated": saturated, "seeded": bench.seeded, "probe": probe}
         if paced and saturated["emails_per_s"] and not os.environ.get("BENCH_SKIP_LATENCY"):
             e2e.wait_idle(bench.amqp)
-            rate = max(1.0, saturated["emails_per_s"] / 2)
+            # BENCH_LATENCY_RATE pins the paced rate: an A/B whose saturated rates differ then
+            # compares latency at the same offered load (half of each one's own rate does not)
+            rate = float(os.environ.get("BENCH_LATENCY_RATE") or 0) or max(1.0, saturated["emails_per_s"] / 2)
             count = int(min(len(mail), max(200, rate * 30)))
             paced_mail = corpus_module.generate(count, seed=seed_value + 7, run_tag="paced")
             log(f"  latency at half that rate: {count} emails at {rate:.1f}/s …")

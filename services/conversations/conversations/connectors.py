@@ -30,7 +30,7 @@ from conversations.settings import Settings
 from mailroom_shared import safe_http, signed_webhooks
 from mailroom_shared.addresses import try_normalise_email
 from mailroom_shared.auth import Principal
-from mailroom_shared.db import Database, aware, is_postgres, parse_time, utcnow
+from mailroom_shared.db import Database, is_postgres, parse_time, utcnow
 from mailroom_shared.http import (
     HttpError,
     NotFound,
@@ -374,40 +374,34 @@ def channel_attachment(session: Session, principal: Principal, message_id: str, 
 
 # --- our replies to chat (outbound's chat_message_* events) -------------------------------------------
 
-def store_outbound_chat(session: Session, outbox: Outbox, data: dict, state: str, details: dict) -> Message | None:
+def store_outbound_chat(session: Session, outbox: Outbox, data: dict, state: str, details: dict
+                        ) -> handlers.Written | None:
     """Our chat reply in its conversation: one row per reply, whichever of chat_message_queued /
-    chat_message_sent arrives first; a redelivery changes nothing but a later state."""
-    message = session.get(Message, data["chat_message_id"], with_for_update=True)
-    if message is not None:
-        handlers._record_state(message, state, details)
-        return message
-    conversation = session.get(Conversation, data["conversation_id"], with_for_update=True, populate_existing=True)
-    if conversation is None:
-        raise PoisonMessage(f"no conversation {data['conversation_id']}")
-    at = parse_time(data.get("queued_at"))
+    chat_message_sent arrives first; a redelivery changes nothing but a later state. Stored and
+    counted as our emails are (handlers.store_outbound_email's Core statements)."""
+    if handlers._advance_delivery(session, data["chat_message_id"], state, details):
+        return None
     author = {"name": data.get("author_name"), "email": None}
-    message = Message(
-        id=data["chat_message_id"], conversation_id=conversation.id, inbox_id=conversation.inbox_id,
+    row = dict(
+        id=data["chat_message_id"], conversation_id=data["conversation_id"],
         rfc_message_id=f"{data['chat_message_id']}@chat-reply.mailroom.invalid", direction="out", intake_id=None,
-        channel_address=None, via="outbound", subject=conversation.subject, sender=author, attributed_to=author,
+        channel_address=None, via="outbound", sender=author, attributed_to=author,
         to=[], cc=[], reply_to=[], in_reply_to=[], references=[], text=data["text"], html=None,
         html_truncated=False, remote_images_blocked=0, snippet=snippet(data["text"]), size=None,
         full_message_url=None, attachments=[], forward=None,
         flags=delivery.with_state({"sender_user_id": data.get("author_user_id")}, state, details),
-        date_header=None, received_at=at, created_at=utcnow(), connector_channel_id=data["channel_id"],
-        external_message_id=None)
-    session.add(message)
-    conversation.message_count = (conversation.message_count or 0) + 1
-    if aware(conversation.last_message_at) is None or at >= aware(conversation.last_message_at):
-        conversation.last_message_at, conversation.snippet = at, message.snippet
-    session.flush()
+        date_header=None, received_at=parse_time(data.get("queued_at")), created_at=utcnow(),
+        connector_channel_id=data["channel_id"], external_message_id=None)
+    conversation = handlers._count_message(session, data["conversation_id"], row)
+    if conversation is None:
+        raise PoisonMessage(f"no conversation {data['conversation_id']}")
+    row["inbox_id"], row["subject"] = conversation.inbox_id, conversation.subject
+    message = handlers._insert_message(session, row)
     outbox.record(session, *handlers._message_added(conversation, message, None))
     return message
 
 
-def record_chat_state(session: Session, data: dict, state: str, details: dict) -> Message:
-    message = session.get(Message, data["chat_message_id"], with_for_update=True)
-    if message is None:  # retried with backoff: chat_message_queued comes first
+def record_chat_state(session: Session, data: dict, state: str, details: dict) -> None:
+    if not handlers._advance_delivery(session, data["chat_message_id"], state, details):
+        # retried with backoff: chat_message_queued comes first
         raise handlers.OutboundMessageNotYetStored(f"chat reply {data['chat_message_id']} is not stored yet")
-    handlers._record_state(message, state, details)
-    return message

@@ -912,12 +912,6 @@ def store_outbound_email(session: Session, outbox: Outbox, data: dict, state: st
     return message
 
 
-def _record_state(message: Message, state: str, details: dict) -> None:
-    flags = delivery.advanced(message.flags, state, details)
-    if flags is not None:
-        message.flags = flags
-
-
 # a delivery state in two statements built once, not an entity loaded and flushed (issue #16):
 # outbound's email_sent (and each deferral, failure and bounce) reads only the flags
 _MESSAGE_FLAGS = select(_M.flags).where(_M.id == bindparam("email_id")).with_for_update()

@@ -341,3 +341,35 @@ def test_forward_to_another_team_move_and_mark_as_spam(page, inbox, web):
     expect(support.get_by_role("link", name=re.compile("^Spam"))).to_have_text(re.compile("Spam\\s*1"))
     expect(conversation.get_by_role("button", name="Not spam")).to_be_visible()
     no_serious_violations(web, page, "a conversation marked as spam")
+
+
+def test_a_conversation_opened_while_an_action_reloads_another_stays_open(page, inbox, web):
+    """An action reloads its conversation (act → openConversation); a teammate who opens another
+    one before that answer arrives keeps the one they chose: the late answer does not cover it
+    (it did, and a CI run of the move-and-spam test above clicked into the moved conversation)."""
+    for subject in ("First question", "Second question"):
+        raw, _ = web.customer_mail(subject=subject)
+        web.deliver(inbox, raw)
+    web.sign_in(page, inbox.web_url)
+    support = page.get_by_role("region", name="Support")
+    support.get_by_role("link", name=re.compile("^Open")).click()
+    expect(support.get_by_role("link", name=re.compile("^Open"))).to_have_text(re.compile("Open\\s*2"), timeout=30_000)
+    conversation = page.get_by_role("region", name="Conversation")
+    conversation_button(page, "First question").click()
+    expect(conversation.get_by_role("heading", name="First question")).to_be_visible()
+
+    held = []  # the action's reload of "First question", answered only when the test says so
+    detail = re.compile(r"/api/conversations/[0-9a-f-]{36}$")
+    page.route(detail, lambda route: held.append(route) if not held else route.continue_())
+    conversation.get_by_role("button", name="Assign").click()
+    page.get_by_role("menuitem", name=re.compile("Assign to me")).click()
+    expect(page.get_by_role("status")).to_contain_text("Assigned to you")
+    until(page, lambda: held)
+
+    conversation_button(page, "Second question").click()
+    expect(conversation.get_by_role("heading", name="Second question")).to_be_visible()
+    with page.expect_response(detail):
+        held[0].continue_()
+    page.wait_for_timeout(500)  # the late answer has been read by now; a negative check needs a moment
+    expect(conversation.get_by_role("heading", name="Second question")).to_be_visible()
+    expect(conversation.get_by_role("heading", name="First question")).to_have_count(0)

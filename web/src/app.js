@@ -312,11 +312,15 @@ async function openConversation(id, { keepFocus = false } = {}) {
   state.selectedId = id;
   renderList();
   const conversation = await api("GET", `/api/conversations/${encodeURIComponent(id)}`);
+  // another conversation was opened meanwhile (e.g. clicked while an action reloaded this one):
+  // the later choice stands, a slower answer for the earlier one must not cover it
+  if (state.selectedId !== id) return;
   state.conversation = conversation;
   const listed = state.items.find((c) => c.id === id);
   if (conversation.unread === true || (listed && listed.unread === true)) markRead(id, true);
   const messages = await Promise.all(conversation.messages.map((m) => (m.has_html
     ? api("GET", `/api/messages/${encodeURIComponent(m.id)}`) : Promise.resolve(m))));
+  if (state.selectedId !== id) return;
   renderConversation(conversation, messages);
   if (!keepFocus) $("conversation").querySelector("h2").focus();
 }

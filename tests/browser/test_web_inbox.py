@@ -33,6 +33,20 @@ def conversation_button(page, subject):
     return page.get_by_role("list", name=re.compile("Support")).get_by_role("button").filter(has_text=subject)
 
 
+def support_open_with(page, inbox, web, *subjects):
+    """Customer mail with these subjects delivered, a member signed in, the Support inbox's Open
+    view listing them all; the Support region."""
+    for subject in subjects:
+        raw, _ = web.customer_mail(subject=subject)
+        web.deliver(inbox, raw)
+    web.sign_in(page, inbox.web_url)
+    support = page.get_by_role("region", name="Support")
+    support.get_by_role("link", name=re.compile("^Open")).click()
+    expect(support.get_by_role("link", name=re.compile("^Open"))).to_have_text(
+        re.compile(f"Open\\s*{len(subjects)}"), timeout=30_000)
+    return support
+
+
 def test_sign_in_see_new_mail_without_reload_and_reply_with_cc_threaded(page, inbox, web):
     page.goto(inbox.web_url)
     no_serious_violations(web, page, "the sign-in page")
@@ -305,14 +319,8 @@ def test_hostile_mail_runs_no_script_and_loads_nothing_remote_until_load_images(
 
 
 def test_forward_to_another_team_move_and_mark_as_spam(page, inbox, web):
-    for subject in ("Wrong team", "Buy cheap pills"):
-        raw, _ = web.customer_mail(subject=subject)
-        web.deliver(inbox, raw)
-    web.sign_in(page, inbox.web_url)
-    support = page.get_by_role("region", name="Support")
+    support = support_open_with(page, inbox, web, "Wrong team", "Buy cheap pills")
     billing = page.get_by_role("region", name="Billing")
-    support.get_by_role("link", name=re.compile("^Open")).click()
-    expect(support.get_by_role("link", name=re.compile("^Open"))).to_have_text(re.compile("Open\\s*2"), timeout=30_000)
     conversation = page.get_by_role("region", name="Conversation")
 
     conversation_button(page, "Wrong team").click()
@@ -347,13 +355,7 @@ def test_a_conversation_opened_while_an_action_reloads_another_stays_open(page, 
     """An action reloads its conversation (act → openConversation); a teammate who opens another
     one before that answer arrives keeps the one they chose: the late answer does not cover it
     (it did, and a CI run of the move-and-spam test above clicked into the moved conversation)."""
-    for subject in ("First question", "Second question"):
-        raw, _ = web.customer_mail(subject=subject)
-        web.deliver(inbox, raw)
-    web.sign_in(page, inbox.web_url)
-    support = page.get_by_role("region", name="Support")
-    support.get_by_role("link", name=re.compile("^Open")).click()
-    expect(support.get_by_role("link", name=re.compile("^Open"))).to_have_text(re.compile("Open\\s*2"), timeout=30_000)
+    support_open_with(page, inbox, web, "First question", "Second question")
     conversation = page.get_by_role("region", name="Conversation")
     conversation_button(page, "First question").click()
     expect(conversation.get_by_role("heading", name="First question")).to_be_visible()
